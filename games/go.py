@@ -174,7 +174,9 @@ class GoState:
         where = self.action_to_gtp(action)
         if self.board().flat[action] != EMPTY:
             return f"{where} is occupied"
-        probe = GoState(GoRules(self.size, self.rules.komi, superko=False), _arrays=(self.core, self.hist, self.past))
+        # The kernels read the superko flag from the state arrays, not from ``rules``: clear it on a copy.
+        probe = self.copy()
+        probe.core[layout.M_SUPERKO] = 0
         if not probe.is_legal(action):
             return f"{where} is suicide"
         return f"{where} repeats an earlier position (superko)"

@@ -1,0 +1,323 @@
+"""Array-based PUCT trees, many at once: select leaves, expand them, back their values up.
+
+The data model (structure of arrays, like mctx's ``Tree``), for ``T`` tree slots of ``M`` nodes and ``A``
+actions (``N * N + 1``: board points and pass):
+
+==================  ==================  ===========================================================
+field               shape, dtype        meaning
+==================  ==================  ===========================================================
+node_count          [T] int32           nodes in use; node ``ROOT`` (0) is the root
+visits              [T, M] int32        completed visits (the node's own evaluation counts as one)
+value_sum           [T, M] float64      sum of backed-up values, from the view of the player who moved
+                                        *into* the node (so a parent picks the child with the best mean)
+virtual_loss        [T, M] int32        selections in flight through the node (undone at backup)
+parent              [T, M] int32        parent node, ``NO_PARENT`` for the root
+action              [T, M] int32        action that led from the parent to the node
+status              [T, M] int8         ``UNEXPANDED``, ``PENDING`` (awaiting its evaluation),
+                                        ``EXPANDED`` or ``TERMINAL`` (game over: value from the rules)
+nn_value            [T, M] float32      the node's evaluation, from the view of its side to move
+children            [T, M, A] int32     child node per action, ``UNVISITED`` if none yet
+prior               [T, M, A] float32   policy prior per action, ``ILLEGAL`` (-1) for illegal moves
+root_noise          [T, A] float32      Dirichlet noise mixed into the root priors at root expansion
+noise_fraction      [T] float32         weight of that noise (0: none)
+==================  ==================  ===========================================================
+
+One simulation: copy the root state into a scratch row, walk down by PUCT (adding virtual loss), play
+the moves on the scratch state, stop at a node that is new (needs the network), terminal (scored by the
+rules) or pending in this same batch (a collision: the walk is undone and dropped). After the
+evaluator has answered, ``expand_and_backup`` sets priors from the policy (masked to legal moves,
+renormalised) and adds the value along the path, alternating sign, removing the virtual loss.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from .board import copy_state, is_legal_point, play, winner
+from .features import encode
+from .layout import BLOOM_WORDS, EMPTY, M_GAME_OVER, M_KOMI_X2, M_MOVE_NUMBER, M_SIZE, M_TO_PLAY
+
+ROOT = 0
+NO_PARENT = -1
+UNVISITED = -1
+ILLEGAL = np.float32(-1.0)
+
+UNEXPANDED = 0
+PENDING = 1
+EXPANDED = 2
+TERMINAL = 3
+
+# What a selected leaf needs next.
+LEAF_EVAL = 0  # the network
+LEAF_TERMINAL = 1  # nothing: its value comes from the rules
+
+KEY_HISTORY = 8  # positions mixed into a leaf's NN-cache key (the network sees the last 8 boards)
+
+
+@njit(cache=True)
+def reset_tree(t, node_count, visits, value_sum, virtual_loss, parent, action, status, children, prior):
+    """Make slot ``t`` a fresh tree whose root is unexpanded (only the root's rows are cleared; a node
+    is initialised when it is allocated)."""
+    node_count[t] = 1
+    visits[t, 0] = 0
+    value_sum[t, 0] = 0.0
+    virtual_loss[t, 0] = 0
+    parent[t, 0] = NO_PARENT
+    action[t, 0] = -1
+    status[t, 0] = UNEXPANDED
+    children[t, 0, :] = UNVISITED
+    prior[t, 0, :] = ILLEGAL
+
+
+@njit(cache=True)
+def _mix64(x):
+    # splitmix64 finaliser
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
+
+
+@njit(cache=True)
+def input_key(core, hist):
+    """64-bit key of the exact network input: the last ``KEY_HISTORY`` position hashes (an empty board
+    before the first move, as the planes show it), the side to move, board size and komi."""
+    n = core[M_MOVE_NUMBER]
+    k = _mix64(np.uint64(core[M_TO_PLAY]) + np.uint64(core[M_SIZE]) * np.uint64(16) + np.uint64(core[M_KOMI_X2] + 4096) * np.uint64(65536))
+    for i in range(KEY_HISTORY):
+        j = n - i
+        h = hist[BLOOM_WORDS + j] if j >= 0 else np.uint64(0)
+        k = _mix64(k ^ (h + np.uint64(i + 1) * np.uint64(0x9E3779B97F4A7C15)))
+    if k == np.uint64(0):
+        k = np.uint64(1)
+    return k
+
+
+@njit(cache=True)
+def _pick_child(t, node, visits, value_sum, virtual_loss, children, prior, c_puct, fpu_reduction, vl_value):
+    """PUCT over the legal actions of an expanded node (ties: lowest action)."""
+    num_actions = prior.shape[2]
+    parent_n = visits[t, node] + virtual_loss[t, node]
+    # value of the node for the player to move there = minus the value for the player who moved into it
+    if visits[t, node] > 0:
+        parent_q = -value_sum[t, node] / visits[t, node]
+    else:
+        parent_q = 0.0
+    visited_mass = 0.0
+    for a in range(num_actions):
+        c = children[t, node, a]
+        if c >= 0 and visits[t, c] + virtual_loss[t, c] > 0:
+            visited_mass += prior[t, node, a]
+    fpu = parent_q - fpu_reduction * math.sqrt(visited_mass)
+    explore = c_puct * math.sqrt(max(parent_n, 1))
+    best = -1
+    best_score = -1e30
+    for a in range(num_actions):
+        p = prior[t, node, a]
+        if p < 0.0:
+            continue
+        c = children[t, node, a]
+        n = 0
+        q = fpu
+        if c >= 0:
+            n = visits[t, c] + virtual_loss[t, c]
+            if n > 0:
+                q = (value_sum[t, c] - vl_value * virtual_loss[t, c]) / n
+        score = q + explore * p / (1 + n)
+        if score > best_score:
+            best_score = score
+            best = a
+    return best
+
+
+@njit(cache=True)
+def _undo_path(t, node, virtual_loss, parent):
+    while node != NO_PARENT:
+        virtual_loss[t, node] -= 1
+        node = parent[t, node]
+
+
+@njit(cache=True)
+def select_leaves(
+    slots, wanted,
+    node_count, visits, value_sum, virtual_loss, parent, action, status, children, prior,
+    root_core, root_hist, root_past,
+    scratch_core, scratch_hist, scratch_past,
+    leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_key, leaf_move_number,
+    c_puct, fpu_reduction, vl_value,
+):
+    """Select ``wanted[i]`` leaves in tree ``slots[i]``, skipping trees whose batch does not fit in the
+    scratch rows left (callers list the trees that matter most first).
+
+    Returns ``(leaves, collisions)``. Leaf ``j`` is described by ``leaf_*[j]`` and its position is
+    scratch row ``j``. ``leaf_move_number`` is the root's move number (cache statistics by game phase).
+    """
+    max_leaves = scratch_core.shape[0]
+    max_nodes = visits.shape[1]
+    n = 0
+    collisions = 0
+    for i in range(slots.shape[0]):
+        t = slots[i]
+        if n + wanted[i] > max_leaves:
+            # A tree's batch is all or nothing, so its sequence of batches (hence its result) never
+            # depends on what else shares the evaluator: the base of lossless speculation.
+            continue
+        for _ in range(wanted[i]):
+            copy_state(root_core[t], root_hist[t], root_past[t], scratch_core[n], scratch_hist[n], scratch_past[n])
+            node = ROOT
+            virtual_loss[t, node] += 1
+            collided = False
+            while True:
+                st = status[t, node]
+                if st == EXPANDED:
+                    a = _pick_child(t, node, visits, value_sum, virtual_loss, children, prior, c_puct, fpu_reduction, vl_value)
+                    child = children[t, node, a]
+                    if child < 0:
+                        child = node_count[t]
+                        if child >= max_nodes:  # tree full: stop selecting in this tree
+                            _undo_path(t, node, virtual_loss, parent)
+                            collided = True
+                            break
+                        node_count[t] = child + 1
+                        visits[t, child] = 0
+                        value_sum[t, child] = 0.0
+                        virtual_loss[t, child] = 0
+                        parent[t, child] = node
+                        action[t, child] = a
+                        status[t, child] = UNEXPANDED
+                        children[t, child, :] = UNVISITED
+                        prior[t, child, :] = ILLEGAL
+                        children[t, node, a] = child
+                    play(scratch_core[n], scratch_hist[n], scratch_past[n], a)
+                    node = child
+                    virtual_loss[t, node] += 1
+                    continue
+                if st == PENDING:
+                    _undo_path(t, node, virtual_loss, parent)
+                    collided = True
+                    break
+                break
+            if collided:
+                collisions += 1
+                continue
+            leaf_slot[n] = t
+            leaf_node[n] = node
+            leaf_move_number[n] = root_core[t, M_MOVE_NUMBER]
+            core = scratch_core[n]
+            if status[t, node] == TERMINAL or core[M_GAME_OVER] != 0:
+                status[t, node] = TERMINAL
+                w = winner(core)
+                leaf_kind[n] = LEAF_TERMINAL
+                leaf_value[n] = 0.0 if w == EMPTY else (1.0 if w == core[M_TO_PLAY] else -1.0)
+                leaf_key[n] = np.uint64(0)
+            else:
+                status[t, node] = PENDING
+                leaf_kind[n] = LEAF_EVAL
+                leaf_value[n] = 0.0
+                leaf_key[n] = input_key(core, scratch_hist[n])
+            n += 1
+    return n, collisions
+
+
+@njit(cache=True)
+def encode_leaves(scratch_core, scratch_past, rows, out):
+    """Feature planes of scratch rows ``rows`` into ``out[0 : len(rows)]``."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        encode(scratch_core[r], scratch_past[r], out[i])
+
+
+@njit(cache=True)
+def expand_and_backup(
+    n,
+    node_count, visits, value_sum, virtual_loss, parent, status, nn_value, prior, root_noise, noise_fraction,
+    scratch_core, scratch_hist,
+    leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_policy,
+):
+    """Expand evaluated leaves (legal-masked, renormalised priors; root noise) and back up all values.
+
+    ``leaf_policy[j]`` / ``leaf_value[j]`` are the network's output for leaf ``j`` (value from the view of
+    the side to move at the leaf); terminal leaves carry their rules value in ``leaf_value``.
+    """
+    num_actions = prior.shape[2]
+    size = scratch_core[0, M_SIZE] if n > 0 else 0
+    width = size + 2
+    for j in range(n):
+        t = leaf_slot[j]
+        node = leaf_node[j]
+        v = leaf_value[j]
+        if leaf_kind[j] == LEAF_EVAL:
+            core = scratch_core[j]
+            hist = scratch_hist[j]
+            total = 0.0
+            for a in range(num_actions - 1):
+                point = (a // size + 1) * width + a % size + 1
+                if is_legal_point(core, hist, point):
+                    p = leaf_policy[j, a]
+                    prior[t, node, a] = p
+                    total += p
+                else:
+                    prior[t, node, a] = ILLEGAL
+            prior[t, node, num_actions - 1] = leaf_policy[j, num_actions - 1]  # pass is always legal
+            total += leaf_policy[j, num_actions - 1]
+            legal = 0
+            for a in range(num_actions):
+                if prior[t, node, a] >= 0.0:
+                    legal += 1
+            for a in range(num_actions):
+                if prior[t, node, a] >= 0.0:
+                    prior[t, node, a] = prior[t, node, a] / total if total > 0.0 else 1.0 / legal
+            eps = noise_fraction[t]
+            if node == ROOT and eps > 0.0:
+                for a in range(num_actions):
+                    if prior[t, node, a] >= 0.0:
+                        prior[t, node, a] = (1.0 - eps) * prior[t, node, a] + eps * root_noise[t, a]
+            status[t, node] = EXPANDED
+        nn_value[t, node] = v
+        w = -v  # for the player who moved into the leaf
+        cur = node
+        while cur != NO_PARENT:
+            visits[t, cur] += 1
+            value_sum[t, cur] += w
+            virtual_loss[t, cur] -= 1
+            w = -w
+            cur = parent[t, cur]
+
+
+@njit(cache=True)
+def root_visit_counts(t, visits, children, out):
+    """Visits of each root child (0 for unvisited and illegal actions)."""
+    for a in range(out.shape[0]):
+        c = children[t, ROOT, a]
+        out[a] = visits[t, c] if c >= 0 else 0
+
+
+@njit(cache=True)
+def pick_from_counts(counts, temperature, uniform):
+    """The move from visit counts: argmax (lowest action on ties) when ``temperature`` is 0, else the
+    action where ``uniform`` falls in the cumulative distribution of ``counts ** (1 / temperature)``.
+    Speculation applies the same pre-drawn ``uniform`` to partial counts to predict the final pick."""
+    best = 0
+    total = 0.0
+    for a in range(counts.shape[0]):
+        if counts[a] > counts[best]:
+            best = a
+    if temperature <= 0.0 or counts[best] == 0:
+        return best
+    inv = 1.0 / temperature
+    top = counts[best]
+    for a in range(counts.shape[0]):
+        if counts[a] > 0:
+            total += (counts[a] / top) ** inv
+    target = uniform * total
+    acc = 0.0
+    last = best
+    for a in range(counts.shape[0]):
+        if counts[a] > 0:
+            acc += (counts[a] / top) ** inv
+            last = a
+            if acc > target:
+                return a
+    return last

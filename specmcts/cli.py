@@ -1,0 +1,368 @@
+"""Command line: ``specmcts selfplay|train|run|eval|gtp|bench|model``.
+
+Every subcommand is two functions registered in ``COMMANDS``:
+
+- ``add_<name>_arguments(parser)`` declares its flags (shared ones come from ``_add_common``),
+- ``cmd_<name>(args) -> int`` runs it and returns the exit status.
+
+To implement a subcommand, replace its ``cmd_<name>`` body (typically a lazy import of the module that does
+the work, so ``specmcts --help`` stays fast and never imports torch) and drop the ``@_stub`` marker.
+
+Exit statuses: 0 success, 1 failure, 2 usage error or not implemented yet, 130 interrupted (Ctrl-C).
+Flags left at ``None`` mean "take it from the config": defaults < ``--config FILE`` < explicit flags < ``--set``.
+``--set KEY=VALUE`` (repeatable) arrives as ``args.overrides``, a list of raw ``"key=value"`` strings.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+from specmcts import __version__
+
+PROG = "specmcts"
+MIN_BOARD = 5  # native.layout.MIN_SIZE / MAX_SIZE, repeated here so --help imports nothing heavy
+MAX_BOARD = 19
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CommandError(Exception):
+    """A failure the user can act on: printed as one line ``specmcts <cmd>: message``, no traceback."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# ----------------------------------------------------------------------------------------------
+# Flag types
+
+
+def _board_size(text: str) -> int:
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"board size must be an integer, got {text!r}") from None
+    if not MIN_BOARD <= size <= MAX_BOARD:
+        raise argparse.ArgumentTypeError(f"board size must be {MIN_BOARD}..{MAX_BOARD}, got {size}")
+    return size
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def _device(text: str) -> str:
+    if not _DEVICE_RE.match(text):
+        raise argparse.ArgumentTypeError(f"device must be auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
+def _override(text: str) -> str:
+    """``--set section.key=value``; the value is parsed as YAML by the config loader."""
+    key, sep, _ = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected key=value (e.g. search.sims=400), got {text!r}")
+    return text
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared flags
+
+
+def _add_common(
+    parser: argparse.ArgumentParser,
+    *,
+    board=True,
+    games=False,
+    sims=False,
+    speculate=False,
+    device=True,
+    model=False,
+    out=False,
+    json=True,
+    model_help="checkpoint to load (default: latest in the run directory, else a fresh net)",
+    games_help="number of games",
+) -> None:
+    """The flags DESIGN.md promises on every subcommand that makes sense of them."""
+    g = parser.add_argument_group("common options")
+    if board:
+        g.add_argument("--board", type=_board_size, metavar="N",
+                       help=f"board size {MIN_BOARD}..{MAX_BOARD} (default: from the config; 9)")
+    if games:
+        g.add_argument("--games", type=_positive_int, metavar="N", help=games_help)
+    if sims:
+        g.add_argument("--sims", type=_positive_int, metavar="N", help="MCTS simulations per move")
+    if speculate:
+        g.add_argument("--speculate", type=_non_negative_int, metavar="K",
+                       help="speculative look-ahead depth: search up to K moves ahead of the committed one "
+                            "(0 = off; records are identical to K=0)")
+    if device:
+        g.add_argument("--device", type=_device, metavar="auto|cpu|cuda",
+                       help="where the network runs (default: auto = cuda if available, else cpu)")
+    if model:
+        g.add_argument("--model", metavar="PATH", help=model_help)
+    if out:
+        g.add_argument("--out", metavar="DIR", help="output directory (default: runs/<name>/)")
+    g.add_argument("--config", metavar="FILE",
+                   help="YAML config (default: the preset for the board size, e.g. configs/go9.yaml)")
+    g.add_argument("--seed", type=int, metavar="S", help="random seed (default: from the config)")
+    g.add_argument("--set", dest="overrides", action="append", default=[], type=_override,
+                   metavar="KEY=VALUE", help="override one config value, e.g. --set search.sims=400 (repeatable)")
+    if json:
+        g.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
+
+
+# ----------------------------------------------------------------------------------------------
+# Subcommands: arguments
+
+
+def add_selfplay_arguments(p: argparse.ArgumentParser) -> None:
+    _add_common(p, games=True, sims=True, speculate=True, model=True, out=True,
+                games_help="games to play (default: from the config)")
+    p.add_argument("--name", metavar="NAME", help="run name: output goes to runs/<NAME>/ (default: go<board>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    _add_common(p, model=True, out=True, model_help="checkpoint to start from (default: latest in the run, else fresh)")
+    p.add_argument("--data", metavar="DIR", help="training shards to read (default: <run>/data/)")
+    p.add_argument("--steps", type=_positive_int, metavar="N", help="optimizer steps (default: from the config)")
+    p.add_argument("--batch-size", type=_positive_int, metavar="N", help="training batch size")
+    p.add_argument("--name", metavar="NAME", help="run name (default: go<board>)")
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    _add_common(p, games=True, sims=True, speculate=True, model=True, out=True,
+                games_help="self-play games per generation")
+    p.add_argument("--generations", type=_positive_int, metavar="N",
+                   help="self-play -> train -> gate cycles (default: until interrupted)")
+    p.add_argument("--name", metavar="NAME", help="run name (default: go<board>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    _add_common(p, games=True, sims=True, speculate=True, model=True, out=True,
+                model_help="checkpoint to evaluate", games_help="games in the match")
+    p.add_argument("--opponent", metavar="WHO", default="gnugo",
+                   help="gnugo, random, a checkpoint PATH, or 'gtp:<command line>' (default: gnugo)")
+    p.add_argument("--gnugo-level", type=_non_negative_int, metavar="L", default=1,
+                   help="GnuGo strength 0..10 (default: 1)")
+
+
+def add_gtp_arguments(p: argparse.ArgumentParser) -> None:
+    _add_common(p, sims=True, speculate=True, model=True, json=False, model_help="checkpoint to play with")
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", nargs="?", choices=("rules", "search", "speculation", "network"), default="rules",
+                   help="what to measure (default: rules; see also tools/bench_*.py)")
+    _add_common(p, sims=True, speculate=True, model=True)
+    p.add_argument("--seconds", type=float, metavar="S", help="time budget")
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("info", "init", "export"),
+                   help="info: describe a checkpoint; init: write a fresh net; export: weights for inference")
+    p.add_argument("path", nargs="?", metavar="PATH", help="checkpoint to read or write")
+    _add_common(p, json=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Subcommands: implementations
+
+
+def _not_implemented(name: str) -> int:
+    print(f"{PROG} {name}: not implemented yet", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _stub(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Marks a ``cmd_*`` that only reports "not implemented yet" (tests look for the mark)."""
+    fn.stub = True  # type: ignore[attr-defined]
+    return fn
+
+
+def config_from_args(args: argparse.Namespace):
+    """Defaults < ``--config`` (else the board's preset) < explicit flags < ``--set``; on a CPU with no
+    ``--config`` the CPU fallback (small net, few simulations) sits under the flags."""
+    from specmcts.config import CPU_FALLBACK, ConfigError, load_config, preset_for_board, resolve_device
+
+    board = getattr(args, "board", None)
+    source = args.config or preset_for_board(board or 9)
+    flags = []
+    for flag, key in (("board", "game.board"), ("games", "selfplay.games"), ("sims", "search.sims"),
+                      ("speculate", "search.speculate"), ("device", "evaluator.device"), ("seed", "seed")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            flags.append(f"{key}={value}")
+    try:
+        cfg = load_config(source, flags + list(args.overrides))
+        if args.config is None and resolve_device(cfg.evaluator.device) == "cpu":
+            cfg = load_config(source, CPU_FALLBACK + flags + list(args.overrides))
+            cfg.cpu_fallback = True
+    except ConfigError as err:
+        raise CommandError(str(err), EXIT_USAGE) from None
+    return cfg
+
+
+def cmd_selfplay(args: argparse.Namespace) -> int:
+    import json as json_module
+    from pathlib import Path
+
+    from specmcts.selfplay import format_summary, run_selfplay
+
+    cfg = config_from_args(args)
+    out = Path(args.out) if args.out else Path("runs") / (args.name or f"go{cfg.game.board}")
+    if getattr(cfg, "cpu_fallback", False) and not args.json:
+        print(f"{PROG} selfplay: no GPU, using the CPU defaults (net {cfg.net.blocks}x{cfg.net.channels}, "
+              f"{cfg.search.sims} sims, {cfg.selfplay.games} games); --config configs/go9.yaml for the full preset",
+              file=sys.stderr)
+    try:
+        summary = run_selfplay(cfg, out, model_path=args.model, progress=not (args.quiet or args.json))
+    except (ValueError, OSError) as err:
+        raise CommandError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+    print(json_module.dumps(summary, default=float, sort_keys=True) if args.json else format_summary(summary))
+    return EXIT_OK
+
+
+@_stub
+def cmd_train(args: argparse.Namespace) -> int:
+    return _not_implemented("train")
+
+
+@_stub
+def cmd_run(args: argparse.Namespace) -> int:
+    return _not_implemented("run")
+
+
+@_stub
+def cmd_eval(args: argparse.Namespace) -> int:
+    return _not_implemented("eval")
+
+
+@_stub
+def cmd_gtp(args: argparse.Namespace) -> int:
+    return _not_implemented("gtp")
+
+
+@_stub
+def cmd_bench(args: argparse.Namespace) -> int:
+    # Until this lands: python tools/bench_rules.py (random-play moves/s per core, vs OpenSpiel).
+    return _not_implemented("bench")
+
+
+@_stub
+def cmd_model(args: argparse.Namespace) -> int:
+    return _not_implemented("model")
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: dict[str, Command] = {
+    "selfplay": Command(
+        "play games with MCTS + the current net; write SGF and training shards",
+        "Self-play on many concurrent games. With no arguments beyond --board it uses the board's preset config "
+        "and a fresh net when no checkpoint exists, and writes runs/<name>/{sgf,data,tb}/.",
+        add_selfplay_arguments, cmd_selfplay),
+    "train": Command(
+        "train the network on self-play shards",
+        "Train the policy/value network on the replay window of training shards; writes checkpoints.",
+        add_train_arguments, cmd_train),
+    "run": Command(
+        "the full loop: self-play -> train -> gate, repeated",
+        "Run the AlphaZero loop: self-play, training and gating in one process (or Ray actors).",
+        add_run_arguments, cmd_run),
+    "eval": Command(
+        "play a match against GnuGo, random or another checkpoint; report Elo",
+        "Play a match and report the score with a confidence interval and an Elo estimate.",
+        add_eval_arguments, cmd_eval),
+    "gtp": Command(
+        "speak GTP v2 on stdin/stdout (for GUIs and match tools)",
+        "GTP v2 engine on stdin/stdout, with lz-analyze / kata-analyze for GUIs.",
+        add_gtp_arguments, cmd_gtp),
+    "bench": Command(
+        "measure rules, search, speculation or network throughput",
+        "Benchmarks. Until this subcommand lands, run tools/bench_rules.py directly.",
+        add_bench_arguments, cmd_bench),
+    "model": Command(
+        "inspect, create or export checkpoints",
+        "Checkpoint utilities: describe one, write a fresh net, or export weights for inference.",
+        add_model_arguments, cmd_model),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="AlphaZero-style Go self-play with speculative (inter-decision) parallel MCTS.",
+        epilog=f"Run '{PROG} <command> --help' for the flags of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", title="commands")
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.description)
+        command.add_arguments(p)
+        p.set_defaults(_command=name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exit_:  # --help, --version, usage errors: return the status instead of exiting
+            code = exit_.code
+            return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_USAGE)
+        name = getattr(args, "_command", None)
+        if name is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        try:
+            return int(COMMANDS[name].run(args) or EXIT_OK)
+        except CommandError as err:
+            print(f"{PROG} {name}: {err}", file=sys.stderr)
+            return err.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

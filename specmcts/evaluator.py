@@ -1,0 +1,340 @@
+"""Batched network evaluation: the search writes leaf planes into ``inputs``, one call evaluates them all.
+
+Contract (what ``search`` relies on)::
+
+    ev.inputs            uint8 [max_batch, num_planes, N, N], preallocated (pinned host memory on CUDA);
+                         the caller writes the planes of its leaves into rows 0..n-1
+    ev.evaluate(n)       -> (policy float32 [n, N*N+1], value float32 [n]): softmax over all actions
+                         (unmasked) and the value in [-1, 1] from the side to move's point of view;
+                         views of preallocated buffers, valid until the next call
+    ev.evals, ev.batches rows evaluated, non-empty calls made
+    ev.model_id          id of the weights (stored in training shards; clear the NN cache when it changes)
+
+Implementations:
+
+- ``NetEvaluator``: a ``PolicyValueNet``. On CPU, float32 eager PyTorch over a float copy of ``inputs``.
+  On CUDA (DESIGN.md section 4): channels_last, bf16 autocast, and one captured CUDA graph per batch size in
+  ``graph_batch_sizes(max_batch)`` (1, 2, 4, ..., max_batch); a call copies ``inputs[:n]`` host->device
+  without blocking, replays the graph of the next captured size >= n (rows n.. hold stale inputs whose outputs
+  are ignored; BatchNorm runs in eval mode, so rows do not interact), copies the outputs into pinned host
+  buffers and synchronizes once. Eager PyTorch at batch 1 costs 1-3 ms against 0.2-0.8 ms for a graph.
+- ``UniformEvaluator``: uniform policy, constant value (pure-search benchmarks, tactical tests).
+- ``HashEvaluator``: pseudo-random policy/value that are a function of each row's bytes alone (numba), so a
+  row's output does not depend on the batch it came in: the reference for exactness tests of speculation.
+
+Note on exactness: a real net's output for a row can differ in the last bits with the batch size it was
+computed at (different kernels are picked per shape, more so in bf16 on GPU). The NN cache returns exactly
+what was inserted; "cached == fresh" is bit-exact only for evaluators like ``HashEvaluator``.
+"""
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+import torch
+
+from native import nncache as native_nncache
+from native.features import NUM_PLANES
+from specmcts.config import Config, EvaluatorConfig, NetConfig
+from specmcts.network import PolicyValueNet, build_net
+
+GRAPH_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+_AUTOCAST_DTYPES = {
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "float32": None, "fp32": None, "float": None,
+}
+
+
+def graph_batch_sizes(max_batch: int) -> tuple[int, ...]:
+    """Batch sizes to capture: powers of two below ``max_batch``, then ``max_batch`` itself."""
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    sizes = []
+    b = 1
+    while b < max_batch:
+        sizes.append(b)
+        b *= 2
+    sizes.append(max_batch)
+    return tuple(sizes)
+
+
+def padded_batch_size(n: int, sizes: tuple[int, ...]) -> int:
+    """The smallest size in ``sizes`` (sorted ascending) that holds ``n`` rows."""
+    if n < 1:
+        raise ValueError(f"batch of {n} rows: nothing to pad")
+    i = bisect.bisect_left(sizes, n)
+    if i == len(sizes):
+        raise ValueError(f"batch of {n} rows exceeds the largest captured size {sizes[-1]}")
+    return sizes[i]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> cuda if available, else cpu; asking for cuda without a GPU is an error that says so."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but no CUDA GPU is available (torch {torch.__version__})")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
+    return dev
+
+
+class Evaluator:
+    """Base class: owns ``inputs`` and the output buffers, checks ``n`` and keeps the counters."""
+
+    model_id: str = "none"
+
+    def __init__(self, board_size: int, max_batch: int, num_planes: int = NUM_PLANES):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.board_size = int(board_size)
+        self.num_actions = self.board_size * self.board_size + 1
+        self.num_planes = int(num_planes)
+        self.max_batch = int(max_batch)
+        self.evals = 0
+        self.batches = 0
+        self.inputs = self._host_buffer((self.max_batch, self.num_planes, self.board_size, self.board_size), np.uint8)
+        self._policy = self._host_buffer((self.max_batch, self.num_actions), np.float32)
+        self._value = self._host_buffer((self.max_batch,), np.float32)
+
+    def _host_buffer(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """Zeroed host array; subclasses that copy to a device return pinned memory."""
+        return np.zeros(shape, dtype)
+
+    def evaluate(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        n = int(n)
+        if not 0 <= n <= self.max_batch:
+            raise ValueError(f"evaluate({n}): n must be in 0..{self.max_batch}")
+        if n:
+            self._forward(n)
+            self.evals += n
+            self.batches += 1
+        return self._policy[:n], self._value[:n]
+
+    def _forward(self, n: int) -> None:
+        """Fill ``self._policy[:n]`` and ``self._value[:n]`` from ``self.inputs[:n]``."""
+        raise NotImplementedError
+
+    def reset_counters(self) -> None:
+        self.evals = 0
+        self.batches = 0
+
+    def close(self) -> None:
+        """Release device resources (CUDA graphs); the evaluator is unusable afterwards."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class UniformEvaluator(Evaluator):
+    """Uniform policy over all N*N+1 actions and a constant value: search without a network."""
+
+    def __init__(self, board_size: int, value: float = 0.0, max_batch: int = 512, num_planes: int = NUM_PLANES):
+        if not -1.0 <= value <= 1.0:
+            raise ValueError(f"value must be in [-1, 1], got {value}")
+        super().__init__(board_size, max_batch, num_planes)
+        self.constant_value = np.float32(value)
+        self.model_id = f"uniform(v={value:g})"
+
+    def _forward(self, n: int) -> None:
+        # Refilled on every call: callers may have modified the returned views in place (e.g. noise).
+        self._policy[:n] = np.float32(1.0 / self.num_actions)
+        self._value[:n] = self.constant_value
+
+
+class HashEvaluator(Evaluator):
+    """Pseudo-random policy/value, a function of each input row's exact bytes and ``seed`` only: the same
+    planes give bit-identical outputs in any batch, at any position in it."""
+
+    def __init__(self, board_size: int, seed: int = 0, max_batch: int = 512, num_planes: int = NUM_PLANES):
+        super().__init__(board_size, max_batch, num_planes)
+        self.seed = int(seed)
+        self._seed = native_nncache.seed_u64(seed)
+        self._rows = self.inputs.reshape(self.max_batch, -1)  # a view: rows are C*N*N bytes
+        self.model_id = f"hash(seed={seed})"
+
+    def _forward(self, n: int) -> None:
+        native_nncache.hash_evaluate(self._rows[:n], self._seed, self._policy[:n], self._value[:n])
+
+
+class NetEvaluator(Evaluator):
+    """A ``PolicyValueNet`` behind the ``Evaluator`` contract.
+
+    The net is moved to ``device`` and put in eval mode in place (on CUDA also to channels_last), so a trainer
+    sharing it sees the same parameters. To change weights later use ``load_state_dict``: it copies in place,
+    which keeps the captured CUDA graphs valid. ``dtype`` (autocast dtype: bfloat16, float16 or float32) applies
+    to CUDA; CPU always computes in float32. ``cudnn_benchmark`` turns on ``torch.backends.cudnn.benchmark``
+    (process-wide) before the graphs are captured, so each captured size gets its fastest kernels."""
+
+    def __init__(self, net: PolicyValueNet, device: str | torch.device = "cpu", max_batch: int = 512,
+                 cuda_graphs: bool = True, dtype: str = "bfloat16", cudnn_benchmark: bool = True):
+        self.device = resolve_device(device)
+        self._cuda = self.device.type == "cuda"
+        if dtype not in _AUTOCAST_DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(_AUTOCAST_DTYPES)}, got {dtype!r}")
+        self.dtype = dtype
+        self._amp_dtype = _AUTOCAST_DTYPES[dtype] if self._cuda else None
+        self.cuda_graphs = bool(cuda_graphs) and self._cuda
+        self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self._graph_sizes: tuple[int, ...] = ()
+        self.net = net.to(self.device).eval()
+        self._pinned: list[torch.Tensor] = []
+        super().__init__(net.board_size, max_batch, net.num_planes)
+        self.model_id = net.model_id
+        if self._cuda:  # the pinned tensors behind inputs, _policy, _value (allocated in that order)
+            self._inputs_t, self._policy_t, self._value_t = self._pinned
+        else:  # torch views of the numpy buffers (shared memory, no copies)
+            self._inputs_t = torch.from_numpy(self.inputs)
+            self._policy_t = torch.from_numpy(self._policy)
+            self._value_t = torch.from_numpy(self._value)
+        if self._cuda:
+            self._setup_cuda(cudnn_benchmark)
+        else:
+            self._x = torch.zeros(self.inputs.shape, dtype=torch.float32)
+
+    def _host_buffer(self, shape, dtype) -> np.ndarray:
+        if not self._cuda:
+            return np.zeros(shape, dtype)
+        # Pinned: host<->device copies are true DMA transfers and can run without blocking.
+        torch_dtype = {np.dtype(np.uint8): torch.uint8, np.dtype(np.float32): torch.float32}[np.dtype(dtype)]
+        tensor = torch.zeros(shape, dtype=torch_dtype, pin_memory=True)
+        self._pinned.append(tensor)
+        return tensor.numpy()
+
+    # -- CPU -----------------------------------------------------------------------------------
+    def _forward_cpu(self, n: int) -> None:
+        with torch.inference_mode():
+            x = self._x[:n]
+            x.copy_(self._inputs_t[:n])  # uint8 -> float32 into the preallocated tensor
+            logits, value = self.net(x)
+            self._policy_t[:n].copy_(torch.softmax(logits.float(), dim=1))
+            self._value_t[:n].copy_(value.float())
+
+    # -- CUDA ----------------------------------------------------------------------------------
+    def _setup_cuda(self, cudnn_benchmark: bool) -> None:
+        dev = self.device
+        if cudnn_benchmark:
+            torch.backends.cudnn.benchmark = True
+        self.net.to(memory_format=torch.channels_last)
+        shape = self.inputs.shape
+        compute_dtype = self._amp_dtype or torch.float32
+        # Static device buffers: graphs read and write these addresses on every replay.
+        self._dev_in = torch.zeros(shape, dtype=torch.uint8, device=dev)
+        self._dev_x = torch.zeros(shape, dtype=compute_dtype, device=dev).contiguous(
+            memory_format=torch.channels_last)
+        self._dev_policy = torch.zeros((self.max_batch, self.num_actions), dtype=torch.float32, device=dev)
+        self._dev_value = torch.zeros((self.max_batch,), dtype=torch.float32, device=dev)
+        self._stream = torch.cuda.Stream(device=dev)
+        self._stream.wait_stream(torch.cuda.current_stream(dev))  # weights were just moved on that stream
+        if self.cuda_graphs:
+            self._capture_graphs()
+
+    def _compute(self, b: int) -> None:
+        """Device-only work for a batch of ``b`` rows of ``_dev_in``: what a graph captures."""
+        x = self._dev_x[:b]
+        x.copy_(self._dev_in[:b])  # uint8 -> compute dtype, NCHW -> channels_last, one kernel
+        with torch.autocast("cuda", dtype=self._amp_dtype or torch.bfloat16, enabled=self._amp_dtype is not None,
+                            cache_enabled=False):  # the autocast weight cache must stay off under capture
+            logits, value = self.net(x)
+        self._dev_policy[:b].copy_(torch.softmax(logits.float(), dim=1))
+        self._dev_value[:b].copy_(value.float())
+
+    def _capture_graphs(self) -> None:
+        self._graph_sizes = graph_batch_sizes(self.max_batch)
+        pool = torch.cuda.graph_pool_handle()
+        order = sorted(self._graph_sizes, reverse=True)  # largest first: smaller graphs reuse its memory
+        with torch.no_grad(), torch.cuda.stream(self._stream):
+            for b in order:  # warm up on the side stream: cuDNN autotuning and lazy init happen outside capture
+                for _ in range(2):
+                    self._compute(b)
+        self._stream.synchronize()
+        with torch.no_grad():
+            for b in order:
+                graph = torch.cuda.CUDAGraph()
+                # Graphs share one memory pool: they are replayed one at a time on one stream, and nothing
+                # allocated inside a graph outlives its replay (outputs land in the static buffers).
+                with torch.cuda.graph(graph, pool=pool, stream=self._stream):
+                    self._compute(b)
+                self._graphs[b] = graph
+        self._stream.synchronize()
+
+    def _forward_cuda(self, n: int) -> None:
+        stream = self._stream
+        stream.wait_stream(torch.cuda.current_stream(self.device))  # e.g. weights updated by a trainer
+        with torch.cuda.stream(stream):
+            self._dev_in[:n].copy_(self._inputs_t[:n], non_blocking=True)
+            if self.cuda_graphs:
+                self._graphs[padded_batch_size(n, self._graph_sizes)].replay()
+            else:
+                with torch.inference_mode():
+                    self._compute(n)
+            self._policy_t[:n].copy_(self._dev_policy[:n], non_blocking=True)
+            self._value_t[:n].copy_(self._dev_value[:n], non_blocking=True)
+        stream.synchronize()  # the one sync per call: outputs are in host memory after it
+
+    # -- common --------------------------------------------------------------------------------
+    def _forward(self, n: int) -> None:
+        if self._cuda:
+            self._forward_cuda(n)
+        else:
+            self._forward_cpu(n)
+
+    @property
+    def graph_sizes(self) -> tuple[int, ...]:
+        """Captured batch sizes (empty without CUDA graphs)."""
+        return self._graph_sizes
+
+    def padded_size(self, n: int) -> int:
+        """Rows the device actually computes for a call with ``n`` rows."""
+        return padded_batch_size(n, self._graph_sizes) if self.cuda_graphs else n
+
+    def load_state_dict(self, state_dict: dict, model_id: str | None = None) -> None:
+        """New weights, copied in place into the existing parameters (captured graphs stay valid)."""
+        with torch.no_grad():
+            self.net.load_state_dict(state_dict)
+        if model_id is not None:
+            self.net.model_id = model_id
+        self.model_id = self.net.model_id
+
+    def close(self) -> None:
+        self._graphs.clear()
+        self._graph_sizes = ()
+        self.cuda_graphs = False
+
+    def __repr__(self) -> str:
+        mode = (f"{self.dtype}, graphs {self._graph_sizes[0]}..{self._graph_sizes[-1]}" if self.cuda_graphs
+                else ("float32, eager" if not self._cuda else f"{self.dtype}, eager"))
+        return f"NetEvaluator({self.device}, {mode}, max_batch={self.max_batch}, model={self.model_id})"
+
+
+def make_evaluator(cfg: EvaluatorConfig | Config, board_size: int, net: PolicyValueNet | str | None = None,
+                   device: str = "auto") -> Evaluator:
+    """The evaluator a config asks for.
+
+    ``cfg``: an ``EvaluatorConfig`` or a whole ``Config`` (then ``cfg.net`` shapes a fresh net). ``net``: a
+    ``PolicyValueNet``; ``None`` for a freshly initialised one; or ``'uniform'`` / ``'hash'`` for the
+    network-free evaluators. ``device``: 'auto' defers to ``cfg.device``, and 'auto' there picks cuda when
+    available."""
+    net_cfg = cfg.net if isinstance(cfg, Config) else NetConfig()
+    seed = cfg.seed if isinstance(cfg, Config) else 0
+    ev_cfg = cfg.evaluator if isinstance(cfg, Config) else cfg
+    if isinstance(net, str):
+        if net == "uniform":
+            return UniformEvaluator(board_size, max_batch=ev_cfg.max_batch)
+        if net == "hash":
+            return HashEvaluator(board_size, seed=seed, max_batch=ev_cfg.max_batch)
+        raise ValueError(f"net must be a PolicyValueNet, None, 'uniform' or 'hash', got {net!r}")
+    if net is None:
+        net = build_net(board_size, net_cfg)
+    if net.board_size != board_size:
+        raise ValueError(f"the net is for {net.board_size}x{net.board_size}, asked for {board_size}x{board_size}")
+    chosen = resolve_device(device if str(device) != "auto" else ev_cfg.device)
+    return NetEvaluator(net, chosen, max_batch=ev_cfg.max_batch, cuda_graphs=ev_cfg.cuda_graphs,
+                        dtype=ev_cfg.dtype)

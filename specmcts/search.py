@@ -1,0 +1,244 @@
+"""PUCT search over many trees at once, driving the ``native.tree`` kernels.
+
+``Search`` owns ``T`` tree slots, one scratch row per leaf of a batch, and talks to one evaluator and one
+NN cache. ``step(slots, wanted)`` is one round of the hot loop of DESIGN.md section 2 for every slot
+given: select leaves (one numba call), answer what the cache knows, evaluate the rest in one forward
+pass, expand and back up (one numba call). Python here touches arrays, never nodes.
+
+Who owns which slot, and when a tree is reset, is the caller's business (self-play, speculation, GTP).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from games.go import GoRules, GoState
+from native import tree as kernels
+from native import layout
+from specmcts.config import SearchConfig
+
+
+@dataclass
+class SearchStats:
+    steps: int = 0
+    leaves: int = 0  # simulations completed (root expansions included)
+    collisions: int = 0  # selections dropped because they met a leaf already pending in the batch
+    evals: int = 0  # rows sent to the network
+    cache_hits: int = 0
+    terminal: int = 0  # leaves scored by the rules
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TreeArrays:
+    """The structure-of-arrays trees; fields and shapes are documented in ``native/tree.py``."""
+
+    node_count: np.ndarray
+    visits: np.ndarray
+    value_sum: np.ndarray
+    virtual_loss: np.ndarray
+    parent: np.ndarray
+    action: np.ndarray
+    status: np.ndarray
+    nn_value: np.ndarray
+    children: np.ndarray
+    prior: np.ndarray
+    root_noise: np.ndarray
+    noise_fraction: np.ndarray
+
+    @classmethod
+    def allocate(cls, num_trees: int, max_nodes: int, num_actions: int) -> "TreeArrays":
+        t, m, a = num_trees, max_nodes, num_actions
+        return cls(
+            node_count=np.zeros(t, np.int32),
+            visits=np.zeros((t, m), np.int32),
+            value_sum=np.zeros((t, m), np.float64),
+            virtual_loss=np.zeros((t, m), np.int32),
+            parent=np.full((t, m), kernels.NO_PARENT, np.int32),
+            action=np.full((t, m), -1, np.int32),
+            status=np.zeros((t, m), np.int8),
+            nn_value=np.zeros((t, m), np.float32),
+            children=np.full((t, m, a), kernels.UNVISITED, np.int32),
+            prior=np.full((t, m, a), kernels.ILLEGAL, np.float32),
+            root_noise=np.zeros((t, a), np.float32),
+            noise_fraction=np.zeros(t, np.float32),
+        )
+
+
+@dataclass
+class StatePool:
+    """Fixed-size Go states stacked in rows (``native/layout.py``)."""
+
+    core: np.ndarray
+    hist: np.ndarray
+    past: np.ndarray
+
+    @classmethod
+    def allocate(cls, rows: int, size: int) -> "StatePool":
+        return cls(
+            core=np.zeros((rows, layout.core_len(size)), np.int32),
+            hist=np.zeros((rows, layout.hist_len(size)), np.uint64),
+            past=np.zeros((rows, layout.past_len(size)), np.int8),
+        )
+
+    def load(self, row: int, state: GoState) -> None:
+        used = layout.BLOOM_WORDS + state.move_number + 1
+        self.core[row] = state.core
+        self.hist[row, :used] = state.hist[:used]
+        self.past[row] = state.past
+
+    def state(self, row: int, rules: GoRules) -> GoState:
+        """A GoState copy of a row."""
+        return GoState(rules, _arrays=(self.core[row].copy(), self.hist[row].copy(), self.past[row].copy())).copy()
+
+
+@dataclass
+class Search:
+    rules: GoRules
+    cfg: SearchConfig
+    evaluator: object  # specmcts.evaluator.Evaluator
+    cache: object  # specmcts.nncache.NNCache
+    num_trees: int
+    max_nodes: int = 0  # 0: sims + leaves_per_tree + 2
+    stats: SearchStats = field(default_factory=SearchStats)
+
+    def __post_init__(self):
+        size = self.rules.size
+        self.num_actions = self.rules.num_actions
+        if self.max_nodes <= 0:
+            self.max_nodes = self.cfg.sims + self.cfg.leaves_per_tree + 2
+        self.trees = TreeArrays.allocate(self.num_trees, self.max_nodes, self.num_actions)
+        self.roots = StatePool.allocate(self.num_trees, size)
+        rows = int(self.evaluator.max_batch)
+        self.scratch = StatePool.allocate(rows, size)
+        self.leaf_slot = np.zeros(rows, np.int32)
+        self.leaf_node = np.zeros(rows, np.int32)
+        self.leaf_kind = np.zeros(rows, np.int8)
+        self.leaf_value = np.zeros(rows, np.float32)
+        self.leaf_key = np.zeros(rows, np.uint64)
+        self.leaf_move_number = np.zeros(rows, np.int32)
+        self.leaf_policy = np.zeros((rows, self.num_actions), np.float32)
+        self._hit_policy = np.zeros((rows, self.num_actions), np.float32)
+        self._hit_value = np.zeros(rows, np.float32)
+        self._hit = np.zeros(rows, np.bool_)
+        for t in range(self.num_trees):
+            self._reset_arrays(t)
+
+    # -- slots -----------------------------------------------------------------------------------
+    def _reset_arrays(self, slot: int) -> None:
+        tr = self.trees
+        kernels.reset_tree(slot, tr.node_count, tr.visits, tr.value_sum, tr.virtual_loss, tr.parent, tr.action,
+                           tr.status, tr.children, tr.prior)
+
+    def reset(self, slot: int, state: GoState, noise: np.ndarray | None = None, noise_fraction: float = 0.0) -> None:
+        """Start a fresh tree in ``slot`` rooted at ``state``; ``noise`` ([A], zero on illegal moves) is
+        mixed into the root priors with weight ``noise_fraction`` when the root is expanded."""
+        if state.is_over:
+            raise ValueError("cannot search a finished game")
+        self.roots.load(slot, state)
+        self._reset_arrays(slot)
+        if noise is not None and noise_fraction > 0:
+            self.trees.root_noise[slot] = noise
+            self.trees.noise_fraction[slot] = noise_fraction
+        else:
+            self.trees.noise_fraction[slot] = 0.0
+
+    def completed(self, slots=None) -> np.ndarray:
+        """Simulations completed below each root (the root's own evaluation not counted)."""
+        v = self.trees.visits[:, kernels.ROOT] if slots is None else self.trees.visits[slots, kernels.ROOT]
+        return np.maximum(v - 1, 0)
+
+    def wanted(self, slots: np.ndarray, targets) -> np.ndarray:
+        """Leaves to ask of each slot this step: 1 for an unexpanded root, else up to ``leaves_per_tree``
+        without passing ``targets`` (a per-slot or common simulation target)."""
+        slots = np.asarray(slots, np.int32)
+        expanded = self.trees.status[slots, kernels.ROOT] == kernels.EXPANDED
+        remaining = np.asarray(targets) - self.completed(slots)
+        want = np.clip(remaining, 0, self.cfg.leaves_per_tree)
+        return np.where(expanded, want, 1).astype(np.int32)
+
+    def visit_counts(self, slot: int) -> np.ndarray:
+        out = np.zeros(self.num_actions, np.int32)
+        kernels.root_visit_counts(slot, self.trees.visits, self.trees.children, out)
+        return out
+
+    def root_value(self, slot: int) -> float:
+        """Mean value of the search at the root, from the view of the side to move there."""
+        tr = self.trees
+        n = tr.visits[slot, kernels.ROOT]
+        return float(-tr.value_sum[slot, kernels.ROOT] / n) if n > 0 else 0.0
+
+    def root_prior(self, slot: int) -> np.ndarray:
+        return self.trees.prior[slot, kernels.ROOT].copy()
+
+    # -- the hot loop ----------------------------------------------------------------------------
+    def step(self, slots: np.ndarray, wanted: np.ndarray) -> int:
+        """One batch over ``slots``; returns the number of leaves evaluated and backed up."""
+        tr, sc = self.trees, self.scratch
+        slots = np.ascontiguousarray(slots, np.int32)
+        wanted = np.ascontiguousarray(wanted, np.int32)
+        n, collisions = kernels.select_leaves(
+            slots, wanted,
+            tr.node_count, tr.visits, tr.value_sum, tr.virtual_loss, tr.parent, tr.action, tr.status,
+            tr.children, tr.prior,
+            self.roots.core, self.roots.hist, self.roots.past,
+            sc.core, sc.hist, sc.past,
+            self.leaf_slot, self.leaf_node, self.leaf_kind, self.leaf_value, self.leaf_key, self.leaf_move_number,
+            self.cfg.c_puct, self.cfg.fpu_reduction, self.cfg.virtual_loss,
+        )
+        self.stats.steps += 1
+        self.stats.collisions += int(collisions)
+        if n == 0:
+            return 0
+        evaluate = np.flatnonzero(self.leaf_kind[:n] == kernels.LEAF_EVAL).astype(np.int32)
+        m = len(evaluate)
+        hit = self._hit[:m]
+        hit[:] = False
+        if m:
+            keys = self.leaf_key[evaluate]
+            hits = self.cache.lookup(keys, self.leaf_move_number[evaluate], self._hit_policy[:m], self._hit_value[:m], hit)
+            miss = evaluate[~hit]
+            if hits:
+                found = evaluate[hit]
+                self.leaf_policy[found] = self._hit_policy[:m][hit]
+                self.leaf_value[found] = self._hit_value[:m][hit]
+            if len(miss):
+                kernels.encode_leaves(sc.core, sc.past, miss, self.evaluator.inputs)
+                policy, value = self.evaluator.evaluate(len(miss))
+                self.cache.insert(self.leaf_key[miss], policy, value)
+                self.leaf_policy[miss] = policy
+                self.leaf_value[miss] = value
+            self.stats.cache_hits += int(hits)
+            self.stats.evals += len(miss)
+        kernels.expand_and_backup(
+            n,
+            tr.node_count, tr.visits, tr.value_sum, tr.virtual_loss, tr.parent, tr.status, tr.nn_value, tr.prior,
+            tr.root_noise, tr.noise_fraction,
+            sc.core, sc.hist,
+            self.leaf_slot, self.leaf_node, self.leaf_kind, self.leaf_value, self.leaf_policy,
+        )
+        self.stats.leaves += n
+        self.stats.terminal += n - m
+        return n
+
+    def run(self, slots, sims: int) -> None:
+        """Search ``slots`` until each has ``sims`` simulations (a convenience for tests and GTP)."""
+        slots = np.asarray(slots, np.int32)
+        while True:
+            want = self.wanted(slots, sims)
+            if not want.any():
+                return
+            if self.step(slots, want) == 0 and (self.trees.node_count[slots] >= self.max_nodes).all():
+                return
+
+
+def dirichlet_noise(rng: np.random.Generator, legal: np.ndarray, alpha: float) -> np.ndarray:
+    """Dirichlet(alpha) over the legal actions, zero elsewhere."""
+    noise = np.zeros(legal.shape[0], np.float32)
+    idx = np.flatnonzero(legal)
+    if len(idx):
+        noise[idx] = rng.dirichlet(np.full(len(idx), alpha))
+    return noise

@@ -1,0 +1,388 @@
+"""Self-play: many concurrent games in one process, one evaluator, one NN cache, the speculation pipeline.
+
+Writes under the run directory (DESIGN.md section 5): ``sgf/*.sgf``, ``data/*.npz`` training shards and
+``tb/`` TensorBoard scalars. Randomness is drawn per (seed, game, move number), so a game's record does
+not depend on how its searches were scheduled (speculation depth, batch composition, concurrency).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from games.go import BLACK, EMPTY, GoRules, GoState, action_to_gtp
+from native import tree as tree_kernels
+from specmcts.config import Config, dirichlet_alpha, temperature_moves
+from specmcts.search import Search, dirichlet_noise
+from specmcts.speculation import Pipeline, game_phase
+
+SHARD_VERSION = 1
+
+
+class SelfPlayPolicy:
+    """Move picking and root noise for self-play, as pure functions of (seed, game, move number)."""
+
+    def __init__(self, cfg: Config, rules: GoRules):
+        self.seed = cfg.seed
+        self.search = cfg.search
+        self.rules = rules
+        self.temperature_moves = temperature_moves(cfg.search, rules.size)
+        self.alpha = dirichlet_alpha(cfg.search, rules.size)
+
+    def _rng(self, game: int, move_number: int, stream: int) -> np.random.Generator:
+        # stream 0: the move's uniform, 1: its root noise, 2: per-game draws
+        return np.random.default_rng([self.seed, int(game), move_number, stream])
+
+    def temperature(self, move_number: int) -> float:
+        return self.search.temperature if move_number < self.temperature_moves else 0.0
+
+    def uniform(self, game: int, move_number: int) -> float:
+        return float(self._rng(game, move_number, 0).random())
+
+    def pick(self, game, move_number: int, counts: np.ndarray) -> int:
+        return int(tree_kernels.pick_from_counts(counts, self.temperature(move_number), self.uniform(game, move_number)))
+
+    def root_noise(self, game, state: GoState):
+        if self.search.dirichlet_fraction <= 0:
+            return None, 0.0
+        noise = dirichlet_noise(self._rng(game, state.move_number, 1), state.legal_mask(), self.alpha)
+        return noise, self.search.dirichlet_fraction
+
+    def no_resign(self, game: int) -> bool:
+        return bool(self._rng(game, 0, 2).random() < self.search.no_resign_fraction)
+
+
+@dataclass
+class GameRecord:
+    index: int
+    state: GoState
+    no_resign: bool
+    moves: list = field(default_factory=list)
+    features: list = field(default_factory=list)  # uint8 [C, N, N] per move
+    targets: list = field(default_factory=list)  # float32 [A] visit distribution per move
+    to_play: list = field(default_factory=list)
+    root_values: list = field(default_factory=list)
+    comments: list = field(default_factory=list)
+    move_seconds: list = field(default_factory=list)  # wall time per move (latency)
+    move_steps: list = field(default_factory=list)  # evaluator batches per move (latency, noise-free)
+    low_value_streak: dict = field(default_factory=lambda: {BLACK: 0, 3 - BLACK: 0})
+    would_resign: int = EMPTY  # in a no-resign game: who would have resigned first
+    started: float = 0.0
+    last_decision: float = 0.0
+    last_step: int = 0
+    result: str = ""
+    winner: int = EMPTY
+
+
+class RunWriter:
+    """SGF files, training shards and TensorBoard scalars of a run directory."""
+
+    def __init__(self, out: Path | None, rules: GoRules, model_id: str, shard_games: int, tensorboard: bool = True):
+        self.out = out
+        self.rules = rules
+        self.model_id = model_id
+        self.shard_games = max(1, shard_games)
+        self.pending: list[GameRecord] = []
+        self.shards_written = 0
+        self.tb = None
+        # Names carry a session stamp, so a second session in the same run directory adds, never overwrites.
+        self.session = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+        if out is not None:
+            (out / "sgf").mkdir(parents=True, exist_ok=True)
+            (out / "data").mkdir(parents=True, exist_ok=True)
+            if tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tb"))
+        self._next_shard = 0
+
+    def game(self, rec: GameRecord, games_done: int) -> None:
+        if self.out is None:
+            return
+        from specmcts.sgf import write_sgf
+
+        write_sgf(
+            self.out / "sgf" / f"{self.session}-{rec.index:06d}.sgf",
+            self.rules,
+            rec.moves,
+            result=rec.result,
+            players=(f"specmcts {self.model_id}", f"specmcts {self.model_id}"),
+            comments=rec.comments,
+        )
+        self.pending.append(rec)
+        if len(self.pending) >= self.shard_games:
+            self.flush()
+        if self.tb is not None:
+            self.tb.add_scalar("selfplay/game_length", len(rec.moves), games_done)
+            self.tb.add_scalar("selfplay/black_win", 1.0 if rec.winner == BLACK else 0.0, games_done)
+
+    def flush(self) -> None:
+        if self.out is None or not self.pending:
+            return
+        feats = np.stack([f for r in self.pending for f in r.features])
+        policy = np.stack([p for r in self.pending for p in r.targets]).astype(np.float32)
+        value = np.array([r.state.result_for(c) for r in self.pending for c in r.to_play], np.float32)
+        move = np.array([i for r in self.pending for i in range(len(r.features))], np.int16)
+        path = self.out / "data" / f"{self.session}-{self._next_shard:04d}.npz"
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(
+                fh, features=feats, policy=policy, value=value, move_number=move,
+                board_size=np.int32(self.rules.size), komi=np.float32(self.rules.komi),
+                rules=np.array("area/positional-superko"), model_id=np.array(self.model_id),
+                created=np.float64(time.time()), version=np.int32(SHARD_VERSION),
+            )
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        self._next_shard += 1
+        self.shards_written += 1
+        self.pending = []
+
+    def scalars(self, values: dict, step: int) -> None:
+        if self.tb is None:
+            return
+        for k, v in values.items():
+            if v is not None and np.isfinite(v):
+                self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        self.flush()
+        if self.tb is not None:
+            self.tb.flush()
+            self.tb.close()
+
+
+class SelfPlay:
+    """Plays ``cfg.selfplay.games`` games, ``cfg.selfplay.concurrent`` at a time, speculating
+    ``cfg.search.speculate`` moves deep."""
+
+    def __init__(self, cfg: Config, evaluator, cache, out: Path | None = None, model_id: str = "fresh",
+                 progress: bool = False, tensorboard: bool = True):
+        self.cfg = cfg
+        self.rules = GoRules(cfg.game.board, cfg.game.komi, cfg.game.superko)
+        self.evaluator = evaluator
+        self.cache = cache
+        self.k = cfg.search.speculate
+        self.concurrent = max(1, min(cfg.selfplay.concurrent, cfg.selfplay.games))
+        self.search = Search(self.rules, cfg.search, evaluator, cache, num_trees=self.concurrent * (self.k + 1))
+        self.policy = SelfPlayPolicy(cfg, self.rules)
+        self.pipeline = Pipeline(self.search, self.k, cfg.search.sims, self.policy)
+        self.writer = RunWriter(out, self.rules, model_id, cfg.selfplay.shard_games, tensorboard)
+        self.progress = progress
+        self.max_moves = cfg.selfplay.max_moves or self.rules.max_moves
+        self.records: list[GameRecord] = []  # finished games, in order of completion
+        self.steps = 0
+
+    # -- one decision ----------------------------------------------------------------------------
+    def _decide(self, rec: GameRecord) -> bool:
+        """Level 0 of ``rec`` is done: pick, record and play the move. Returns True if the game ended."""
+        g = rec.index
+        state = self.pipeline.root(g)
+        counts = self.pipeline.visit_counts(g)
+        value = self.pipeline.root_value(g)
+        m = state.move_number
+        action = self.policy.pick(g, m, counts)
+        now = time.perf_counter()
+        rec.move_seconds.append(now - rec.last_decision)
+        rec.move_steps.append(self.steps - rec.last_step)
+        rec.last_decision, rec.last_step = now, self.steps
+
+        mover = state.to_play
+        s = self.cfg.search
+        rec.low_value_streak[mover] = rec.low_value_streak[mover] + 1 if value < s.resign_threshold else 0
+        resign = rec.low_value_streak[mover] >= s.resign_consecutive
+        if resign and rec.no_resign:
+            if rec.would_resign == EMPTY:
+                rec.would_resign = mover
+            resign = False
+        if resign:
+            action = self.rules.resign_action
+
+        total = counts.sum()
+        rec.features.append(state.features(np.uint8))
+        rec.targets.append((counts / total).astype(np.float32) if total else counts.astype(np.float32))
+        rec.to_play.append(mover)
+        rec.root_values.append(value)
+        rec.moves.append(action)
+        top = np.argsort(-counts, kind="stable")[:3]
+        rec.comments.append(
+            f"v={value:+.3f} n={int(total)} " + " ".join(f"{action_to_gtp(self.rules.size, int(a))}:{int(counts[a])}" for a in top if counts[a] > 0)
+        )
+        after = state.copy()
+        after.play(action)
+        over = after.is_over or after.move_number >= self.max_moves
+        self.pipeline.advance(g, action, None if over else after)
+        rec.state = after
+        return over
+
+    def _finish(self, rec: GameRecord) -> None:
+        rec.winner = rec.state.winner()
+        rec.result = rec.state.result_string()
+        self.records.append(rec)
+        self.writer.game(rec, len(self.records))
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self) -> dict:
+        total_games = self.cfg.selfplay.games
+        started = time.perf_counter()
+        live: dict[int, GameRecord] = {}
+        next_game = 0
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total_games, unit="game", dynamic_ncols=True, leave=False)
+
+        def start_game():
+            nonlocal next_game
+            rec = GameRecord(index=next_game, state=GoState(self.rules), no_resign=self.policy.no_resign(next_game))
+            rec.started = rec.last_decision = time.perf_counter()
+            rec.last_step = self.steps
+            live[next_game] = rec
+            self.pipeline.start(next_game, rec.state)
+            next_game += 1
+
+        while next_game < total_games and len(live) < self.concurrent:
+            start_game()
+        last_report = started
+        while live:
+            for g in self.pipeline.ready():
+                rec = live[g]
+                if self._decide(rec):
+                    del live[g]
+                    self._finish(rec)
+                    if bar is not None:
+                        bar.update(1)
+                    if next_game < total_games:
+                        start_game()
+            if not live:
+                break
+            self.pipeline.step()
+            self.steps += 1
+            now = time.perf_counter()
+            if now - last_report > 2.0:
+                last_report = now
+                summary = self.summary(now - started)
+                if bar is not None:
+                    bar.set_postfix(moves=summary["moves"], sims_s=f"{summary['sims_per_s']:.0f}",
+                                    hit=f"{summary['cache_hit_rate']:.2f}", refresh=False)
+                self.writer.scalars(self._tb_scalars(summary), self.search.stats.leaves)
+        wall = time.perf_counter() - started
+        if bar is not None:
+            bar.close()
+        summary = self.summary(wall)
+        self.writer.scalars(self._tb_scalars(summary), self.search.stats.leaves)
+        self.writer.close()
+        return summary
+
+    # -- reporting -------------------------------------------------------------------------------
+    def summary(self, wall: float) -> dict:
+        recs = self.records
+        moves = sum(len(r.moves) for r in recs)
+        st = self.search.stats
+        spec = self.pipeline.stats
+        resigned = [r for r in recs if r.state.resigned != EMPTY]
+        false_resign = [r for r in recs if r.no_resign and r.would_resign != EMPTY and r.winner == r.would_resign]
+        no_resign_would = [r for r in recs if r.no_resign and r.would_resign != EMPTY]
+        move_seconds = [t for r in recs for t in r.move_seconds]
+        move_steps = [t for r in recs for t in r.move_steps]
+        out = {
+            "games": len(recs),
+            "moves": moves,
+            "sims": st.leaves,
+            "wall_s": round(wall, 3),
+            "sims_per_s": st.leaves / wall if wall > 0 else 0.0,
+            "evals": st.evals,
+            "evals_per_s": st.evals / wall if wall > 0 else 0.0,
+            "cache_hit_rate": st.cache_hits / (st.cache_hits + st.evals) if st.cache_hits + st.evals else 0.0,
+            "mean_game_length": moves / len(recs) if recs else 0.0,
+            "black_win_rate": sum(r.winner == BLACK for r in recs) / len(recs) if recs else 0.0,
+            "resign_rate": len(resigned) / len(recs) if recs else 0.0,
+            "false_resign_rate": len(false_resign) / len(no_resign_would) if no_resign_would else 0.0,
+            "speculate": self.k,
+            "prediction_accuracy": spec.accuracy() if self.k else None,
+            "prediction_accuracy_by_stage": spec.accuracy_by_stage() if self.k else [],
+            "prediction_accuracy_by_phase": spec.accuracy_by_phase() if self.k else {},
+            "wasted_sims_fraction": spec.waste_fraction(),
+            "mean_move_ms": 1000 * float(np.mean(move_seconds)) if move_seconds else 0.0,
+            "mean_move_steps": float(np.mean(move_steps)) if move_steps else 0.0,
+            "mean_game_s": float(np.mean([sum(r.move_seconds) for r in recs])) if recs else 0.0,
+            "collisions": st.collisions,
+            "shards": self.writer.shards_written,
+        }
+        return out
+
+    def _tb_scalars(self, s: dict) -> dict:
+        values = {
+            "selfplay/sims_per_s": s["sims_per_s"],
+            "selfplay/evals_per_s": s["evals_per_s"],
+            "selfplay/cache_hit_rate": s["cache_hit_rate"],
+            "selfplay/mean_game_length": s["mean_game_length"],
+            "selfplay/resign_rate": s["resign_rate"],
+            "selfplay/false_resign_rate": s["false_resign_rate"],
+            "selfplay/move_latency_ms": s["mean_move_ms"],
+            "selfplay/move_latency_steps": s["mean_move_steps"],
+            "speculation/wasted_sims_fraction": s["wasted_sims_fraction"],
+        }
+        if self.k:
+            values["speculation/accuracy"] = s["prediction_accuracy"]
+            for j, a in enumerate(s["prediction_accuracy_by_stage"], start=1):
+                values[f"speculation/accuracy_stage{j}"] = a
+            for phase, a in s["prediction_accuracy_by_phase"].items():
+                values[f"speculation/accuracy_{phase}"] = a
+        rates = self.cache.hit_rate_by_move() if hasattr(self.cache, "hit_rate_by_move") else None
+        if rates is not None and len(rates):
+            size = self.rules.size
+            for phase in ("opening", "middle", "end"):
+                idx = [m for m in range(len(rates)) if game_phase(m, size) == phase]
+                hits = self.cache.hits_by_move[idx].sum()
+                total = hits + self.cache.misses_by_move[idx].sum()
+                if total:
+                    values[f"cache/hit_rate_{phase}"] = hits / total
+        return values
+
+
+def format_summary(s: dict) -> str:
+    line = (f"selfplay: {s['games']} games, {s['moves']} moves in {s['wall_s']:.1f} s | "
+            f"{s['sims_per_s']:.0f} sims/s, {s['evals_per_s']:.0f} evals/s, cache hit {100 * s['cache_hit_rate']:.1f}% | "
+            f"mean length {s['mean_game_length']:.1f}, move latency {s['mean_move_ms']:.1f} ms ({s['mean_move_steps']:.1f} batches)")
+    if s["speculate"]:
+        line += (f" | k={s['speculate']}: prediction {100 * s['prediction_accuracy']:.1f}%, "
+                 f"wasted {100 * s['wasted_sims_fraction']:.1f}% sims")
+    return line
+
+
+def summary_json(s: dict) -> str:
+    return json.dumps(s, default=float, sort_keys=True)
+
+
+
+def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, progress: bool = False) -> dict:
+    """Build the net (a checkpoint, else a fresh one seeded by ``cfg.seed``), the evaluator and the cache,
+    play ``cfg.selfplay.games`` games into ``out``, and return the summary."""
+    import torch
+
+    from specmcts.evaluator import make_evaluator
+    from specmcts.network import build_net, load_model, make_model_id
+    from specmcts.nncache import NNCache
+
+    board = cfg.game.board
+    if model_path:
+        net, _meta = load_model(model_path, expect_board=board)
+    else:
+        torch.manual_seed(cfg.seed)
+        net = build_net(board, cfg.net)
+        net.model_id = "fresh-" + make_model_id(net)
+    evaluator = make_evaluator(cfg, board, net)
+    cache = NNCache(cfg.evaluator.cache_entries, board * board + 1, 2 * board * board + 1)
+    runner = SelfPlay(cfg, evaluator, cache, out=out, model_id=net.model_id, progress=progress)
+    summary = runner.run()
+    summary["model_id"] = net.model_id
+    summary["device"] = str(getattr(evaluator, "device", "cpu"))
+    summary["out"] = str(out) if out is not None else None
+    return summary

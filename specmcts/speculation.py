@@ -1,0 +1,273 @@
+"""The inter-decision pipeline: search future moves speculatively while the current one finishes.
+
+Each game owns a chain of *levels*, each a search in its own tree slot: level 0 searches the move the game
+is at (the committed position), level ``d`` searches the position reached by the moves predicted at the
+levels above it. A move's ``sims`` simulations are cut into ``k + 1`` equal stages; when a level crosses a
+stage boundary it predicts its move from the partial visit counts (the same pick rule, and for
+temperature moves the same pre-drawn uniform, as the final pick) and (re)starts level ``d + 1`` from the
+predicted position if that prediction is new. At most ``k`` levels run beyond level 0.
+
+When level 0 finishes, the caller picks the real move and calls ``advance``: if level 1 was rooted at that
+move it becomes level 0 (commit; its tree simply continues), otherwise every speculative level is thrown
+away and level 0 restarts at the true position (rollback). NN-cache entries stay valid either way.
+
+Exactness: a tree's batches depend only on the tree (``select_leaves`` takes a tree's batch whole or not
+at all, and ``Search.wanted`` depends only on its own counts), noise and uniforms are drawn per
+(game, move number), so with a deterministic evaluator a level that is committed has searched exactly
+what a fresh search at k = 0 would have: the game records are identical for every k.
+
+The scheduler is a thin layer over ``Search``: it decides which slots step and with which roots; all
+per-node work stays in the kernels. Slots are listed level by level, so when the evaluator batch is
+full the speculative trees are the ones that wait.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Hashable, Protocol
+
+import numpy as np
+
+from games.go import GoState
+from specmcts.search import Search
+
+PHASES = ("opening", "middle", "end")
+
+
+def game_phase(move_number: int, size: int) -> str:
+    """Opening before N*N/4 moves (20 on 9x9), end from N*N moves on (81 on 9x9), middle between."""
+    if move_number < size * size // 4:
+        return "opening"
+    if move_number < size * size:
+        return "middle"
+    return "end"
+
+
+class MovePolicy(Protocol):
+    """How a game turns a search into a move; the pipeline uses it for predictions too."""
+
+    def pick(self, game: Hashable, move_number: int, counts: np.ndarray) -> int:
+        """The move from (partial or final) visit counts at ``move_number``; must be a pure function of
+        its arguments so a prediction from final counts equals the real pick."""
+
+    def root_noise(self, game: Hashable, state: GoState) -> tuple[np.ndarray | None, float]:
+        """Dirichlet noise (and its weight) for a search rooted at ``state``; a pure function of
+        (game, move number), however often that position is searched."""
+
+
+@dataclass
+class Level:
+    slot: int
+    state: GoState  # the root position of this level's search
+    via: int  # action predicted at the level above that leads here (-1 at level 0)
+    stage: int = 1  # next stage boundary to cross (1..k)
+    prediction: int = -1  # latest prediction of this level's move
+    stage_predictions: list = field(default_factory=list)  # (stage, predicted action)
+
+
+@dataclass
+class SpeculationStats:
+    k: int = 0
+    predictions: np.ndarray = None  # [k + 1] predictions made at stage boundary j (index 1..k)
+    correct: np.ndarray = None  # [k + 1] of those, equal to the final move
+    phase_predictions: dict = None
+    phase_correct: dict = None
+    spawned: int = 0  # speculative searches started
+    committed: int = 0  # speculative searches that became the real one
+    rolled_back: int = 0  # mispredictions that threw speculative searches away
+    wasted_sims: int = 0  # simulations done in searches thrown away
+    useful_sims: int = 0  # simulations of searches that decided a move
+
+    def __post_init__(self):
+        self.predictions = np.zeros(self.k + 1, np.int64)
+        self.correct = np.zeros(self.k + 1, np.int64)
+        self.phase_predictions = {p: 0 for p in PHASES}
+        self.phase_correct = {p: 0 for p in PHASES}
+
+    def accuracy_by_stage(self) -> list[float]:
+        return [float(self.correct[j] / self.predictions[j]) if self.predictions[j] else float("nan")
+                for j in range(1, self.k + 1)]
+
+    def accuracy_by_phase(self) -> dict[str, float]:
+        return {p: (self.phase_correct[p] / self.phase_predictions[p]) if self.phase_predictions[p] else float("nan")
+                for p in PHASES}
+
+    def accuracy(self) -> float:
+        n = int(self.predictions.sum())
+        return float(self.correct.sum() / n) if n else float("nan")
+
+    def waste_fraction(self) -> float:
+        total = self.wasted_sims + self.useful_sims
+        return self.wasted_sims / total if total else 0.0
+
+
+class Pipeline:
+    """Schedules the searches of many games, ``k`` moves deep, over one ``Search``.
+
+    Usage (one process, many games)::
+
+        pipe.start(game, state)                 # a game joins at its current position
+        while ...:
+            for game in pipe.ready():           # level 0 finished: decide the move
+                counts = pipe.visit_counts(game)
+                ...
+                pipe.advance(game, action, state_after or None)
+            pipe.step()                         # one evaluator batch over every level of every game
+    """
+
+    def __init__(self, search: Search, k: int, sims: int, policy: MovePolicy):
+        if k < 0:
+            raise ValueError("speculation depth k must be >= 0")
+        self.search = search
+        self.k = k
+        self.sims = sims
+        self.policy = policy
+        self.stats = SpeculationStats(k=k)
+        self.levels: dict[Hashable, list[Level]] = {}
+        self.free_slots: list[int] = list(range(search.num_trees - 1, -1, -1))
+        self.boundaries = [int(np.ceil(sims * j / (k + 1))) for j in range(k + 1)]  # boundaries[j], j = 1..k
+        self._order = None  # cached slot order, rebuilt when levels change
+        self._slot_next_event = np.zeros(search.num_trees, np.int64)
+
+    # -- games -----------------------------------------------------------------------------------
+    def start(self, game: Hashable, state: GoState) -> None:
+        if game in self.levels:
+            raise ValueError(f"game {game!r} is already in the pipeline")
+        self.levels[game] = [self._open(game, state, via=-1)]
+        self._order = None
+
+    def finish(self, game: Hashable) -> None:
+        """Drop a game (finished or abandoned) and everything it had in flight."""
+        for level in self.levels.pop(game, []):
+            self._close(level, wasted=True)
+        self._order = None
+
+    def __len__(self) -> int:
+        return len(self.levels)
+
+    def root(self, game: Hashable) -> GoState:
+        return self.levels[game][0].state
+
+    def slot(self, game: Hashable) -> int:
+        return self.levels[game][0].slot
+
+    def visit_counts(self, game: Hashable) -> np.ndarray:
+        return self.search.visit_counts(self.levels[game][0].slot)
+
+    def root_value(self, game: Hashable) -> float:
+        return self.search.root_value(self.levels[game][0].slot)
+
+    def ready(self) -> list:
+        """Games whose level-0 search has all its simulations."""
+        done = []
+        for game, chain in self.levels.items():
+            if self.search.completed([chain[0].slot])[0] >= self.sims:
+                done.append(game)
+        return done
+
+    def advance(self, game: Hashable, action: int, state_after: GoState | None) -> bool:
+        """Level 0 of ``game`` played ``action``. ``state_after`` is the new position, or None when the
+        game ended (then the game leaves the pipeline). Returns True if speculation had predicted it."""
+        chain = self.levels[game]
+        head = chain[0]
+        self._score_predictions(head, action)
+        self.stats.useful_sims += int(self.search.completed([head.slot])[0])
+        self._close(head, wasted=False)
+        self._order = None
+        if state_after is None or state_after.is_over:
+            for level in chain[1:]:
+                self._close(level, wasted=True)
+            del self.levels[game]
+            return False
+        if len(chain) > 1 and chain[1].via == action:
+            self.stats.committed += 1
+            chain.pop(0)
+            return True
+        for level in chain[1:]:
+            self._close(level, wasted=True)
+        if len(chain) > 1:
+            self.stats.rolled_back += 1
+        self.levels[game] = [self._open(game, state_after, via=-1)]
+        return False
+
+    # -- the batch -------------------------------------------------------------------------------
+    def step(self) -> int:
+        """One evaluator batch over all levels (level 0 of every game first), then stage boundaries."""
+        if self._order is None:
+            depth = max((len(c) for c in self.levels.values()), default=0)
+            order = [c[d].slot for d in range(depth) for c in self.levels.values() if d < len(c)]
+            self._order = np.array(order, np.int32)
+        slots = self._order
+        if len(slots) == 0:
+            return 0
+        want = self.search.wanted(slots, self.sims)
+        n = self.search.step(slots, want)
+        if self.k > 0:
+            completed = self.search.completed(slots)
+            hit = np.flatnonzero(completed >= self._slot_next_event[slots])
+            if len(hit):
+                self._stage_boundaries(set(int(s) for s in slots[hit]))
+        return n
+
+    # -- internals -------------------------------------------------------------------------------
+    def _open(self, game: Hashable, state: GoState, via: int) -> Level:
+        slot = self.free_slots.pop()
+        noise, fraction = self.policy.root_noise(game, state)
+        self.search.reset(slot, state, noise, fraction)
+        level = Level(slot=slot, state=state, via=via)
+        self._slot_next_event[slot] = self.boundaries[1] if self.k > 0 else np.iinfo(np.int64).max
+        return level
+
+    def _close(self, level: Level, wasted: bool) -> None:
+        if wasted:
+            self.stats.wasted_sims += int(self.search.completed([level.slot])[0])
+        self.free_slots.append(level.slot)
+
+    def _stage_boundaries(self, slots: set) -> None:
+        for game, chain in list(self.levels.items()):
+            d = 0
+            while d < len(chain):
+                level = chain[d]
+                if level.slot in slots:
+                    self._cross(game, chain, d)
+                d += 1
+
+    def _cross(self, game, chain: list, d: int) -> None:
+        level = chain[d]
+        done = int(self.search.completed([level.slot])[0])
+        crossed = level.stage
+        while crossed <= self.k and done >= self.boundaries[crossed]:
+            crossed += 1
+        if crossed == level.stage:
+            return
+        stage = crossed - 1  # the latest boundary passed
+        level.stage = crossed
+        self._slot_next_event[level.slot] = self.boundaries[crossed] if crossed <= self.k else np.iinfo(np.int64).max
+        counts = self.search.visit_counts(level.slot)
+        guess = self.policy.pick(game, level.state.move_number, counts)
+        level.prediction = guess
+        level.stage_predictions.append((stage, guess))
+        if d >= self.k:
+            return  # deep enough: nothing to spawn below this level
+        if len(chain) > d + 1 and chain[d + 1].via == guess:
+            return
+        if len(chain) > d + 1:  # the guess changed: what was speculated below is wrong
+            self.stats.rolled_back += 1
+            for deeper in chain[d + 1:]:
+                self._close(deeper, wasted=True)
+            del chain[d + 1:]
+        self._order = None
+        nxt = level.state.copy()
+        nxt.play(guess)
+        if nxt.is_over:
+            return
+        chain.append(self._open(game, nxt, via=guess))
+        self.stats.spawned += 1
+
+    def _score_predictions(self, level: Level, action: int) -> None:
+        phase = game_phase(level.state.move_number, level.state.size)
+        for stage, guess in level.stage_predictions:
+            self.stats.predictions[stage] += 1
+            self.stats.phase_predictions[phase] += 1
+            if guess == action:
+                self.stats.correct[stage] += 1
+                self.stats.phase_correct[phase] += 1

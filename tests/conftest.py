@@ -1,0 +1,14 @@
+"""Shared test setup.
+
+Hypothesis profiles: the numba kernels compile on first call (seconds), so per-example deadlines are off.
+``HYPOTHESIS_PROFILE=ci`` (what CI should set) also derandomizes, so a red CI run replays the same examples.
+"""
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", deadline=None, derandomize=True, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))

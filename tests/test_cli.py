@@ -1,0 +1,143 @@
+"""The command line: every subcommand is listed and has --help; stubs fail cleanly (exit 2, one line)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from specmcts import __version__, cli
+
+SUBCOMMANDS = ["selfplay", "train", "run", "eval", "gtp", "bench", "model"]
+COMMON_FLAGS = ["--board", "--games", "--sims", "--speculate", "--device", "--model", "--out", "--config",
+                "--seed", "--set", "--json"]
+STUBS = [name for name, command in cli.COMMANDS.items() if getattr(command.run, "stub", False)]
+
+# A minimal valid command line per subcommand (positional arguments where the parser needs them).
+MINIMAL_ARGS = {"model": ["info"]}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "specmcts", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_registry_has_every_subcommand():
+    assert list(cli.COMMANDS) == SUBCOMMANDS
+    for name, command in cli.COMMANDS.items():
+        assert command.run is getattr(cli, f"cmd_{name}")
+
+
+def test_help_lists_all_subcommands_subprocess():
+    proc = run_cli("--help")
+    assert proc.returncode == 0, proc.stderr
+    for name in SUBCOMMANDS:
+        assert name in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_in_process(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in SUBCOMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_subcommand_help_subprocess(name):
+    proc = run_cli(name, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert f"specmcts {name}" in proc.stdout
+    assert "--config" in proc.stdout and "--set" in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_subcommand_help_in_process(name, capsys):
+    assert cli.main([name, "--help"]) == 0
+    assert f"specmcts {name}" in capsys.readouterr().out
+
+
+def test_selfplay_has_the_common_flags(capsys):
+    assert cli.main(["selfplay", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in COMMON_FLAGS:
+        assert flag in out, flag
+
+
+def test_selfplay_flags_parse():
+    args = cli.build_parser().parse_args(
+        ["selfplay", "--board", "9", "--games", "4", "--sims", "64", "--speculate", "2", "--device", "cpu",
+         "--model", "m.pt", "--out", "o", "--config", "c.yaml", "--seed", "3", "--set", "search.sims=8",
+         "--set", "selfplay.games=2", "--json"])
+    assert (args.board, args.games, args.sims, args.speculate, args.device) == (9, 4, 64, 2, "cpu")
+    assert (args.model, args.out, args.config, args.seed, args.json) == ("m.pt", "o", "c.yaml", 3, True)
+    assert args.overrides == ["search.sims=8", "selfplay.games=2"]
+
+
+def test_selfplay_defaults_leave_room_for_the_config():
+    args = cli.build_parser().parse_args(["selfplay"])
+    assert args.board is None and args.sims is None and args.speculate is None and args.overrides == []
+
+
+@pytest.mark.parametrize("bad", [["--board", "3"], ["--board", "x"], ["--device", "tpu"], ["--set", "novalue"],
+                                 ["--speculate", "-1"], ["--no-such-flag"]])
+def test_bad_flags_are_usage_errors(bad, capsys):
+    assert cli.main(["selfplay", *bad]) == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and "Traceback" not in err
+
+
+def test_version(capsys):
+    assert cli.main(["--version"]) == 0
+    assert __version__ in capsys.readouterr().out
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and __version__ in proc.stdout
+
+
+def test_no_subcommand_prints_usage():
+    proc = run_cli()
+    assert proc.returncode == 2
+    assert "usage:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(not STUBS, reason="every subcommand is implemented")
+def test_stub_exits_2_with_one_line_subprocess():
+    name = STUBS[0]
+    proc = run_cli(name, *MINIMAL_ARGS.get(name, []))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"specmcts {name}: not implemented yet"
+
+
+@pytest.mark.parametrize("name", STUBS)
+def test_stubs_exit_2_in_process(name, capsys):
+    assert cli.main([name, *MINIMAL_ARGS.get(name, [])]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"specmcts {name}: not implemented yet"
+
+
+def test_stub_mechanism(monkeypatch, capsys):
+    """Independent of which commands are still stubs: the table dispatches, and the message is one line."""
+    fake = cli.Command("h", "d", lambda p: None, cli._stub(lambda args: cli._not_implemented("train")))
+    monkeypatch.setitem(cli.COMMANDS, "train", fake)
+    assert cli.main(["train"]) == 2
+    assert capsys.readouterr().err == "specmcts train: not implemented yet\n"
+
+
+def test_command_error_is_one_line(monkeypatch, capsys):
+    def failing(args):
+        raise cli.CommandError("no checkpoint at x.pt", exit_code=1)
+
+    monkeypatch.setitem(cli.COMMANDS, "model", cli.Command("h", "d", cli.add_model_arguments, failing))
+    assert cli.main(["model", "info", "x.pt"]) == 1
+    assert capsys.readouterr().err == "specmcts model: no checkpoint at x.pt\n"
+
+
+def test_keyboard_interrupt_exits_130(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "gtp", cli.Command("h", "d", cli.add_gtp_arguments, interrupted))
+    assert cli.main(["gtp"]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted" in err and "Traceback" not in err

@@ -1,0 +1,246 @@
+"""Evaluators: the contract the search relies on, NetEvaluator == the net, HashEvaluator batch independence."""
+import numpy as np
+import pytest
+import torch
+
+from games.go import GoRules, GoState
+from native.features import NUM_PLANES, encode
+from specmcts.config import Config, EvaluatorConfig, NetConfig
+from specmcts.evaluator import (GRAPH_BATCH_SIZES, Evaluator, HashEvaluator, NetEvaluator, UniformEvaluator,
+                                graph_batch_sizes, make_evaluator, padded_batch_size, resolve_device)
+from specmcts.network import build_net
+
+TINY = NetConfig(blocks=2, channels=32)
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def positions(size: int, count: int, seed: int = 0) -> list[GoState]:
+    """Distinct positions from a few random games (each a prefix of a game: distinct histories)."""
+    rng = np.random.default_rng(seed)
+    states = []
+    while len(states) < count:
+        state = GoState(GoRules(size))
+        for _ in range(int(rng.integers(0, 2 * size))):
+            if state.is_over:
+                break
+            state.play(int(rng.choice(state.legal_actions())))
+            states.append(state.copy())
+    return states[:count]
+
+
+def write_leaves(ev: Evaluator, states: list[GoState], start: int = 0) -> None:
+    """What the search does: encode each leaf straight into the evaluator's input rows."""
+    for i, state in enumerate(states):
+        encode(state.core, state.past, ev.inputs[start + i])
+
+
+# -- padded sizes (pure logic, shared with the CUDA path) ---------------------------------------------------
+def test_graph_batch_sizes():
+    assert graph_batch_sizes(512) == GRAPH_BATCH_SIZES
+    assert graph_batch_sizes(1) == (1,)
+    assert graph_batch_sizes(64) == (1, 2, 4, 8, 16, 32, 64)
+    assert graph_batch_sizes(300) == (1, 2, 4, 8, 16, 32, 64, 128, 256, 300)
+    with pytest.raises(ValueError):
+        graph_batch_sizes(0)
+
+
+@pytest.mark.parametrize("n,padded", [(1, 1), (2, 2), (3, 4), (5, 8), (17, 32), (64, 64), (65, 128), (257, 512),
+                                      (512, 512)])
+def test_padded_batch_size(n, padded):
+    assert padded_batch_size(n, GRAPH_BATCH_SIZES) == padded
+
+
+def test_padded_batch_size_out_of_range():
+    with pytest.raises(ValueError, match="exceeds"):
+        padded_batch_size(513, GRAPH_BATCH_SIZES)
+    with pytest.raises(ValueError):
+        padded_batch_size(0, GRAPH_BATCH_SIZES)
+    assert padded_batch_size(290, graph_batch_sizes(300)) == 300
+
+
+# -- the contract ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("make", [
+    lambda: UniformEvaluator(9, max_batch=16),
+    lambda: HashEvaluator(9, max_batch=16),
+    lambda: NetEvaluator(build_net(9, TINY), max_batch=16),
+], ids=["uniform", "hash", "net"])
+def test_contract(make):
+    ev = make()
+    assert ev.inputs.shape == (16, NUM_PLANES, 9, 9) and ev.inputs.dtype == np.uint8
+    assert (ev.board_size, ev.num_actions, ev.num_planes, ev.max_batch) == (9, 82, NUM_PLANES, 16)
+    write_leaves(ev, positions(9, 16))
+    for n in (1, 5, 16):
+        policy, value = ev.evaluate(n)
+        assert policy.shape == (n, 82) and policy.dtype == np.float32
+        assert value.shape == (n,) and value.dtype == np.float32
+        np.testing.assert_allclose(policy.sum(axis=1), 1.0, rtol=1e-5)
+        assert np.all(policy >= 0) and np.all(np.abs(value) <= 1.0)
+    assert (ev.evals, ev.batches) == (22, 3)
+    policy, value = ev.evaluate(0)
+    assert policy.shape == (0, 82) and value.shape == (0,)
+    assert (ev.evals, ev.batches) == (22, 3)
+    with pytest.raises(ValueError, match="0..16"):
+        ev.evaluate(17)
+    with pytest.raises(ValueError):
+        ev.evaluate(-1)
+
+
+def test_outputs_are_views_of_preallocated_buffers():
+    ev = HashEvaluator(9, max_batch=8)
+    p1, v1 = ev.evaluate(8)
+    p2, v2 = ev.evaluate(3)
+    assert np.shares_memory(p1, p2) and np.shares_memory(v1, v2)
+
+
+def test_uniform_evaluator():
+    ev = UniformEvaluator(9, value=0.25, max_batch=4)
+    policy, value = ev.evaluate(4)
+    assert np.all(policy == np.float32(1 / 82)) and np.all(value == np.float32(0.25))
+    policy += 1.0  # a caller mixing noise in place must not change the next answer
+    policy, _ = ev.evaluate(2)
+    assert np.all(policy == np.float32(1 / 82))
+    with pytest.raises(ValueError):
+        UniformEvaluator(9, value=2.0)
+
+
+# -- NetEvaluator on CPU -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [1, 3, 32])
+def test_net_evaluator_equals_direct_forward(n):
+    net = build_net(9, TINY)
+    ev = NetEvaluator(net, device="cpu", max_batch=32)
+    states = positions(9, n, seed=n)
+    write_leaves(ev, states)
+    policy, value = ev.evaluate(n)
+
+    x = torch.from_numpy(np.stack([s.features() for s in states]))
+    with torch.no_grad():
+        logits, ref_value = net.eval()(x)
+    np.testing.assert_allclose(policy, torch.softmax(logits, 1).numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(value, ref_value.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_net_evaluator_sees_what_callers_write_into_inputs():
+    ev = NetEvaluator(build_net(9, TINY), max_batch=4)
+    states = positions(9, 2, seed=3)
+    write_leaves(ev, states[:1])
+    first = ev.evaluate(1)[0].copy()
+    write_leaves(ev, states[1:])
+    assert not np.array_equal(ev.evaluate(1)[0], first)
+    write_leaves(ev, states[:1])
+    np.testing.assert_array_equal(ev.evaluate(1)[0], first)  # deterministic for the same rows
+
+
+def test_net_evaluator_load_state_dict_changes_outputs_and_id():
+    ev = NetEvaluator(build_net(9, TINY), max_batch=4)
+    write_leaves(ev, positions(9, 2))
+    before = ev.evaluate(2)[1].copy()
+    other = build_net(9, TINY)
+    ev.load_state_dict(other.state_dict(), model_id="other")
+    assert ev.model_id == "other"
+    with torch.no_grad():
+        _, expected = other.eval()(torch.from_numpy(ev.inputs[:2].astype(np.float32)))
+    after = ev.evaluate(2)[1]
+    assert not np.array_equal(after, before)
+    np.testing.assert_allclose(after, expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+# -- HashEvaluator: exactness reference --------------------------------------------------------------------
+def test_hash_evaluator_is_deterministic_and_batch_independent():
+    states = positions(9, 12, seed=5)
+    ev = HashEvaluator(9, seed=3, max_batch=16)
+    write_leaves(ev, states)
+    policy, value = (a.copy() for a in ev.evaluate(12))
+    assert len({row.tobytes() for row in policy}) == 12  # different inputs, different outputs
+
+    single = HashEvaluator(9, seed=3, max_batch=16)
+    rng = np.random.default_rng(0)
+    for i, state in enumerate(states):
+        # the same row alone, or at another place among other rows, or in another instance: bit-identical
+        n = int(rng.integers(1, 17))
+        where = int(rng.integers(0, n))
+        single.inputs[:n] = rng.integers(0, 2, single.inputs[:n].shape, dtype=np.uint8)
+        write_leaves(single, [state], start=where)
+        p, v = single.evaluate(n)
+        assert p[where].tobytes() == policy[i].tobytes() and v[where] == value[i]
+
+    other_seed = HashEvaluator(9, seed=4, max_batch=16)
+    write_leaves(other_seed, states)
+    assert not np.array_equal(other_seed.evaluate(12)[0], policy)
+
+
+def test_hash_evaluator_outputs_look_like_a_net():
+    ev = HashEvaluator(19, max_batch=64)
+    write_leaves(ev, positions(19, 64, seed=2))
+    policy, value = ev.evaluate(64)
+    np.testing.assert_allclose(policy.sum(axis=1), 1.0, rtol=1e-5)
+    assert np.all(policy.max(axis=1) > 2.0 / 362)  # not uniform: argmax is meaningful
+    assert value.min() < -0.3 and value.max() > 0.3
+
+
+# -- factory -----------------------------------------------------------------------------------------------
+def test_make_evaluator_on_cpu():
+    ev = make_evaluator(EvaluatorConfig(device="cpu", max_batch=8), 9, net=build_net(9, TINY))
+    assert isinstance(ev, NetEvaluator) and ev.device.type == "cpu" and ev.max_batch == 8
+
+    cfg = Config()
+    cfg.net = NetConfig(blocks=1, channels=8)
+    cfg.evaluator.max_batch = 4
+    ev = make_evaluator(cfg, 9, device="cpu")  # a fresh net shaped by cfg.net
+    assert ev.net.net_cfg == cfg.net and ev.net.board_size == 9
+
+    assert isinstance(make_evaluator(cfg, 9, net="uniform"), UniformEvaluator)
+    assert isinstance(make_evaluator(cfg, 19, net="hash"), HashEvaluator)
+    with pytest.raises(ValueError, match="19x19, asked for 9x9"):
+        make_evaluator(cfg, 9, net=build_net(19, NetConfig(blocks=1, channels=8)))
+    with pytest.raises(ValueError):
+        make_evaluator(cfg, 9, net="random")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
+def test_auto_picks_cpu_and_cuda_without_gpu_is_an_error():
+    assert resolve_device("auto").type == "cpu"
+    ev = make_evaluator(EvaluatorConfig(device="auto", max_batch=2), 9, net=build_net(9, TINY))
+    assert ev.device.type == "cpu"
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        make_evaluator(EvaluatorConfig(device="cuda"), 9, net=build_net(9, TINY))
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        make_evaluator(EvaluatorConfig(device="cpu"), 9, net=build_net(9, TINY), device="cuda")
+
+
+# -- CUDA (the CPU tests above cover the same logic) -------------------------------------------------------
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype,atol", [("float32", 1e-4), ("bfloat16", 0.03)])
+def test_cuda_graph_evaluator_matches_cpu(dtype, atol):
+    net = build_net(9, TINY)
+    cpu = NetEvaluator(build_net(9, TINY), device="cpu", max_batch=64)
+    cpu.load_state_dict(net.state_dict())
+    gpu = NetEvaluator(net, device="cuda", max_batch=64, cuda_graphs=True, dtype=dtype)
+    assert gpu.graph_sizes == (1, 2, 4, 8, 16, 32, 64)
+    states = positions(9, 64, seed=7)
+    write_leaves(cpu, states)
+    write_leaves(gpu, states)
+    for n in (1, 3, 17, 64):
+        p_ref, v_ref = (a.copy() for a in cpu.evaluate(n))
+        p, v = gpu.evaluate(n)
+        np.testing.assert_allclose(p, p_ref, atol=atol)
+        np.testing.assert_allclose(v, v_ref, atol=atol)
+    assert gpu.padded_size(17) == 32 and (gpu.evals, gpu.batches) == (85, 4)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_cuda_graphs_match_eager_and_follow_weight_updates():
+    graphs = NetEvaluator(build_net(9, TINY), device="cuda", max_batch=32, cuda_graphs=True, dtype="float32")
+    eager = NetEvaluator(build_net(9, TINY), device="cuda", max_batch=32, cuda_graphs=False, dtype="float32")
+    eager.load_state_dict(graphs.net.state_dict())
+    states = positions(9, 32, seed=8)
+    write_leaves(graphs, states)
+    write_leaves(eager, states)
+    for n in (1, 5, 32):
+        np.testing.assert_allclose(graphs.evaluate(n)[0], eager.evaluate(n)[0], atol=1e-5)
+    new = build_net(9, TINY).state_dict()
+    graphs.load_state_dict(new, model_id="new")
+    eager.load_state_dict(new, model_id="new")
+    np.testing.assert_allclose(graphs.evaluate(7)[1], eager.evaluate(7)[1], atol=1e-5)
+    assert graphs.inputs.shape == (32, NUM_PLANES, 9, 9)
