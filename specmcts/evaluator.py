@@ -22,6 +22,10 @@ Implementations:
 - ``HashEvaluator``: pseudo-random policy/value that are a function of each row's bytes alone (numba), so a
   row's output does not depend on the batch it came in: the reference for exactness tests of speculation.
 
+Several worker processes can share one evaluator (the GPU's) through ``SharedEvaluatorServer``: each worker
+gets a ``SharedEvaluatorClient`` with the same contract, whose ``inputs`` and outputs live in
+``multiprocessing.shared_memory``; a server thread batches the pending requests of all workers into one call.
+
 Note on exactness: a real net's output for a row can differ in the last bits with the batch size it was
 computed at (different kernels are picked per shape, more so in bf16 on GPU). The NN cache returns exactly
 what was inserted; "cached == fresh" is bit-exact only for evaluators like ``HashEvaluator``.
@@ -29,6 +33,11 @@ what was inserted; "cached == fresh" is bit-exact only for evaluators like ``Has
 from __future__ import annotations
 
 import bisect
+import multiprocessing
+import threading
+from dataclasses import dataclass
+from multiprocessing import shared_memory
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,7 +79,7 @@ def padded_batch_size(n: int, sizes: tuple[int, ...]) -> int:
     return sizes[i]
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
+def torch_device(device: str | torch.device = "auto") -> torch.device:
     """'auto' -> cuda if available, else cpu; asking for cuda without a GPU is an error that says so."""
     name = str(device)
     if name == "auto":
@@ -88,7 +97,8 @@ class Evaluator:
 
     model_id: str = "none"
 
-    def __init__(self, board_size: int, max_batch: int, num_planes: int = NUM_PLANES):
+    def __init__(self, board_size: int, max_batch: int, num_planes: int = NUM_PLANES,
+                 buffers: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.board_size = int(board_size)
@@ -97,6 +107,9 @@ class Evaluator:
         self.max_batch = int(max_batch)
         self.evals = 0
         self.batches = 0
+        if buffers is not None:  # (inputs, policy, value) living elsewhere, e.g. in shared memory
+            self.inputs, self._policy, self._value = buffers
+            return
         self.inputs = self._host_buffer((self.max_batch, self.num_planes, self.board_size, self.board_size), np.uint8)
         self._policy = self._host_buffer((self.max_batch, self.num_actions), np.float32)
         self._value = self._host_buffer((self.max_batch,), np.float32)
@@ -175,7 +188,7 @@ class NetEvaluator(Evaluator):
 
     def __init__(self, net: PolicyValueNet, device: str | torch.device = "cpu", max_batch: int = 512,
                  cuda_graphs: bool = True, dtype: str = "bfloat16", cudnn_benchmark: bool = True):
-        self.device = resolve_device(device)
+        self.device = torch_device(device)
         self._cuda = self.device.type == "cuda"
         if dtype not in _AUTOCAST_DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(_AUTOCAST_DTYPES)}, got {dtype!r}")
@@ -335,6 +348,193 @@ def make_evaluator(cfg: EvaluatorConfig | Config, board_size: int, net: PolicyVa
         net = build_net(board_size, net_cfg)
     if net.board_size != board_size:
         raise ValueError(f"the net is for {net.board_size}x{net.board_size}, asked for {board_size}x{board_size}")
-    chosen = resolve_device(device if str(device) != "auto" else ev_cfg.device)
+    chosen = torch_device(device if str(device) != "auto" else ev_cfg.device)
     return NetEvaluator(net, chosen, max_batch=ev_cfg.max_batch, cuda_graphs=ev_cfg.cuda_graphs,
                         dtype=ev_cfg.dtype)
+
+
+# -- one evaluator shared by worker processes -----------------------------------------------------------------
+# Shared-memory block (one per server), 64-byte aligned sections:
+#   control  int64   [1 + clients]               control[0]: 1 while the server runs; control[1 + i]: rows client
+#                                                i asks for (0: no request pending)
+#   inputs   uint8   [clients, rows, C, N, N]    each client's own input rows
+#   policy   float32 [clients, rows, A]          each client's outputs
+#   value    float32 [clients, rows]
+# A client writes its rows and count, then releases the shared ``pending`` semaphore and waits on its own
+# ``done`` semaphore. The server thread wakes once per release, gathers every pending request into one batch,
+# evaluates, scatters, clears the counts and releases each client. A wake-up that finds nothing (its request
+# was served by an earlier gather) costs one scan. Nothing is pickled per request.
+
+
+def _shared_layout(clients: int, rows: int, planes: int, size: int) -> dict[str, tuple[int, tuple, type]]:
+    actions = size * size + 1
+    sections = (("control", (1 + clients,), np.int64), ("inputs", (clients, rows, planes, size, size), np.uint8),
+                ("policy", (clients, rows, actions), np.float32), ("value", (clients, rows), np.float32))
+    layout, offset = {}, 0
+    for name, shape, dtype in sections:
+        layout[name] = (offset, shape, dtype)
+        offset += -(-int(np.prod(shape)) * np.dtype(dtype).itemsize // 64) * 64
+    layout["_total"] = (offset, (), np.uint8)
+    return layout
+
+
+def _shared_views(buf, layout) -> dict[str, np.ndarray]:
+    return {name: np.ndarray(shape, dtype, buffer=buf, offset=offset)
+            for name, (offset, shape, dtype) in layout.items() if name != "_total"}
+
+
+@dataclass
+class SharedEvaluatorHandle:
+    """What a worker process needs to reach the server (picklable at process start; pass it as an argument
+    of ``multiprocessing.Process``: the semaphores can only travel that way)."""
+
+    shm_name: str
+    client: int
+    clients: int
+    rows: int
+    board_size: int
+    num_planes: int
+    model_id: str
+    pending: Any
+    done: Any
+
+    def connect(self) -> "SharedEvaluatorClient":
+        return SharedEvaluatorClient(self)
+
+
+class SharedEvaluatorClient(Evaluator):
+    """The ``Evaluator`` contract in a worker process: ``inputs`` and the outputs live in shared memory, and
+    ``evaluate(n)`` is answered by the server's evaluator (batched with the other workers' requests)."""
+
+    def __init__(self, handle: SharedEvaluatorHandle, poll_s: float = 1.0):
+        self._shm = shared_memory.SharedMemory(name=handle.shm_name)
+        views = _shared_views(self._shm.buf, _shared_layout(handle.clients, handle.rows, handle.num_planes,
+                                                            handle.board_size))
+        i = handle.client
+        super().__init__(handle.board_size, handle.rows, handle.num_planes,
+                         buffers=(views["inputs"][i], views["policy"][i], views["value"][i]))
+        self._control = views["control"]
+        self._slot = 1 + i
+        self._pending, self._done = handle.pending, handle.done
+        self._poll_s = poll_s
+        self.model_id = handle.model_id
+
+    def _forward(self, n: int) -> None:
+        if self._control[0] != 1:
+            raise RuntimeError("the shared evaluator server is not running")
+        self._control[self._slot] = n
+        self._pending.release()
+        while not self._done.acquire(timeout=self._poll_s):
+            if self._control[0] != 1:
+                raise RuntimeError("the shared evaluator server stopped before answering")
+
+    def close(self) -> None:
+        if self._shm is not None:
+            self.inputs = self._policy = self._value = self._control = None
+            self._shm.close()
+            self._shm = None
+
+
+class SharedEvaluatorServer:
+    """Serves ``evaluator`` to ``clients`` worker processes, ``rows`` input rows each (<= its max_batch).
+
+    Usage::
+
+        with SharedEvaluatorServer(evaluator, clients=4, rows=64) as server:
+            procs = [ctx.Process(target=work, args=(server.handle(i),)) for i in range(4)]
+            ...                                   # in work(): ev = handle.connect(); ev.evaluate(n) ...
+
+    The server thread runs in this process (where the GPU and CUDA graphs are); workers need no torch state.
+    With CUDA initialised in this process, start workers with the 'spawn' or 'forkserver' method."""
+
+    def __init__(self, evaluator: Evaluator, clients: int, rows: int | None = None, mp_context=None):
+        rows = evaluator.max_batch if rows is None else int(rows)
+        if clients < 1 or not 1 <= rows <= evaluator.max_batch:
+            raise ValueError(f"need clients >= 1 and 1 <= rows <= {evaluator.max_batch}, got {clients}, {rows}")
+        ctx = mp_context or multiprocessing.get_context()
+        self.evaluator = evaluator
+        self.clients = int(clients)
+        self.rows = rows
+        self._layout = _shared_layout(self.clients, rows, evaluator.num_planes, evaluator.board_size)
+        self._shm = shared_memory.SharedMemory(create=True, size=max(self._layout["_total"][0], 1))
+        views = _shared_views(self._shm.buf, self._layout)
+        self._control, self._inputs = views["control"], views["inputs"]
+        self._policy, self._value = views["policy"], views["value"]
+        self._control[:] = 0
+        self._pending = ctx.Semaphore(0)
+        self._done = [ctx.Semaphore(0) for _ in range(self.clients)]
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None  # what stopped the server thread, if it failed
+        self.requests = 0  # client requests served
+        self.batches = 0  # evaluator calls made
+
+    def handle(self, client: int) -> SharedEvaluatorHandle:
+        if not 0 <= client < self.clients:
+            raise ValueError(f"client must be in 0..{self.clients - 1}, got {client}")
+        return SharedEvaluatorHandle(self._shm.name, client, self.clients, self.rows, self.evaluator.board_size,
+                                     self.evaluator.num_planes, self.evaluator.model_id, self._pending,
+                                     self._done[client])
+
+    def start(self) -> "SharedEvaluatorServer":
+        self._control[0] = 1
+        self._thread = threading.Thread(target=self._serve, name="shared-evaluator", daemon=True)
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        try:
+            self._serve_requests()
+        except BaseException as e:  # clients see control[0] == 0 and raise instead of waiting forever
+            self.error = e
+            self._control[0] = 0
+            raise
+
+    def _serve_requests(self) -> None:
+        ev = self.evaluator
+        while True:
+            self._pending.acquire()
+            if self._stop:
+                return
+            batch, used = [], 0
+            for client in np.flatnonzero(self._control[1:] > 0):
+                n = int(self._control[1 + client])
+                if used + n > ev.max_batch:
+                    self._answer(batch, used)
+                    batch, used = [], 0
+                ev.inputs[used:used + n] = self._inputs[client, :n]
+                batch.append((int(client), used, n))
+                used += n
+            if batch:
+                self._answer(batch, used)
+
+    def _answer(self, batch: list[tuple[int, int, int]], used: int) -> None:
+        policy, value = self.evaluator.evaluate(used)
+        self.batches += 1
+        for client, start, n in batch:
+            self._policy[client, :n] = policy[start:start + n]
+            self._value[client, :n] = value[start:start + n]
+            self._control[1 + client] = 0
+            self.requests += 1
+            self._done[client].release()
+
+    def close(self) -> None:
+        """Stop the server thread and free the shared memory (workers should have closed their clients)."""
+        if self._shm is None:
+            return
+        self._control[0] = 0
+        if self._thread is not None:
+            self._stop = True
+            self._pending.release()
+            self._thread.join()
+            self._thread = None
+        self._control = self._inputs = self._policy = self._value = None
+        self._shm.close()
+        self._shm.unlink()
+        self._shm = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()

@@ -251,15 +251,19 @@ class SelfPlay:
             start_game()
         last_report = started
         while live:
-            for g in self.pipeline.ready():
-                rec = live[g]
-                if self._decide(rec):
-                    del live[g]
-                    self._finish(rec)
-                    if bar is not None:
-                        bar.update(1)
-                    if next_game < total_games:
-                        start_game()
+            # A commit can hand over a search that is already complete: decide until nothing is ready.
+            ready = self.pipeline.ready()
+            while ready:
+                for g in ready:
+                    rec = live[g]
+                    if self._decide(rec):
+                        del live[g]
+                        self._finish(rec)
+                        if bar is not None:
+                            bar.update(1)
+                        if next_game < total_games:
+                            start_game()
+                ready = self.pipeline.ready()
             if not live:
                 break
             self.pipeline.step()

@@ -42,6 +42,26 @@ def game_phase(move_number: int, size: int) -> str:
     return "end"
 
 
+def correct_from_stage(stage_predictions: list, action: int, k: int) -> int:
+    """The first stage J from which every prediction of a move was the final ``action`` (k + 1: never).
+
+    ``stage_predictions`` holds (stage, guess) in order; a boundary passed in the same batch as a later one
+    has no entry of its own and takes the later guess. This is the quantity the analytical model needs:
+    the speculative child rooted at the right move lives from stage J on."""
+    guess_at = [None] * (k + 2)
+    previous = 0
+    for stage, guess in stage_predictions:
+        for j in range(previous + 1, stage + 1):
+            guess_at[j] = guess
+        previous = stage
+    first = k + 1
+    for j in range(k, 0, -1):
+        if guess_at[j] is None or guess_at[j] != action:
+            break
+        first = j
+    return first
+
+
 class MovePolicy(Protocol):
     """How a game turns a search into a move; the pipeline uses it for predictions too."""
 
@@ -76,8 +96,10 @@ class SpeculationStats:
     rolled_back: int = 0  # mispredictions that threw speculative searches away
     wasted_sims: int = 0  # simulations done in searches thrown away
     useful_sims: int = 0  # simulations of searches that decided a move
+    correct_from: np.ndarray = None  # [k + 2] moves whose predictions were right from stage J on (J = k + 1: never)
 
     def __post_init__(self):
+        self.correct_from = np.zeros(self.k + 2, np.int64)
         self.predictions = np.zeros(self.k + 1, np.int64)
         self.correct = np.zeros(self.k + 1, np.int64)
         self.phase_predictions = {p: 0 for p in PHASES}
@@ -181,6 +203,7 @@ class Pipeline:
         if len(chain) > 1 and chain[1].via == action:
             self.stats.committed += 1
             chain.pop(0)
+            self._deepen(game, chain)
             return True
         for level in chain[1:]:
             self._close(level, wasted=True)
@@ -263,6 +286,23 @@ class Pipeline:
         chain.append(self._open(game, nxt, via=guess))
         self.stats.spawned += 1
 
+    def _deepen(self, game, chain: list) -> None:
+        """After a commit the chain is one level shorter: the deepest level, if it has passed a stage
+        boundary, predicts from its current counts and starts the next level now rather than at its next
+        boundary (which may never come)."""
+        d = len(chain) - 1
+        level = chain[d]
+        if d >= self.k or level.stage <= 1:
+            return
+        counts = self.search.visit_counts(level.slot)
+        guess = self.policy.pick(game, level.state.move_number, counts)
+        nxt = level.state.copy()
+        nxt.play(guess)
+        if nxt.is_over:
+            return
+        chain.append(self._open(game, nxt, via=guess))
+        self.stats.spawned += 1
+
     def _score_predictions(self, level: Level, action: int) -> None:
         phase = game_phase(level.state.move_number, level.state.size)
         for stage, guess in level.stage_predictions:
@@ -271,3 +311,5 @@ class Pipeline:
             if guess == action:
                 self.stats.correct[stage] += 1
                 self.stats.phase_correct[phase] += 1
+        if self.k and level.stage_predictions:
+            self.stats.correct_from[correct_from_stage(level.stage_predictions, action, self.k)] += 1

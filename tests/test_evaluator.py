@@ -6,8 +6,9 @@ import torch
 from games.go import GoRules, GoState
 from native.features import NUM_PLANES, encode
 from specmcts.config import Config, EvaluatorConfig, NetConfig
-from specmcts.evaluator import (GRAPH_BATCH_SIZES, Evaluator, HashEvaluator, NetEvaluator, UniformEvaluator,
-                                graph_batch_sizes, make_evaluator, padded_batch_size, resolve_device)
+from specmcts.evaluator import (GRAPH_BATCH_SIZES, Evaluator, HashEvaluator, NetEvaluator, SharedEvaluatorServer,
+                                UniformEvaluator, graph_batch_sizes, make_evaluator, padded_batch_size,
+                                torch_device)
 from specmcts.network import build_net
 
 TINY = NetConfig(blocks=2, channels=32)
@@ -198,7 +199,7 @@ def test_make_evaluator_on_cpu():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
 def test_auto_picks_cpu_and_cuda_without_gpu_is_an_error():
-    assert resolve_device("auto").type == "cpu"
+    assert torch_device("auto").type == "cpu"
     ev = make_evaluator(EvaluatorConfig(device="auto", max_batch=2), 9, net=build_net(9, TINY))
     assert ev.device.type == "cpu"
     with pytest.raises(ValueError, match="no CUDA GPU"):
@@ -244,3 +245,79 @@ def test_cuda_graphs_match_eager_and_follow_weight_updates():
     eager.load_state_dict(new, model_id="new")
     np.testing.assert_allclose(graphs.evaluate(7)[1], eager.evaluate(7)[1], atol=1e-5)
     assert graphs.inputs.shape == (32, NUM_PLANES, 9, 9)
+
+
+# -- shared-memory server (one evaluator, several workers) ---------------------------------------------------
+def _worker(handle, seed, rounds, failures):
+    """A worker process: random rows, checked bit for bit against its own HashEvaluator."""
+    ev = handle.connect()
+    reference = HashEvaluator(ev.board_size, seed=0, max_batch=ev.max_batch)
+    rng = np.random.default_rng(seed)
+    try:
+        for _ in range(rounds):
+            n = int(rng.integers(0, ev.max_batch + 1))
+            rows = rng.integers(0, 2, ev.inputs[:n].shape, dtype=np.uint8)
+            ev.inputs[:n] = rows
+            policy, value = ev.evaluate(n)
+            reference.inputs[:n] = rows
+            ref_policy, ref_value = reference.evaluate(n)
+            if policy.tobytes() != ref_policy.tobytes() or value.tobytes() != ref_value.tobytes():
+                failures.put(f"worker {seed}: wrong answer for {n} rows")
+                return
+    finally:
+        ev.close()
+    failures.put(None)
+
+
+def test_shared_evaluator_serves_worker_processes():
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    server = SharedEvaluatorServer(HashEvaluator(9, seed=0, max_batch=24), clients=3, rows=8, mp_context=ctx)
+    failures = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(server.handle(i), i, 30, failures)) for i in range(3)]
+    for p in procs:
+        p.start()
+    with server:
+        results = [failures.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+    assert results == [None, None, None]
+    assert all(p.exitcode == 0 for p in procs)
+    assert 0 < server.batches <= server.requests <= 90 and server.evaluator.evals > 0
+
+
+def test_shared_evaluator_client_contract_in_threads():
+    import threading
+
+    server = SharedEvaluatorServer(NetEvaluator(build_net(9, TINY), max_batch=8), clients=2, rows=4)
+    with server:
+        clients = [server.handle(i).connect() for i in range(2)]
+        assert clients[0].inputs.shape == (4, NUM_PLANES, 9, 9) and clients[0].max_batch == 4
+        assert clients[0].model_id == server.evaluator.model_id
+        states = positions(9, 4, seed=11)
+        answers = {}
+
+        def work(i):
+            write_leaves(clients[i], states[2 * i:2 * i + 2])
+            answers[i] = tuple(a.copy() for a in clients[i].evaluate(2))
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        with pytest.raises(ValueError):
+            clients[0].evaluate(5)
+        assert clients[1].evaluate(0)[0].shape == (0, 82)
+
+    direct = NetEvaluator(server.evaluator.net, max_batch=4)
+    write_leaves(direct, states)
+    policy, value = direct.evaluate(4)
+    for i in range(2):
+        np.testing.assert_allclose(answers[i][0], policy[2 * i:2 * i + 2], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(answers[i][1], value[2 * i:2 * i + 2], rtol=1e-5, atol=1e-6)
+    with pytest.raises(RuntimeError, match="not running"):
+        clients[0].evaluate(1)
+    for c in clients:
+        c.close()

@@ -4,6 +4,9 @@ OpenSpiel enforces simple ko only; we enforce positional superko. So the one all
 OpenSpiel allows and we forbid, and each such move must be a superko repetition: legal without superko, and
 leading to a board that occurred earlier in the game. Anything we allow must be allowed by OpenSpiel.
 
+Final returns are compared in every game: both end a game at two passes or at the same 2*N*N move limit
+(asserted move by move), and both score the board as it stands by area.
+
 Action ids: OpenSpiel numbers points from the bottom row (``a1`` = 0), ours from the top row; the mapping
 is built from OpenSpiel's own ``action_to_string`` and checked on a few anchors.
 """

@@ -1,0 +1,141 @@
+"""Analytical model of the speculation pipeline: expected latency speedup for look-ahead depth k.
+
+Time is counted in *stages* (a move's search is k + 1 stages of sims / (k + 1) simulations). Every live
+search advances one stage per stage of time (on a GPU a batch of several trees costs about what one
+costs; ``--batch-cost`` adds a linear penalty per extra tree for machines where it does not).
+
+A move's predictions are summarised by J, the first stage boundary from which every prediction equals the
+final move (J = k + 1: never). The model is the finite-state Markov chain of the pipeline that
+``specmcts/speculation.py`` implements:
+
+- a level at depth d crossing boundary j predicts; if j >= J its child is (re)started on the right move,
+  else on a wrong one (only when d + 1 <= k);
+- when level 0 finishes, a right child becomes level 0 with the progress it has (commit), and the new
+  deepest level, if past a boundary, spawns its child at once; otherwise everything restarts (rollback).
+
+J is drawn independently per move from its measured distribution ``P(J = j)``; the chain's stationary
+mean time between commits is computed by simulation of the chain (seeded, many moves), and the speedup is
+(k + 1) / that. ``--p`` takes per-stage accuracies p_j instead, with J built assuming each boundary's
+prediction is right independently (J = smallest j with all of p_j..p_k right).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class _Level:
+    progress: int  # stages done
+    j: int  # first boundary from which its predictions are right
+    right: bool  # rooted at the move that will really be played
+    child_right_from_here: bool = False
+
+
+def j_distribution_from_p(p: list[float]) -> np.ndarray:
+    """P(J = j), j = 1..k+1, when each boundary j is right independently with probability p[j-1]."""
+    k = len(p)
+    dist = np.zeros(k + 2)
+    for j in range(1, k + 2):
+        tail = np.prod(p[j - 1:]) if j <= k else 1.0  # boundaries j..k all right
+        before = (1.0 - p[j - 2]) if j >= 2 else 1.0  # boundary j-1 wrong (or j == 1)
+        dist[j] = tail * before if j <= k else (1.0 - p[k - 1]) if k else 1.0
+    dist[1:] /= dist[1:].sum()
+    return dist
+
+
+def simulate(k: int, j_dist: np.ndarray, moves: int = 100_000, seed: int = 0, batch_cost: float = 0.0) -> dict:
+    """Mean time per move (in stages of one tree) of the pipeline, and the speedup over k = 0."""
+    if k == 0:
+        return {"k": 0, "stages_per_move": 1.0, "time_per_move": 1.0, "speedup": 1.0}
+    rng = np.random.default_rng(seed)
+    probs = np.asarray(j_dist[1:k + 2], float)
+    probs = probs / probs.sum()
+    draws = rng.choice(np.arange(1, k + 2), size=moves * (k + 2) + 16, p=probs)
+    cursor = 0
+
+    def new_level(right: bool) -> _Level:
+        nonlocal cursor
+        j = int(draws[cursor])
+        cursor += 1
+        return _Level(progress=0, j=j, right=right)
+
+    chain = [new_level(True)]
+    time = 0.0
+    commits = 0
+    while commits < moves:
+        # one stage of time: every level advances one stage
+        time += 1.0 + batch_cost * (len(chain) - 1)
+        for level in chain:
+            if level.progress < k + 1:
+                level.progress += 1
+        # boundaries crossed (in depth order, so a restart below is seen by deeper levels)
+        d = 0
+        while d < len(chain):
+            level = chain[d]
+            b = level.progress
+            if 1 <= b <= k and d < k:
+                right = level.right and b >= level.j
+                if len(chain) > d + 1:
+                    if chain[d + 1].right != right or not right:
+                        del chain[d + 1:]
+                        chain.append(new_level(right))
+                else:
+                    chain.append(new_level(right))
+            d += 1
+        # commits (possibly several in a row when the committed level had finished already)
+        while chain[0].progress >= k + 1:
+            commits += 1
+            if len(chain) > 1 and chain[1].right:
+                chain.pop(0)
+                last = chain[-1]
+                d = len(chain) - 1
+                if d < k and last.progress >= 1:
+                    chain.append(new_level(last.right and last.progress >= last.j))
+            else:
+                chain = [new_level(True)]
+            if commits >= moves:
+                break
+    per_move = time / moves
+    return {"k": k, "time_per_move": per_move / (k + 1), "stages_per_move": per_move, "speedup": (k + 1) / per_move}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--k", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
+    ap.add_argument("--p", type=float, nargs="+", help="per-stage accuracy p_1..p_k (one list used for every k)")
+    ap.add_argument("--j-dist", type=str, help='JSON {k: [P(J=1), ..., P(J=k+1)]} as measured by bench_speculation')
+    ap.add_argument("--moves", type=int, default=100_000)
+    ap.add_argument("--batch-cost", type=float, default=0.0, help="extra cost per additional tree in a batch")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    rows = []
+    measured = json.loads(args.j_dist) if args.j_dist else {}
+    for k in args.k:
+        if k == 0:
+            rows.append(simulate(0, np.ones(2)))
+            continue
+        if str(k) in measured:
+            dist = np.concatenate([[0.0], np.asarray(measured[str(k)], float)])
+        elif args.p:
+            p = (list(args.p) + [args.p[-1]] * k)[:k]
+            dist = j_distribution_from_p(p)
+        else:
+            print(f"k={k}: give --p or --j-dist", file=sys.stderr)
+            return 2
+        rows.append(simulate(k, dist, args.moves, batch_cost=args.batch_cost))
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print(f"{'k':>3} {'stages/move':>12} {'predicted speedup':>18}")
+        for r in rows:
+            print(f"{r['k']:>3} {r['stages_per_move']:>12.3f} {r['speedup']:>18.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
