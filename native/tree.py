@@ -321,3 +321,23 @@ def pick_from_counts(counts, temperature, uniform):
             if acc > target:
                 return a
     return last
+
+
+@njit(cache=True)
+def principal_variation(t, node, visits, children, out):
+    """Most-visited path below ``node`` (actions into ``out``); returns its length."""
+    n = 0
+    while n < out.shape[0]:
+        best = -1
+        best_visits = 0
+        for a in range(children.shape[2]):
+            c = children[t, node, a]
+            if c >= 0 and visits[t, c] > best_visits:
+                best_visits = visits[t, c]
+                best = a
+        if best < 0:
+            break
+        out[n] = best
+        n += 1
+        node = children[t, node, best]
+    return n

@@ -74,6 +74,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _speculate(text: str) -> int:
+    """``K >= 0`` or ``auto`` (stored as -1, the config's auto)."""
+    if text.strip().lower() == "auto":
+        return -1
+    return _non_negative_int(text)
+
+
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -119,9 +126,10 @@ def _add_common(
     if sims:
         g.add_argument("--sims", type=_positive_int, metavar="N", help="MCTS simulations per move")
     if speculate:
-        g.add_argument("--speculate", type=_non_negative_int, metavar="K",
+        g.add_argument("--speculate", type=_speculate, metavar="K|auto",
                        help="speculative look-ahead depth: search up to K moves ahead of the committed one "
-                            "(0 = off; records are identical to K=0)")
+                            "(0 = off; records are identical to K=0; auto = the deepest K the evaluator "
+                            "runs at no extra cost per batch, measured at start)")
     if device:
         g.add_argument("--device", type=_device, metavar="auto|cpu|cuda",
                        help="where the network runs (default: auto = cuda if available, else cpu)")

@@ -49,7 +49,7 @@ class SearchConfig:
     resign_threshold: float = -0.95  # resign when the root value is below this
     resign_consecutive: int = 3  # ... for this many of the player's moves in a row
     no_resign_fraction: float = 0.1  # games that never resign (to measure false resignations)
-    speculate: int = 0  # look-ahead depth k of the inter-decision pipeline; 0 = off
+    speculate: int = 0  # look-ahead depth k of the inter-decision pipeline; 0 = off, -1 = auto (measured)
 
 
 @dataclass
@@ -157,8 +157,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"game.board must be {MIN_SIZE}..{MAX_SIZE}, got {cfg.game.board}")
     if cfg.search.sims < 1:
         raise ConfigError("search.sims must be >= 1")
-    if cfg.search.speculate < 0:
-        raise ConfigError("search.speculate must be >= 0")
+    if cfg.search.speculate < -1:
+        raise ConfigError("search.speculate must be >= 0, or -1 (auto)")
     if cfg.search.leaves_per_tree < 1:
         raise ConfigError("search.leaves_per_tree must be >= 1")
     if cfg.evaluator.device not in ("auto", "cpu", "cuda"):

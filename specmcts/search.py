@@ -9,6 +9,7 @@ Who owns which slot, and when a tree is reset, is the caller's business (self-pl
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,9 +28,13 @@ class SearchStats:
     evals: int = 0  # rows sent to the network
     cache_hits: int = 0
     terminal: int = 0  # leaves scored by the rules
+    # wall seconds per phase of step(): where the time goes (select, cache, encode, forward, backup)
+    seconds: dict = field(default_factory=lambda: dict.fromkeys(("select", "cache", "encode", "forward", "backup"), 0.0))
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        d["seconds"] = dict(self.seconds)
+        return d
 
 
 @dataclass
@@ -178,6 +183,9 @@ class Search:
     def step(self, slots: np.ndarray, wanted: np.ndarray) -> int:
         """One batch over ``slots``; returns the number of leaves evaluated and backed up."""
         tr, sc = self.trees, self.scratch
+        clock = time.perf_counter
+        spent = self.stats.seconds
+        t0 = clock()
         slots = np.ascontiguousarray(slots, np.int32)
         wanted = np.ascontiguousarray(wanted, np.int32)
         n, collisions = kernels.select_leaves(
@@ -191,6 +199,8 @@ class Search:
         )
         self.stats.steps += 1
         self.stats.collisions += int(collisions)
+        t1 = clock()
+        spent["select"] += t1 - t0
         if n == 0:
             return 0
         evaluate = np.flatnonzero(self.leaf_kind[:n] == kernels.LEAF_EVAL).astype(np.int32)
@@ -206,13 +216,22 @@ class Search:
                 self.leaf_policy[found] = self._hit_policy[:m][hit]
                 self.leaf_value[found] = self._hit_value[:m][hit]
             if len(miss):
+                t2 = clock()
                 kernels.encode_leaves(sc.core, sc.past, miss, self.evaluator.inputs)
+                t3 = clock()
                 policy, value = self.evaluator.evaluate(len(miss))
+                t4 = clock()
                 self.cache.insert(self.leaf_key[miss], policy, value)
                 self.leaf_policy[miss] = policy
                 self.leaf_value[miss] = value
+                spent["encode"] += t3 - t2
+                spent["forward"] += t4 - t3
+                spent["cache"] += (t2 - t1) + (clock() - t4)
+            else:
+                spent["cache"] += clock() - t1
             self.stats.cache_hits += int(hits)
             self.stats.evals += len(miss)
+        t5 = clock()
         kernels.expand_and_backup(
             n,
             tr.node_count, tr.visits, tr.value_sum, tr.virtual_loss, tr.parent, tr.status, tr.nn_value, tr.prior,
@@ -220,6 +239,7 @@ class Search:
             sc.core, sc.hist,
             self.leaf_slot, self.leaf_node, self.leaf_kind, self.leaf_value, self.leaf_policy,
         )
+        spent["backup"] += clock() - t5
         self.stats.leaves += n
         self.stats.terminal += n - m
         return n

@@ -167,8 +167,13 @@ class SelfPlay:
         self.rules = GoRules(cfg.game.board, cfg.game.komi, cfg.game.superko)
         self.evaluator = evaluator
         self.cache = cache
-        self.k = cfg.search.speculate
         self.concurrent = max(1, min(cfg.selfplay.concurrent, cfg.selfplay.games))
+        self.k = cfg.search.speculate
+        self.auto_k_timings = None
+        if self.k < 0:
+            from specmcts.speculation import choose_k
+
+            self.k, self.auto_k_timings = choose_k(evaluator, self.concurrent * cfg.search.leaves_per_tree)
         self.search = Search(self.rules, cfg.search, evaluator, cache, num_trees=self.concurrent * (self.k + 1))
         self.policy = SelfPlayPolicy(cfg, self.rules)
         self.pipeline = Pipeline(self.search, self.k, cfg.search.sims, self.policy)

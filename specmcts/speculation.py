@@ -313,3 +313,42 @@ class Pipeline:
                 self.stats.phase_correct[phase] += 1
         if self.k and level.stage_predictions:
             self.stats.correct_from[correct_from_stage(level.stage_predictions, action, self.k)] += 1
+
+
+def choose_k(evaluator, base_batch: int, k_max: int = 4, tolerance: float = 1.3, repeats: int = 5) -> tuple[int, dict]:
+    """``auto`` speculation depth: the deepest k whose batch (``base_batch * (k + 1)`` rows, what k adds
+    to the evaluator when every speculative tree runs) costs at most ``tolerance`` times the k = 0 batch,
+    measured on this evaluator now. On a GPU batches up to a few hundred rows cost about one, so k comes
+    out high; on a CPU cost grows with rows and k comes out 0 (speculation would only slow it down).
+    Returns (k, {rows: seconds per batch})."""
+    import time
+
+    timings = {}
+    inputs = evaluator.inputs
+    base_batch = max(1, min(base_batch, evaluator.max_batch))
+
+    def cost(rows: int) -> float:
+        evaluator.evaluate(rows)  # warm-up (graph capture, allocator)
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            evaluator.evaluate(rows)
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    saved = inputs.copy()
+    try:
+        base = cost(base_batch)
+        timings[base_batch] = base
+        chosen = 0
+        for k in range(1, k_max + 1):
+            rows = base_batch * (k + 1)
+            if rows > evaluator.max_batch:
+                break
+            timings[rows] = cost(rows)
+            if timings[rows] > tolerance * base:
+                break
+            chosen = k
+    finally:
+        inputs[...] = saved
+    return chosen, timings

@@ -1,0 +1,191 @@
+"""Search benchmarks.
+
+CPU: simulations per second per core with a constant evaluator (uniform policy, value 0), i.e. the cost of
+select + rules + feature encoding + expand/backup alone, from mid-game roots, NN cache off.
+
+Net: self-play NN evals/s (``SelfPlay``, many concurrent games, NN cache off) against the pure forward-pass
+throughput of the same net at the same batch size, measured in the same run, and where the self-play time
+goes. Meant for the GPU machine (``--device cuda``); runs on a CPU too (small nets, for the script's sake).
+
+    python tools/bench_search.py                      # CPU table
+    python tools/bench_search.py --net --device cuda  # + GPU self-play vs forward
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from games.go import GoRules, GoState  # noqa: E402
+from native import board as board_kernels  # noqa: E402
+from specmcts.config import Config, NetConfig  # noqa: E402
+
+NETS = {  # name: (board, blocks, channels)
+    "9x9-6x64": (9, 6, 64),
+    "9x9-10x128": (9, 10, 128),
+    "19x19-10x128": (19, 10, 128),
+    "19x19-20x256": (19, 20, 256),
+    "9x9-2x32": (9, 2, 32),
+    "19x19-2x32": (19, 2, 32),
+}
+
+
+def pin_one_core():
+    if hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        except OSError:
+            pass
+
+
+def midgame_roots(size: int, count: int, seed: int = 0) -> list[GoState]:
+    """Positions a quarter of the way into random games (what a search mostly sees)."""
+    board_kernels.seed_kernels(seed)
+    roots = []
+    while len(roots) < count:
+        s = GoState(GoRules(size))
+        for _ in range(size * size // 4):
+            s.play_random()
+            if s.is_over:
+                break
+        if not s.is_over:
+            roots.append(s)
+    return roots
+
+
+def bench_cpu(size: int, sims: int, trees: int, leaves: int, repeats: int) -> dict:
+    from specmcts.evaluator import UniformEvaluator
+    from specmcts.nncache import NNCache
+    from specmcts.search import Search
+
+    rules = GoRules(size)
+    cfg = Config()
+    cfg.search.sims = sims
+    cfg.search.leaves_per_tree = leaves
+    ev = UniformEvaluator(size, max_batch=trees * leaves)
+    search = Search(rules, cfg.search, ev, NNCache(0, rules.num_actions, rules.max_moves), num_trees=trees)
+    roots = midgame_roots(size, trees)
+    slots = np.arange(trees, dtype=np.int32)
+
+    def once():
+        for t, r in enumerate(roots):
+            search.reset(t, r)
+        before = search.stats.leaves
+        t0 = time.perf_counter()
+        search.run(slots, sims)
+        return (search.stats.leaves - before) / (time.perf_counter() - t0)
+
+    once()  # JIT warm-up
+    rates = [once() for _ in range(repeats)]
+    sec = search.stats.seconds
+    total = sum(sec.values())
+    return {"size": size, "sims_per_s": max(rates), "median": float(np.median(rates)),
+            "profile": {k: v / total for k, v in sec.items()}}
+
+
+def bench_net(name: str, device: str, concurrent: int, sims: int, leaves: int, max_moves: int) -> dict:
+    import torch
+
+    from specmcts.evaluator import make_evaluator
+    from specmcts.network import build_net
+    from specmcts.nncache import NNCache
+    from specmcts.selfplay import SelfPlay
+
+    size, blocks, channels = NETS[name]
+    cfg = Config()
+    cfg.game.board = size
+    cfg.net = NetConfig(blocks=blocks, channels=channels, value_hidden=channels)
+    cfg.search.sims = sims
+    cfg.search.leaves_per_tree = leaves
+    cfg.selfplay.games = concurrent
+    cfg.selfplay.concurrent = concurrent
+    cfg.selfplay.max_moves = max_moves
+    cfg.evaluator.device = device
+    batch = concurrent * leaves
+    cfg.evaluator.max_batch = batch
+    torch.manual_seed(0)
+    net = build_net(size, cfg.net)
+    ev = make_evaluator(cfg, size, net)
+    # pure forward throughput at the self-play batch size, same evaluator, same run
+    ev.inputs[:batch] = np.random.default_rng(0).integers(0, 2, ev.inputs[:batch].shape, dtype=np.uint8)
+    for _ in range(5):
+        ev.evaluate(batch)
+    reps = 50 if device == "cuda" else 5
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        ev.evaluate(batch)
+    forward = batch * reps / (time.perf_counter() - t0)
+    # self-play, cache off so every leaf is a network row
+    sp = SelfPlay(cfg, ev, NNCache(0, size * size + 1, 2 * size * size + 1), out=None, tensorboard=False)
+    summary = sp.run()
+    st = sp.search.stats
+    sec = st.seconds
+    wall = summary["wall_s"]
+    rows_per_batch = st.evals / max(st.steps, 1)
+    return {"net": name, "device": device, "batch": batch, "forward_evals_per_s": forward,
+            "selfplay_evals_per_s": summary["evals_per_s"], "ratio": summary["evals_per_s"] / forward,
+            "mean_rows_per_batch": rows_per_batch, "wall_s": wall,
+            "profile": {**{k: v / wall for k, v in sec.items()}, "other": 1 - sum(sec.values()) / wall}}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[9, 19])
+    ap.add_argument("--sims", type=int, default=800)
+    ap.add_argument("--trees", type=int, default=64)
+    ap.add_argument("--leaves", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--net", nargs="*", default=None, help=f"self-play vs forward for these nets ({', '.join(NETS)})")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--concurrent", type=int, default=64)
+    ap.add_argument("--net-sims", type=int, default=200)
+    ap.add_argument("--max-moves", type=int, default=20, help="moves per game in the net benchmark")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    results = {"cpu": [], "net": []}
+    if args.device == "cpu":
+        pin_one_core()
+        import torch
+
+        torch.set_num_threads(1)
+    for size in args.sizes:
+        results["cpu"].append(bench_cpu(size, args.sims, args.trees, args.leaves, args.repeats))
+    if args.net is not None:
+        names = args.net or (["9x9-6x64", "19x19-10x128"] if args.device == "cuda" else ["9x9-2x32"])
+        for name in names:
+            results["net"].append(bench_net(name, args.device, args.concurrent, args.net_sims, args.leaves,
+                                            args.max_moves))
+    if args.json:
+        print(json.dumps(results, default=float))
+        return 0
+    print("CPU search, constant evaluator, one core, NN cache off "
+          f"({args.trees} trees x {args.sims} sims, {args.leaves} leaves/tree/batch, mid-game roots)")
+    print(f"{'board':>6} {'sims/s best':>12} {'median':>10} {'target':>8}   profile (share of search time)")
+    for r in results["cpu"]:
+        target = "50,000" if r["size"] == 9 else "-"
+        prof = " ".join(f"{k} {100 * v:.0f}%" for k, v in r["profile"].items())
+        print(f"{r['size']:>4}x{r['size']:<1} {r['sims_per_s']:>12,.0f} {r['median']:>10,.0f} {target:>8}   {prof}")
+    if results["net"]:
+        print(f"\nSelf-play NN evals/s vs pure forward at the same batch ({args.concurrent} games x {args.leaves} leaves), "
+              "same run, NN cache off; target ratio >= 0.70")
+        print(f"{'net':>14} {'device':>6} {'batch':>5} {'forward/s':>11} {'selfplay/s':>11} {'ratio':>6} "
+              f"{'rows/batch':>10}   where self-play time goes")
+        for r in results["net"]:
+            prof = " ".join(f"{k} {100 * v:.0f}%" for k, v in r["profile"].items())
+            print(f"{r['net']:>14} {r['device']:>6} {r['batch']:>5} {r['forward_evals_per_s']:>11,.0f} "
+                  f"{r['selfplay_evals_per_s']:>11,.0f} {r['ratio']:>6.2f} {r['mean_rows_per_batch']:>10.1f}   {prof}")
+    best9 = next((r["sims_per_s"] for r in results["cpu"] if r["size"] == 9), None)
+    if best9 is not None:
+        print(f"\nsummary: 9x9 {best9:,.0f} sims/s/core with a constant evaluator (target 50,000)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Speculation benchmark: self-play latency per k, measured next to the analytical model's prediction.
+
+Latency mode (the point of speculation): one game at a time, ``--sims`` per move, for each k the per-move
+and per-game latency, in wall time and in evaluator batches (the noise-free unit the model predicts),
+the prediction accuracy per stage, the records' agreement with k = 0, and the NN cache hit rate (overall
+and in the middle game). Variants: NN cache on/off, leaves per tree per batch (intra-decision batches).
+
+Throughput mode (``--throughput G``): G concurrent games, evals/s and moves/s per k, i.e. what speculation
+costs when the GPU is already busy, and what ``--speculate auto`` picks.
+
+    python tools/bench_speculation.py --device cuda --nets 9x9-6x64 9x9-10x128 19x19-10x128 --leaves 8 16
+    python tools/bench_speculation.py --evaluator hash --sims 200 --max-moves 40    # CPU, any machine
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+from spec_model import simulate  # noqa: E402
+from specmcts.config import Config, NetConfig  # noqa: E402
+
+NETS = {
+    "9x9-6x64": (9, 6, 64), "9x9-10x128": (9, 10, 128), "19x19-10x128": (19, 10, 128),
+    "19x19-20x256": (19, 20, 256), "9x9-2x32": (9, 2, 32), "5x5-2x32": (5, 2, 32), "19x19-2x32": (19, 2, 32),
+}
+
+
+def make_evaluator(kind: str, net_name: str, device: str, max_batch: int, seed: int):
+    import torch
+
+    from specmcts.evaluator import HashEvaluator, NetEvaluator, UniformEvaluator
+    from specmcts.network import build_net
+
+    size, blocks, channels = NETS[net_name]
+    if kind == "hash":
+        return HashEvaluator(size, seed=seed, max_batch=max_batch)
+    if kind == "uniform":
+        return UniformEvaluator(size, max_batch=max_batch)
+    torch.manual_seed(seed)
+    net = build_net(size, NetConfig(blocks=blocks, channels=channels, value_hidden=channels))
+    return NetEvaluator(net, device, max_batch=max_batch)
+
+
+def play(cfg: Config, evaluator, cache_entries: int):
+    from specmcts.nncache import NNCache
+    from specmcts.selfplay import SelfPlay
+
+    size = cfg.game.board
+    cache = NNCache(cache_entries, size * size + 1, 2 * size * size + 1)
+    sp = SelfPlay(cfg, evaluator, cache, out=None, tensorboard=False)
+    summary = sp.run()
+    middle = [m for m in range(size * size // 4, size * size)]
+    hits = cache.hits_by_move[middle].sum() if cache.enabled else 0
+    total = hits + (cache.misses_by_move[middle].sum() if cache.enabled else 0)
+    summary["cache_hit_rate_middle"] = float(hits / total) if total else 0.0
+    return sp, summary
+
+
+def latency_rows(args, net_name: str, leaves: int, cache_entries: int) -> list[dict]:
+    size = NETS[net_name][0]
+    rows = []
+    base = None
+    for k in args.k:
+        cfg = Config()
+        cfg.seed = args.seed
+        cfg.game.board = size
+        cfg.search.sims = args.sims
+        cfg.search.leaves_per_tree = leaves
+        cfg.search.speculate = k
+        cfg.selfplay.games = args.games
+        cfg.selfplay.concurrent = 1
+        cfg.selfplay.max_moves = args.max_moves
+        ev = make_evaluator(args.evaluator, net_name, args.device, max_batch=leaves * (max(args.k) + 1), seed=args.seed)
+        sp, s = play(cfg, ev, cache_entries)
+        recs = sorted(sp.records, key=lambda r: r.index)
+        if base is None:
+            base = (recs, s)
+        b_recs, b_s = base
+        pairs = [(a, b) for ra, rb in zip(recs, b_recs) for a, b in zip(ra.moves, rb.moves)]
+        agree = sum(a == b for a, b in pairs) / max(len(pairs), 1)
+        identical = all(ra.moves == rb.moves and all(np.array_equal(x, y) for x, y in zip(ra.targets, rb.targets))
+                        for ra, rb in zip(recs, b_recs))
+        stats = sp.pipeline.stats
+        if k > 0 and stats.correct_from[1:].sum():
+            dist = np.concatenate([[0.0], stats.correct_from[1:] / stats.correct_from[1:].sum()])
+            predicted = simulate(k, dist, 50_000, seed=args.seed)["speedup"]
+        else:
+            dist, predicted = None, 1.0
+        rows.append({
+            "net": net_name, "leaves": leaves, "cache": bool(cache_entries), "k": k,
+            "move_ms": s["mean_move_ms"], "move_batches": s["mean_move_steps"], "game_s": s["mean_game_s"],
+            "speedup_wall": b_s["mean_move_ms"] / s["mean_move_ms"] if s["mean_move_ms"] else float("nan"),
+            "speedup_batches": b_s["mean_move_steps"] / s["mean_move_steps"] if s["mean_move_steps"] else float("nan"),
+            "predicted_speedup": predicted,
+            "accuracy_by_stage": s["prediction_accuracy_by_stage"], "accuracy": s["prediction_accuracy"],
+            "accuracy_by_phase": s["prediction_accuracy_by_phase"],
+            "wasted": s["wasted_sims_fraction"], "cache_hit": s["cache_hit_rate"],
+            "cache_hit_middle": s["cache_hit_rate_middle"], "agreement": agree, "identical": identical,
+            "moves": s["moves"], "correct_from": None if dist is None else stats.correct_from.tolist(),
+        })
+        print(f"  {net_name} L={leaves} cache={'on' if cache_entries else 'off'} k={k}: "
+              f"{s['mean_move_ms']:.2f} ms/move, {s['mean_move_steps']:.2f} batches/move, "
+              f"speedup {rows[-1]['speedup_wall']:.2f}x (model {predicted:.2f}x), agreement {agree:.3f}",
+              file=sys.stderr, flush=True)
+    return rows
+
+
+def throughput_rows(args, net_name: str) -> list[dict]:
+    size = NETS[net_name][0]
+    rows = []
+    base = None
+    for k in [k for k in args.k if k <= 4] + ["auto"]:
+        cfg = Config()
+        cfg.seed = args.seed
+        cfg.game.board = size
+        cfg.search.sims = args.sims
+        cfg.search.leaves_per_tree = args.leaves[0]
+        cfg.search.speculate = -1 if k == "auto" else k
+        cfg.selfplay.games = args.throughput
+        cfg.selfplay.concurrent = args.throughput
+        cfg.selfplay.max_moves = args.max_moves
+        mb = args.throughput * args.leaves[0] * 5
+        ev = make_evaluator(args.evaluator, net_name, args.device, max_batch=min(mb, 4096), seed=args.seed)
+        sp, s = play(cfg, ev, 1 << 20)
+        if base is None:
+            base = s
+        rows.append({"net": net_name, "k": k if k != "auto" else f"auto={sp.k}", "evals_per_s": s["evals_per_s"],
+                     "moves_per_s": s["moves"] / s["wall_s"], "move_ms": s["mean_move_ms"],
+                     "relative_moves_per_s": (s["moves"] / s["wall_s"]) / (base["moves"] / base["wall_s"])})
+        print(f"  throughput {net_name} k={rows[-1]['k']}: {s['evals_per_s']:.0f} evals/s, "
+              f"{rows[-1]['moves_per_s']:.1f} moves/s", file=sys.stderr, flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nets", nargs="+", default=["9x9-2x32"], choices=sorted(NETS))
+    ap.add_argument("--evaluator", choices=("net", "hash", "uniform"), default="net")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--sims", type=int, default=800)
+    ap.add_argument("--games", type=int, default=1, help="games per k (played one at a time)")
+    ap.add_argument("--max-moves", type=int, default=0, help="cap on moves per game (0: the rules' limit)")
+    ap.add_argument("--k", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
+    ap.add_argument("--leaves", type=int, nargs="+", default=[8])
+    ap.add_argument("--cache", choices=("on", "off", "both"), default="both")
+    ap.add_argument("--throughput", type=int, default=0, help="also measure G concurrent games")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", metavar="FILE", help="also write all rows as JSON")
+    args = ap.parse_args(argv)
+    if 0 not in args.k:
+        args.k = [0] + args.k
+    caches = {"on": [1 << 20], "off": [0], "both": [1 << 20, 0]}[args.cache]
+    started = time.perf_counter()
+    warm = Config()  # compile every kernel (and capture CUDA graphs) before anything is timed
+    warm.game.board = NETS[args.nets[0]][0]
+    warm.search.sims, warm.search.speculate = 32, 1
+    warm.selfplay.games, warm.selfplay.concurrent, warm.selfplay.max_moves = 1, 1, 6
+    play(warm, make_evaluator(args.evaluator, args.nets[0], args.device, 64, args.seed), 1 << 10)
+    rows = []
+    for net_name in args.nets:
+        for leaves in args.leaves:
+            for cache in caches:
+                rows += latency_rows(args, net_name, leaves, cache)
+    through = []
+    if args.throughput:
+        for net_name in args.nets:
+            through += throughput_rows(args, net_name)
+
+    print(f"\nLatency: one game at a time, {args.sims} sims/move, evaluator {args.evaluator} on {args.device}"
+          f"{f', first {args.max_moves} moves' if args.max_moves else ''}. Speedups are vs k=0 in the same run.")
+    head = (f"{'net':>13} {'L':>3} {'cache':>5} {'k':>2} {'ms/move':>8} {'batches':>8} {'game s':>7} "
+            f"{'speedup':>8} {'batches':>8} {'model':>6} {'acc/stage':>24} {'waste':>6} {'hit':>5} {'hit mid':>7} {'agree':>6}")
+    print(head)
+    for r in rows:
+        acc = ",".join(f"{a:.2f}" for a in r["accuracy_by_stage"]) or "-"
+        print(f"{r['net']:>13} {r['leaves']:>3} {'on' if r['cache'] else 'off':>5} {r['k']:>2} {r['move_ms']:>8.2f} "
+              f"{r['move_batches']:>8.2f} {r['game_s']:>7.2f} {r['speedup_wall']:>7.2f}x {r['speedup_batches']:>7.2f}x "
+              f"{r['predicted_speedup']:>5.2f}x {acc:>24} {100 * r['wasted']:>5.1f}% {100 * r['cache_hit']:>4.0f}% "
+              f"{100 * r['cache_hit_middle']:>6.0f}% {r['agreement']:>6.3f}")
+    if through:
+        print(f"\nThroughput: {args.throughput} concurrent games")
+        print(f"{'net':>13} {'k':>8} {'evals/s':>10} {'moves/s':>9} {'vs k=0':>7}")
+        for r in through:
+            print(f"{r['net']:>13} {str(r['k']):>8} {r['evals_per_s']:>10,.0f} {r['moves_per_s']:>9.1f} "
+                  f"{r['relative_moves_per_s']:>6.2f}x")
+    best = max(rows, key=lambda r: r["speedup_wall"])
+    mid_gain = ""
+    on_rows = [r for r in rows if r["cache"] and r["net"] == best["net"] and r["leaves"] == best["leaves"]]
+    if on_rows:
+        k0 = next(r for r in on_rows if r["k"] == 0)
+        kb = max(on_rows, key=lambda r: r["speedup_wall"])
+        if k0["cache_hit_middle"] > 0:
+            mid_gain = f", midgame cache hits {100 * (kb['cache_hit_middle'] / k0['cache_hit_middle'] - 1):+.0f}% at k={kb['k']}"
+    all_identical = all(r["identical"] for r in rows)
+    print(f"\nsummary: best speedup {best['speedup_wall']:.2f}x wall ({best['speedup_batches']:.2f}x in batches, "
+          f"model {best['predicted_speedup']:.2f}x) at k={best['k']} ({best['net']}, L={best['leaves']}, "
+          f"cache {'on' if best['cache'] else 'off'}){mid_gain}; records identical to k=0: {all_identical}; "
+          f"{time.perf_counter() - started:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"latency": rows, "throughput": through}, default=float, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
