@@ -341,3 +341,51 @@ def principal_variation(t, node, visits, children, out):
         n += 1
         node = children[t, node, best]
     return n
+
+
+@njit(cache=True)
+def extract_subtree(src, node, dst, node_count, visits, value_sum, virtual_loss, parent, action, status, nn_value,
+                    children, prior, queue):
+    """Tree reuse: copy the subtree below ``(src, node)`` into slot ``dst`` (``src != dst``) as a tree whose
+    root is that node, renumbering breadth-first. ``queue`` is int32 scratch of at least M entries."""
+    num_actions = prior.shape[2]
+    queue[0] = node
+    head = 0
+    tail = 1
+    visits[dst, 0] = visits[src, node]
+    value_sum[dst, 0] = value_sum[src, node]
+    virtual_loss[dst, 0] = 0
+    parent[dst, 0] = NO_PARENT
+    action[dst, 0] = -1
+    status[dst, 0] = status[src, node]
+    nn_value[dst, 0] = nn_value[src, node]
+    while head < tail:
+        s = queue[head]
+        d = head
+        head += 1
+        prior[dst, d, :] = prior[src, s, :]
+        for a in range(num_actions):
+            c = children[src, s, a]
+            if c >= 0:
+                n = tail
+                tail += 1
+                queue[n] = c
+                children[dst, d, a] = n
+                visits[dst, n] = visits[src, c]
+                value_sum[dst, n] = value_sum[src, c]
+                virtual_loss[dst, n] = 0
+                parent[dst, n] = d
+                action[dst, n] = a
+                status[dst, n] = status[src, c]
+                nn_value[dst, n] = nn_value[src, c]
+            else:
+                children[dst, d, a] = UNVISITED
+    node_count[dst] = tail
+
+
+@njit(cache=True)
+def mix_root_noise(t, prior, root_noise, fraction):
+    """Mix Dirichlet noise into an already expanded root (a reused tree)."""
+    for a in range(prior.shape[2]):
+        if prior[t, ROOT, a] >= 0.0:
+            prior[t, ROOT, a] = (1.0 - fraction) * prior[t, ROOT, a] + fraction * root_noise[t, a]

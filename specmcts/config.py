@@ -70,6 +70,71 @@ class SelfPlayConfig:
 
 
 @dataclass
+class TrainConfig:
+    """The trainer (``specmcts train`` and the training half of ``specmcts run``) and its replay window."""
+
+    steps: int = 2000  # optimizer steps of `specmcts train`
+    batch_size: int = 256
+    optimizer: str = "sgd"  # sgd (momentum, Nesterov) | adamw
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4  # sgd: L2 term in the loss (conv/linear weights); adamw: decoupled decay
+    lr_schedule: str = "constant"  # constant | cosine (to lr_min at lr_total_steps) | step (x lr_decay_factor)
+    lr_warmup_steps: int = 0  # linear warm-up from 0
+    lr_total_steps: int = 0  # cosine: steps to reach lr_min (0: no decay)
+    lr_min: float = 0.0
+    lr_decay_every: int = 0  # step: multiply by lr_decay_factor every this many steps (0: never)
+    lr_decay_factor: float = 0.1
+    value_weight: float = 1.0  # loss = policy cross-entropy + value_weight * value MSE (+ L2)
+    grad_clip: float = 5.0  # max global gradient norm (0: off)
+    amp: bool = True  # autocast on CUDA (ignored on CPU)
+    amp_dtype: str = "bfloat16"  # bfloat16 | float16 (float16 adds a gradient scaler)
+    checkpoint_every: int = 500  # steps between checkpoints (written atomically)
+    keep_checkpoints: int = 0  # newest checkpoints kept besides the first (0: keep all)
+    log_every: int = 20  # steps between TensorBoard points
+    min_samples: int = 2048  # replay samples needed before the first step
+    window_samples: int = 250_000  # replay window: the newest samples trained on (KataGo's c)
+    window_growth: float = 0.0  # KataGo-style growing window (beta, e.g. 0.4); 0: fixed window
+    window_exponent: float = 0.75  # ... its exponent alpha: window = c * (1 + beta * ((n / c)^alpha - 1) / alpha)
+    window_max_samples: int = 0  # cap on the growing window (0: none)
+    augment: bool = True  # a random one of the 8 board symmetries per sample
+
+
+@dataclass
+class RunConfig:
+    """``specmcts run``: self-play and training on one machine."""
+
+    mode: str = "async"  # async (KataGo: producers and trainer concurrently) | generations (AlphaZero: in turns)
+    generations: int = 0  # generations mode: how many (0: until minutes or Ctrl-C)
+    minutes: float = 0.0  # wall-clock budget of the whole run (0: none)
+    max_steps: int = 0  # stop at this trainer step (0: none)
+    games_per_generation: int = 64  # generations mode: self-play games before each training phase
+    chunk_games: int = 0  # async: games per self-play chunk (0: selfplay.concurrent); a new net is picked up between chunks
+    workers: int = 1  # async: self-play processes
+    train_samples_per_sample: float = 4.0  # ratio control: samples trained on per self-play sample produced
+    max_lead_samples: int = 0  # async: self-play pauses when this many samples ahead of the ratio (0: never)
+    gating_games: int = 0  # candidate vs current self-play net before it is adopted (0: no gating)
+    gating_threshold: float = 0.55  # score the candidate needs to be adopted
+    eval_every: int = 0  # trainer steps between Elo evaluations vs the first checkpoint (0: off)
+    eval_games: int = 20
+    eval_gnugo_games: int = 0  # ... and vs GnuGo at eval.gnugo_level (0: off)
+
+
+@dataclass
+class EvalConfig:
+    """Matches (``specmcts eval``, gating and Elo inside ``specmcts run``)."""
+
+    games: int = 40
+    sims: int = 0  # simulations per move (0: search.sims)
+    concurrent: int = 64  # games played at once (one batched search per side)
+    temperature_moves: int = 0  # opening moves sampled in proportion to visits, for variety (0: max(4, N*N // 16))
+    temperature: float = 1.0
+    resign: bool = True  # resign at search.resign_threshold for search.resign_consecutive moves
+    gnugo_level: int = 1
+    sgf: bool = True  # write every game under <out>/sgf/
+
+
+@dataclass
 class Config:
     name: str = "go9"
     seed: int = 0
@@ -79,6 +144,9 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     selfplay: SelfPlayConfig = field(default_factory=SelfPlayConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

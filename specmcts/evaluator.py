@@ -355,8 +355,8 @@ def make_evaluator(cfg: EvaluatorConfig | Config, board_size: int, net: PolicyVa
 
 # -- one evaluator shared by worker processes -----------------------------------------------------------------
 # Shared-memory block (one per server), 64-byte aligned sections:
-#   control  int64   [1 + clients]               control[0]: 1 while the server runs; control[1 + i]: rows client
-#                                                i asks for (0: no request pending)
+#   control  int64   [1 + clients]               control[0]: server state (_NOT_STARTED, _RUNNING, _STOPPED);
+#                                                control[1 + i]: rows client i asks for (0: no request pending)
 #   inputs   uint8   [clients, rows, C, N, N]    each client's own input rows
 #   policy   float32 [clients, rows, A]          each client's outputs
 #   value    float32 [clients, rows]
@@ -364,6 +364,9 @@ def make_evaluator(cfg: EvaluatorConfig | Config, board_size: int, net: PolicyVa
 # ``done`` semaphore. The server thread wakes once per release, gathers every pending request into one batch,
 # evaluates, scatters, clears the counts and releases each client. A wake-up that finds nothing (its request
 # was served by an earlier gather) costs one scan. Nothing is pickled per request.
+
+
+_NOT_STARTED, _RUNNING, _STOPPED = 0, 1, 2
 
 
 def _shared_layout(clients: int, rows: int, planes: int, size: int) -> dict[str, tuple[int, tuple, type]]:
@@ -420,12 +423,13 @@ class SharedEvaluatorClient(Evaluator):
         self.model_id = handle.model_id
 
     def _forward(self, n: int) -> None:
-        if self._control[0] != 1:
+        # A request posted before the server starts waits for it; one posted after it stopped fails.
+        if self._control[0] == _STOPPED:
             raise RuntimeError("the shared evaluator server is not running")
         self._control[self._slot] = n
         self._pending.release()
         while not self._done.acquire(timeout=self._poll_s):
-            if self._control[0] != 1:
+            if self._control[0] == _STOPPED:
                 raise RuntimeError("the shared evaluator server stopped before answering")
 
     def close(self) -> None:
@@ -460,7 +464,7 @@ class SharedEvaluatorServer:
         views = _shared_views(self._shm.buf, self._layout)
         self._control, self._inputs = views["control"], views["inputs"]
         self._policy, self._value = views["policy"], views["value"]
-        self._control[:] = 0
+        self._control[:] = 0  # _NOT_STARTED, no requests
         self._pending = ctx.Semaphore(0)
         self._done = [ctx.Semaphore(0) for _ in range(self.clients)]
         self._stop = False
@@ -477,7 +481,7 @@ class SharedEvaluatorServer:
                                      self._done[client])
 
     def start(self) -> "SharedEvaluatorServer":
-        self._control[0] = 1
+        self._control[0] = _RUNNING
         self._thread = threading.Thread(target=self._serve, name="shared-evaluator", daemon=True)
         self._thread.start()
         return self
@@ -485,9 +489,9 @@ class SharedEvaluatorServer:
     def _serve(self) -> None:
         try:
             self._serve_requests()
-        except BaseException as e:  # clients see control[0] == 0 and raise instead of waiting forever
+        except BaseException as e:  # clients see _STOPPED and raise instead of waiting forever
             self.error = e
-            self._control[0] = 0
+            self._control[0] = _STOPPED
             raise
 
     def _serve_requests(self) -> None:
@@ -522,7 +526,7 @@ class SharedEvaluatorServer:
         """Stop the server thread and free the shared memory (workers should have closed their clients)."""
         if self._shm is None:
             return
-        self._control[0] = 0
+        self._control[0] = _STOPPED
         if self._thread is not None:
             self._stop = True
             self._pending.release()

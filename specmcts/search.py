@@ -129,6 +129,7 @@ class Search:
         self._hit_policy = np.zeros((rows, self.num_actions), np.float32)
         self._hit_value = np.zeros(rows, np.float32)
         self._hit = np.zeros(rows, np.bool_)
+        self._queue = np.zeros(self.max_nodes, np.int32)
         for t in range(self.num_trees):
             self._reset_arrays(t)
 
@@ -150,6 +151,25 @@ class Search:
             self.trees.noise_fraction[slot] = noise_fraction
         else:
             self.trees.noise_fraction[slot] = 0.0
+
+    def reuse(self, src: int, action: int, dst: int, state: GoState, noise: np.ndarray | None = None,
+              noise_fraction: float = 0.0) -> bool:
+        """Tree reuse: make slot ``dst`` the subtree of ``src`` below ``action`` (rooted at ``state``, the
+        position after it), with fresh root noise. Returns False (and resets ``dst``) when that child was
+        never expanded."""
+        tr = self.trees
+        child = int(tr.children[src, kernels.ROOT, action])
+        if child < 0 or tr.status[src, child] != kernels.EXPANDED:
+            self.reset(dst, state, noise, noise_fraction)
+            return False
+        self.roots.load(dst, state)
+        kernels.extract_subtree(src, child, dst, tr.node_count, tr.visits, tr.value_sum, tr.virtual_loss, tr.parent,
+                                tr.action, tr.status, tr.nn_value, tr.children, tr.prior, self._queue)
+        tr.noise_fraction[dst] = 0.0
+        if noise is not None and noise_fraction > 0:
+            tr.root_noise[dst] = noise
+            kernels.mix_root_noise(dst, tr.prior, tr.root_noise, noise_fraction)
+        return True
 
     def completed(self, slots=None) -> np.ndarray:
         """Simulations completed below each root (the root's own evaluation not counted)."""

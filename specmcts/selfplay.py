@@ -174,9 +174,9 @@ class SelfPlay:
             from specmcts.speculation import choose_k
 
             self.k, self.auto_k_timings = choose_k(evaluator, self.concurrent * cfg.search.leaves_per_tree)
-        self.search = Search(self.rules, cfg.search, evaluator, cache, num_trees=self.concurrent * (self.k + 1))
+        self.search = Search(self.rules, cfg.search, evaluator, cache, num_trees=self.concurrent * (self.k + 1) + int(cfg.search.tree_reuse))  # reuse needs one spare slot
         self.policy = SelfPlayPolicy(cfg, self.rules)
-        self.pipeline = Pipeline(self.search, self.k, cfg.search.sims, self.policy)
+        self.pipeline = Pipeline(self.search, self.k, cfg.search.sims, self.policy, tree_reuse=cfg.search.tree_reuse)
         self.writer = RunWriter(out, self.rules, model_id, cfg.selfplay.shard_games, tensorboard)
         self.progress = progress
         self.max_moves = cfg.selfplay.max_moves or self.rules.max_moves

@@ -136,13 +136,16 @@ class Pipeline:
             pipe.step()                         # one evaluator batch over every level of every game
     """
 
-    def __init__(self, search: Search, k: int, sims: int, policy: MovePolicy):
+    def __init__(self, search: Search, k: int, sims: int, policy: MovePolicy, tree_reuse: bool = False):
         if k < 0:
             raise ValueError("speculation depth k must be >= 0")
         self.search = search
         self.k = k
         self.sims = sims
         self.policy = policy
+        # Reusing the played move's subtree keeps more search but breaks exactness across k (a committed
+        # speculative tree is fresh, a reused one is not): the lossless guarantee holds with fresh trees.
+        self.tree_reuse = tree_reuse
         self.stats = SpeculationStats(k=k)
         self.levels: dict[Hashable, list[Level]] = {}
         self.free_slots: list[int] = list(range(search.num_trees - 1, -1, -1))
@@ -193,15 +196,15 @@ class Pipeline:
         head = chain[0]
         self._score_predictions(head, action)
         self.stats.useful_sims += int(self.search.completed([head.slot])[0])
-        self._close(head, wasted=False)
         self._order = None
         if state_after is None or state_after.is_over:
-            for level in chain[1:]:
-                self._close(level, wasted=True)
+            for level in chain:
+                self._close(level, wasted=level is not head)
             del self.levels[game]
             return False
         if len(chain) > 1 and chain[1].via == action:
             self.stats.committed += 1
+            self._close(head, wasted=False)
             chain.pop(0)
             self._deepen(game, chain)
             return True
@@ -209,6 +212,17 @@ class Pipeline:
             self._close(level, wasted=True)
         if len(chain) > 1:
             self.stats.rolled_back += 1
+        if self.tree_reuse:
+            # the played move's subtree becomes the new tree (KataGo-style); opened before the old slot is freed
+            slot = self.free_slots.pop()
+            noise, fraction = self.policy.root_noise(game, state_after)
+            self.search.reuse(head.slot, action, slot, state_after, noise, fraction)
+            fresh = Level(slot=slot, state=state_after, via=-1)
+            self._slot_next_event[slot] = self.boundaries[1] if self.k > 0 else np.iinfo(np.int64).max
+            self._close(head, wasted=False)
+            self.levels[game] = [fresh]
+            return False
+        self._close(head, wasted=False)
         self.levels[game] = [self._open(game, state_after, via=-1)]
         return False
 

@@ -1,0 +1,87 @@
+"""Tree reuse: the played move's subtree becomes the next search's tree, statistics intact."""
+import numpy as np
+
+from games.go import GoRules, GoState
+from native import tree as kernels
+from specmcts.config import Config
+from specmcts.evaluator import HashEvaluator
+from specmcts.nncache import NNCache
+from specmcts.search import Search
+from specmcts.selfplay import SelfPlay
+
+
+def make_search(sims=200, trees=2):
+    rules = GoRules(9)
+    cfg = Config()
+    cfg.search.sims = sims
+    return rules, Search(rules, cfg.search, HashEvaluator(9, seed=3, max_batch=64), NNCache(0, 82, 163), num_trees=trees)
+
+
+def test_reused_subtree_keeps_its_statistics():
+    rules, search = make_search()
+    state = GoState(rules)
+    search.reset(0, state)
+    search.run([0], 200)
+    counts = search.visit_counts(0)
+    action = int(np.argmax(counts))
+    child = int(search.trees.children[0, kernels.ROOT, action])
+    grandchildren = search.trees.children[0, child]
+    expected = np.where(grandchildren >= 0, search.trees.visits[0, np.maximum(grandchildren, 0)], 0)
+
+    after = state.copy().play(action)
+    assert search.reuse(0, action, 1, after)
+    tr = search.trees
+    assert tr.visits[1, kernels.ROOT] == tr.visits[0, child]
+    assert tr.value_sum[1, kernels.ROOT] == tr.value_sum[0, child]
+    np.testing.assert_array_equal(search.visit_counts(1), expected)
+    np.testing.assert_array_equal(tr.prior[1, kernels.ROOT], tr.prior[0, child])
+    # every copied node's parent link points back to a node whose child it is
+    n = tr.node_count[1]
+    assert n == tr.visits[0, child]  # one node per simulation through that child
+    for node in range(1, n):
+        assert tr.children[1, tr.parent[1, node], tr.action[1, node]] == node
+
+
+def test_reused_search_completes_to_the_same_budget():
+    rules, search = make_search()
+    state = GoState(rules)
+    search.reset(0, state)
+    search.run([0], 200)
+    action = int(np.argmax(search.visit_counts(0)))
+    reused_visits = int(search.trees.visits[0, search.trees.children[0, kernels.ROOT, action]])
+    after = state.copy().play(action)
+    search.reuse(0, action, 1, after)
+    leaves_before = search.stats.leaves
+    search.run([1], 200)
+    assert search.visit_counts(1).sum() == 200
+    assert search.stats.leaves - leaves_before == 200 - (reused_visits - 1)
+    assert not search.trees.virtual_loss.any()
+
+
+def test_unexpanded_child_falls_back_to_a_fresh_tree():
+    rules, search = make_search(sims=4)
+    state = GoState(rules)
+    search.reset(0, state)
+    search.run([0], 4)
+    counts = search.visit_counts(0)
+    unvisited = int(np.flatnonzero((counts == 0) & state.legal_mask())[0])
+    assert not search.reuse(0, unvisited, 1, state.copy().play(unvisited))
+    assert search.trees.node_count[1] == 1 and search.trees.status[1, kernels.ROOT] == kernels.UNEXPANDED
+
+
+def test_selfplay_with_tree_reuse_needs_fewer_batches_per_move():
+    results = {}
+    for reuse in (False, True):
+        cfg = Config()
+        cfg.search.sims = 96
+        cfg.search.tree_reuse = reuse
+        cfg.selfplay.games = cfg.selfplay.concurrent = 2
+        cfg.selfplay.max_moves = 30
+        sp = SelfPlay(cfg, HashEvaluator(9, seed=1, max_batch=64), NNCache(0, 82, 163), tensorboard=False)
+        summary = sp.run()
+        for rec in sp.records:
+            for target in rec.targets:
+                assert abs(float(target.sum()) - 1.0) < 1e-5
+        assert not sp.search.trees.virtual_loss.any()
+        results[reuse] = summary["mean_move_steps"]
+    assert results[True] < results[False]
