@@ -118,6 +118,9 @@ class Search:
         self.trees = TreeArrays.allocate(self.num_trees, self.max_nodes, self.num_actions)
         self.roots = StatePool.allocate(self.num_trees, size)
         rows = int(self.evaluator.max_batch)
+        # A tree's batch is taken whole or not at all (``select_leaves``), so it must fit in the scratch
+        # rows: asking a tree for more leaves than the evaluator takes would skip it forever.
+        self.leaves_per_tree = min(int(self.cfg.leaves_per_tree), rows)
         self.scratch = StatePool.allocate(rows, size)
         self.leaf_slot = np.zeros(rows, np.int32)
         self.leaf_node = np.zeros(rows, np.int32)
@@ -178,11 +181,12 @@ class Search:
 
     def wanted(self, slots: np.ndarray, targets) -> np.ndarray:
         """Leaves to ask of each slot this step: 1 for an unexpanded root, else up to ``leaves_per_tree``
-        without passing ``targets`` (a per-slot or common simulation target)."""
+        (capped at the evaluator's ``max_batch``) without passing ``targets`` (a per-slot or common
+        simulation target)."""
         slots = np.asarray(slots, np.int32)
         expanded = self.trees.status[slots, kernels.ROOT] == kernels.EXPANDED
         remaining = np.asarray(targets) - self.completed(slots)
-        want = np.clip(remaining, 0, self.cfg.leaves_per_tree)
+        want = np.clip(remaining, 0, self.leaves_per_tree)
         return np.where(expanded, want, 1).astype(np.int32)
 
     def visit_counts(self, slot: int) -> np.ndarray:

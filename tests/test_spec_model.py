@@ -1,0 +1,69 @@
+"""The analytical pipeline model (tools/spec_model.py) against limits and against the real pipeline."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+
+from spec_model import j_distribution_from_p, simulate  # noqa: E402
+
+from specmcts.config import Config  # noqa: E402
+from specmcts.evaluator import HashEvaluator  # noqa: E402
+from specmcts.nncache import NNCache  # noqa: E402
+from specmcts.selfplay import SelfPlay  # noqa: E402
+from specmcts.speculation import correct_from_stage  # noqa: E402
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_perfect_prediction_gives_k_plus_one(k):
+    dist = np.zeros(k + 2)
+    dist[1] = 1.0
+    assert simulate(k, dist, moves=2000)["speedup"] == pytest.approx(k + 1, rel=1e-2)  # a start-up transient over 2000 moves
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_never_right_gives_no_speedup(k):
+    dist = np.zeros(k + 2)
+    dist[k + 1] = 1.0
+    assert simulate(k, dist, moves=2000)["speedup"] == pytest.approx(1.0)
+
+
+def test_speedup_grows_with_accuracy():
+    speedups = [simulate(3, j_distribution_from_p([p] * 3), moves=20000)["speedup"] for p in (0.3, 0.6, 0.9)]
+    assert speedups[0] < speedups[1] < speedups[2] <= 4.0
+
+
+def test_j_distribution_sums_to_one():
+    dist = j_distribution_from_p([0.5, 0.7, 0.9])
+    assert dist[0] == 0 and dist[1:].sum() == pytest.approx(1.0)
+
+
+def test_correct_from_stage():
+    # (stage, guess) pairs; stage 2 was passed together with 3, so it takes the guess made at 3
+    assert correct_from_stage([(1, 5), (3, 7), (4, 7)], action=7, k=4) == 2
+    assert correct_from_stage([(1, 7), (2, 7)], action=7, k=2) == 1
+    assert correct_from_stage([(1, 7), (2, 3)], action=7, k=2) == 3  # never: the last guess was wrong
+    assert correct_from_stage([(2, 7)], action=7, k=2) == 1
+
+
+def test_model_predicts_the_measured_pipeline():
+    """Measured latency in evaluator batches (deterministic) against the model fed the measured J."""
+    for k in (1, 3):
+        steps = {}
+        stats = None
+        for kk in (0, k):
+            cfg = Config()
+            cfg.search.sims = 256
+            cfg.search.speculate = kk
+            cfg.selfplay.games = cfg.selfplay.concurrent = 1
+            cfg.selfplay.max_moves = 50
+            sp = SelfPlay(cfg, HashEvaluator(9, seed=5, max_batch=64), NNCache(1 << 14, 82, 163), tensorboard=False)
+            steps[kk] = sp.run()["mean_move_steps"]
+            stats = sp.pipeline.stats
+        measured = steps[0] / steps[k]
+        dist = np.concatenate([[0.0], stats.correct_from[1:] / stats.correct_from[1:].sum()])
+        predicted = simulate(k, dist, moves=50000)["speedup"]
+        assert measured > 1.0
+        assert predicted == pytest.approx(measured, rel=0.15)
