@@ -119,6 +119,9 @@ class RunWriter:
         if self.tb is not None:
             self.tb.add_scalar("selfplay/game_length", len(rec.moves), games_done)
             self.tb.add_scalar("selfplay/black_win", 1.0 if rec.winner == BLACK else 0.0, games_done)
+            self.tb.add_scalar("selfplay/game_latency_s", sum(rec.move_seconds), games_done)
+            if rec.move_seconds:
+                self.tb.add_scalar("selfplay/game_move_latency_ms", 1000 * sum(rec.move_seconds) / len(rec.move_seconds), games_done)
 
     def flush(self) -> None:
         if self.out is None or not self.pending:
@@ -149,6 +152,15 @@ class RunWriter:
         for k, v in values.items():
             if v is not None and np.isfinite(v):
                 self.tb.add_scalar(k, v, step)
+
+    def cache_by_move(self, cache) -> None:
+        """NN cache hit rate by move number: one curve whose step axis is the move number (compare runs
+        with and without speculation in TensorBoard)."""
+        if self.tb is None or not getattr(cache, "enabled", False):
+            return
+        hits, misses = cache.hits_by_move, cache.misses_by_move
+        for m in np.flatnonzero(hits + misses):
+            self.tb.add_scalar("cache/hit_rate_by_move", hits[m] / (hits[m] + misses[m]), int(m))
 
     def close(self) -> None:
         self.flush()
@@ -286,6 +298,7 @@ class SelfPlay:
             bar.close()
         summary = self.summary(wall)
         self.writer.scalars(self._tb_scalars(summary), self.search.stats.leaves)
+        self.writer.cache_by_move(self.cache)
         self.writer.close()
         return summary
 
@@ -361,7 +374,8 @@ def format_summary(s: dict) -> str:
             f"{s['sims_per_s']:.0f} sims/s, {s['evals_per_s']:.0f} evals/s, cache hit {100 * s['cache_hit_rate']:.1f}% | "
             f"mean length {s['mean_game_length']:.1f}, move latency {s['mean_move_ms']:.1f} ms ({s['mean_move_steps']:.1f} batches)")
     if s["speculate"]:
-        line += (f" | k={s['speculate']}: prediction {100 * s['prediction_accuracy']:.1f}%, "
+        stages = "/".join(f"{100 * a:.0f}" for a in s["prediction_accuracy_by_stage"])
+        line += (f" | k={s['speculate']}: prediction {100 * s['prediction_accuracy']:.1f}% (by stage {stages}), "
                  f"wasted {100 * s['wasted_sims_fraction']:.1f}% sims")
     return line
 

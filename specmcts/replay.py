@@ -1,0 +1,372 @@
+"""Replay buffer: the newest self-play samples of a run directory, sampled uniformly, with board symmetries.
+
+Shards are the ``data/*.npz`` files self-play writes (DESIGN.md section 5): ``features`` uint8/float16
+[n, C, N, N], ``policy`` float32 [n, N*N+1], ``value`` float32 [n]. Shard names sort chronologically (every
+writer stamps them with a time or a sequence number), so "newest" means "last by name".
+
+Window (KataGo's growing window): after ``n`` samples have been produced in total, training draws from the
+newest ``window_size(n)`` of them::
+
+    n <= c:   all n
+    n >  c:   c * (1 + beta * ((n / c) ** alpha - 1) / alpha)      (c = window_samples, beta = window_growth)
+
+capped at ``window_max_samples``; ``beta = 0`` is a fixed window of ``c`` samples.
+
+Robustness: a shard that cannot be read or does not fit (truncated, corrupt, another board size, bad shapes,
+non-finite targets) is reported once, by name, in one line, and skipped; it is tried again if its size or
+modification time changes. ``*.tmp`` files (a writer's work in progress) are never read.
+
+Storage: one contiguous array per field, samples of the window in ``[start, end)``; new shards are appended
+at ``end`` and the window start moves forward; the arrays are compacted when the dead prefix is larger than
+the live window, so appending costs amortised O(1) per sample.
+"""
+from __future__ import annotations
+
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from native.features import NUM_PLANES
+from specmcts.config import TrainConfig
+
+NUM_SYMMETRIES = 8
+
+
+class ShardError(ValueError):
+    """A shard that cannot be used; the message is one line and names the file."""
+
+
+def _stderr_report(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- symmetries ---------------------------------------------------------------------------------------------
+
+
+def apply_symmetry(grids: np.ndarray, symmetry: int) -> np.ndarray:
+    """One of the 8 symmetries of the square on the last two axes of ``grids`` ([..., N, N]).
+
+    ``symmetry`` in 0..7: ``symmetry % 4`` quarter turns, then a left-right mirror if ``symmetry >= 4``.
+    Feature planes and the board part of a policy go through this same function, which is what keeps them
+    consistent."""
+    out = np.rot90(grids, symmetry % 4, axes=(-2, -1))
+    if symmetry >= 4:
+        out = out[..., ::-1]
+    return out
+
+
+def symmetric_action(size: int, action: int, symmetry: int) -> int:
+    """Where ``action`` (a point, or pass) goes under ``symmetry``."""
+    if action >= size * size:
+        return action
+    grid = np.zeros((size, size), np.int8)
+    grid.flat[action] = 1
+    return int(np.flatnonzero(apply_symmetry(grid, symmetry))[0])
+
+
+def augment(features: np.ndarray, policy: np.ndarray, symmetries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Apply ``symmetries[i]`` to sample ``i`` of ``features`` [B, C, N, N] and ``policy`` [B, N*N+1]
+    (pass stays last). Returns new arrays."""
+    size = features.shape[-1]
+    area = size * size
+    out_f = np.empty_like(features)
+    out_p = np.empty_like(policy)
+    out_p[:, area:] = policy[:, area:]
+    for s in range(NUM_SYMMETRIES):
+        rows = np.flatnonzero(symmetries == s)
+        if len(rows) == 0:
+            continue
+        out_f[rows] = apply_symmetry(features[rows], s)
+        grid = policy[rows, :area].reshape(len(rows), size, size)
+        out_p[rows, :area] = apply_symmetry(grid, s).reshape(len(rows), area)
+    return out_f, out_p
+
+
+# -- shards -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Shard:
+    path: Path
+    features: np.ndarray  # uint8 [n, C, N, N]
+    policy: np.ndarray  # float32 [n, A]
+    value: np.ndarray  # float32 [n]
+    model_id: str
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+
+def _describe_error(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:120]}" if text else type(e).__name__
+
+
+def _open(path: Path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ShardError(f"shard {path} is unreadable or truncated ({_describe_error(e)})") from None
+
+
+def count_samples(path: Path) -> int:
+    """Samples in a shard, reading only its ``value`` array; ``ShardError`` if unreadable."""
+    try:
+        with _open(path) as data:
+            if "value" not in data.files:
+                raise ShardError(f"shard {path} has no 'value' array (not a training shard)")
+            value = data["value"]
+    except ShardError:
+        raise
+    except Exception as e:  # zlib.error, BadZipFile and ValueError from a damaged member
+        raise ShardError(f"shard {path} is unreadable or truncated ({_describe_error(e)})") from None
+    if value.ndim != 1:
+        raise ShardError(f"shard {path}: value has shape {value.shape}, expected [n]")
+    return int(value.shape[0])
+
+
+def read_shard(path: str | Path, board_size: int) -> Shard:
+    """Load and check a whole shard; ``ShardError`` (one line, naming the file) if it cannot be used."""
+    path = Path(path)
+    n_actions = board_size * board_size + 1
+    try:
+        with _open(path) as data:
+            missing = [k for k in ("features", "policy", "value") if k not in data.files]
+            if missing:
+                raise ShardError(f"shard {path} lacks {', '.join(missing)} (not a training shard)")
+            if "board_size" in data.files and int(data["board_size"]) != board_size:
+                raise ShardError(f"shard {path} is for {int(data['board_size'])}x{int(data['board_size'])}, "
+                                 f"the run is {board_size}x{board_size}")
+            features = data["features"]
+            policy = data["policy"]
+            value = data["value"]
+            model_id = str(data["model_id"]) if "model_id" in data.files else "?"
+    except ShardError:
+        raise
+    except Exception as e:  # a damaged zip member surfaces only when it is read
+        raise ShardError(f"shard {path} is unreadable or truncated ({_describe_error(e)})") from None
+    n = value.shape[0] if value.ndim == 1 else -1
+    expect_f = (n, NUM_PLANES, board_size, board_size)
+    if n < 0 or features.shape != expect_f or policy.shape != (n, n_actions):
+        raise ShardError(f"shard {path} has shapes features {features.shape}, policy {policy.shape}, value "
+                         f"{value.shape}; expected {expect_f}, ({n}, {n_actions}), (n,)")
+    if features.dtype != np.uint8:
+        if features.dtype.kind not in "fiub":
+            raise ShardError(f"shard {path}: features of type {features.dtype}")
+        features = features.astype(np.uint8)
+    policy = policy.astype(np.float32, copy=False)
+    value = value.astype(np.float32, copy=False)
+    if not (np.isfinite(policy).all() and np.isfinite(value).all()):
+        raise ShardError(f"shard {path} holds non-finite policy or value targets")
+    if n and (np.abs(value).max() > 1.0 or policy.min() < 0.0):
+        raise ShardError(f"shard {path} holds targets out of range (value outside [-1, 1] or negative policy)")
+    return Shard(path, features, policy, value, model_id)
+
+
+def shard_paths(data_dir: str | Path) -> list[Path]:
+    """The finished shards of a folder, oldest first (by name)."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        return []
+    return sorted(p for p in data_dir.glob("*.npz") if p.is_file())
+
+
+def window_size(total_samples: int, cfg: TrainConfig) -> int:
+    """Samples trained on after ``total_samples`` have been produced (see the module docstring)."""
+    c = max(1, int(cfg.window_samples))
+    n = int(total_samples)
+    if n <= c:
+        return n
+    if cfg.window_growth <= 0:
+        return c
+    alpha = cfg.window_exponent
+    size = int(c * (1.0 + cfg.window_growth * ((n / c) ** alpha - 1.0) / alpha))
+    if cfg.window_max_samples > 0:
+        size = min(size, int(cfg.window_max_samples))
+    return max(1, min(size, n))
+
+
+# -- the buffer ---------------------------------------------------------------------------------------------
+
+
+class ReplayBuffer:
+    """The replay window of ``data_dir``. ``refresh()`` picks up new shards; ``sample(b)`` draws a batch.
+
+    ``total_samples`` counts every good sample ever seen in the folder (the window's ``n``); ``len(buffer)``
+    is the window. The sampling generator is seeded by ``seed`` and saved with ``state_dict()``, so a
+    resumed trainer draws the batches an uninterrupted one would have drawn."""
+
+    def __init__(self, data_dir: str | Path, board_size: int, cfg: TrainConfig, seed: int = 0,
+                 report: Callable[[str], None] | None = None):
+        self.data_dir = Path(data_dir)
+        self.board_size = int(board_size)
+        self.cfg = cfg
+        self.report = report or _stderr_report
+        self.rng = np.random.default_rng([int(seed), 0x5EED])
+        self.total_samples = 0
+        self.shards_read = 0
+        self.skipped: dict[str, str] = {}  # shard name -> reason (reported once)
+        self._bad_stamp: dict[str, tuple[int, int]] = {}  # name -> (size, mtime_ns) when it failed
+        self._seen: set[str] = set()
+        self._model_ids: list[tuple[int, str]] = []  # (end index, model id) per shard in storage
+        area = self.board_size * self.board_size
+        self._features = np.zeros((0, NUM_PLANES, self.board_size, self.board_size), np.uint8)
+        self._policy = np.zeros((0, area + 1), np.float32)
+        self._value = np.zeros(0, np.float32)
+        self._start = 0
+        self._end = 0
+
+    # -- loading ---------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    @property
+    def window(self) -> int:
+        return window_size(self.total_samples, self.cfg)
+
+    def _skip(self, path: Path, reason: str) -> None:
+        try:
+            st = path.stat()
+            self._bad_stamp[path.name] = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            self._bad_stamp[path.name] = (-1, -1)
+        if path.name not in self.skipped:
+            self.report(f"replay: skipping {reason}")
+        self.skipped[path.name] = reason
+
+    def _new_paths(self) -> list[Path]:
+        fresh = []
+        for p in shard_paths(self.data_dir):
+            if p.name in self._seen:
+                continue
+            if p.name in self._bad_stamp:
+                try:
+                    st = p.stat()
+                    if (st.st_size, st.st_mtime_ns) == self._bad_stamp[p.name]:
+                        continue  # unchanged since it failed
+                except OSError:
+                    continue
+            fresh.append(p)
+        return fresh
+
+    def refresh(self) -> int:
+        """Read the shards written since the last call; returns the number of new samples."""
+        fresh = self._new_paths()
+        if not fresh:
+            return 0
+        # Count first: the window depends on the total, and shards older than the window need not be loaded.
+        counts = {}
+        for p in fresh:
+            try:
+                counts[p.name] = count_samples(p)
+            except ShardError as e:
+                self._skip(p, str(e))
+        good = [p for p in fresh if p.name in counts]
+        total_after = self.total_samples + sum(counts.values())
+        window = window_size(total_after, self.cfg)
+        # Load newest first until the window is covered; older new shards only count.
+        loaded: list[Shard] = []
+        covered = 0
+        for p in reversed(good):
+            if covered >= window:
+                break
+            try:
+                shard = read_shard(p, self.board_size)
+            except ShardError as e:
+                self._skip(p, str(e))
+                counts.pop(p.name)
+                continue
+            loaded.append(shard)
+            covered += len(shard)
+        added = sum(counts.values())
+        for p in good:
+            if p.name in counts:
+                self._seen.add(p.name)
+                self.skipped.pop(p.name, None)
+                self._bad_stamp.pop(p.name, None)
+        self.total_samples += added
+        self.shards_read += len(counts)
+        self._append(list(reversed(loaded)))
+        self._trim()
+        return added
+
+    def _append(self, shards: list[Shard]) -> None:
+        n_new = sum(len(s) for s in shards)
+        if n_new == 0:
+            return
+        live = self._end - self._start
+        capacity = len(self._value)
+        if self._end + n_new > capacity:
+            if self._start > 0:  # compact: move the live window to the front
+                self._features[:live] = self._features[self._start:self._end]
+                self._policy[:live] = self._policy[self._start:self._end]
+                self._value[:live] = self._value[self._start:self._end]
+                self._model_ids = [(end - self._start, mid) for end, mid in self._model_ids if end > self._start]
+                self._start, self._end = 0, live
+            if live + n_new > capacity:
+                new_cap = max(2 * capacity, live + n_new, 1024)
+                limit = self._capacity_limit()
+                if limit:
+                    new_cap = max(min(new_cap, limit), live + n_new)
+                self._features = _grow(self._features, new_cap, live)
+                self._policy = _grow(self._policy, new_cap, live)
+                self._value = _grow(self._value, new_cap, live)
+        for s in shards:
+            k = len(s)
+            self._features[self._end:self._end + k] = s.features
+            self._policy[self._end:self._end + k] = s.policy
+            self._value[self._end:self._end + k] = s.value
+            self._end += k
+            self._model_ids.append((self._end, s.model_id))
+
+    def _capacity_limit(self) -> int:
+        """Storage needed at most: twice the largest window (amortised compaction), when it is bounded."""
+        cfg = self.cfg
+        if cfg.window_growth <= 0:
+            return 2 * max(1, cfg.window_samples)
+        return 2 * cfg.window_max_samples if cfg.window_max_samples > 0 else 0
+
+    def _trim(self) -> None:
+        self._start = max(self._start, self._end - self.window)
+        self._model_ids = [(end, mid) for end, mid in self._model_ids if end > self._start]
+
+    def model_ids(self) -> list[str]:
+        """Model ids of the nets that played the samples in the window, oldest first."""
+        return [mid for _, mid in self._model_ids]
+
+    # -- sampling --------------------------------------------------------------------------------
+    def sample(self, batch_size: int, augment_symmetries: bool | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``batch_size`` samples drawn uniformly (with replacement) from the window:
+        ``(features uint8 [B, C, N, N], policy float32 [B, A], value float32 [B])``, each under a random
+        board symmetry when ``augment`` (default: ``cfg.augment``)."""
+        if len(self) == 0:
+            raise ValueError(f"replay buffer of {self.data_dir} is empty")
+        idx = self.rng.integers(self._start, self._end, size=int(batch_size))
+        features = self._features[idx]
+        policy = self._policy[idx]
+        value = self._value[idx].copy()
+        if self.cfg.augment if augment_symmetries is None else augment_symmetries:
+            symmetries = self.rng.integers(0, NUM_SYMMETRIES, size=len(idx))
+            features, policy = augment(features, policy, symmetries)
+        return features, policy, value
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+    def stats(self) -> dict:
+        return {"buffer_samples": len(self), "window": self.window, "total_samples": self.total_samples,
+                "shards": self.shards_read, "skipped_shards": len(self.skipped)}
+
+
+def _grow(array: np.ndarray, capacity: int, live: int) -> np.ndarray:
+    out = np.zeros((capacity,) + array.shape[1:], array.dtype)
+    out[:live] = array[:live]
+    return out
