@@ -34,7 +34,6 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 
-_S8 = np.uint64(8)
 _S11 = np.uint64(11)
 _S27 = np.uint64(27)
 _S29 = np.uint64(29)

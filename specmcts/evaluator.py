@@ -119,6 +119,7 @@ class Evaluator:
         return np.zeros(shape, dtype)
 
     def evaluate(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Evaluate ``inputs[:n]``: (policy float32 [n, A], value float32 [n]), views valid until the next call."""
         n = int(n)
         if not 0 <= n <= self.max_batch:
             raise ValueError(f"evaluate({n}): n must be in 0..{self.max_batch}")
@@ -223,6 +224,8 @@ class NetEvaluator(Evaluator):
 
     # -- CPU -----------------------------------------------------------------------------------
     def _forward_cpu(self, n: int) -> None:
+        if self.net.training:  # a trainer sharing the net switched it; BatchNorm must use running statistics
+            self.net.eval()
         with torch.inference_mode():
             x = self._x[:n]
             x.copy_(self._inputs_t[:n])  # uint8 -> float32 into the preallocated tensor
@@ -286,6 +289,8 @@ class NetEvaluator(Evaluator):
             if self.cuda_graphs:
                 self._graphs[padded_batch_size(n, self._graph_sizes)].replay()
             else:
+                if self.net.training:  # graphs captured the eval-mode kernels; eager needs the flag
+                    self.net.eval()
                 with torch.inference_mode():
                     self._compute(n)
             self._policy_t[:n].copy_(self._dev_policy[:n], non_blocking=True)

@@ -129,7 +129,8 @@ def make_model_id(net: PolicyValueNet, step: int | None = None) -> str:
 def save_model(path: str | os.PathLike, net: PolicyValueNet, extra: dict[str, Any] | None = None) -> str:
     """Write a checkpoint atomically (temp file in the same folder, then ``os.replace``); returns the model id.
 
-    ``extra`` holds plain data to store alongside (``optimizer`` state_dict, ``step``, ``config`` dict, ...);
+    ``extra`` holds plain data to store alongside (``optimizer`` state_dict, ``step``, ``config`` dict, ...:
+    tensors, Python numbers, strings, lists, dicts; the loader refuses pickled objects of other types);
     a ``model_id`` in it is used as is, otherwise one is made from the architecture, ``step`` and weights.
     ``net.model_id`` is set to the id written."""
     extra = dict(extra or {})
@@ -155,6 +156,7 @@ def save_model(path: str | os.PathLike, net: PolicyValueNet, extra: dict[str, An
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         try:
