@@ -119,6 +119,59 @@ def insert(table_keys, table_policy, table_value, keys, policy, value):
 
 
 @njit(cache=True)
+def lookup_leaves(table_keys, table_policy, table_value, n, leaf_kind, eval_kind, leaf_key, leaf_move_number,
+                  leaf_policy, leaf_value, miss_rows, hits_by_move, misses_by_move):
+    """The search's fused lookup: for leaves ``0..n-1`` of kind ``eval_kind``, copy a hit straight into
+    ``leaf_policy[j]``/``leaf_value[j]`` and list a miss in ``miss_rows``. Returns (hits, misses)."""
+    cap = table_keys.shape[0]
+    num_actions = leaf_policy.shape[1]
+    last_move = hits_by_move.shape[0] - 1
+    hits = 0
+    misses = 0
+    for j in range(n):
+        if leaf_kind[j] != eval_kind:
+            continue
+        found = False
+        if cap > 0:
+            key = cache_key(leaf_key[j])
+            s = _slot(key, cap)
+            if table_keys[s] == key:
+                found = True
+                for a in range(num_actions):
+                    leaf_policy[j, a] = table_policy[s, a]
+                leaf_value[j] = table_value[s]
+        m = min(max(np.int64(leaf_move_number[j]), 0), last_move)
+        if found:
+            hits_by_move[m] += 1
+            hits += 1
+        else:
+            misses_by_move[m] += 1
+            miss_rows[misses] = j
+            misses += 1
+    return hits, misses
+
+
+@njit(cache=True)
+def insert_leaves(table_keys, table_policy, table_value, miss_rows, m, leaf_key, policy, value,
+                  leaf_policy, leaf_value):
+    """Scatter the network's answers for ``miss_rows[:m]`` into the leaf arrays and store them."""
+    cap = table_keys.shape[0]
+    num_actions = policy.shape[1]
+    for i in range(m):
+        j = miss_rows[i]
+        for a in range(num_actions):
+            leaf_policy[j, a] = policy[i, a]
+        leaf_value[j] = value[i]
+        if cap > 0:
+            key = cache_key(leaf_key[j])
+            s = _slot(key, cap)
+            table_keys[s] = key
+            for a in range(num_actions):
+                table_policy[s, a] = policy[i, a]
+            table_value[s] = value[i]
+
+
+@njit(cache=True)
 def _hash_row(rows, i, seed):
     """xxHash64 single-lane mixing of the bytes of ``rows[i]`` (uint8), seeded."""
     length = rows.shape[1]

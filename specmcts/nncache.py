@@ -74,6 +74,20 @@ class NNCache:
         kernels.insert(self.keys, self.policy, self.value, keys,
                        np.asarray(policy, np.float32), np.asarray(value, np.float32))
 
+    def lookup_leaves(self, n: int, leaf_kind, eval_kind: int, leaf_key, leaf_move_number, leaf_policy, leaf_value,
+                      miss_rows) -> tuple[int, int]:
+        """The search's fused path (no temporaries): hits go straight into the leaf arrays, misses are
+        listed in ``miss_rows``. Returns (hits, misses)."""
+        hits, misses = kernels.lookup_leaves(self.keys, self.policy, self.value, n, leaf_kind, eval_kind, leaf_key,
+                                             leaf_move_number, leaf_policy, leaf_value, miss_rows,
+                                             self.hits_by_move, self.misses_by_move)
+        return int(hits), int(misses)
+
+    def insert_leaves(self, miss_rows, m: int, leaf_key, policy, value, leaf_policy, leaf_value) -> None:
+        """Scatter the evaluator's answers for ``miss_rows[:m]`` into the leaf arrays and store them."""
+        kernels.insert_leaves(self.keys, self.policy, self.value, miss_rows, m, leaf_key, policy, value,
+                              leaf_policy, leaf_value)
+
     # -- statistics --------------------------------------------------------------------------------
     @property
     def hits(self) -> int:

@@ -129,9 +129,7 @@ class Search:
         self.leaf_key = np.zeros(rows, np.uint64)
         self.leaf_move_number = np.zeros(rows, np.int32)
         self.leaf_policy = np.zeros((rows, self.num_actions), np.float32)
-        self._hit_policy = np.zeros((rows, self.num_actions), np.float32)
-        self._hit_value = np.zeros(rows, np.float32)
-        self._hit = np.zeros(rows, np.bool_)
+        self._miss_rows = np.zeros(rows, np.int32)
         self._queue = np.zeros(self.max_nodes, np.int32)
         for t in range(self.num_trees):
             self._reset_arrays(t)
@@ -227,34 +225,25 @@ class Search:
         spent["select"] += t1 - t0
         if n == 0:
             return 0
-        evaluate = np.flatnonzero(self.leaf_kind[:n] == kernels.LEAF_EVAL).astype(np.int32)
-        m = len(evaluate)
-        hit = self._hit[:m]
-        hit[:] = False
-        if m:
-            keys = self.leaf_key[evaluate]
-            hits = self.cache.lookup(keys, self.leaf_move_number[evaluate], self._hit_policy[:m], self._hit_value[:m], hit)
-            miss = evaluate[~hit]
-            if hits:
-                found = evaluate[hit]
-                self.leaf_policy[found] = self._hit_policy[:m][hit]
-                self.leaf_value[found] = self._hit_value[:m][hit]
-            if len(miss):
-                t2 = clock()
-                kernels.encode_leaves(sc.core, sc.past, miss, self.evaluator.inputs)
-                t3 = clock()
-                policy, value = self.evaluator.evaluate(len(miss))
-                t4 = clock()
-                self.cache.insert(self.leaf_key[miss], policy, value)
-                self.leaf_policy[miss] = policy
-                self.leaf_value[miss] = value
-                spent["encode"] += t3 - t2
-                spent["forward"] += t4 - t3
-                spent["cache"] += (t2 - t1) + (clock() - t4)
-            else:
-                spent["cache"] += clock() - t1
-            self.stats.cache_hits += int(hits)
-            self.stats.evals += len(miss)
+        hits, misses = self.cache.lookup_leaves(n, self.leaf_kind, kernels.LEAF_EVAL, self.leaf_key,
+                                                self.leaf_move_number, self.leaf_policy, self.leaf_value,
+                                                self._miss_rows)
+        if misses:
+            t2 = clock()
+            kernels.encode_leaves(sc.core, sc.past, self._miss_rows[:misses], self.evaluator.inputs)
+            t3 = clock()
+            policy, value = self.evaluator.evaluate(misses)
+            t4 = clock()
+            self.cache.insert_leaves(self._miss_rows, misses, self.leaf_key, policy, value, self.leaf_policy,
+                                     self.leaf_value)
+            spent["encode"] += t3 - t2
+            spent["forward"] += t4 - t3
+            spent["cache"] += (t2 - t1) + (clock() - t4)
+        else:
+            spent["cache"] += clock() - t1
+        self.stats.cache_hits += hits
+        self.stats.evals += misses
+        m = hits + misses
         t5 = clock()
         kernels.expand_and_backup(
             n,

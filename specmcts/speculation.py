@@ -183,11 +183,18 @@ class Pipeline:
 
     def ready(self) -> list:
         """Games whose level-0 search has all its simulations."""
-        done = []
-        for game, chain in self.levels.items():
-            if self.search.completed([chain[0].slot])[0] >= self.sims:
-                done.append(game)
-        return done
+        if self._order is None:
+            self._rebuild()
+        done = np.flatnonzero(self.search.completed(self._heads) >= self.sims)
+        return [self._head_games[i] for i in done]
+
+    def _rebuild(self) -> None:
+        """Slot order for the batch (level by level) and the level-0 slots, after the chains changed."""
+        depth = max((len(c) for c in self.levels.values()), default=0)
+        order = [c[d].slot for d in range(depth) for c in self.levels.values() if d < len(c)]
+        self._order = np.array(order, np.int32)
+        self._head_games = list(self.levels)
+        self._heads = np.array([c[0].slot for c in self.levels.values()], np.int32)
 
     def advance(self, game: Hashable, action: int, state_after: GoState | None) -> bool:
         """Level 0 of ``game`` played ``action``. ``state_after`` is the new position, or None when the
@@ -230,9 +237,7 @@ class Pipeline:
     def step(self) -> int:
         """One evaluator batch over all levels (level 0 of every game first), then stage boundaries."""
         if self._order is None:
-            depth = max((len(c) for c in self.levels.values()), default=0)
-            order = [c[d].slot for d in range(depth) for c in self.levels.values() if d < len(c)]
-            self._order = np.array(order, np.int32)
+            self._rebuild()
         slots = self._order
         if len(slots) == 0:
             return 0

@@ -1,0 +1,437 @@
+"""Matches: two players, many games at once, alternating colours, SGF of every game, Elo with a 95 % CI.
+
+A player is a ``Side``. ``genmove`` receives every game where that side is to move and answers them together,
+so a network side runs *one* batched search over all its games (a tree slot per game, as self-play does) and
+a GTP side asks all its engine processes at once (one process per concurrent game, answers read in threads).
+
+- ``NetSide``: a checkpoint (or a live net) + MCTS. No root noise; the first ``temperature_moves`` moves of a
+  game are sampled in proportion to visits with a per-(seed, game, move) uniform, so games differ and a
+  match is reproducible; later moves are the most visited. Resigns when its root value stays below
+  ``search.resign_threshold`` for ``search.resign_consecutive`` of its moves (``eval.resign``).
+- ``GTPSide``: an external GTP engine (GnuGo at a level, another ``specmcts gtp``, any command line), driven
+  through ``specmcts.gtp_client.GTPEngine``. Our rules referee: an illegal answer loses the game (``X+F``).
+- ``RandomSide``: uniform random moves that do not fill the mover's own eyes (``GoState.play_random``).
+
+Games are scored by our rules (Tromp-Taylor area, as they stand after two passes), the same rules the nets
+were trained under; an external engine that passes with dead stones on the board is scored as it left it.
+
+Gating (``gate``): the candidate is adopted when its score against the current net reaches the threshold.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from games.go import BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp, gtp_to_action
+from native import tree as tree_kernels
+from specmcts import elo as elo_module
+from specmcts.config import Config, EvalConfig
+from specmcts.gtp_client import GTPEngine, GTPError, gnugo_command
+from specmcts.search import Search
+
+
+class MatchError(RuntimeError):
+    """A player failed (engine died, checkpoint unusable); the message is one line."""
+
+
+def eval_temperature_moves(cfg: EvalConfig, board: int) -> int:
+    return cfg.temperature_moves if cfg.temperature_moves > 0 else max(4, board * board // 16)
+
+
+# -- players ----------------------------------------------------------------------------------------------------
+
+
+class Side:
+    name: str = "?"
+
+    def new_game(self, game: int, colour: int) -> None:
+        """Game ``game`` starts; this side plays ``colour``."""
+
+    def genmove(self, requests: list[tuple[int, GoState]]) -> list[tuple[int, str | None]]:
+        """One move (action, SGF comment or None) for each ``(game, state)``; ``state`` must not be changed."""
+        raise NotImplementedError
+
+    def observe(self, game: int, colour: int, action: int) -> None:
+        """The other side played ``action`` in ``game``."""
+
+    def end_game(self, game: int) -> None:
+        """Game ``game`` is over (release its slot)."""
+
+    def close(self) -> None:
+        pass
+
+
+class NetSide(Side):
+    """MCTS with a network: one ``Search`` with a tree slot per concurrent game."""
+
+    def __init__(self, name: str, evaluator, cfg: Config, concurrent: int, seed: int = 0, sims: int | None = None,
+                 cache=None):
+        from specmcts.nncache import NNCache
+
+        self.name = name
+        self.cfg = cfg
+        self.rules = GoRules(cfg.game.board, cfg.game.komi, cfg.game.superko)
+        self.sims = int(sims or cfg.eval.sims or cfg.search.sims)
+        board = self.rules.size
+        search_cfg = dataclasses.replace(cfg.search, sims=self.sims)
+        if cache is None:
+            cache = NNCache(cfg.evaluator.cache_entries, board * board + 1, 2 * board * board + 1)
+        self.cache = cache
+        self.evaluator = evaluator
+        self.search = Search(self.rules, search_cfg, evaluator, cache, num_trees=max(1, concurrent))
+        self.seed = int(seed)
+        self.temperature_moves = eval_temperature_moves(cfg.eval, board)
+        self.temperature = cfg.eval.temperature
+        self.resign = cfg.eval.resign
+        self._free = list(range(max(1, concurrent)))[::-1]
+        self._slot: dict[int, int] = {}
+        self._low_streak: dict[int, int] = {}
+
+    def new_game(self, game: int, colour: int) -> None:
+        self._slot[game] = self._free.pop()
+        self._low_streak[game] = 0
+
+    def genmove(self, requests):
+        slots = np.array([self._slot[g] for g, _ in requests], np.int32)
+        for (g, state), slot in zip(requests, slots):
+            self.search.reset(int(slot), state)
+        self.search.run(slots, self.sims)
+        out = []
+        s = self.cfg.search
+        for (g, state), slot in zip(requests, slots):
+            counts = self.search.visit_counts(int(slot))
+            value = self.search.root_value(int(slot))
+            m = state.move_number
+            if m < self.temperature_moves and self.temperature > 0:
+                u = float(np.random.default_rng([self.seed, g, m]).random())
+                action = int(tree_kernels.pick_from_counts(counts, self.temperature, u))
+            else:
+                action = int(tree_kernels.pick_from_counts(counts, 0.0, 0.0))
+            self._low_streak[g] = self._low_streak[g] + 1 if value < s.resign_threshold else 0
+            if self.resign and self._low_streak[g] >= s.resign_consecutive:
+                action = self.rules.resign_action
+            out.append((action, f"{self.name}: v={value:+.3f} n={int(counts.sum())}"))
+        return out
+
+    def end_game(self, game: int) -> None:
+        self._free.append(self._slot.pop(game))
+        self._low_streak.pop(game, None)
+
+
+class GTPSide(Side):
+    """An external engine speaking GTP: one process per concurrent game, asked in parallel threads."""
+
+    def __init__(self, name: str, command: list[str], rules: GoRules, concurrent: int):
+        self.name = name
+        self.command = list(command)
+        self.rules = rules
+        self.engines: list[GTPEngine] = []
+        self._free: list[int] = []
+        self._slot: dict[int, int] = {}
+        self.concurrent = max(1, concurrent)
+        self.pool = ThreadPoolExecutor(max_workers=self.concurrent)
+
+    def _send(self, slot: int, line: str) -> str:
+        try:
+            return self.engines[slot].send(line)
+        except (GTPError, OSError) as e:
+            raise MatchError(f"{self.name} ({shlex.join(self.command)}): {str(e).splitlines()[0]}") from None
+
+    def new_game(self, game: int, colour: int) -> None:
+        if not self._free:
+            try:
+                self.engines.append(GTPEngine(self.command))
+            except OSError as e:
+                raise MatchError(f"cannot start {self.name} ({shlex.join(self.command)}): {e}") from None
+            self._free.append(len(self.engines) - 1)
+        slot = self._free.pop()
+        self._slot[game] = slot
+        self._send(slot, f"boardsize {self.rules.size}")
+        self._send(slot, "clear_board")
+        self._send(slot, f"komi {self.rules.komi:g}")
+
+    def genmove(self, requests):
+        def ask(item):
+            g, state = item
+            colour = "b" if state.to_play == BLACK else "w"
+            answer = self._send(self._slot[g], f"genmove {colour}")
+            try:
+                return gtp_to_action(self.rules.size, answer), None
+            except ValueError:
+                raise MatchError(f"{self.name} answered genmove with {answer!r}, not a vertex") from None
+
+        return list(self.pool.map(ask, requests))
+
+    def observe(self, game: int, colour: int, action: int) -> None:
+        if action == self.rules.resign_action:
+            return
+        c = "b" if colour == BLACK else "w"
+        self._send(self._slot[game], f"play {c} {action_to_gtp(self.rules.size, action)}")
+
+    def end_game(self, game: int) -> None:
+        self._free.append(self._slot.pop(game))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        for e in self.engines:
+            e.close()
+        self.engines = []
+
+
+class RandomSide(Side):
+    name = "random"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def genmove(self, requests):
+        out = []
+        for _g, state in requests:
+            probe = state.copy()
+            out.append((int(probe.play_random()), None))
+        return out
+
+
+# -- the match ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GameResult:
+    index: int
+    black: str
+    white: str
+    winner: int  # BLACK, WHITE or EMPTY
+    result: str
+    moves: int
+    a_colour: int
+
+    @property
+    def a_score(self) -> float:
+        if self.winner == EMPTY:
+            return 0.5
+        return 1.0 if self.winner == self.a_colour else 0.0
+
+
+@dataclass
+class MatchResult:
+    a: str
+    b: str
+    games: list[GameResult] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    @property
+    def wins(self) -> int:
+        return sum(g.a_score == 1.0 for g in self.games)
+
+    @property
+    def losses(self) -> int:
+        return sum(g.a_score == 0.0 for g in self.games)
+
+    @property
+    def draws(self) -> int:
+        return sum(g.a_score == 0.5 for g in self.games)
+
+    @property
+    def score(self) -> float:
+        return sum(g.a_score for g in self.games) / len(self.games) if self.games else 0.0
+
+    def elo(self) -> elo_module.EloEstimate:
+        """A's Elo relative to B."""
+        return elo_module.estimate(self.wins, self.draws, self.losses)
+
+    def summary(self) -> dict:
+        a_black = [g for g in self.games if g.a_colour == BLACK]
+        a_white = [g for g in self.games if g.a_colour == WHITE]
+        return {
+            "a": self.a, "b": self.b, **self.elo().as_dict(),
+            "a_black_score": sum(g.a_score for g in a_black) / len(a_black) if a_black else None,
+            "a_white_score": sum(g.a_score for g in a_white) / len(a_white) if a_white else None,
+            "mean_game_length": float(np.mean([g.moves for g in self.games])) if self.games else 0.0,
+            "resignations": sum(g.result.endswith("+R") for g in self.games),
+            "wall_s": round(self.wall_s, 3),
+        }
+
+
+@dataclass
+class _Live:
+    index: int
+    state: GoState
+    black: Side
+    white: Side
+    moves: list = field(default_factory=list)
+    comments: list = field(default_factory=list)
+    result: str = ""
+    winner: int = EMPTY
+    note: str = ""  # why a game ended early (a forfeit), written as the SGF game comment
+
+
+def play_match(rules: GoRules, a: Side, b: Side, games: int, concurrent: int = 64, sgf_dir: str | Path | None = None,
+               prefix: str = "game", progress: bool = False, first_game: int = 0) -> MatchResult:
+    """``games`` games between ``a`` and ``b``, ``a`` Black in even games; at most ``concurrent`` at once.
+    Writes ``<sgf_dir>/<prefix>-<i>.sgf`` for every game when ``sgf_dir`` is given."""
+    from specmcts.sgf import write_sgf
+
+    started = time.perf_counter()
+    result = MatchResult(a.name, b.name)
+    concurrent = max(1, min(concurrent, games))
+    live: dict[int, _Live] = {}
+    next_game = first_game
+    end = first_game + games
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=games, unit="game", dynamic_ncols=True, leave=False, desc=f"{a.name} vs {b.name}")
+
+    def start() -> None:
+        nonlocal next_game
+        i = next_game
+        next_game += 1
+        black, white = (a, b) if (i - first_game) % 2 == 0 else (b, a)
+        live[i] = _Live(i, GoState(rules), black, white)
+        black.new_game(i, BLACK)
+        white.new_game(i, WHITE)
+
+    def finish(g: _Live) -> None:
+        if not g.result:
+            g.winner = g.state.winner()
+            g.result = g.state.result_string()
+        g.black.end_game(g.index)
+        g.white.end_game(g.index)
+        del live[g.index]
+        a_colour = BLACK if g.black is a else WHITE
+        result.games.append(GameResult(g.index, g.black.name, g.white.name, g.winner, g.result, len(g.moves), a_colour))
+        if sgf_dir is not None:
+            write_sgf(Path(sgf_dir) / f"{prefix}-{g.index:04d}.sgf", rules, g.moves, result=g.result,
+                      players=(g.black.name, g.white.name), comments=g.comments, game_comment=g.note or None)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(score=f"{result.score:.2f}", refresh=False)
+
+    try:
+        while next_game < end and len(live) < concurrent:
+            start()
+        while live:
+            for side in (a, b):
+                requests = [(g.index, g.state) for g in live.values()
+                            if (g.black if g.state.to_play == BLACK else g.white) is side]
+                if not requests:
+                    continue
+                answers = side.genmove(requests)
+                for (i, _state), (action, comment) in zip(requests, answers):
+                    g = live[i]
+                    mover = g.state.to_play
+                    other = g.white if mover == BLACK else g.black
+                    try:
+                        g.state.play(action)
+                    except IllegalMoveError as e:
+                        g.winner = 3 - mover
+                        g.result = f"{'W' if mover == BLACK else 'B'}+F"
+                        g.note = f"{side.name} forfeits with an illegal move ({e})"
+                        finish(g)
+                        if next_game < end:
+                            start()
+                        continue
+                    g.moves.append(action)
+                    g.comments.append(comment)
+                    if action != rules.resign_action and not g.state.is_over:
+                        other.observe(i, mover, action)
+                    if g.state.is_over or g.state.move_number >= rules.max_moves:
+                        finish(g)
+                        if next_game < end:
+                            start()
+    finally:
+        if bar is not None:
+            bar.close()
+    result.games.sort(key=lambda r: r.index)
+    result.wall_s = time.perf_counter() - started
+    return result
+
+
+# -- building players ------------------------------------------------------------------------------------------
+
+
+def net_side(name: str, model, cfg: Config, concurrent: int, device: str = "cpu", seed: int = 0) -> NetSide:
+    """A ``NetSide`` for a checkpoint path or a ``PolicyValueNet``."""
+    from specmcts.evaluator import make_evaluator
+    from specmcts.network import load_model
+
+    if isinstance(model, (str, Path)):
+        net, _meta = load_model(model, device="cpu", expect_board=cfg.game.board)
+    else:
+        net = model
+    evaluator = make_evaluator(cfg, cfg.game.board, net, device=device)
+    return NetSide(name, evaluator, cfg, concurrent, seed=seed)
+
+
+def opponent_side(spec: str, cfg: Config, concurrent: int, device: str = "cpu", gnugo_level: int | None = None,
+                  seed: int = 0) -> Side:
+    """``gnugo`` (at ``gnugo_level``, default ``eval.gnugo_level``), ``random``, ``gtp:<command line>``, or a
+    checkpoint path."""
+    rules = GoRules(cfg.game.board, cfg.game.komi, cfg.game.superko)
+    if spec == "gnugo":
+        level = cfg.eval.gnugo_level if gnugo_level is None else gnugo_level
+        try:
+            command = gnugo_command(level)
+        except FileNotFoundError as e:
+            raise MatchError(str(e)) from None
+        return GTPSide(f"gnugo-l{level}", command, rules, concurrent)
+    if spec == "random":
+        return RandomSide(seed)
+    if spec.startswith("gtp:"):
+        command = shlex.split(spec[4:])
+        if not command:
+            raise MatchError("gtp: needs a command line, e.g. gtp:'gnugo --mode gtp --level 5'")
+        return GTPSide(Path(command[0]).name, command, rules, concurrent)
+    return net_side(Path(spec).stem, spec, cfg, concurrent, device, seed=seed + 1)
+
+
+def gate(score: float, threshold: float) -> bool:
+    """AlphaGo Zero gating: adopt the candidate when it scores at least ``threshold``."""
+    return score >= threshold
+
+
+# -- `specmcts eval` ----------------------------------------------------------------------------------------------
+
+
+def eval_run(cfg: Config, model: str, opponent: str, games: int, out: Path | None, device: str = "cpu",
+             gnugo_level: int | None = None, progress: bool = False) -> dict:
+    """Play ``model`` against ``opponent``; SGF under ``<out>/sgf/``; returns the summary (Elo of ``model``)."""
+    from specmcts.network import CheckpointError
+
+    rules = GoRules(cfg.game.board, cfg.game.komi, cfg.game.superko)
+    concurrent = max(1, min(cfg.eval.concurrent, games))
+    try:
+        a = net_side(Path(model).stem, model, cfg, concurrent, device, seed=cfg.seed)
+        b = opponent_side(opponent, cfg, concurrent, device, gnugo_level, seed=cfg.seed)
+    except CheckpointError as e:
+        raise MatchError(str(e)) from None
+    if a.name == b.name:
+        b.name = f"{b.name}'"
+    sgf_dir = out / "sgf" if (out is not None and cfg.eval.sgf) else None
+    prefix = time.strftime("%Y%m%d-%H%M%S") + f"-{a.name}-vs-{b.name}"
+    try:
+        result = play_match(rules, a, b, games, concurrent, sgf_dir, prefix=prefix, progress=progress)
+    finally:
+        a.close()
+        b.close()
+    summary = result.summary()
+    summary["sims"] = a.sims
+    summary["board"] = rules.size
+    summary["sgf_dir"] = str(sgf_dir) if sgf_dir is not None else None
+    return summary
+
+
+def format_eval_summary(s: dict) -> str:
+    est = elo_module.estimate(s["wins"], s["draws"], s["losses"])
+    colours = ""
+    if s.get("a_black_score") is not None and s.get("a_white_score") is not None:
+        colours = f" (as Black {100 * s['a_black_score']:.0f}%, as White {100 * s['a_white_score']:.0f}%)"
+    return (f"eval: {s['a']} vs {s['b']}: {est}{colours} over {s['games']} games, mean length "
+            f"{s['mean_game_length']:.1f}, {s['wall_s']:.1f} s")
