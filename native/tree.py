@@ -31,7 +31,7 @@ renormalised) and adds the value along the path, alternating sign, removing the 
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .board import copy_state, is_legal_point, play, winner
 from .features import encode
@@ -50,6 +50,7 @@ TERMINAL = 3
 # What a selected leaf needs next.
 LEAF_EVAL = 0  # the network
 LEAF_TERMINAL = 1  # nothing: its value comes from the rules
+LEAF_NONE = 2  # a row whose walk collided: no leaf
 
 KEY_HISTORY = 8  # positions mixed into a leaf's NN-cache key (the network sees the last 8 boards)
 
@@ -140,150 +141,212 @@ def _undo_path(t, node, virtual_loss, parent):
 
 
 @njit(cache=True)
-def select_leaves(
-    slots, wanted,
+def reserve_rows(wanted, max_rows, row_start):
+    """Give tree ``i`` the rows ``row_start[i] .. row_start[i] + wanted[i] - 1``, in order, or -1 if its batch
+    does not fit in what is left. A tree's batch is all or nothing, so its sequence of batches (hence its
+    result) never depends on what else shares the evaluator: the base of lossless speculation. Callers list
+    the trees that matter most first. Returns the rows used."""
+    n = 0
+    for i in range(wanted.shape[0]):
+        if wanted[i] <= 0 or n + wanted[i] > max_rows:
+            row_start[i] = -1
+        else:
+            row_start[i] = n
+            n += wanted[i]
+    return n
+
+
+@njit(cache=True)
+def _select_one(
+    t, row,
     node_count, visits, value_sum, virtual_loss, parent, action, status, children, prior,
     root_core, root_hist, root_past,
     scratch_core, scratch_hist, scratch_past,
     leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_key, leaf_move_number,
     c_puct, fpu_reduction, vl_value,
 ):
-    """Select ``wanted[i]`` leaves in tree ``slots[i]``, skipping trees whose batch does not fit in the
-    scratch rows left (callers list the trees that matter most first).
-
-    Returns ``(leaves, collisions)``. Leaf ``j`` is described by ``leaf_*[j]`` and its position is
-    scratch row ``j``. ``leaf_move_number`` is the root's move number (cache statistics by game phase).
-    """
-    max_leaves = scratch_core.shape[0]
+    """One simulation's walk down tree ``t`` into scratch row ``row``; False if it collided."""
     max_nodes = visits.shape[1]
-    n = 0
-    collisions = 0
-    for i in range(slots.shape[0]):
-        t = slots[i]
-        if n + wanted[i] > max_leaves:
-            # A tree's batch is all or nothing, so its sequence of batches (hence its result) never
-            # depends on what else shares the evaluator: the base of lossless speculation.
-            continue
-        for _ in range(wanted[i]):
-            copy_state(root_core[t], root_hist[t], root_past[t], scratch_core[n], scratch_hist[n], scratch_past[n])
-            node = ROOT
-            virtual_loss[t, node] += 1
-            collided = False
-            while True:
-                st = status[t, node]
-                if st == EXPANDED:
-                    a = _pick_child(t, node, visits, value_sum, virtual_loss, children, prior, c_puct, fpu_reduction, vl_value)
-                    child = children[t, node, a]
-                    if child < 0:
-                        child = node_count[t]
-                        if child >= max_nodes:  # tree full: stop selecting in this tree
-                            _undo_path(t, node, virtual_loss, parent)
-                            collided = True
-                            break
-                        node_count[t] = child + 1
-                        visits[t, child] = 0
-                        value_sum[t, child] = 0.0
-                        virtual_loss[t, child] = 0
-                        parent[t, child] = node
-                        action[t, child] = a
-                        status[t, child] = UNEXPANDED
-                        children[t, child, :] = UNVISITED
-                        prior[t, child, :] = ILLEGAL
-                        children[t, node, a] = child
-                    play(scratch_core[n], scratch_hist[n], scratch_past[n], a)
-                    node = child
-                    virtual_loss[t, node] += 1
-                    continue
-                if st == PENDING:
+    copy_state(root_core[t], root_hist[t], root_past[t], scratch_core[row], scratch_hist[row], scratch_past[row])
+    node = ROOT
+    virtual_loss[t, node] += 1
+    while True:
+        st = status[t, node]
+        if st == EXPANDED:
+            a = _pick_child(t, node, visits, value_sum, virtual_loss, children, prior, c_puct, fpu_reduction, vl_value)
+            child = children[t, node, a]
+            if child < 0:
+                child = node_count[t]
+                if child >= max_nodes:  # tree full: this walk ends here
                     _undo_path(t, node, virtual_loss, parent)
-                    collided = True
-                    break
-                break
-            if collided:
+                    leaf_kind[row] = LEAF_NONE
+                    return False
+                node_count[t] = child + 1
+                visits[t, child] = 0
+                value_sum[t, child] = 0.0
+                virtual_loss[t, child] = 0
+                parent[t, child] = node
+                action[t, child] = a
+                status[t, child] = UNEXPANDED
+                children[t, child, :] = UNVISITED
+                prior[t, child, :] = ILLEGAL
+                children[t, node, a] = child
+            play(scratch_core[row], scratch_hist[row], scratch_past[row], a)
+            node = child
+            virtual_loss[t, node] += 1
+            continue
+        if st == PENDING:  # another walk of this batch already waits for this leaf's evaluation
+            _undo_path(t, node, virtual_loss, parent)
+            leaf_kind[row] = LEAF_NONE
+            return False
+        break
+    leaf_slot[row] = t
+    leaf_node[row] = node
+    leaf_move_number[row] = root_core[t, M_MOVE_NUMBER]
+    core = scratch_core[row]
+    if status[t, node] == TERMINAL or core[M_GAME_OVER] != 0:
+        status[t, node] = TERMINAL
+        w = winner(core)
+        leaf_kind[row] = LEAF_TERMINAL
+        leaf_value[row] = 0.0 if w == EMPTY else (1.0 if w == core[M_TO_PLAY] else -1.0)
+        leaf_key[row] = np.uint64(0)
+    else:
+        status[t, node] = PENDING
+        leaf_kind[row] = LEAF_EVAL
+        leaf_value[row] = 0.0
+        leaf_key[row] = input_key(core, scratch_hist[row])
+    return True
+
+
+def _select_leaves(
+    slots, wanted, row_start,
+    node_count, visits, value_sum, virtual_loss, parent, action, status, children, prior,
+    root_core, root_hist, root_past,
+    scratch_core, scratch_hist, scratch_past,
+    leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_key, leaf_move_number,
+    c_puct, fpu_reduction, vl_value,
+):
+    """Select ``wanted[i]`` leaves in tree ``slots[i]`` into its reserved rows (``reserve_rows``); trees run
+    in parallel (each owns its rows and its tree), the walks of one tree run in order.
+
+    Returns ``(rows used, collisions)``. Row ``j`` is a leaf described by ``leaf_*[j]`` with its position in
+    scratch row ``j``, or ``LEAF_NONE`` if that walk collided with a leaf already pending in the batch
+    (its virtual loss is undone). ``leaf_move_number`` is the root's move number (statistics by phase).
+    """
+    n = reserve_rows(wanted, scratch_core.shape[0], row_start)
+    collisions = 0
+    for i in prange(slots.shape[0]):
+        start = row_start[i]
+        if start < 0:
+            continue
+        t = slots[i]
+        for j in range(wanted[i]):
+            if not _select_one(
+                t, start + j,
+                node_count, visits, value_sum, virtual_loss, parent, action, status, children, prior,
+                root_core, root_hist, root_past,
+                scratch_core, scratch_hist, scratch_past,
+                leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_key, leaf_move_number,
+                c_puct, fpu_reduction, vl_value,
+            ):
                 collisions += 1
-                continue
-            leaf_slot[n] = t
-            leaf_node[n] = node
-            leaf_move_number[n] = root_core[t, M_MOVE_NUMBER]
-            core = scratch_core[n]
-            if status[t, node] == TERMINAL or core[M_GAME_OVER] != 0:
-                status[t, node] = TERMINAL
-                w = winner(core)
-                leaf_kind[n] = LEAF_TERMINAL
-                leaf_value[n] = 0.0 if w == EMPTY else (1.0 if w == core[M_TO_PLAY] else -1.0)
-                leaf_key[n] = np.uint64(0)
-            else:
-                status[t, node] = PENDING
-                leaf_kind[n] = LEAF_EVAL
-                leaf_value[n] = 0.0
-                leaf_key[n] = input_key(core, scratch_hist[n])
-            n += 1
     return n, collisions
 
 
-@njit(cache=True)
-def encode_leaves(scratch_core, scratch_past, rows, out):
+def _encode_leaves(scratch_core, scratch_past, rows, out):
     """Feature planes of scratch rows ``rows`` into ``out[0 : len(rows)]``."""
-    for i in range(rows.shape[0]):
+    for i in prange(rows.shape[0]):
         r = rows[i]
         encode(scratch_core[r], scratch_past[r], out[i])
 
 
 @njit(cache=True)
-def expand_and_backup(
-    n,
-    node_count, visits, value_sum, virtual_loss, parent, status, nn_value, prior, root_noise, noise_fraction,
+def _expand_backup_one(
+    j,
+    visits, value_sum, virtual_loss, parent, status, nn_value, prior, root_noise, noise_fraction,
     scratch_core, scratch_hist,
     leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_policy,
 ):
-    """Expand evaluated leaves (legal-masked, renormalised priors; root noise) and back up all values.
+    kind = leaf_kind[j]
+    if kind == LEAF_NONE:
+        return
+    num_actions = prior.shape[2]
+    t = leaf_slot[j]
+    node = leaf_node[j]
+    v = leaf_value[j]
+    if kind == LEAF_EVAL:
+        core = scratch_core[j]
+        hist = scratch_hist[j]
+        size = core[M_SIZE]
+        width = size + 2
+        total = 0.0
+        legal = 1  # pass
+        for a in range(num_actions - 1):
+            point = (a // size + 1) * width + a % size + 1
+            if is_legal_point(core, hist, point):
+                p = leaf_policy[j, a]
+                prior[t, node, a] = p
+                total += p
+                legal += 1
+            else:
+                prior[t, node, a] = ILLEGAL
+        prior[t, node, num_actions - 1] = leaf_policy[j, num_actions - 1]  # pass is always legal
+        total += leaf_policy[j, num_actions - 1]
+        for a in range(num_actions):
+            if prior[t, node, a] >= 0.0:
+                prior[t, node, a] = prior[t, node, a] / total if total > 0.0 else 1.0 / legal
+        eps = noise_fraction[t]
+        if node == ROOT and eps > 0.0:
+            for a in range(num_actions):
+                if prior[t, node, a] >= 0.0:
+                    prior[t, node, a] = (1.0 - eps) * prior[t, node, a] + eps * root_noise[t, a]
+        status[t, node] = EXPANDED
+    nn_value[t, node] = v
+    w = -v  # for the player who moved into the leaf
+    cur = node
+    while cur != NO_PARENT:
+        visits[t, cur] += 1
+        value_sum[t, cur] += w
+        virtual_loss[t, cur] -= 1
+        w = -w
+        cur = parent[t, cur]
+
+
+def _expand_and_backup(
+    slots, wanted, row_start,
+    visits, value_sum, virtual_loss, parent, status, nn_value, prior, root_noise, noise_fraction,
+    scratch_core, scratch_hist,
+    leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_policy,
+):
+    """Expand evaluated leaves (legal-masked, renormalised priors; root noise) and back up all values,
+    tree by tree in parallel, each tree's leaves in their selection order (what makes it deterministic).
 
     ``leaf_policy[j]`` / ``leaf_value[j]`` are the network's output for leaf ``j`` (value from the view of
     the side to move at the leaf); terminal leaves carry their rules value in ``leaf_value``.
     """
-    num_actions = prior.shape[2]
-    size = scratch_core[0, M_SIZE] if n > 0 else 0
-    width = size + 2
-    for j in range(n):
-        t = leaf_slot[j]
-        node = leaf_node[j]
-        v = leaf_value[j]
-        if leaf_kind[j] == LEAF_EVAL:
-            core = scratch_core[j]
-            hist = scratch_hist[j]
-            total = 0.0
-            for a in range(num_actions - 1):
-                point = (a // size + 1) * width + a % size + 1
-                if is_legal_point(core, hist, point):
-                    p = leaf_policy[j, a]
-                    prior[t, node, a] = p
-                    total += p
-                else:
-                    prior[t, node, a] = ILLEGAL
-            prior[t, node, num_actions - 1] = leaf_policy[j, num_actions - 1]  # pass is always legal
-            total += leaf_policy[j, num_actions - 1]
-            legal = 0
-            for a in range(num_actions):
-                if prior[t, node, a] >= 0.0:
-                    legal += 1
-            for a in range(num_actions):
-                if prior[t, node, a] >= 0.0:
-                    prior[t, node, a] = prior[t, node, a] / total if total > 0.0 else 1.0 / legal
-            eps = noise_fraction[t]
-            if node == ROOT and eps > 0.0:
-                for a in range(num_actions):
-                    if prior[t, node, a] >= 0.0:
-                        prior[t, node, a] = (1.0 - eps) * prior[t, node, a] + eps * root_noise[t, a]
-            status[t, node] = EXPANDED
-        nn_value[t, node] = v
-        w = -v  # for the player who moved into the leaf
-        cur = node
-        while cur != NO_PARENT:
-            visits[t, cur] += 1
-            value_sum[t, cur] += w
-            virtual_loss[t, cur] -= 1
-            w = -w
-            cur = parent[t, cur]
+    for i in prange(slots.shape[0]):
+        start = row_start[i]
+        if start < 0:
+            continue
+        for j in range(start, start + wanted[i]):
+            _expand_backup_one(
+                j,
+                visits, value_sum, virtual_loss, parent, status, nn_value, prior, root_noise, noise_fraction,
+                scratch_core, scratch_hist,
+                leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_policy,
+            )
+
+
+# Each batch kernel exists twice: serial, and parallel over trees (numba prange, OpenMP threads). Threads pay
+# off only when a batch has many trees: for a handful of leaves the fork/join costs more than the work, and
+# on a loaded machine much more. ``specmcts.search`` picks per step; results are identical either way
+# (trees are independent, each tree's leaves are processed in order).
+select_leaves = njit(cache=True)(_select_leaves)
+select_leaves_parallel = njit(cache=True, parallel=True)(_select_leaves)
+encode_leaves = njit(cache=True)(_encode_leaves)
+encode_leaves_parallel = njit(cache=True, parallel=True)(_encode_leaves)
+expand_and_backup = njit(cache=True)(_expand_and_backup)
+expand_and_backup_parallel = njit(cache=True, parallel=True)(_expand_and_backup)
 
 
 @njit(cache=True)

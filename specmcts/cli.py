@@ -158,33 +158,80 @@ def add_selfplay_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    _add_common(p, model=True, out=True, model_help="checkpoint to start from (default: latest in the run, else fresh)")
+    _add_common(p, model=True, out=True,
+                model_help="weights to start from (default: a fresh net); with --resume: the checkpoint to "
+                           "continue (default: the newest in <run>/models)")
     p.add_argument("--data", metavar="DIR", help="training shards to read (default: <run>/data/)")
-    p.add_argument("--steps", type=_positive_int, metavar="N", help="optimizer steps (default: from the config)")
+    p.add_argument("--steps", type=_positive_int, metavar="N",
+                   help="train until the optimizer step count reaches N (default: train.steps)")
     p.add_argument("--batch-size", type=_positive_int, metavar="N", help="training batch size")
     p.add_argument("--name", metavar="NAME", help="run name (default: go<board>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest checkpoint exactly (weights, optimizer, step, RNG)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     _add_common(p, games=True, sims=True, speculate=True, model=True, out=True,
-                games_help="self-play games per generation")
+                games_help="self-play games per generation (generations mode)",
+                model_help="weights to start the run from (default: a fresh net)")
+    p.add_argument("--mode", choices=("async", "generations"),
+                   help="async: self-play and training concurrently (KataGo); generations: in turns (AlphaZero) "
+                        "(default: run.mode)")
     p.add_argument("--generations", type=_positive_int, metavar="N",
-                   help="self-play -> train -> gate cycles (default: until interrupted)")
+                   help="self-play -> train -> gate cycles (generations mode; default: until interrupted)")
+    p.add_argument("--minutes", type=float, metavar="M", help="stop after M minutes (default: run.minutes, 0 = no limit)")
+    p.add_argument("--max-steps", type=_positive_int, metavar="N", help="stop at trainer step N")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in <out> from its newest checkpoint")
     p.add_argument("--name", metavar="NAME", help="run name (default: go<board>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     _add_common(p, games=True, sims=True, speculate=True, model=True, out=True,
-                model_help="checkpoint to evaluate", games_help="games in the match")
+                model_help="checkpoint to evaluate (default: the newest in runs/<name>/models)",
+                games_help="games in the match (default: eval.games, 40)")
     p.add_argument("--opponent", metavar="WHO", default="gnugo",
                    help="gnugo, random, a checkpoint PATH, or 'gtp:<command line>' (default: gnugo)")
-    p.add_argument("--gnugo-level", type=_non_negative_int, metavar="L", default=1,
-                   help="GnuGo strength 0..10 (default: 1)")
+    p.add_argument("--gnugo-level", type=_non_negative_int, metavar="L",
+                   help="GnuGo strength 0..10 (default: eval.gnugo_level, 1)")
+    p.add_argument("--name", metavar="NAME", help="run name for the default --model and --out (default: go<board>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def add_gtp_arguments(p: argparse.ArgumentParser) -> None:
-    _add_common(p, sims=True, speculate=True, model=True, json=False, model_help="checkpoint to play with")
+    def _positive_float(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    def _fraction(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+        if not 0 <= value < 1:
+            raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+        return value
+
+    _add_common(p, sims=True, speculate=True, model=True, json=False,
+                model_help="checkpoint to play with (default: the embedded net if one ships, else a fresh net)")
+    g = p.add_argument_group("engine options")
+    g.add_argument("--visits", type=_positive_int, metavar="N",
+                   help="visits per move (default: search.sims; same as --sims)")
+    g.add_argument("--time-per-move", type=_positive_float, metavar="S",
+                   help="seconds per move at most (GTP time_settings/time_left are honoured too)")
+    g.add_argument("--resign-threshold", type=_fraction, metavar="W",
+                   help="resign when the winrate stays below W for search.resign_consecutive moves "
+                        "(default: from search.resign_threshold, 0.025; 0 = never resign)")
+    g.add_argument("--analysis-visits", type=_positive_int, metavar="N", default=20000,
+                   help="lz-analyze/kata-analyze stop growing the tree at N visits (default: 20000)")
+    g.add_argument("--quiet", action="store_true", help="no log lines on stderr")
 
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
@@ -259,24 +306,113 @@ def cmd_selfplay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@_stub
+def _run_dir(args: argparse.Namespace, cfg):
+    from pathlib import Path
+
+    return Path(args.out) if args.out else Path("runs") / (args.name or f"go{cfg.game.board}")
+
+
+def _learning_errors():
+    """Failures of train/run/eval that deserve one line, not a traceback."""
+    from specmcts.config import ConfigError
+    from specmcts.evaluate import MatchError
+    from specmcts.network import CheckpointError
+    from specmcts.replay import ShardError
+    from specmcts.train import TrainingDiverged
+
+    return (ConfigError, CheckpointError, ShardError, MatchError, TrainingDiverged, ValueError, OSError, RuntimeError)
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    return _not_implemented("train")
+    import json as json_module
+
+    from specmcts.config import resolve_device
+    from specmcts.train import format_train_summary, train_run
+
+    if args.batch_size:
+        args.overrides = [f"train.batch_size={args.batch_size}"] + list(args.overrides)
+    cfg = config_from_args(args)
+    out = _run_dir(args, cfg)
+    try:
+        summary = train_run(cfg, out, data_dir=args.data, steps=args.steps, resume=args.resume,
+                            init_model=args.model, device=resolve_device(cfg.evaluator.device),
+                            progress=not (args.quiet or args.json))
+    except _learning_errors() as err:
+        raise CommandError(_one_line(err)) from None
+    print(json_module.dumps(summary, default=float, sort_keys=True) if args.json else format_train_summary(summary))
+    return EXIT_OK
 
 
-@_stub
 def cmd_run(args: argparse.Namespace) -> int:
-    return _not_implemented("run")
+    import json as json_module
+
+    from specmcts.config import resolve_device
+    from specmcts.loop import format_run_summary, run_loop
+
+    extra = []
+    for flag, key in (("games", "run.games_per_generation"), ("mode", "run.mode"), ("generations", "run.generations"),
+                      ("minutes", "run.minutes"), ("max_steps", "run.max_steps")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            extra.append(f"{key}={value}")
+    args.overrides = extra + list(args.overrides)
+    cfg = config_from_args(args)
+    out = _run_dir(args, cfg)
+    try:
+        summary = run_loop(cfg, out, device=resolve_device(cfg.evaluator.device), resume=args.resume,
+                           init_model=args.model, progress=not (args.quiet or args.json))
+    except _learning_errors() as err:
+        raise CommandError(_one_line(err)) from None
+    print(json_module.dumps(summary, default=float, sort_keys=True) if args.json else format_run_summary(summary))
+    return EXIT_INTERRUPTED if summary["stop_reason"] == "interrupted" else EXIT_OK
 
 
-@_stub
 def cmd_eval(args: argparse.Namespace) -> int:
-    return _not_implemented("eval")
+    import json as json_module
+
+    from specmcts.config import resolve_device
+    from specmcts.evaluate import eval_run, format_eval_summary
+    from specmcts.train import CheckpointStore
+
+    cfg = config_from_args(args)
+    run = _run_dir(args, cfg)
+    model = args.model
+    if model is None:
+        found = CheckpointStore(run).steps()
+        if not found:
+            raise CommandError(f"no --model given and no checkpoint in {run / 'models'}", EXIT_USAGE)
+        model = str(found[-1][1])
+    games = args.games or cfg.eval.games
+    try:
+        summary = eval_run(cfg, model, args.opponent, games, run / "eval", device=resolve_device(cfg.evaluator.device),
+                           gnugo_level=args.gnugo_level, progress=not (args.quiet or args.json))
+    except _learning_errors() as err:
+        raise CommandError(_one_line(err)) from None
+    print(json_module.dumps(summary, default=float, sort_keys=True) if args.json else format_eval_summary(summary))
+    return EXIT_OK
 
 
-@_stub
 def cmd_gtp(args: argparse.Namespace) -> int:
-    return _not_implemented("gtp")
+    from specmcts.gtp import EngineOptions, run_gtp
+    from specmcts.network import CheckpointError
+
+    cfg = config_from_args(args)
+    resign = args.resign_threshold
+    if resign is None:
+        resign = max(0.0, (cfg.search.resign_threshold + 1.0) / 2.0)  # a value in [-1, 1] -> a winrate
+    options = EngineOptions(
+        visits=args.visits or args.sims, seconds=args.time_per_move, analysis_visits=args.analysis_visits,
+        resign_threshold=resign, resign_consecutive=cfg.search.resign_consecutive,
+        speculate=cfg.search.speculate, quiet=args.quiet)
+    try:
+        return run_gtp(cfg, args.model, options)
+    except CheckpointError as err:
+        raise CommandError(str(err)) from None
 
 
 @_stub

@@ -49,6 +49,8 @@ class SearchConfig:
     resign_threshold: float = -0.95  # resign when the root value is below this
     resign_consecutive: int = 3  # ... for this many of the player's moves in a row
     no_resign_fraction: float = 0.1  # games that never resign (to measure false resignations)
+    threads: int = 0  # CPU threads for the batch kernels: 0 = all cores, 1 = serial
+    parallel_min_trees: int = 16  # below this many trees in a batch the kernels run serially
     speculate: int = 0  # look-ahead depth k of the inter-decision pipeline; 0 = off, -1 = auto (measured)
 
 

@@ -31,7 +31,8 @@ setup passes and inserted passes); past that ``play`` answers ``? illegal move``
 
 Scoring (``final_score``, ``final_status_list``): area scoring after removing dead stones, which are found by
 random playouts from the final position (``estimate_status``): a chain that its opponent owns at the end of
-most playouts is dead. Seki is not recognised (``final_status_list seki`` is always empty). Good enough for
+most playouts is dead, and so is one the playouts leave in doubt that sits in the opponent's area without two
+eyes (uniform random play cannot see that a lone invader in a large open territory is lost). Seki is not recognised (``final_status_list seki`` is always empty). Good enough for
 finished games; a referee, not a judge of unfinished fights.
 
 Passing and resigning. The move is the most visited one (ties: higher prior), except: after the opponent
@@ -54,6 +55,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import os
 import re
 import sys
 import threading
@@ -65,7 +67,7 @@ from typing import Callable, TextIO
 
 import numpy as np
 
-from games.go import BLACK, EMPTY, GTP_COLUMNS, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp
+from games.go import BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp, gtp_to_action
 from native import board as board_kernels
 from native import layout
 
@@ -125,19 +127,12 @@ def parse_float(token: str, what: str) -> float:
 def parse_vertex(size: int, token: str) -> int:
     """A board point or pass (GTP ``resign`` is not a move one can ``play``)."""
     try:
-        action = GoState.gtp_to_action(_VertexProbe(size), token)
+        action = gtp_to_action(size, token)
     except ValueError:
         raise GtpError(f"syntax error (invalid vertex {token!r} for a {size}x{size} board)") from None
     if action > size * size:
         raise GtpError(f"syntax error ({token!r} is not a move)")
     return action
-
-
-class _VertexProbe:
-    """Just enough of a GoState for ``GoState.gtp_to_action``."""
-
-    def __init__(self, size: int):
-        self.size = size
 
 
 def clean_line(raw: str) -> str:
@@ -206,21 +201,18 @@ def setup_state(rules: GoRules, black=(), white=(), to_play: int = BLACK) -> GoS
         raise ValueError("too many setup stones")
     state = GoState(rules)
     todo = {BLACK: collections.deque(black), WHITE: collections.deque(white)}
-    captures = 0
     while todo[BLACK] or todo[WHITE]:
         stones = todo[state.to_play]
         if stones:
-            before = state.board().astype(bool).sum()
             try:
                 state.play(stones.popleft())
             except IllegalMoveError as e:
                 raise ValueError(f"setup stones do not form a legal position ({e})") from None
-            captures += before + 1 - state.board().astype(bool).sum()
+            if sum(state.captures):
+                raise ValueError("setup stones do not form a legal position (a chain without liberties)")
         else:
             state.play(rules.pass_action)
             state.core[layout.M_PASSES] = 0
-    if captures:
-        raise ValueError("setup stones do not form a legal position (a chain without liberties)")
     if state.to_play != to_play:
         state.play(rules.pass_action)
     return forget_history(state)
@@ -307,13 +299,10 @@ def chains(board: np.ndarray) -> list[tuple[int, list[int]]]:
         while stack:
             a = stack.pop()
             stones.append(a)
-            r, c = divmod(a, n)
-            for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
-                if 0 <= rr < n and 0 <= cc < n:
-                    b = rr * n + cc
-                    if not seen[b] and flat[b] == colour:
-                        seen[b] = True
-                        stack.append(b)
+            for b in _neighbours(n, a):
+                if not seen[b] and flat[b] == colour:
+                    seen[b] = True
+                    stack.append(b)
         out.append((colour, sorted(stones)))
     return out
 
@@ -333,16 +322,13 @@ def area(board: np.ndarray) -> tuple[int, int]:
         while stack:
             a = stack.pop()
             region += 1
-            r, c = divmod(a, n)
-            for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
-                if 0 <= rr < n and 0 <= cc < n:
-                    b = rr * n + cc
-                    if flat[b] == EMPTY:
-                        if not seen[b]:
-                            seen[b] = True
-                            stack.append(b)
-                    else:
-                        touches.add(int(flat[b]))
+            for b in _neighbours(n, a):
+                if flat[b] == EMPTY:
+                    if not seen[b]:
+                        seen[b] = True
+                        stack.append(b)
+                else:
+                    touches.add(int(flat[b]))
         if touches == {BLACK}:
             black += region
         elif touches == {WHITE}:
@@ -405,6 +391,12 @@ class Status:
 
 
 def estimate_status(state: GoState, playouts: int = DEFAULT_PLAYOUTS) -> Status:
+    """Dead and alive chains of ``state``'s board, and the area score once the dead ones are removed.
+
+    A chain is dead when its opponent owns its points at the end of most random playouts. Uniform random
+    play cannot see that a lone stone inside a large open territory is lost (both sides fill the territory
+    at the same rate there, so the invader lives about half the time), so a chain the playouts leave in
+    doubt is also dead when it sits in the opponent's area without two eyes (``_lost_inside``)."""
     board = state.board()
     own = ownership(state, playouts)
     dead, alive, doubtful = [], [], 0
@@ -412,12 +404,68 @@ def estimate_status(state: GoState, playouts: int = DEFAULT_PLAYOUTS) -> Status:
     for colour, stones in chains(board):
         sign = 1.0 if colour == BLACK else -1.0
         mean = sign * float(own.reshape(-1)[stones].mean())
-        (dead if mean < DEAD_BELOW else alive).append(stones)
-        doubtful += abs(mean) < SETTLED_ABOVE
-        if mean < DEAD_BELOW:
+        lost = mean < DEAD_BELOW or (mean < SETTLED_ABOVE and _lost_inside(board, own, stones, colour))
+        (dead if lost else alive).append(stones)
+        doubtful += not lost and mean < SETTLED_ABOVE
+        if lost:
             cleaned.reshape(-1)[stones] = EMPTY
     black, white = area(cleaned)
     return Status(dead, alive, doubtful, black, white, state.rules.komi)
+
+
+BIG_EYE = 7  # an enclosed empty area this large holds two eyes whatever the opponent does
+
+
+def _lost_inside(board: np.ndarray, own: np.ndarray, stones: list[int], colour: int) -> bool:
+    """True if the chain's enclosure (the points reachable from it without crossing an opponent stone) is
+    mostly the opponent's by ``own`` and holds fewer than two eyes (empty areas no opponent stone touches)
+    for ``colour``."""
+    n = board.shape[0]
+    flat, owner = board.reshape(-1), own.reshape(-1)
+    opponent = 3 - colour
+    sign = 1.0 if opponent == BLACK else -1.0
+    enclosure = np.zeros(n * n, bool)
+    enclosure[stones] = True
+    stack = list(stones)
+    while stack:
+        a = stack.pop()
+        for b in _neighbours(n, a):
+            if not enclosure[b] and flat[b] != opponent:
+                enclosure[b] = True
+                stack.append(b)
+    empties = np.flatnonzero(enclosure & (flat == EMPTY))
+    if len(empties) == 0 or sign * owner[empties].mean() <= 0:
+        return False
+    eyes, seen = 0, np.zeros(n * n, bool)
+    for start in empties:
+        if seen[start]:
+            continue
+        seen[start] = True
+        region, touches_opponent, stack = 0, False, [int(start)]
+        while stack:
+            a = stack.pop()
+            region += 1
+            for b in _neighbours(n, a):
+                if flat[b] == opponent:
+                    touches_opponent = True
+                elif flat[b] == EMPTY and not seen[b]:
+                    seen[b] = True
+                    stack.append(b)
+        if not touches_opponent:
+            eyes += 2 if region >= BIG_EYE else 1
+    return eyes < 2
+
+
+def _neighbours(n: int, a: int):
+    r, c = divmod(a, n)
+    if r > 0:
+        yield a - n
+    if r < n - 1:
+        yield a + n
+    if c > 0:
+        yield a - 1
+    if c < n - 1:
+        yield a + 1
 
 
 def parse_score(text: str) -> float | None:
@@ -511,7 +559,11 @@ def format_info(analysis, state: GoState, style: str, min_moves: int = 0, max_mo
 
 
 class LineQueue:
-    """Lines of a binary stream read by a daemon thread; ``None`` marks the end of input."""
+    """Lines of a binary stream read by a daemon thread; ``None`` marks the end of input.
+
+    A stream with a file descriptor is read with ``os.read``: a daemon thread blocked there holds no Python
+    lock, so the interpreter can exit after ``quit`` while the thread still waits for input (blocked in a
+    ``BufferedReader`` it would hold the buffer's lock and make the interpreter abort at shutdown)."""
 
     def __init__(self, stream):
         self._lines: collections.deque = collections.deque()
@@ -519,19 +571,42 @@ class LineQueue:
         self._thread = threading.Thread(target=self._read, args=(stream,), name="gtp-stdin", daemon=True)
         self._thread.start()
 
-    def _read(self, stream) -> None:
+    def _put(self, line) -> None:
+        with self._ready:
+            self._lines.append(line)
+            self._ready.notify_all()
+
+    @staticmethod
+    def _chunks(stream):
         try:
-            for raw in stream:
-                line = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-                with self._ready:
-                    self._lines.append(line)
-                    self._ready.notify_all()
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None
+        if fd is None:
+            yield from stream
+            return
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return
+            yield chunk
+
+    def _read(self, stream) -> None:
+        pending = b""
+        try:
+            for chunk in self._chunks(stream):
+                if isinstance(chunk, str):
+                    chunk = chunk.encode("utf-8", "surrogateescape")
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    self._put(line.decode("utf-8", "replace") + "\n")
         except (OSError, ValueError):
             pass
         finally:
-            with self._ready:
-                self._lines.append(None)
-                self._ready.notify_all()
+            if pending:
+                self._put(pending.decode("utf-8", "replace"))
+            self._put(None)
 
     def pending(self) -> bool:
         return bool(self._lines)
@@ -553,24 +628,21 @@ class LineQueue:
 # Networks: one per board size
 
 
-@dataclass
 class NetSource:
     """Where nets come from: a checkpoint (one board size), else an embedded default for the size if one
     ships in ``specmcts/weights/go<N>.pt``, else a fresh net seeded by the config's seed."""
 
-    cfg: object  # specmcts.config.Config
-    model_path: str | None = None
-    log: Callable[[str], None] = lambda message: None
-    _loaded: object = None
-    _fixed_size: int | None = None
-
-    def __post_init__(self):
-        if self.model_path:
+    def __init__(self, cfg, model_path: str | None = None, log: Callable[[str], None] = lambda message: None):
+        self.cfg = cfg
+        self.log = log
+        self._loaded = None
+        self._fixed_size = None
+        if model_path:
             from specmcts.network import load_model
 
-            self._loaded, meta = load_model(self.model_path, device="cpu")
+            self._loaded, _meta = load_model(model_path, device="cpu")
             self._fixed_size = self._loaded.board_size
-            self.log(f"model {self.model_path} ({self._loaded.model_id}), {self._fixed_size}x{self._fixed_size}")
+            log(f"model {model_path} ({self._loaded.model_id}), {self._fixed_size}x{self._fixed_size}")
 
     @property
     def fixed_size(self) -> int | None:
@@ -615,13 +687,15 @@ class EngineOptions:
     quiet: bool = False
 
 
-FIXED_HANDICAP = {  # GTP v2 section 4.1.1: which of the nine star points, by number of stones
-    2: ("lo-hi", "hi-lo"), 3: ("lo-hi", "hi-lo", "lo-lo"), 4: ("lo-hi", "hi-lo", "lo-lo", "hi-hi"),
-    5: ("lo-hi", "hi-lo", "lo-lo", "hi-hi", "mid-mid"),
-    6: ("lo-hi", "hi-lo", "lo-lo", "hi-hi", "lo-mid", "hi-mid"),
-    7: ("lo-hi", "hi-lo", "lo-lo", "hi-hi", "lo-mid", "hi-mid", "mid-mid"),
-    8: ("lo-hi", "hi-lo", "lo-lo", "hi-hi", "lo-mid", "hi-mid", "mid-lo", "mid-hi"),
-    9: ("lo-hi", "hi-lo", "lo-lo", "hi-hi", "lo-mid", "hi-mid", "mid-lo", "mid-hi", "mid-mid"),
+FIXED_HANDICAP = {  # GTP v2 section 4.1.1, as (column, row) of the star points: D4 Q16 D16 Q4 K10 D10 Q10 K4 K16
+    2: ("lo-lo", "hi-hi"),
+    3: ("lo-lo", "hi-hi", "lo-hi"),
+    4: ("lo-lo", "hi-hi", "lo-hi", "hi-lo"),
+    5: ("lo-lo", "hi-hi", "lo-hi", "hi-lo", "mid-mid"),
+    6: ("lo-lo", "hi-hi", "lo-hi", "hi-lo", "lo-mid", "hi-mid"),
+    7: ("lo-lo", "hi-hi", "lo-hi", "hi-lo", "lo-mid", "hi-mid", "mid-mid"),
+    8: ("lo-lo", "hi-hi", "lo-hi", "hi-lo", "lo-mid", "hi-mid", "mid-lo", "mid-hi"),
+    9: ("lo-lo", "hi-hi", "lo-hi", "hi-lo", "lo-mid", "hi-mid", "mid-lo", "mid-hi", "mid-mid"),
 }
 
 
@@ -646,19 +720,20 @@ class GtpEngine:
     """The GTP engine. ``execute(line)`` answers one line on ``out``; ``handle(line)`` returns the answer as
     a string (tests); ``serve(stdin, stdout)`` is the main loop with a reader thread."""
 
-    def __init__(self, cfg, source: NetSource | None = None, options: EngineOptions | None = None,
+    def __init__(self, cfg, model_path: str | None = None, options: EngineOptions | None = None,
                  out: TextIO | None = None, log: TextIO | None = None):
         self.cfg = cfg
         self.options = options or EngineOptions()
         self.out = out if out is not None else sys.stdout
         self.log_stream = log if log is not None else sys.stderr
-        self.source = source or NetSource(cfg, log=self.log)
+        self.source = NetSource(cfg, model_path, log=self.log)  # CheckpointError for a bad --model
         self.input: LineQueue | None = None
         self.quit_requested = False
         self.clock = Clock()
         self._players: dict[int, object] = {}
         self._low_winrate = {BLACK: 0, WHITE: 0}
         self._ponder_line: list[int] = []  # the continuation pondered after our last genmove
+        self._ponder_due = False  # set by a genmove that played: ponder if no command is waiting
         size = self.source.fixed_size or cfg.game.board
         self.record = GameRecord(GoRules(size, cfg.game.komi, cfg.game.superko))
         self.state = self.record.replay()
@@ -747,6 +822,7 @@ class GtpEngine:
         line = clean_line(raw)
         if not line:
             return not self.quit_requested
+        self._ponder_due = False
         ident, name, args = split_command(line)
         tag = ident or ""
         handler = self.commands.get(name)
@@ -789,7 +865,7 @@ class GtpEngine:
                     break
                 if not self.execute(raw):
                     break
-                if self.options.speculate > 0 and self._ponder_line == [] and self._can_ponder():
+                if self._ponder_due and self.options.speculate > 0 and not self.input.pending():
                     self.ponder()
         finally:
             self.input = None
@@ -963,19 +1039,24 @@ class GtpEngine:
             raise GtpError("cannot load file") from None
         return ""
 
-    def sgf_text(self, path: str | None = None) -> str:
+    def sgf_text(self) -> str:
+        """The game as SGF. RE only when it ended by two passes (our final_score then); the record is not
+        replayed (``write_sgf`` would: a GTP game may go on after two passes, which SGF replay refuses)."""
         from specmcts.sgf import write_sgf
 
         r = self.record
-        return write_sgf(path, r.rules, r.actions(), players=(None, None), setup_black=r.setup_black,
+        ended = len(r.moves) >= 2 and all(a == r.rules.pass_action for _, a in r.moves[-2:])
+        result = estimate_status(self.state, self.options.playouts).result() if ended else "?"
+        text = write_sgf(None, r.rules, r.actions(), result=result, players=(None, None), setup_black=r.setup_black,
                          setup_white=r.setup_white, first_player=r.first_player, validate=False)
+        return text.replace("RE[?]", "")
 
     def cmd_printsgf(self, args):
         if len(args) > 1:
             raise GtpError("syntax error (printsgf [FILE])")
         if args:
             try:
-                self.sgf_text(args[0])
+                Path(args[0]).write_text(self.sgf_text(), encoding="utf-8")
             except OSError as e:
                 self.log(f"printsgf {args[0]}: {e}")
                 raise GtpError("cannot write file") from None
@@ -1011,10 +1092,13 @@ class GtpEngine:
         self._require_empty()
         if not 2 <= stones <= self._max_handicap():
             raise GtpError("invalid number of stones")
-        try:
-            points = fixed_handicap_points(self.size, min(stones, 9))[:stones]
-        except GtpError:
-            points = []
+        points: list[int] = []
+        for k in range(min(stones, 9), 1, -1):  # as much of the fixed pattern as this board has
+            try:
+                points = fixed_handicap_points(self.size, k)
+                break
+            except GtpError:
+                continue
         if len(points) < stones:  # beyond the fixed pattern: the points the net likes best for black
             prior = self._prior(setup_state(self.rules, points, [], BLACK))
             for a in np.argsort(-prior[:self.size * self.size], kind="stable"):
@@ -1069,7 +1153,8 @@ class GtpEngine:
         evals0 = player.search.stats.evals
         analysis = player.analyze(state, sims=visits, seconds=seconds, callback=on_info,
                                   every=every if on_info else 0.1)
-        action, why = self._choose(state, analysis)
+        opponent_passed = bool(self.record.moves) and self.record.moves[-1] == (3 - colour, self.rules.pass_action)
+        action, why = self._choose(state, analysis, opponent_passed)
         resign = False
         if play and action != self.rules.pass_action and self._should_resign(colour, analysis):
             resign = True
@@ -1086,14 +1171,15 @@ class GtpEngine:
             apply_move(self.state, colour, action)
             self.record.moves.append((colour, action))
             self._ponder_line = []
+            self._ponder_due = True
         return action_to_gtp(self.size, action)
 
-    def _choose(self, state: GoState, analysis) -> tuple[int, str]:
+    def _choose(self, state: GoState, analysis, opponent_passed: bool) -> tuple[int, str]:
         """The move to play and a note on why when it is not simply the most visited one."""
         ranked = analysis.ranked()
         pass_action = self.rules.pass_action
         action = ranked[0] if ranked else pass_action
-        if action != pass_action and state.last_move == pass_action and state.is_legal(pass_action):
+        if action != pass_action and opponent_passed and state.is_legal(pass_action):
             status = estimate_status(state, self.options.playouts)
             mine = status.score if state.to_play == BLACK else -status.score
             if mine > 0:
@@ -1119,13 +1205,6 @@ class GtpEngine:
         self._ponder_line = []
 
     # -- pondering -------------------------------------------------------------------------------
-    def _can_ponder(self) -> bool:
-        moves = self.record.moves
-        return bool(moves) and not self.state.is_over and self.input is not None and not self.input.pending() \
-            and self._last_was_genmove
-
-    _last_was_genmove = False
-
     def ponder(self) -> list[int]:
         """Search ahead along the predicted line until a command arrives (see the module docstring)."""
         state = self.state.copy()
@@ -1188,25 +1267,27 @@ class GtpEngine:
             if text:
                 self._write(text + "\n")
 
-        if not state.is_over:
-            player = self.player()
-            # ``every`` 0 would print on every step: interval 0 means "only when the search stops".
-            analysis = player.analyze(state, sims=player.search.max_nodes, stop=self._interrupted,
-                                      callback=emit if interval > 0 else None, every=interval or 1e9)
-            if interval <= 0:
-                emit(analysis)
-        if self.input is not None:  # the tree is full (or the game over): hold the answer open until told
-            self.input.wait()
+        try:
+            if not state.is_over:
+                player = self.player()
+                # ``every`` 0 would print on every step: interval 0 means "only when the search stops".
+                analysis = player.analyze(state, sims=player.search.max_nodes, stop=self._interrupted,
+                                          callback=emit if interval > 0 else None, every=interval or 1e9)
+                if interval <= 0:
+                    emit(analysis)
+            if self.input is not None:  # tree full (or game over): hold the answer open until told
+                self.input.wait()
+        except Exception as e:  # the answer has begun: log, and end it cleanly
+            self.log(f"analysis failed: {type(e).__name__}: {e}")
         self._write("\n")
 
     def _genmove_analyze(self, args, tag: str, style: str) -> None:
         if not args:
             raise GtpError("syntax error (expected a colour)")
         colour_arg, rest = args[0], args[1:]
-        parse_colour(colour_arg)
+        state_for_info = to_move(self.state.copy(), parse_colour(colour_arg))
         _, interval, min_moves, max_moves = self._analysis_args(rest)
         self._write(f"={tag}\n")
-        state_for_info = to_move(self.state.copy(), parse_colour(colour_arg))
 
         def emit(analysis):
             text = format_info(analysis, state_for_info, style, min_moves, max_moves)
@@ -1216,9 +1297,10 @@ class GtpEngine:
         try:
             move = self._genmove([colour_arg], play=True, on_info=emit if interval > 0 else None,
                                  every=interval or 1e9)
-        except GtpError as e:  # the answer has begun: report in-band, then end it
-            self.log(f"genmove_analyze: {e}")
-            move = "pass"
+        except Exception as e:  # the answer has begun: log, and end it without a move
+            self.log(f"genmove_analyze failed: {type(e).__name__}: {e}")
+            self._write("\n")
+            return
         self._write(f"play {move}\n\n")
 
     def cmd_lz_analyze(self, args, tag):
@@ -1282,10 +1364,7 @@ def run_gtp(cfg, model_path: str | None, options: EngineOptions) -> int:
     saved = sys.stdout
     sys.stdout = sys.stderr
     try:
-        engine = GtpEngine(cfg, options=options, out=gtp_out, log=sys.stderr)
-        engine.source = NetSource(cfg, model_path, log=engine.log)
-        if engine.source.fixed_size and engine.source.fixed_size != engine.size:
-            engine._set_record(GameRecord(GoRules(engine.source.fixed_size, cfg.game.komi, cfg.game.superko)))
+        engine = GtpEngine(cfg, model_path, options=options, out=gtp_out, log=sys.stderr)
         engine.log(f"ready: {engine.size}x{engine.size}, komi {engine.rules.komi:g}, "
                    + (f"{options.visits} visits" if options.visits else f"{cfg.search.sims} visits (config)")
                    + (f", {options.seconds:g} s per move" if options.seconds else "")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from games.go import GoRules, GoState
@@ -130,6 +131,8 @@ class Search:
         self.leaf_move_number = np.zeros(rows, np.int32)
         self.leaf_policy = np.zeros((rows, self.num_actions), np.float32)
         self._miss_rows = np.zeros(rows, np.int32)
+        self._row_start = np.zeros(self.num_trees, np.int32)
+        self._threads = min(self.cfg.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
         self._queue = np.zeros(self.max_nodes, np.int32)
         for t in range(self.num_trees):
             self._reset_arrays(t)
@@ -210,8 +213,13 @@ class Search:
         t0 = clock()
         slots = np.ascontiguousarray(slots, np.int32)
         wanted = np.ascontiguousarray(wanted, np.int32)
-        n, collisions = kernels.select_leaves(
-            slots, wanted,
+        row_start = self._row_start[:len(slots)]
+        parallel = self._threads > 1 and len(slots) >= self.cfg.parallel_min_trees
+        if parallel:
+            numba.set_num_threads(self._threads)
+        select = kernels.select_leaves_parallel if parallel else kernels.select_leaves
+        n, collisions = select(
+            slots, wanted, row_start,
             tr.node_count, tr.visits, tr.value_sum, tr.virtual_loss, tr.parent, tr.action, tr.status,
             tr.children, tr.prior,
             self.roots.core, self.roots.hist, self.roots.past,
@@ -230,7 +238,8 @@ class Search:
                                                 self._miss_rows)
         if misses:
             t2 = clock()
-            kernels.encode_leaves(sc.core, sc.past, self._miss_rows[:misses], self.evaluator.inputs)
+            encode = kernels.encode_leaves_parallel if parallel else kernels.encode_leaves
+            encode(sc.core, sc.past, self._miss_rows[:misses], self.evaluator.inputs)
             t3 = clock()
             policy, value = self.evaluator.evaluate(misses)
             t4 = clock()
@@ -245,17 +254,19 @@ class Search:
         self.stats.evals += misses
         m = hits + misses
         t5 = clock()
-        kernels.expand_and_backup(
-            n,
-            tr.node_count, tr.visits, tr.value_sum, tr.virtual_loss, tr.parent, tr.status, tr.nn_value, tr.prior,
+        backup = kernels.expand_and_backup_parallel if parallel else kernels.expand_and_backup
+        backup(
+            slots, wanted, row_start,
+            tr.visits, tr.value_sum, tr.virtual_loss, tr.parent, tr.status, tr.nn_value, tr.prior,
             tr.root_noise, tr.noise_fraction,
             sc.core, sc.hist,
             self.leaf_slot, self.leaf_node, self.leaf_kind, self.leaf_value, self.leaf_policy,
         )
         spent["backup"] += clock() - t5
-        self.stats.leaves += n
-        self.stats.terminal += n - m
-        return n
+        leaves = n - int(collisions)
+        self.stats.leaves += leaves
+        self.stats.terminal += leaves - m
+        return leaves
 
     def run(self, slots, sims: int) -> None:
         """Search ``slots`` until each has ``sims`` simulations (a convenience for tests and GTP)."""

@@ -595,7 +595,8 @@ def test_small_scratch_takes_trees_whole_or_skips_them_and_changes_nothing():
         collisions = small.stats.collisions
         n = small.step(slots, want)
         assert_no_virtual_loss(small)
-        leaves = np.bincount(small.leaf_slot[:n], minlength=3)
+        leaves = small.trees.visits[:, kernels.ROOT] - before[:, kernels.ROOT]  # simulations per tree
+        assert leaves.sum() == n
         used = 0
         dropped = 0
         for slot, wanted in zip(slots, want):
@@ -603,9 +604,9 @@ def test_small_scratch_takes_trees_whole_or_skips_them_and_changes_nothing():
                 assert leaves[slot] == 0
                 np.testing.assert_array_equal(small.trees.visits[slot], before[slot])
                 skipped_some |= wanted > 0
-            else:  # fits: all its selections made (some may collide and be dropped)
+            else:  # fits: all its selections made in its reserved rows (some may collide and be dropped)
                 assert 1 <= leaves[slot] <= wanted or wanted == 0
-                used += leaves[slot]
+                used += wanted
                 dropped += wanted - leaves[slot]
         assert small.stats.collisions - collisions == dropped
     assert skipped_some

@@ -1,0 +1,653 @@
+"""``specmcts run``: self-play, training, gating and Elo on one machine.
+
+Two schedules (``run.mode``):
+
+- ``generations`` (AlphaZero): in turns. Generation ``g`` plays ``run.games_per_generation`` self-play games
+  with the current self-play net (in chunks, one shard per chunk named ``g<g>-c<chunk>``), then trains until
+  the step the ratio allows, checkpoints, gates, evaluates. Single process and seeded: a run is reproducible,
+  and a resumed run skips the chunks whose shard is already on disk.
+- ``async`` (KataGo): concurrently. ``run.workers`` self-play processes play chunks of games with the newest
+  published net (they look for a new one between chunks: no restart), while this process trains. Workers die
+  with this process (``PR_SET_PDEATHSIG``), so a ``kill -9`` leaves no orphan writing into the run.
+
+Ratio control (both modes): the trainer may reach step ``floor(run.train_samples_per_sample * samples produced /
+train.batch_size)`` and waits for self-play beyond it, so it never over-fits a small window; in async mode
+self-play pauses when it is ``run.max_lead_samples`` ahead of that ratio, so the trainer is not left behind.
+
+Everything the run needs to continue lives on disk: shards (atomic), checkpoints (atomic, with optimizer,
+step, RNG and the loop's own state), ``models/selfplay.json`` (which net self-play uses). ``--resume`` picks
+up from the newest good checkpoint; a killed run loses at most the games in flight and the steps since its
+last checkpoint. A lock file keeps two runs out of one directory.
+
+TensorBoard (``<run>/tb``), one step axis (the trainer's step): ``train/*`` and ``replay/*`` (trainer),
+``selfplay/*`` (game length, resign and false-resign rate, speculation accuracy, cache hit rate, evals/s,
+games/h, samples), ``elo/vs_first`` and ``elo/vs_gnugo_l<L>`` (evaluation), ``gating/*``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import multiprocessing
+import os
+import queue as queue_module
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import yaml
+
+from specmcts.config import Config, ConfigError, load_config
+from specmcts.network import CheckpointError, load_model
+from specmcts.replay import ReplayBuffer
+from specmcts.train import CheckpointStore, Trainer, open_writer, validate_train_config
+
+MODES = ("async", "generations")
+LOCK_NAME = "run.lock"
+CONFIG_NAME = "config.yaml"
+
+
+def _stderr_report(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def validate_run_config(cfg: Config) -> None:
+    validate_train_config(cfg.train)
+    r = cfg.run
+    if r.mode not in MODES:
+        raise ConfigError(f"run.mode must be one of {', '.join(MODES)}, got {r.mode!r}")
+    if r.train_samples_per_sample <= 0:
+        raise ConfigError(f"run.train_samples_per_sample must be > 0, got {r.train_samples_per_sample}")
+    if r.games_per_generation < 1 or r.workers < 1:
+        raise ConfigError("run.games_per_generation and run.workers must be >= 1")
+
+
+# -- self-play chunks (both modes) ---------------------------------------------------------------------------
+
+
+def chunk_config(cfg: Config, games: int, seed: int) -> Config:
+    """The config of one self-play chunk: ``games`` games, all in one shard, seeded with ``seed``."""
+    sp = dataclasses.replace(cfg.selfplay, games=games, shard_games=games, concurrent=min(cfg.selfplay.concurrent, games))
+    return dataclasses.replace(cfg, seed=int(seed), selfplay=sp)
+
+
+def play_chunk(cfg: Config, run_dir: Path, evaluator, cache, session: str, games: int, seed: int) -> dict:
+    """Play ``games`` self-play games into ``run_dir`` (SGF + one shard named ``<session>-0000.npz``)."""
+    from specmcts.selfplay import SelfPlay
+
+    runner = SelfPlay(chunk_config(cfg, games, seed), evaluator, cache, out=run_dir, model_id=evaluator.model_id,
+                      progress=False, tensorboard=False)
+    # The loop names its shards (sequence or time + worker) so that they sort in the order they were made and
+    # a resumed generation can tell which chunks are done.
+    runner.writer.session = session
+    summary = runner.run()
+    summary["samples"] = summary["moves"]
+    summary["model_id"] = evaluator.model_id
+    return summary
+
+
+def chunk_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
+
+
+class SelfPlayStats:
+    """Self-play summaries of chunks, merged (game-weighted) into the scalars logged at a trainer step."""
+
+    KEYS = ("mean_game_length", "resign_rate", "false_resign_rate", "cache_hit_rate", "black_win_rate",
+            "wasted_sims_fraction", "mean_move_ms")
+
+    def __init__(self):
+        self.games_total = 0
+        self.samples_total = 0
+        self._pending: list[dict] = []
+
+    def add(self, summary: dict) -> None:
+        self._pending.append(summary)
+        self.games_total += summary["games"]
+        self.samples_total += summary["samples"]
+
+    def scalars(self, wall_s: float) -> dict:
+        chunks, self._pending = self._pending, []
+        if not chunks:
+            return {}
+        games = sum(c["games"] for c in chunks) or 1
+        out = {f"selfplay/{k}": sum(c[k] * c["games"] for c in chunks) / games for k in self.KEYS}
+        busy = sum(c["wall_s"] for c in chunks)
+        out["selfplay/evals_per_s"] = sum(c["evals"] for c in chunks) / busy if busy else 0.0
+        out["selfplay/sims_per_s"] = sum(c["sims"] for c in chunks) / busy if busy else 0.0
+        out["selfplay/games_total"] = self.games_total
+        out["selfplay/samples_total"] = self.samples_total
+        out["selfplay/games_per_hour"] = 3600.0 * self.games_total / wall_s if wall_s > 0 else 0.0
+        spec = [c for c in chunks if c.get("prediction_accuracy") is not None]
+        if spec:
+            out["speculation/accuracy"] = sum(c["prediction_accuracy"] * c["games"] for c in spec) / sum(c["games"] for c in spec)
+        return out
+
+
+# -- async workers -------------------------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies (a kill -9 of `specmcts run` leaves no orphans)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _load_selfplay_net(store: CheckpointStore, board: int, device: str):
+    """The net the pointer names (else the newest good checkpoint), on CPU first."""
+    pointer = store.read_pointer()
+    if pointer is not None:
+        try:
+            net, _meta = load_model(store.dir / pointer["path"], expect_board=board)
+            return net, pointer
+        except CheckpointError:
+            pass
+    found = store.latest_good(lambda _m: None)
+    if found is None:
+        raise CheckpointError(f"no usable checkpoint in {store.dir} for self-play")
+    net, meta = load_model(found[0], expect_board=board)
+    return net, {"path": found[0].name, "model_id": net.model_id, "step": int(meta.get("step", 0))}
+
+
+def selfplay_worker(config_path: str, run_dir: str, worker: int, device: str, threads: int, stop, allowed,
+                    messages, parent_pid: int) -> None:
+    """Async self-play process: chunks of games with the newest published net, until ``stop`` is set."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        from specmcts.evaluator import make_evaluator
+        from specmcts.nncache import NNCache
+
+        cfg = load_config(config_path)
+        run_path = Path(run_dir)
+        store = CheckpointStore(run_path)
+        board = cfg.game.board
+        net, pointer = _load_selfplay_net(store, board, device)
+        evaluator = make_evaluator(cfg, board, net, device=device)
+        cache = NNCache(cfg.evaluator.cache_entries, board * board + 1, 2 * board * board + 1)
+        games = cfg.run.chunk_games or cfg.selfplay.concurrent
+        chunk = 0
+        while not stop.is_set():
+            if os.getppid() != parent_pid:
+                return
+            current = store.read_pointer()
+            if current is not None and current.get("model_id") != pointer.get("model_id"):
+                try:
+                    new_net, _meta = load_model(store.dir / current["path"], expect_board=board)
+                    evaluator.load_state_dict(new_net.state_dict(), new_net.model_id)
+                    cache.clear()  # cached evaluations belong to the old weights
+                    pointer = current
+                    messages.put(("model", worker, current.get("model_id")))
+                except CheckpointError as e:
+                    messages.put(("warning", worker, str(e)))
+            if not allowed.wait(timeout=0.5):
+                continue
+            session = f"{time.time_ns() // 1_000_000:013d}-w{worker:02d}"
+            summary = play_chunk(cfg, run_path, evaluator, cache, session, games,
+                                 chunk_seed(cfg.seed, worker, time.time_ns() % (1 << 32), chunk))
+            messages.put(("chunk", worker, summary))
+            chunk += 1
+    except KeyboardInterrupt:
+        return
+    except Exception as e:  # reported by the parent in one line
+        text = str(e).strip().splitlines()
+        messages.put(("error", worker, f"{type(e).__name__}: {text[0] if text else ''}"))
+
+
+# -- the loop ------------------------------------------------------------------------------------------------
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<run>/run.lock``: released by the kernel even on kill -9."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / LOCK_NAME
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            raise RuntimeError(f"{self.path.parent} is in use by another specmcts run (lock {self.path})") from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"{os.getpid()}\n".encode())
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+
+class RunLoop:
+    def __init__(self, cfg: Config, run_dir: str | Path, device: str = "cpu", resume: bool = False,
+                 init_model: str | None = None, progress: bool = False,
+                 report: Callable[[str], None] = _stderr_report):
+        validate_run_config(cfg)
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.resume = resume
+        self.init_model = init_model
+        self.progress = progress
+        self.report = report
+        self.store = CheckpointStore(self.run_dir)
+        self.stats = SelfPlayStats()
+        self.stop_reason = ""
+        self._stop_requests = 0
+        self.generation = 0
+        self.started = 0.0
+        self.last_elo: dict = {}
+        self.gating: dict = {"accepted": 0, "rejected": 0}
+        self.bar = None
+        self._last_eval_step = 0
+
+    # -- setup -----------------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        cfg = self.cfg
+        run = self.run_dir
+        for sub in ("models", "data", "sgf"):
+            (run / sub).mkdir(parents=True, exist_ok=True)
+        removed = self.store.clean_temporaries()
+        for p in (run / "data").glob("*.tmp"):
+            p.unlink(missing_ok=True)
+            removed += 1
+        if removed:
+            self.report(f"run: removed {removed} unfinished temporary file(s) of an interrupted session")
+        with open(run / CONFIG_NAME, "w") as f:
+            data = cfg.to_dict()
+            data.pop("cpu_fallback", None)
+            yaml.safe_dump(data, f, sort_keys=False)
+        self.buffer = ReplayBuffer(run / "data", cfg.game.board, cfg.train, seed=cfg.seed, report=self.report)
+        self.buffer.refresh()
+        if self.resume:
+            self.trainer, meta = Trainer.resume(cfg, run, self.buffer, self.device, report=self.report)
+            state = meta.get("run") or {}
+            self.generation = int(state.get("generation", 0))
+            self.gating = dict(state.get("gating", self.gating))
+            self.report(f"run: resuming {run} at step {self.trainer.step} (checkpoint "
+                        f"{self.trainer.last_checkpoint.name}, {self.buffer.total_samples} samples on disk)")
+            if self.store.read_pointer() is None:
+                self.store.write_pointer(self.trainer.last_checkpoint, self.trainer.model_id, self.trainer.step)
+        else:
+            if self.store.steps():
+                raise CheckpointError(f"{self.store.dir} already holds checkpoints (newest step "
+                                      f"{self.store.steps()[-1][0]}): pass --resume to continue, or --out for a new run")
+            self.trainer = Trainer.create(cfg, run, self.buffer, self.device, init_model=self.init_model,
+                                          report=self.report)
+            path = self._save()
+            self.store.write_pointer(path, self.trainer.model_id, 0)
+        self.writer = open_writer(run, purge_step=self.trainer.step if self.resume else None)
+        self.trainer.writer = self.writer
+        self._last_eval_step = self.trainer.step
+
+    def _save(self) -> Path:
+        return self.trainer.save({"run": {"generation": self.generation, "mode": self.cfg.run.mode,
+                                          "gating": dict(self.gating)}})
+
+    # -- stopping --------------------------------------------------------------------------------
+    def _on_signal(self, signum, _frame) -> None:
+        self._stop_requests += 1
+        if self._stop_requests > 1:
+            raise KeyboardInterrupt
+        self.stop_reason = "interrupted"
+        self.report("run: stopping after the current chunk or step (again to stop now)")
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def _should_stop(self) -> bool:
+        r = self.cfg.run
+        if self.stop_reason:
+            return True
+        if r.minutes > 0 and self._elapsed() >= 60.0 * r.minutes:
+            self.stop_reason = "time budget"
+        elif r.max_steps > 0 and self.trainer.step >= r.max_steps:
+            self.stop_reason = "max steps"
+        elif r.mode == "generations" and r.generations > 0 and self.generation >= r.generations:
+            self.stop_reason = "generations"
+        return bool(self.stop_reason)
+
+    # -- training --------------------------------------------------------------------------------
+    def target_step(self) -> int:
+        """The step the ratio control allows for the samples produced so far."""
+        cfg = self.cfg
+        if self.buffer.total_samples < cfg.train.min_samples:
+            return self.trainer.step
+        target = int(cfg.run.train_samples_per_sample * self.buffer.total_samples / cfg.train.batch_size)
+        if cfg.run.max_steps > 0:
+            target = min(target, cfg.run.max_steps)
+        return target
+
+    def _train_one(self) -> None:
+        metrics = self.trainer.train_step()
+        step = self.trainer.step
+        if step % self.cfg.train.checkpoint_every == 0:
+            path = self._save()
+            if self.cfg.run.mode == "async":  # generations publish once, at the end of the generation
+                self._publish(path)
+        self._maybe_evaluate()
+        if self.bar is not None:
+            self.bar.update(1)
+            if step % 10 == 0:
+                self.bar.set_postfix(loss=f"{metrics.loss:.3f}", games=self.stats.games_total, refresh=False)
+
+    def _end_generation(self) -> None:
+        """Checkpoint (recording the finished generation), hand the net to self-play, evaluate if due."""
+        self._publish(self._save())
+        self._maybe_evaluate()
+
+    def _maybe_evaluate(self) -> None:
+        every = self.cfg.run.eval_every
+        if every > 0 and self.trainer.step - self._last_eval_step >= every:
+            self._last_eval_step = self.trainer.step
+            self._evaluate_elo()
+
+    def _publish(self, path: Path) -> None:
+        """Hand a new checkpoint to self-play, through gating when it is on."""
+        r = self.cfg.run
+        step = self.trainer.step
+        if r.gating_games <= 0:
+            self.store.write_pointer(path, self.trainer.model_id, step)
+            return
+        pointer = self.store.read_pointer()
+        if pointer is None or pointer.get("path") == path.name:
+            self.store.write_pointer(path, self.trainer.model_id, step)
+            return
+        from specmcts.evaluate import gate
+
+        match = self._match(self.store.dir / pointer["path"], r.gating_games, "gating", f"gate-{step:08d}")
+        accepted = gate(match.score, r.gating_threshold)
+        self.gating["accepted" if accepted else "rejected"] += 1
+        self.writer.add_scalar("gating/score", match.score, step)
+        self.writer.add_scalar("gating/accepted", 1.0 if accepted else 0.0, step)
+        self.report(f"run: gating at step {step}: {match.elo()} vs {pointer['path']} -> "
+                    f"{'adopted' if accepted else 'kept ' + pointer['path']}")
+        if accepted:
+            self.store.write_pointer(path, self.trainer.model_id, step)
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def _match(self, opponent, games: int, purpose: str, prefix: str):
+        """The trainer's current net against ``opponent`` (a checkpoint path or 'gnugo'), ``games`` games."""
+        from games.go import GoRules
+        from specmcts.evaluate import NetSide, opponent_side, play_match
+        from specmcts.evaluator import make_evaluator
+        from specmcts.network import build_net
+
+        cfg = self.cfg
+        board = cfg.game.board
+        concurrent = max(1, min(cfg.eval.concurrent, games))
+        candidate = build_net(board, self.trainer.net.net_cfg)
+        candidate.load_state_dict({k: v.detach().cpu() for k, v in self.trainer.net.state_dict().items()})
+        candidate.model_id = self.trainer.model_id
+        a = NetSide(f"step{self.trainer.step}", make_evaluator(cfg, board, candidate, device=self.device), cfg,
+                    concurrent, seed=chunk_seed(cfg.seed, self.trainer.step, 1))
+        b = opponent_side(str(opponent), cfg, concurrent, self.device,
+                          seed=chunk_seed(cfg.seed, self.trainer.step, 2))
+        rules = GoRules(board, cfg.game.komi, cfg.game.superko)
+        sgf_dir = self.run_dir / "eval" / purpose if cfg.eval.sgf else None
+        try:
+            return play_match(rules, a, b, games, concurrent, sgf_dir, prefix=prefix)
+        finally:
+            a.close()
+            b.close()
+
+    def _evaluate_elo(self) -> None:
+        r = self.cfg.run
+        step = self.trainer.step
+        first = self.store.first()
+        lines = []
+        if first is not None and r.eval_games > 0:
+            m = self._match(first, r.eval_games, "elo", f"vs-first-{step:08d}")
+            est = m.elo()
+            self.writer.add_scalar("elo/vs_first", est.elo, step)
+            self.writer.add_scalar("elo/score_vs_first", est.score, step)
+            self.last_elo["vs_first"] = est.as_dict()
+            lines.append(f"vs first {est}")
+        if r.eval_gnugo_games > 0:
+            from specmcts.evaluate import MatchError
+
+            level = self.cfg.eval.gnugo_level
+            try:
+                m = self._match("gnugo", r.eval_gnugo_games, "elo", f"vs-gnugo-l{level}-{step:08d}")
+            except MatchError as e:
+                self.report(f"run: no Elo vs GnuGo: {e}")
+                self.cfg.run.eval_gnugo_games = 0
+            else:
+                est = m.elo()
+                self.writer.add_scalar(f"elo/vs_gnugo_l{level}", est.elo, step)
+                self.writer.add_scalar(f"elo/score_vs_gnugo_l{level}", est.score, step)
+                self.last_elo[f"vs_gnugo_l{level}"] = est.as_dict()
+                lines.append(f"vs gnugo-l{level} {est}")
+        if lines:
+            with open(self.run_dir / "eval" / "elo.jsonl", "a") as f:
+                f.write(json.dumps({"step": step, "model_id": self.trainer.model_id, **self.last_elo}) + "\n")
+            self._note(f"run: step {step}: " + "; ".join(lines))
+
+    def _note(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            self.report(line)
+
+    def _log_selfplay(self) -> None:
+        for k, v in self.stats.scalars(self._elapsed()).items():
+            if v is not None and math.isfinite(v):
+                self.writer.add_scalar(k, v, self.trainer.step)
+
+    # -- generations -----------------------------------------------------------------------------
+    def _run_generations(self) -> None:
+        from specmcts.evaluator import make_evaluator
+        from specmcts.nncache import NNCache
+
+        cfg = self.cfg
+        board = cfg.game.board
+        net, pointer = _load_selfplay_net(self.store, board, self.device)
+        evaluator = make_evaluator(cfg, board, net, device=self.device)
+        cache = NNCache(cfg.evaluator.cache_entries, board * board + 1, 2 * board * board + 1)
+        chunk_games = cfg.run.chunk_games or cfg.selfplay.concurrent
+        per_gen = cfg.run.games_per_generation
+        while not self._should_stop():
+            g = self.generation
+            current = self.store.read_pointer()
+            if current is not None and current.get("model_id") != pointer.get("model_id"):
+                new_net, _meta = load_model(self.store.dir / current["path"], expect_board=board)
+                evaluator.load_state_dict(new_net.state_dict(), new_net.model_id)
+                cache.clear()
+                pointer = current
+            chunks = math.ceil(per_gen / chunk_games)
+            for c in range(chunks):
+                if self._should_stop():
+                    break
+                session = f"g{g:05d}-c{c:04d}"
+                if (self.run_dir / "data" / f"{session}-0000.npz").exists():
+                    continue  # played before an interruption
+                games = min(chunk_games, per_gen - c * chunk_games)
+                self.stats.add(play_chunk(cfg, self.run_dir, evaluator, cache, session, games,
+                                          chunk_seed(cfg.seed, g, c)))
+            if self.stop_reason:
+                break
+            self.buffer.refresh()
+            self._log_selfplay()
+            target = self.target_step()
+            while self.trainer.step < target and not self._should_stop():
+                self._train_one()
+            if self.stop_reason and self.trainer.step < target:
+                break
+            self.generation = g + 1
+            self.trainer.flush_log()
+            self._end_generation()
+
+    # -- async -----------------------------------------------------------------------------------
+    def _run_async(self) -> None:
+        cfg = self.cfg
+        ctx = multiprocessing.get_context("spawn")
+        stop, allowed = ctx.Event(), ctx.Event()
+        allowed.set()
+        messages = ctx.Queue()
+        workers = []
+        cpus = os.cpu_count() or 1
+        threads = max(1, cpus // (cfg.run.workers + 1))
+        for w in range(cfg.run.workers):
+            p = ctx.Process(target=selfplay_worker, name=f"selfplay-{w}", daemon=True,
+                            args=(str(self.run_dir / CONFIG_NAME), str(self.run_dir), w, self.device, threads,
+                                  stop, allowed, messages, os.getpid()))
+            p.start()
+            workers.append(p)
+        if self.device == "cpu":
+            import torch
+
+            torch.set_num_threads(threads)
+        last_refresh = 0.0
+        try:
+            while not self._should_stop():
+                got_chunk = self._drain(messages)
+                now = time.perf_counter()
+                if got_chunk or now - last_refresh > 2.0:
+                    self.buffer.refresh()
+                    last_refresh = now
+                if got_chunk:
+                    self._log_selfplay()
+                target = self.target_step()
+                lead = cfg.run.max_lead_samples
+                behind = self.buffer.total_samples - self.trainer.samples_trained / cfg.run.train_samples_per_sample
+                if lead > 0 and behind > lead:
+                    allowed.clear()
+                else:
+                    allowed.set()
+                if self.trainer.step < target:
+                    burst_end = time.perf_counter() + 1.0
+                    while self.trainer.step < target and time.perf_counter() < burst_end and not self._should_stop():
+                        self._train_one()
+                else:
+                    self._wait(messages, 0.5)
+                if not any(p.is_alive() for p in workers) and not self.stop_reason:
+                    self._drain(messages)
+                    if not self.stop_reason:
+                        self.stop_reason = "self-play workers exited"
+        finally:
+            stop.set()
+            allowed.set()
+            deadline = time.perf_counter() + 3.0
+            for p in workers:
+                p.join(timeout=max(0.1, deadline - time.perf_counter()))
+            for p in workers:
+                if p.is_alive():
+                    p.terminate()  # games in flight are lost; every finished shard is already on disk
+                    p.join(timeout=5)
+            self._drain(messages)
+            self.buffer.refresh()
+            self._log_selfplay()
+
+    def _wait(self, messages, timeout: float) -> None:
+        try:
+            item = messages.get(timeout=timeout)
+        except queue_module.Empty:
+            return
+        self._handle(item)
+
+    def _drain(self, messages) -> bool:
+        got = False
+        while True:
+            try:
+                item = messages.get_nowait()
+            except queue_module.Empty:
+                return got
+            got = self._handle(item) or got
+
+    def _handle(self, item) -> bool:
+        kind, worker, payload = item
+        if kind == "chunk":
+            self.stats.add(payload)
+            return True
+        if kind == "error":
+            self.report(f"run: self-play worker {worker} failed: {payload}")
+            self.stop_reason = "self-play failed"
+        elif kind == "warning":
+            self.report(f"run: self-play worker {worker}: {payload}")
+        return False
+
+    # -- entry point -----------------------------------------------------------------------------
+    def run(self) -> dict:
+        with RunLock(self.run_dir):
+            self._prepare()
+            self.started = time.perf_counter()
+            start_step = self.trainer.step
+            old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+            if self.progress:
+                from tqdm import tqdm
+
+                total = self.cfg.run.max_steps - start_step if self.cfg.run.max_steps > 0 else None
+                self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, leave=False)
+            try:
+                if self.cfg.run.mode == "generations":
+                    self._run_generations()
+                else:
+                    self._run_async()
+                self.trainer.flush_log()
+                if self.trainer.last_checkpoint != self.store.path(self.trainer.step):
+                    path = self._save()
+                    if self.cfg.run.mode == "async":  # a generation's net changes only at its end
+                        self._publish(path)
+            finally:
+                for s, h in old_handlers.items():
+                    signal.signal(s, h)
+                if self.bar is not None:
+                    self.bar.close()
+                self.writer.flush()
+                self.writer.close()
+            wall = self._elapsed()
+            return self.summary(start_step, wall)
+
+    def summary(self, start_step: int, wall: float) -> dict:
+        t = self.trainer
+        return {
+            "mode": self.cfg.run.mode,
+            "stop_reason": self.stop_reason or "done",
+            "steps": t.step - start_step,
+            "step": t.step,
+            "generation": self.generation,
+            "games": self.stats.games_total,
+            "selfplay_samples": self.stats.samples_total,
+            "games_per_hour": 3600.0 * self.stats.games_total / wall if wall > 0 else 0.0,
+            "train_samples_per_s": (t.step - start_step) * self.cfg.train.batch_size / t.train_seconds
+            if t.train_seconds else 0.0,
+            "wall_s": round(wall, 3),
+            "checkpoint": str(t.last_checkpoint),
+            "model_id": t.model_id,
+            "elo": self.last_elo,
+            "gating": self.gating,
+            **self.buffer.stats(),
+        }
+
+
+def format_run_summary(s: dict) -> str:
+    elo = ""
+    if "vs_first" in s["elo"]:
+        e = s["elo"]["vs_first"]
+        elo = f" | Elo vs first {e['elo']:+.0f} ({100 * e['score']:.0f}%)"
+    return (f"run ({s['mode']}): {s['steps']} steps to step {s['step']}, {s['games']} games "
+            f"({s['games_per_hour']:.0f}/h), {s['selfplay_samples']} samples in {s['wall_s']:.0f} s | "
+            f"train {s['train_samples_per_s']:.0f} samples/s | window {s['buffer_samples']} of {s['total_samples']}"
+            f"{elo} | stopped: {s['stop_reason']} | {s['checkpoint']}")
+
+
+def run_loop(cfg: Config, run_dir: str | Path, device: str = "cpu", resume: bool = False,
+             init_model: str | None = None, progress: bool = False) -> dict:
+    return RunLoop(cfg, run_dir, device, resume, init_model, progress).run()

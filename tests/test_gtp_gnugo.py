@@ -1,0 +1,57 @@
+"""Real opponents: ``specmcts gtp`` (a subprocess, a fresh 2x32 net, 16 visits) plays GnuGo level 1 over GTP.
+
+Two full 9x9 games, one with each colour, driven by ``specmcts.gtp_match`` to the end (two passes, the length
+limit or a resignation); for every game that is scored, both engines' ``final_score`` answers must agree.
+Every game is written as SGF and reads back with the agreed result.
+
+Not optional: CI installs GnuGo, so a missing binary is a failure, not a skip.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from specmcts.gtp_client import find_gnugo
+from specmcts.gtp_match import format_table, gnugo_spec, play_match, specmcts_spec, summary
+from specmcts.sgf import read_sgf
+
+TINY = ("--device", "cpu", "--set", "net.blocks=2", "--set", "net.channels=32", "--set", "net.value_hidden=32",
+        "--set", "evaluator.cache_entries=16384", "--analysis-visits", "64")
+
+
+@pytest.fixture(scope="module")
+def one_thread_env():
+    """One torch thread in the engine subprocess: batches of 8 on a tiny net, two cores shared with GnuGo."""
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    yield
+    if saved is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = saved
+
+
+def test_two_games_against_gnugo_both_colours(tmp_path, one_thread_env):
+    if find_gnugo() is None:
+        pytest.fail("gnugo is required and was not found on PATH or in /usr/games (apt-get install -y gnugo)",
+                    pytrace=False)
+    ours = specmcts_spec(visits=16, board=9, seed=0, extra=TINY)
+    games = play_match(ours, gnugo_spec(level=1), games=2, size=9, komi=7.5, out=tmp_path)
+    table = format_table(games)
+    assert len(games) == 2, table
+    assert (games[0].black, games[0].white) == ("specmcts", "gnugo-l1")
+    assert (games[1].black, games[1].white) == ("gnugo-l1", "specmcts")
+    for game in games:
+        assert game.end in ("passes", "length limit", "resignation"), (table, game.note)
+        assert game.moves and game.result, table
+        if game.end != "resignation":
+            assert set(game.scores) == {"specmcts", "gnugo-l1"}, table
+            assert game.agreed, table  # both engines' final_score give the same result
+            assert len({s.upper().rstrip("0").rstrip(".") for s in game.scores.values()}) == 1, table
+        record = read_sgf(game.sgf, validate=False)
+        assert record.result == game.result and record.players == (game.black, game.white)
+        assert len(record.moves) == len(game.moves)
+    s = summary(games, "specmcts")
+    assert s["errors"] == 0 and s["games"] == 2 and s["wins"] + s["losses"] + s["draws"] == 2
+    assert (tmp_path / "specmcts.log").read_text().count("genmove") >= 1  # our engine logged to its stderr

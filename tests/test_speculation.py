@@ -1,0 +1,226 @@
+"""Speculation is lossless: the game records at any depth k equal those at k = 0 (DESIGN.md section 3).
+
+The evaluator is ``HashEvaluator`` (a function of each input row alone), trees are fresh (no tree reuse),
+the seed is fixed. A game's record — moves, visit-count targets, root values, features, result — must
+then be bit-identical for k = 1..4 and k = 0, whatever else shares the evaluator batch: several concurrent
+games, temperature moves (the pre-drawn uniform applied to partial counts), Dirichlet noise, the NN cache
+on or off, and an evaluator batch so small that trees wait their turn.
+
+Latency is counted in evaluator batches, not seconds, so it is deterministic too.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from specmcts.config import Config
+from specmcts.evaluator import HashEvaluator, UniformEvaluator
+from specmcts.nncache import NNCache
+from specmcts.selfplay import SelfPlay
+
+SIMS = 32
+TEMPERATURE_MOVES = 4
+SMALL_BATCH = {9: 20, 5: 12}  # room for 2 trees of 8 leaves on 9x9, for 1 on 5x5: the others are skipped
+
+
+def selfplay(board: int, k: int, *, games: int = 3, concurrent: int = 3, sims: int = SIMS, cache: bool = True,
+             max_batch: int = 512, leaves_per_tree: int = 8, evaluator: str = "hash", seed: int = 1,
+             resign_threshold: float = -0.95, no_resign_fraction: float = 0.0):
+    """Play ``games`` games at depth ``k``; returns (records by game index, summary, the SelfPlay).
+    Memoised (tests share their k = 0 references); callers must not modify what it returns."""
+    return _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
+                     resign_threshold, no_resign_fraction)
+
+
+@lru_cache(maxsize=None)
+def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
+              resign_threshold, no_resign_fraction):
+    cfg = Config()
+    cfg.seed = seed
+    cfg.game.board = board
+    cfg.search.sims = sims
+    cfg.search.leaves_per_tree = leaves_per_tree
+    cfg.search.speculate = k
+    cfg.search.temperature_moves = TEMPERATURE_MOVES
+    cfg.search.dirichlet_fraction = 0.25
+    cfg.search.tree_reuse = False
+    cfg.search.resign_threshold = resign_threshold
+    cfg.search.resign_consecutive = 2
+    cfg.search.no_resign_fraction = no_resign_fraction
+    cfg.selfplay.games = games
+    cfg.selfplay.concurrent = concurrent
+    cfg.evaluator.max_batch = max_batch
+    if evaluator == "hash":
+        ev = HashEvaluator(board, seed=7, max_batch=max_batch)
+    else:
+        ev = UniformEvaluator(board, max_batch=max_batch)
+    nn_cache = NNCache(1 << 14 if cache else 0, board * board + 1, 2 * board * board + 1)
+    runner = SelfPlay(cfg, ev, nn_cache, out=None, tensorboard=False)
+    summary = runner.run()
+    records = sorted(runner.records, key=lambda r: r.index)
+    return records, summary, runner
+
+
+def assert_same_records(records, reference):
+    assert [r.index for r in records] == [r.index for r in reference]
+    for rec, ref in zip(records, reference):
+        where = f"game {rec.index}"
+        assert rec.moves == ref.moves, where
+        assert rec.result == ref.result and rec.winner == ref.winner, where
+        assert rec.to_play == ref.to_play, where
+        assert len(rec.targets) == len(ref.targets) == len(rec.moves), where
+        np.testing.assert_array_equal(np.stack(rec.targets), np.stack(ref.targets), err_msg=where)
+        assert np.stack(rec.targets).dtype == np.float32
+        np.testing.assert_array_equal(np.array(rec.root_values), np.array(ref.root_values), err_msg=where)
+        np.testing.assert_array_equal(np.stack(rec.features), np.stack(ref.features), err_msg=where)
+
+
+# ----------------------------------------------------------------------------------------------
+# The lossless guarantee
+
+
+@pytest.mark.parametrize("max_batch", ["large", "small"])
+@pytest.mark.parametrize("cache", [True, False], ids=["cache", "no-cache"])
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+@pytest.mark.parametrize("board", [9, 5])
+def test_records_at_depth_k_equal_records_at_k0(board, k, cache, max_batch):
+    batch = 512 if max_batch == "large" else SMALL_BATCH[board]
+    reference, _, _ = selfplay(board, 0, max_batch=batch)
+    records, summary, runner = selfplay(board, k, cache=cache, max_batch=batch)
+    assert_same_records(records, reference)
+    assert summary["speculate"] == k
+    assert runner.pipeline.stats.spawned > 0  # speculation did happen
+
+
+@pytest.mark.parametrize("board", [9, 5])
+def test_the_reference_exercises_what_it_should(board):
+    """Temperature moves really sample (not all argmax), the games are real, and the small batch makes trees
+    wait (more batches than with room for all)."""
+    records, summary, runner = selfplay(board, 0)
+    assert summary["games"] == 3
+    sampled = [rec.moves[m] != int(np.argmax(rec.targets[m]))
+               for rec in records for m in range(TEMPERATURE_MOVES)]
+    assert any(sampled)
+    assert all(len(rec.moves) > TEMPERATURE_MOVES for rec in records)
+    _, _, small = selfplay(board, 0, max_batch=SMALL_BATCH[board])
+    assert small.steps > runner.steps
+
+
+@pytest.mark.parametrize("board", [9, 5])
+def test_records_do_not_depend_on_batching_cache_or_concurrency(board):
+    """The base of the guarantee: a tree's batches are its own, whatever else is in the evaluator call."""
+    reference, _, _ = selfplay(board, 0)
+    for variant in (dict(max_batch=SMALL_BATCH[board]), dict(cache=False), dict(concurrent=1),
+                    dict(concurrent=2, max_batch=SMALL_BATCH[board], cache=False)):
+        records, _, _ = selfplay(board, 0, **variant)
+        assert_same_records(records, reference)
+
+
+@pytest.mark.parametrize("k", [0, 3])
+def test_lossless_when_leaves_per_tree_exceeds_the_evaluator_batch(k):
+    """leaves_per_tree 8, evaluator batch 6: trees are asked for at most 6 leaves (else they would never fit)."""
+    reference, _, _ = selfplay(5, 0, max_batch=6)
+    records, summary, _ = selfplay(5, k, max_batch=6)
+    assert summary["games"] == 3
+    assert_same_records(records, reference)
+
+
+def test_lossless_with_resignations():
+    """Games that resign end in the middle of speculation; no-resign games still track who would have."""
+    resign = dict(games=4, concurrent=4, resign_threshold=-0.05, no_resign_fraction=0.3)
+    reference, summary0, _ = selfplay(9, 0, **resign)
+    assert sum(r.result.endswith("+R") for r in reference) >= 2  # the resign path is exercised
+    assert any(r.no_resign and r.would_resign for r in reference)
+    for k in (1, 3):
+        records, summary, _ = selfplay(9, k, **resign)
+        assert_same_records(records, reference)
+        assert summary["resign_rate"] == summary0["resign_rate"]
+        assert summary["false_resign_rate"] == summary0["false_resign_rate"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Statistics
+
+
+@pytest.mark.parametrize("max_batch", ["large", "small"])
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+@pytest.mark.parametrize("board", [9, 5])
+def test_speculation_statistics_are_consistent(board, k, max_batch):
+    batch = 512 if max_batch == "large" else SMALL_BATCH[board]
+    records, summary, runner = selfplay(board, k, max_batch=batch)
+    stats = runner.pipeline.stats
+    moves = sum(len(r.moves) for r in records)
+    games = len(records)
+    assert summary["moves"] == moves
+
+    assert stats.predictions.shape == stats.correct.shape == (k + 1,)
+    assert stats.predictions[0] == 0  # stages are 1..k
+    assert (stats.correct <= stats.predictions).all()
+    # Every move's search crosses the last boundary (ceil(k * sims / (k + 1)) < sims) and predicts there;
+    # an earlier boundary passed in the same batch as a later one has no prediction of its own.
+    assert stats.predictions[k] == moves
+    assert (stats.predictions[1:] >= 1).all() and (stats.predictions[1:] <= moves).all()
+    assert sum(stats.phase_predictions.values()) == stats.predictions.sum()
+    assert sum(stats.phase_correct.values()) == stats.correct.sum()
+    for accuracy in [stats.accuracy(), *stats.accuracy_by_stage()]:
+        assert 0.0 <= accuracy <= 1.0
+    for phase, accuracy in stats.accuracy_by_phase().items():
+        assert np.isnan(accuracy) == (stats.phase_predictions[phase] == 0)
+        assert np.isnan(accuracy) or 0.0 <= accuracy <= 1.0
+    assert summary["prediction_accuracy"] == stats.accuracy()
+    assert summary["prediction_accuracy_by_stage"] == stats.accuracy_by_stage()
+    # correct_from[J]: moves whose predictions were right from stage J on (k + 1: the last one was wrong)
+    assert stats.correct_from.sum() == moves
+    assert stats.correct_from[1:k + 1].sum() == stats.correct[k]
+
+    # Every spawned search is committed or thrown away (each rollback throws away at least one).
+    assert 0 < stats.committed <= moves - games
+    assert stats.committed + stats.rolled_back <= stats.spawned
+    assert stats.committed <= stats.correct[k]
+    # Searches that decided a move did exactly `sims` simulations; thrown-away ones are the waste.
+    assert stats.useful_sims == moves * SIMS
+    assert stats.wasted_sims >= 0
+    assert 0.0 <= stats.waste_fraction() < 1.0
+    assert summary["wasted_sims_fraction"] == stats.waste_fraction()
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_every_stage_predicts_once_per_move_with_one_leaf_per_batch(k):
+    """With one leaf per batch no boundary is ever jumped over: each stage predicts every move once."""
+    records, _, runner = selfplay(5, k, leaves_per_tree=1, games=2, concurrent=2)
+    moves = sum(len(r.moves) for r in records)
+    np.testing.assert_array_equal(runner.pipeline.stats.predictions[1:], moves)
+    reference, _, _ = selfplay(5, 0, leaves_per_tree=1, games=2, concurrent=2)
+    assert_same_records(records, reference)
+
+
+def test_no_speculation_statistics_at_k0():
+    _, summary, runner = selfplay(9, 0)
+    stats = runner.pipeline.stats
+    assert stats.spawned == stats.committed == stats.rolled_back == stats.wasted_sims == 0
+    assert summary["prediction_accuracy"] is None
+    assert summary["wasted_sims_fraction"] == 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Latency in batches
+
+
+@pytest.mark.parametrize("evaluator", ["hash", "uniform"])
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_speculation_cuts_batches_per_move_for_a_single_game(evaluator, k):
+    """One game, room in every batch for all its levels. Level 0's search runs exactly as at k = 0 (same
+    batches, never crowded out), so no move can take more batches than at k = 0; a committed speculative
+    search has done at least one batch before its move starts, so each commit saves at least one."""
+    reference, summary0, _ = selfplay(9, 0, games=1, concurrent=1, evaluator=evaluator)
+    records, summary, runner = selfplay(9, k, games=1, concurrent=1, evaluator=evaluator)
+    assert_same_records(records, reference)
+    steps0 = np.array(reference[0].move_steps)
+    steps = np.array(records[0].move_steps)
+    assert (steps <= steps0).all()
+    committed = runner.pipeline.stats.committed
+    assert committed > 0
+    assert steps0.sum() - steps.sum() >= committed
+    assert summary["mean_move_steps"] < summary0["mean_move_steps"]
