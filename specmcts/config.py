@@ -61,6 +61,7 @@ class EvaluatorConfig:
     cuda_graphs: bool = True
     dtype: str = "bfloat16"  # autocast dtype on CUDA
     cache_entries: int = 1 << 20  # NN cache capacity (entries); 0 disables the cache
+    torch_threads: int = 0  # CPU inference threads; 0: torch's default (all cores)
 
 
 @dataclass
@@ -240,6 +241,8 @@ def validate(cfg: Config) -> None:
 CPU_FALLBACK = [
     "net.blocks=2", "net.channels=32", "net.value_hidden=32",
     "search.sims=64", "selfplay.games=8", "selfplay.concurrent=8",
+    # A 2x32 net's batches are too small for intra-op threads to pay; on a busy machine they cost 10x or more.
+    "evaluator.torch_threads=1",
 ]
 
 

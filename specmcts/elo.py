@@ -2,7 +2,9 @@
 
 Logistic Elo: a player scoring ``s`` (wins + draws / 2, over games) is ``400 * log10(s / (1 - s))`` stronger.
 The interval is the Wilson score interval of ``s`` (it stays inside [0, 1] and behaves at 0 % and 100 %,
-where the normal approximation collapses to a point), mapped through the same formula. A perfect score has an
+where the normal approximation collapses to a point), mapped through the same formula; draws count through
+an effective number of games ``n * s(1 - s) / variance`` (a draw is less informative than a win/loss pair's
+spread suggests, so the interval narrows). A perfect score has an
 infinite upper bound (a shutout says "at least this much stronger"); the point estimate then uses the score
 of half a game less, ``(n - 1/2) / n``, so it stays finite for logs and curves.
 """
@@ -27,7 +29,7 @@ def score_from_elo(elo: float) -> float:
     return 1.0 / (1.0 + 10.0 ** (-elo / 400.0))
 
 
-def wilson_interval(score: float, games: int, z: float = Z95) -> tuple[float, float]:
+def wilson_interval(score: float, games: float, z: float = Z95) -> tuple[float, float]:
     if games <= 0:
         return 0.0, 1.0
     n = float(games)
@@ -75,6 +77,9 @@ def estimate(wins: int, draws: int, losses: int, z: float = Z95) -> EloEstimate:
     if n == 0:
         return EloEstimate(0, 0, 0, 0.5, 0.0, -math.inf, math.inf)
     score = (wins + 0.5 * draws) / n
-    low, high = wilson_interval(score, n, z)
+    # Draws lower the variance of a game's score below the win/loss s(1 - s): widen the sample accordingly.
+    variance = (wins * (1 - score) ** 2 + draws * (0.5 - score) ** 2 + losses * score ** 2) / n
+    effective = n * score * (1 - score) / variance if variance > 0 and 0 < score < 1 else n
+    low, high = wilson_interval(score, effective, z)
     point = min(max(score, 0.5 / n), 1.0 - 0.5 / n)
     return EloEstimate(wins, draws, losses, score, elo_from_score(point), elo_from_score(low), elo_from_score(high))

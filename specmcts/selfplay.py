@@ -296,6 +296,7 @@ class SelfPlay:
         wall = time.perf_counter() - started
         if bar is not None:
             bar.close()
+        self.writer.flush()  # the last, partial shard: the summary counts it
         summary = self.summary(wall)
         self.writer.scalars(self._tb_scalars(summary), self.search.stats.leaves)
         self.writer.cache_by_move(self.cache)
@@ -395,6 +396,8 @@ def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, p
     from specmcts.nncache import NNCache
 
     board = cfg.game.board
+    if cfg.evaluator.torch_threads > 0:
+        torch.set_num_threads(cfg.evaluator.torch_threads)
     if model_path:
         net, _meta = load_model(model_path, expect_board=board)
     else:

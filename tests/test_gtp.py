@@ -14,7 +14,7 @@ import threading
 import pytest
 import torch
 
-from games.go import BLACK, WHITE, GoRules, GoState, IllegalMoveError
+from games.go import BLACK, WHITE, GoRules, GoState
 from specmcts import __version__, cli
 from specmcts.config import load_config
 from specmcts.gtp import Clock, EngineOptions, GtpEngine, parse_score, setup_state
@@ -248,6 +248,22 @@ def test_parse_score():
     assert parse_score("W+R") is None
     with pytest.raises(ValueError):
         parse_score("black wins")
+
+
+def test_pondering_warms_the_cache_for_the_predicted_reply():
+    cfg = load_config(None, TINY[:-1] + ["evaluator.cache_entries=65536"])
+    e = GtpEngine(cfg, options=EngineOptions(visits=16, analysis_visits=48, quiet=True, speculate=2))
+    ok(e, "play b e5")
+    ok(e, "genmove w")
+    line = e.ponder()  # served sessions call this between commands; here no command is waiting
+    assert len(line) == 2
+    reply = GoState(GoRules(9)).action_to_gtp(line[0])
+    stats = e.player().search.stats
+    hits, evals = stats.cache_hits, stats.evals
+    ok(e, f"play b {reply}")  # the predicted reply: the next search was done while "the opponent thought"
+    ok(e, "genmove w")
+    assert stats.cache_hits - hits > 2 * (stats.evals - evals)
+    assert e.handle("reg_genmove b") and e._ponder_line == []
 
 
 # -- setup positions, handicap, SGF ----------------------------------------------------------------

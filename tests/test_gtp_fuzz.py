@@ -71,6 +71,7 @@ def check_answer(raw: str, answer: str) -> None:
     assert m.group(2) == ident, (raw, answer)
     if m.group(1) == "?":
         assert m.group(4) == "", (raw, answer)  # errors are one line
+        assert "internal error" not in answer, (raw, answer)  # a bug caught by the engine's last resort
 
 
 # -- line generators ---------------------------------------------------------------------------------------

@@ -27,16 +27,17 @@ SMALL_BATCH = {9: 20, 5: 12}  # room for 2 trees of 8 leaves on 9x9, for 1 on 5x
 
 def selfplay(board: int, k: int, *, games: int = 3, concurrent: int = 3, sims: int = SIMS, cache: bool = True,
              max_batch: int = 512, leaves_per_tree: int = 8, evaluator: str = "hash", seed: int = 1,
-             resign_threshold: float = -0.95, no_resign_fraction: float = 0.0):
+             resign_threshold: float = -0.95, no_resign_fraction: float = 0.0, threads: int = 0):
     """Play ``games`` games at depth ``k``; returns (records by game index, summary, the SelfPlay).
+    ``threads`` 1: serial batch kernels; 0: parallel over trees when a batch has 16 trees or more.
     Memoised (tests share their k = 0 references); callers must not modify what it returns."""
     return _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
-                     resign_threshold, no_resign_fraction)
+                     resign_threshold, no_resign_fraction, threads)
 
 
 @lru_cache(maxsize=None)
 def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
-              resign_threshold, no_resign_fraction):
+              resign_threshold, no_resign_fraction, threads):
     cfg = Config()
     cfg.seed = seed
     cfg.game.board = board
@@ -49,6 +50,7 @@ def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tr
     cfg.search.resign_threshold = resign_threshold
     cfg.search.resign_consecutive = 2
     cfg.search.no_resign_fraction = no_resign_fraction
+    cfg.search.threads = threads
     cfg.selfplay.games = games
     cfg.selfplay.concurrent = concurrent
     cfg.evaluator.max_batch = max_batch
@@ -125,6 +127,16 @@ def test_lossless_when_leaves_per_tree_exceeds_the_evaluator_batch(k):
     records, summary, _ = selfplay(5, k, max_batch=6)
     assert summary["games"] == 3
     assert_same_records(records, reference)
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_lossless_with_parallel_batch_kernels(k):
+    """Six games, up to 6 * (k + 1) trees per batch: the batch kernels run in parallel over trees, and the
+    records still equal a serial k = 0 run."""
+    reference, _, _ = selfplay(5, 0, games=6, concurrent=6, threads=1)
+    records, _, runner = selfplay(5, k, games=6, concurrent=6)
+    assert_same_records(records, reference)
+    assert runner.search.cfg.parallel_min_trees <= 6 * (k + 1)
 
 
 def test_lossless_with_resignations():

@@ -1,0 +1,209 @@
+"""Trainer: schedules, exact resume, NaN guard, checkpoints, TensorBoard scalars, and the `specmcts train` CLI."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from specmcts import cli
+from specmcts.config import ConfigError, TrainConfig, load_config
+from specmcts.network import CheckpointError, load_model, read_checkpoint
+from specmcts.replay import ReplayBuffer
+from specmcts.train import CheckpointStore, Trainer, TrainingDiverged, lr_at, train_run, validate_train_config
+
+from tests.test_replay import write_shard
+
+SIZE = 5
+
+
+def tiny_config(*extra: str):
+    return load_config("tiny", ["game.board=5", "train.batch_size=16", "train.min_samples=16",
+                                "train.checkpoint_every=4", "train.log_every=2", "evaluator.device=cpu",
+                                *extra])
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    d = tmp_path / "shards"
+    # Targets the net can fit under every symmetry: value = +1 when the mover has a stone on the centre point.
+    for i in range(3):
+        rng = np.random.default_rng(i)
+        feats = rng.integers(0, 2, (64, 18, SIZE, SIZE)).astype(np.uint8)
+        value = np.where(feats[:, 0, SIZE // 2, SIZE // 2] == 1, 1.0, -1.0).astype(np.float32)
+        policy = np.zeros((64, SIZE * SIZE + 1), np.float32)
+        policy[np.arange(64), rng.integers(0, SIZE * SIZE, 64)] = 1.0
+        write_shard(d / f"s{i}.npz", 64, features=feats, value=value, policy=policy)
+    return d
+
+
+def sha(path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+# -- schedule -----------------------------------------------------------------------------------------------
+
+
+def test_learning_rate_schedules():
+    c = TrainConfig(lr=0.1)
+    assert lr_at(0, c) == lr_at(10_000, c) == 0.1
+    cos = dataclasses.replace(c, lr_schedule="cosine", lr_total_steps=100, lr_min=0.001)
+    assert lr_at(0, cos) == pytest.approx(0.1) and lr_at(50, cos) == pytest.approx(0.0505)
+    assert lr_at(100, cos) == pytest.approx(0.001) == lr_at(500, cos)
+    step = dataclasses.replace(c, lr_schedule="step", lr_decay_every=10, lr_decay_factor=0.5)
+    assert [lr_at(s, step) for s in (0, 9, 10, 25)] == pytest.approx([0.1, 0.1, 0.05, 0.025])
+    warm = dataclasses.replace(c, lr_warmup_steps=4)
+    assert [lr_at(s, warm) for s in range(5)] == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1])
+
+
+def test_bad_train_config_is_rejected():
+    with pytest.raises(ConfigError, match="train.optimizer"):
+        validate_train_config(TrainConfig(optimizer="rmsprop"))
+    with pytest.raises(ConfigError, match="train.lr_schedule"):
+        validate_train_config(TrainConfig(lr_schedule="linear"))
+
+
+# -- training -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_loss_goes_down_on_a_learnable_target(tmp_path, data_dir, optimizer):
+    cfg = tiny_config(f"train.optimizer={optimizer}", "train.lr=0.05" if optimizer == "sgd" else "train.lr=0.003")
+    buf = ReplayBuffer(data_dir, SIZE, cfg.train, seed=0)
+    buf.refresh()
+    trainer = Trainer.create(cfg, tmp_path / "run", buf)
+    losses = [trainer.train_step().value_loss for _ in range(60)]
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+    m = trainer.train_step()
+    assert 0 <= m.value_accuracy <= 1 and 0 < m.policy_entropy <= math.log(SIZE * SIZE + 1) + 1e-4
+    assert m.l2 > 0 and m.lr == cfg.train.lr and trainer.step == 61 and trainer.samples_trained == 61 * 16
+
+
+def test_resume_continues_exactly(tmp_path, data_dir):
+    """Train 12 steps in one go, or 8 then resume to 12 (optimizer, step and sampler restored): same weights."""
+    cfg = tiny_config("train.checkpoint_every=4")
+    straight = train_run(cfg, tmp_path / "a", data_dir=data_dir, steps=12)
+    first = train_run(cfg, tmp_path / "b", data_dir=data_dir, steps=8)
+    assert first["step"] == 8
+    resumed = train_run(cfg, tmp_path / "b", data_dir=data_dir, steps=12, resume=True)
+    assert straight["step"] == resumed["step"] == 12 and resumed["steps"] == 4
+    a = read_checkpoint(tmp_path / "a" / "models" / "model_00000012.pt")
+    b = read_checkpoint(tmp_path / "b" / "models" / "model_00000012.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["model_id"] == b["model_id"] and "-s12-" in a["model_id"]
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
+    assert a["rng"]["replay"] == b["rng"]["replay"]
+    steps = [s for s, _ in CheckpointStore(tmp_path / "a").steps()]
+    assert steps == [0, 4, 8, 12]
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
+    cfg = tiny_config()
+    buf = ReplayBuffer(data_dir, SIZE, cfg.train, seed=0)
+    buf.refresh()
+    trainer = Trainer.create(cfg, tmp_path / "run", buf)
+    for _ in range(4):
+        trainer.train_step()
+    good = trainer.save()
+    digest = sha(good)
+    with torch.no_grad():
+        trainer.net.value_fc2.weight.fill_(float("nan"))
+    with pytest.raises(TrainingDiverged) as err:
+        trainer.train_step()
+    message = str(err.value)
+    assert "step 5" in message and str(good) in message and "\n" not in message
+    assert trainer.step == 4  # the bad step was not counted ...
+    assert sha(good) == digest and [s for s, _ in trainer.store.steps()] == [4]  # ... nor checkpointed
+    net, meta = load_model(good)
+    assert all(torch.isfinite(p).all() for p in net.parameters()) and meta["step"] == 4
+
+
+def test_tensorboard_scalars(tmp_path, data_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train_run(tiny_config(), tmp_path / "run", data_dir=data_dir, steps=6)
+    acc = EventAccumulator(str(tmp_path / "run" / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ("train/loss", "train/policy_loss", "train/value_loss", "train/l2", "train/policy_entropy",
+                "train/value_accuracy", "train/learning_rate", "train/samples_per_s", "replay/buffer_samples",
+                "replay/total_samples"):
+        assert tag in tags, tag
+    assert [e.step for e in acc.Scalars("train/loss")] == [2, 4, 6]
+    assert acc.Scalars("replay/buffer_samples")[-1].value == 192
+
+
+# -- checkpoints and the CLI --------------------------------------------------------------------------------
+
+
+def test_cli_train_resume_and_errors(tmp_path, data_dir, capsys):
+    import json
+
+    out = tmp_path / "run"
+    args = ["train", "--config", "configs/tiny.yaml", "--board", "5", "--device", "cpu", "--out", str(out),
+            "--data", str(data_dir), "--batch-size", "16", "--set", "train.min_samples=16",
+            "--set", "train.checkpoint_every=5", "--quiet"]
+    assert cli.main(args + ["--steps", "5", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["step"] == 5 and summary["checkpoint"].endswith("model_00000005.pt")
+    # A second fresh start into the same run is refused with one line.
+    assert cli.main(args + ["--steps", "10"]) == 1
+    err = capsys.readouterr().err
+    assert "--resume" in err and err.count("\n") == 1 and "Traceback" not in err
+    # A damaged newest checkpoint is reported by name; training resumes from the one before.
+    newest = out / "models" / "model_00000005.pt"
+    newest.write_bytes(newest.read_bytes()[:100])
+    assert cli.main(args + ["--steps", "10", "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "model_00000005.pt" in captured.err and "unreadable" in captured.err and "Traceback" not in captured.err
+    assert "to step 10" in captured.out and "10 steps to step 10" in captured.out
+    # No shards: one line, no traceback.
+    assert cli.main(["train", "--config", "configs/tiny.yaml", "--board", "5", "--device", "cpu", "--out",
+                     str(tmp_path / "empty"), "--steps", "3", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "samples" in err and err.count("\n") == 1
+    # A checkpoint for another board.
+    assert cli.main(["train", "--config", "configs/tiny.yaml", "--board", "7", "--device", "cpu", "--out",
+                     str(tmp_path / "other"), "--data", str(data_dir), "--model", str(out / "models" / "model_00000000.pt"),
+                     "--steps", "3", "--quiet"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert "is for 5x5, asked for 7x7" in err[-1] and not any("Traceback" in line for line in err)
+
+
+def test_weights_only_checkpoint_cannot_be_resumed(tmp_path, data_dir):
+    from specmcts.network import build_net, save_model
+
+    cfg = tiny_config()
+    store = CheckpointStore(tmp_path / "run")
+    save_model(store.path(3), build_net(SIZE, cfg.net))
+    buf = ReplayBuffer(data_dir, SIZE, cfg.train)
+    with pytest.raises(CheckpointError, match="weights only"):
+        Trainer.resume(cfg, tmp_path / "run", buf)
+
+
+def test_prune_keeps_first_pointer_and_newest(tmp_path, data_dir):
+    cfg = tiny_config("train.keep_checkpoints=2", "train.checkpoint_every=2")
+    train_run(cfg, tmp_path / "run", data_dir=data_dir, steps=12)
+    store = CheckpointStore(tmp_path / "run")
+    assert [s for s, _ in store.steps()] == [0, 10, 12]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (AMP path)")
+def test_amp_training_on_cuda(tmp_path, data_dir):
+    for dtype in ("bfloat16", "float16"):
+        cfg = tiny_config(f"train.amp_dtype={dtype}")
+        buf = ReplayBuffer(data_dir, SIZE, cfg.train, seed=0)
+        buf.refresh()
+        trainer = Trainer.create(cfg, tmp_path / dtype, buf, device="cuda")
+        assert trainer.amp
+        losses = [trainer.train_step().loss for _ in range(40)]
+        assert all(math.isfinite(x) for x in losses) and np.mean(losses[-5:]) < np.mean(losses[:5])
+        path = trainer.save()
+        resumed, _ = Trainer.resume(cfg, tmp_path / dtype, buf, device="cuda")
+        assert resumed.step == 40 and path.exists()
