@@ -111,11 +111,11 @@ class MCTSPlayer:
         visits = tr.visits[0, idx]
         with np.errstate(invalid="ignore", divide="ignore"):
             q = np.where((children >= 0) & (visits > 0), tr.value_sum[0, idx] / np.maximum(visits, 1), np.nan)
-        pvs = {}
+        analysis = Analysis(counts=counts, q=q.astype(np.float32), prior=self.search.root_prior(0),
+                            root_value=self.search.root_value(0), sims=int(self.search.completed([0])[0]),
+                            seconds=time.perf_counter() - start, pvs={})
         buf = np.zeros(PV_MAX, np.int32)
-        for a in np.flatnonzero(counts)[np.argsort(-counts[np.flatnonzero(counts)], kind="stable")][:10]:
+        for a in analysis.ranked()[:10]:  # the moves a GUI shows, in the order it shows them
             n = tree_kernels.principal_variation(0, int(children[a]), tr.visits, tr.children, buf)
-            pvs[int(a)] = [int(a)] + [int(x) for x in buf[:n]]
-        return Analysis(counts=counts, q=q.astype(np.float32), prior=self.search.root_prior(0),
-                        root_value=self.search.root_value(0), sims=int(self.search.completed([0])[0]),
-                        seconds=time.perf_counter() - start, pvs=pvs)
+            analysis.pvs[a] = [a] + [int(x) for x in buf[:n]]
+        return analysis

@@ -4,6 +4,10 @@ Two full 9x9 games, one with each colour, driven by ``specmcts.gtp_match`` to th
 limit or a resignation); for every game that is scored, both engines' ``final_score`` answers must agree.
 Every game is written as SGF and reads back with the agreed result.
 
+A fresh net loses those games by the whole board, which makes agreeing easy; so GnuGo also plays itself
+without ``--capture-all-dead`` (games end with dead stones on the board) and our ``final_score`` must match
+GnuGo's on each of those final positions.
+
 Not optional: CI installs GnuGo, so a missing binary is a failure, not a skip.
 """
 from __future__ import annotations
@@ -55,3 +59,38 @@ def test_two_games_against_gnugo_both_colours(tmp_path, one_thread_env):
     s = summary(games, "specmcts")
     assert s["errors"] == 0 and s["games"] == 2 and s["wins"] + s["losses"] + s["draws"] == 2
     assert (tmp_path / "specmcts.log").read_text().count("genmove") >= 1  # our engine logged to its stderr
+
+
+def test_our_final_score_agrees_with_gnugo_on_positions_with_dead_stones(tmp_path):
+    """GnuGo plays itself without --capture-all-dead, so games end with dead stones on the board; our
+    final_score (dead stones found by playouts) must match GnuGo's on every finished game."""
+    if find_gnugo() is None:
+        pytest.fail("gnugo is required and was not found on PATH or in /usr/games (apt-get install -y gnugo)",
+                    pytrace=False)
+    import torch
+
+    from specmcts.config import load_config
+    from specmcts.gtp import EngineOptions, GtpEngine, parse_score
+    from specmcts.gtp_match import EngineSpec
+
+    def gnugo(name, seed):
+        spec = gnugo_spec(level=1, seed=seed)
+        return EngineSpec(name, tuple(x for x in spec.command if x != "--capture-all-dead"), spec.setup)
+
+    games = play_match(gnugo("gnugo-a", 1), gnugo("gnugo-b", 2), games=6, size=9, out=tmp_path)
+    referee = GtpEngine(load_config(None, ["net.blocks=1", "net.channels=8", "evaluator.device=cpu",
+                                           "evaluator.cache_entries=1024"]),
+                        options=EngineOptions(visits=1, analysis_visits=8, quiet=True))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with_dead = 0
+        for game in games:
+            assert game.end == "passes" and game.agreed, format_table(games)
+            assert referee.handle(f"loadsgf {game.sgf}").startswith("=")
+            ours = referee.handle("final_score").split()[1]
+            assert parse_score(ours) == parse_score(game.result), (game.index, ours, game.result)
+            with_dead += referee.handle("final_status_list dead").strip() != "="
+    finally:
+        torch.set_num_threads(threads)
+    assert with_dead >= 2  # the test is about dead stones: most of these games end with some

@@ -1,0 +1,119 @@
+"""`kill -9` of `specmcts run` at a random moment, then `--resume`: no checkpoint and no finished shard is lost,
+no self-play worker survives its parent, and the resumed run continues from the newest checkpoint."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from specmcts.network import read_checkpoint
+from specmcts.replay import read_shard
+
+KILL_CONFIG = {
+    "name": "kill5",
+    "seed": 3,
+    "game": {"board": 5},
+    "net": {"blocks": 1, "channels": 16, "value_hidden": 16},
+    "search": {"sims": 16, "leaves_per_tree": 8},
+    "evaluator": {"device": "cpu", "max_batch": 128, "cache_entries": 16384},
+    "selfplay": {"concurrent": 8},
+    "train": {"batch_size": 32, "min_samples": 64, "checkpoint_every": 5, "log_every": 5},
+    "run": {"mode": "async", "workers": 1, "chunk_games": 8, "train_samples_per_sample": 2.0, "minutes": 8.0},
+}
+
+
+def listing(folder: Path, pattern: str) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in folder.glob(pattern)}
+
+
+def start_run(run: Path, config: Path, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "specmcts", "run", "--config", str(config), "--out", str(run),
+                             "--quiet", "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def children(pid: int) -> set[int]:
+    try:
+        return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except OSError:
+        return set()
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_for(proc: subprocess.Popen, condition, what: str, limit_s: float = 300.0) -> None:
+    """Poll ``condition`` (the run's progress on disk); a run that dies or never gets there fails the test."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if proc.poll() is not None:
+            pytest.fail(f"specmcts run exited ({proc.returncode}) before {what}: {proc.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"specmcts run did not reach {what} within {limit_s:.0f} s")
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume(tmp_path):
+    config = tmp_path / "kill5.yaml"
+    config.write_text(yaml.safe_dump(KILL_CONFIG))
+    run = tmp_path / "run"
+    models, data = run / "models", run / "data"
+
+    proc = start_run(run, config)
+    wait_for(proc, lambda: len(listing(data, "*.npz")) >= 3 and len(listing(models, "model_*.pt")) >= 3,
+             "three shards and two checkpoints after the first")
+    time.sleep(random.Random(20261123).uniform(0.0, 2.0))  # a random moment, the same one every run
+    before_shards, before_models = listing(data, "*.npz"), listing(models, "model_*.pt")
+    workers = children(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    at_kill = listing(data, "*") | listing(run / "sgf", "*")
+    proc.stdout.close()
+    proc.stderr.close()
+
+    # The self-play worker died with its parent: it neither lingers nor finishes its chunk into the run.
+    assert workers, "the async run should have a self-play worker process"
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers), "a self-play worker outlived the killed run"
+    time.sleep(1.0)
+    assert listing(data, "*") | listing(run / "sgf", "*") == at_kill, "files appeared after the kill"
+
+    # Nothing finished before the kill was lost or damaged.
+    after_shards, after_models = listing(data, "*.npz"), listing(models, "model_*.pt")
+    assert before_shards.items() <= after_shards.items() and before_models.items() <= after_models.items()
+    for name in after_models:
+        read_checkpoint(models / name)
+    samples = sum(len(read_shard(data / name, 5)) for name in after_shards)
+    newest = max(int(name[6:14]) for name in after_models)
+
+    resumed = start_run(run, config, "--resume", "--max-steps", str(newest + 10))
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-2000:]
+    assert "Traceback" not in err
+    assert f"resuming {run} at step {newest}" in err
+    summary = json.loads(out)
+    assert summary["stop_reason"] == "max steps" and summary["step"] == newest + 10
+    assert summary["skipped_shards"] == 0 and summary["total_samples"] >= samples
+    final_models = listing(models, "model_*.pt")
+    assert after_models.keys() <= final_models.keys() and f"model_{newest + 10:08d}.pt" in final_models
+    assert not list(models.glob(".*.tmp")) and not list(data.glob("*.tmp"))  # leftovers of the kill cleaned up
+    pointer = json.loads((models / "selfplay.json").read_text())
+    assert (models / pointer["path"]).exists()
