@@ -6,7 +6,7 @@ Every subcommand is two functions registered in ``COMMANDS``:
 - ``cmd_<name>(args) -> int`` runs it and returns the exit status.
 
 To implement a subcommand, replace its ``cmd_<name>`` body (typically a lazy import of the module that does
-the work, so ``specmcts --help`` stays fast and never imports torch) and drop the ``@_stub`` marker.
+the work, so ``specmcts --help`` stays fast and never imports torch).
 
 Exit statuses: 0 success, 1 failure, 2 usage error or not implemented yet, 130 interrupted (Ctrl-C).
 Flags left at ``None`` mean "take it from the config": defaults < ``--config FILE`` < explicit flags < ``--set``.
@@ -235,32 +235,23 @@ def add_gtp_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", nargs="?", choices=("rules", "search", "speculation", "network"), default="rules",
-                   help="what to measure (default: rules; see also tools/bench_*.py)")
-    _add_common(p, sims=True, speculate=True, model=True)
-    p.add_argument("--seconds", type=float, metavar="S", help="time budget")
+    p.add_argument("what", choices=("rules", "search", "speculation"),
+                   help="rules: random-play moves/s vs OpenSpiel; search: sims/s and self-play vs forward; "
+                        "speculation: latency per k vs the analytical model (tools/bench_<what>.py)")
+    p.add_argument("tool_args", nargs=argparse.REMAINDER, metavar="...",
+                   help="passed to the tool, e.g. specmcts bench speculation --evaluator hash --sims 200")
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=("info", "init", "export"),
                    help="info: describe a checkpoint; init: write a fresh net; export: weights for inference")
     p.add_argument("path", nargs="?", metavar="PATH", help="checkpoint to read or write")
+    p.add_argument("--out", metavar="FILE", help="export: where to write (default: PATH with .export.pt)")
     _add_common(p, json=True)
 
 
 # ----------------------------------------------------------------------------------------------
 # Subcommands: implementations
-
-
-def _not_implemented(name: str) -> int:
-    print(f"{PROG} {name}: not implemented yet", file=sys.stderr)
-    return EXIT_USAGE
-
-
-def _stub(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Marks a ``cmd_*`` that only reports "not implemented yet" (tests look for the mark)."""
-    fn.stub = True  # type: ignore[attr-defined]
-    return fn
 
 
 def config_from_args(args: argparse.Namespace):
@@ -415,15 +406,57 @@ def cmd_gtp(args: argparse.Namespace) -> int:
         raise CommandError(str(err)) from None
 
 
-@_stub
 def cmd_bench(args: argparse.Namespace) -> int:
-    # Until this lands: python tools/bench_rules.py (random-play moves/s per core, vs OpenSpiel).
-    return _not_implemented("bench")
+    import importlib.util
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parent.parent / "tools" / f"bench_{args.what}.py"
+    if not tool.is_file():
+        raise CommandError(f"{tool} not found: the benchmarks live in tools/ of a source checkout")
+    sys.path.insert(0, str(tool.parent))
+    spec = importlib.util.spec_from_file_location(f"bench_{args.what}", tool)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses in the tool look their module up there
+    spec.loader.exec_module(module)
+    return int(module.main(list(args.tool_args)) or EXIT_OK)
 
 
-@_stub
 def cmd_model(args: argparse.Namespace) -> int:
-    return _not_implemented("model")
+    import json as json_module
+    import os
+
+    from specmcts.network import CheckpointError, build_net, count_parameters, load_model, save_model
+
+    if not args.path:
+        raise CommandError(f"model {args.action}: give the checkpoint PATH", EXIT_USAGE)
+    try:
+        if args.action == "init":
+            import torch
+
+            cfg = config_from_args(args)
+            torch.manual_seed(cfg.seed)
+            net = build_net(cfg.game.board, cfg.net)
+            save_model(args.path, net, {"step": 0, "config": cfg.to_dict()})
+        elif args.action == "export":
+            net, meta = load_model(args.path)
+            out = args.out or str(args.path).removesuffix(".pt") + ".export.pt"
+            # weights and architecture only: no optimizer state, what GTP and self-play need (small to ship)
+            save_model(out, net, {"model_id": meta["model_id"], "step": meta.get("step")})
+            args.path = out
+        net, meta = load_model(args.path)
+    except CheckpointError as err:
+        raise CommandError(str(err)) from None
+    info = {"path": str(args.path), "model_id": meta["model_id"], "board_size": meta["board_size"],
+            "net": meta["net"], "parameters": count_parameters(net), "step": meta.get("step"),
+            "bytes": os.path.getsize(args.path)}
+    if args.json:
+        print(json_module.dumps(info, default=str, sort_keys=True))
+    else:
+        net_cfg = meta["net"]
+        print(f"{info['path']}: {info['model_id']}, {info['board_size']}x{info['board_size']}, "
+              f"{net_cfg['blocks']} blocks x {net_cfg['channels']} channels, {info['parameters']:,} parameters, "
+              f"step {info['step']}, {info['bytes'] / 1e6:.2f} MB")
+    return EXIT_OK
 
 
 # ----------------------------------------------------------------------------------------------
@@ -462,7 +495,7 @@ COMMANDS: dict[str, Command] = {
         add_gtp_arguments, cmd_gtp),
     "bench": Command(
         "measure rules, search, speculation or network throughput",
-        "Benchmarks. Until this subcommand lands, run tools/bench_rules.py directly.",
+        "Benchmarks: runs tools/bench_<what>.py of the source checkout with the arguments that follow.",
         add_bench_arguments, cmd_bench),
     "model": Command(
         "inspect, create or export checkpoints",

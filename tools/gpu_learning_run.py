@@ -56,7 +56,8 @@ SMOKE_OVERRIDES = [
 def specmcts(*args: str, log: Path) -> dict:
     """Run a specmcts subcommand with --json; stderr (progress, notes) goes to ``log``; returns the summary."""
     cmd = [sys.executable, "-m", "specmcts", *args, "--json", "--quiet"]
-    print("$ " + " ".join(cmd), flush=True)
+    shown = [a for i, a in enumerate(args) if a != "--set" and (i == 0 or args[i - 1] != "--set")]
+    print(f"$ specmcts {' '.join(shown)} (+ {args.count('--set')} --set overrides; log: {log})", flush=True)
     with open(log, "a") as err:
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT)
     if proc.returncode != 0:
