@@ -186,6 +186,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="continue the run in <out> from its newest checkpoint")
     p.add_argument("--name", metavar="NAME", help="run name (default: go<board>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="self-play workers as Ray actors (ray.* config; pip install 'specmcts[ray]'): no ADDRESS = "
+                        "a new local cluster, 'auto' = the running cluster, or host:port / ray://host:10001")
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -354,12 +357,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     args.overrides = extra + list(args.overrides)
     cfg = config_from_args(args)
     out = _run_dir(args, cfg)
+    runner, formatter = run_loop, format_run_summary
+    if getattr(args, "ray", None) is not None:  # self-play workers as Ray actors (specmcts.distributed), the same run directory
+        from functools import partial
+
+        from specmcts.distributed import format_distributed_summary, run_distributed
+
+        runner, formatter = partial(run_distributed, address=args.ray), format_distributed_summary
     try:
-        summary = run_loop(cfg, out, device=resolve_device(cfg.evaluator.device), resume=args.resume,
-                           init_model=args.model, progress=not (args.quiet or args.json))
+        summary = runner(cfg, out, device=resolve_device(cfg.evaluator.device), resume=args.resume,
+                         init_model=args.model, progress=not (args.quiet or args.json))
     except _learning_errors() as err:
         raise CommandError(_one_line(err)) from None
-    print(json_module.dumps(summary, default=float, sort_keys=True) if args.json else format_run_summary(summary))
+    print(json_module.dumps(summary, default=float, sort_keys=True) if args.json else formatter(summary))
+    if summary["stop_reason"] == "self-play failed":
+        return EXIT_FAILURE
     return EXIT_INTERRUPTED if summary["stop_reason"] == "interrupted" else EXIT_OK
 
 

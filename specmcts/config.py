@@ -118,7 +118,7 @@ class RunConfig:
     max_lead_samples: int = 0  # async: self-play pauses when this many samples ahead of the ratio (0: never)
     gating_games: int = 0  # candidate vs current self-play net before it is adopted (0: no gating)
     gating_threshold: float = 0.55  # score the candidate needs to be adopted
-    eval_every: int = 0  # trainer steps between Elo evaluations vs the first checkpoint (0: off)
+    eval_every: int = 0  # trainer steps between Elo evaluations (generations: at a generation end); 0: off
     eval_games: int = 20
     eval_gnugo_games: int = 0  # ... and vs GnuGo at eval.gnugo_level (0: off)
 
@@ -138,6 +138,20 @@ class EvalConfig:
 
 
 @dataclass
+class RayConfig:
+    """``specmcts run --ray [ADDRESS]``: self-play workers as Ray actors (``specmcts.distributed``)."""
+
+    address: str = "local"  # local: a new cluster on this machine; auto: the running one; or host:port, ray://host:10001
+    workers: int = 0  # self-play actors (0: run.workers)
+    num_cpus_per_worker: float = 0.0  # CPUs per actor (0: the cluster's CPUs / workers; also its torch/numba threads)
+    num_gpus_per_worker: float = -1.0  # GPU share per actor (-1: the cluster's GPUs / workers, at most 1; 0: CPU)
+    chunks_in_flight: int = 2  # chunks queued per actor, so the next one is ready while the driver trains
+    shared_storage: bool = False  # actors write shards/SGF into the run directory themselves (same path on every
+    # node, e.g. NFS); false: they return them through the object store and the driver writes them
+    max_restarts: int = 20  # dead actors respawned in one run at most (then the run stops)
+
+
+@dataclass
 class Config:
     name: str = "go9"
     seed: int = 0
@@ -150,6 +164,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

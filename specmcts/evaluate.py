@@ -404,7 +404,9 @@ def eval_run(cfg: Config, model: str, opponent: str, games: int, out: Path | Non
              gnugo_level: int | None = None, progress: bool = False) -> dict:
     """Play ``model`` against ``opponent``; SGF under ``<out>/sgf/``; returns the summary (Elo of ``model``)."""
     from specmcts.network import CheckpointError
+    from specmcts.train import apply_torch_threads
 
+    apply_torch_threads(cfg)
     rules = GoRules(cfg.game.board, cfg.game.komi, cfg.game.superko)
     concurrent = max(1, min(cfg.eval.concurrent, games))
     try:

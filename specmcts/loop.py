@@ -33,6 +33,7 @@ import os
 import queue as queue_module
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -43,7 +44,7 @@ import yaml
 from specmcts.config import Config, ConfigError, load_config
 from specmcts.network import CheckpointError, load_model
 from specmcts.replay import ReplayBuffer
-from specmcts.train import CheckpointStore, Trainer, open_writer, validate_train_config
+from specmcts.train import CheckpointStore, Trainer, apply_torch_threads, open_writer, validate_train_config
 
 MODES = ("async", "generations")
 LOCK_NAME = "run.lock"
@@ -167,11 +168,11 @@ def selfplay_worker(config_path: str, run_dir: str, worker: int, device: str, th
     try:
         import torch
 
-        torch.set_num_threads(max(1, threads))
         from specmcts.evaluator import make_evaluator
         from specmcts.nncache import NNCache
 
         cfg = load_config(config_path)
+        torch.set_num_threads(cfg.evaluator.torch_threads or max(1, threads))
         run_path = Path(run_dir)
         store = CheckpointStore(run_path)
         board = cfg.game.board
@@ -340,9 +341,10 @@ class RunLoop:
         step = self.trainer.step
         if step % self.cfg.train.checkpoint_every == 0:
             path = self._save()
-            if self.cfg.run.mode == "async":  # generations publish once, at the end of the generation
+            if self.cfg.run.mode == "async":  # generations publish and evaluate at the end of the generation
                 self._publish(path)
-        self._maybe_evaluate()
+        if self.cfg.run.mode == "async":
+            self._maybe_evaluate()
         if self.bar is not None:
             self.bar.update(1)
             if step % 10 == 0:
@@ -510,7 +512,7 @@ class RunLoop:
                                   stop, allowed, messages, os.getpid()))
             p.start()
             workers.append(p)
-        if self.device == "cpu":
+        if self.device == "cpu" and cfg.evaluator.torch_threads <= 0:
             import torch
 
             torch.set_num_threads(threads)
@@ -585,11 +587,14 @@ class RunLoop:
 
     # -- entry point -----------------------------------------------------------------------------
     def run(self) -> dict:
+        apply_torch_threads(self.cfg)
         with RunLock(self.run_dir):
             self._prepare()
             self.started = time.perf_counter()
             start_step = self.trainer.step
-            old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+            old_handlers = {}
+            if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+                old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
             if self.progress:
                 from tqdm import tqdm
 

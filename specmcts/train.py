@@ -44,6 +44,12 @@ def _stderr_report(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def apply_torch_threads(cfg: Config) -> None:
+    """``evaluator.torch_threads`` > 0 caps torch's CPU threads (small nets on a busy CPU: 1 is fastest)."""
+    if cfg.evaluator.torch_threads > 0:
+        torch.set_num_threads(cfg.evaluator.torch_threads)
+
+
 def validate_train_config(cfg: TrainConfig) -> None:
     if cfg.optimizer not in OPTIMIZERS:
         raise ConfigError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
@@ -417,6 +423,7 @@ def train_run(cfg: Config, run_dir: str | Path, data_dir: str | Path | None = No
     newest good one (or ``init_model``) with its optimizer, step and RNG."""
     run_dir = Path(run_dir)
     validate_train_config(cfg.train)
+    apply_torch_threads(cfg)
     store = CheckpointStore(run_dir)
     store.dir.mkdir(parents=True, exist_ok=True)
     store.clean_temporaries()

@@ -88,3 +88,72 @@ def test_the_trained_net_beats_the_untrained_one(tmp_path, capsys, one_thread):
                 "selfplay/evals_per_s", "train/policy_entropy", "train/value_accuracy", "train/learning_rate",
                 "train/samples_per_s", "replay/buffer_samples"):
         assert tag in scalars, tag
+
+
+SMALL_CONFIG = {
+    "name": "loop5",
+    "seed": 5,
+    "game": {"board": 5},
+    "net": {"blocks": 1, "channels": 16, "value_hidden": 16},
+    "search": {"sims": 8, "leaves_per_tree": 4, "threads": 1},
+    "evaluator": {"device": "cpu", "max_batch": 128, "cache_entries": 16384, "torch_threads": 1},
+    "selfplay": {"concurrent": 8},
+    "train": {"batch_size": 32, "min_samples": 64, "checkpoint_every": 10, "log_every": 5},
+    "run": {"mode": "generations", "games_per_generation": 16, "train_samples_per_sample": 2.0},
+    "eval": {"concurrent": 8},
+}
+
+
+def small_run(tmp_path, name: str, *extra: str) -> tuple[int, dict, str]:
+    import subprocess
+    import sys
+
+    config = tmp_path / "loop5.yaml"
+    config.write_text(yaml.safe_dump(SMALL_CONFIG))
+    proc = subprocess.run([sys.executable, "-m", "specmcts", "run", "--config", str(config), "--out",
+                           str(tmp_path / name), "--quiet", "--json", *extra], capture_output=True, text=True)
+    return proc.returncode, json.loads(proc.stdout) if proc.returncode == 0 else {}, proc.stderr
+
+
+def test_generations_resume_exactly(tmp_path):
+    """Two generations in one go, or one generation then --resume: the same games, the same final weights."""
+    from specmcts.network import read_checkpoint
+
+    code, straight, err = small_run(tmp_path, "a", "--generations", "2")
+    assert code == 0, err
+    code, first, err = small_run(tmp_path, "b", "--generations", "1")
+    assert code == 0 and first["generation"] == 1, err
+    code, resumed, err = small_run(tmp_path, "b", "--generations", "2", "--resume")
+    assert code == 0, err
+    assert "resuming" in err and resumed["step"] == straight["step"] and resumed["games"] == 16
+    shards_a = sorted(p.name for p in (tmp_path / "a" / "data").glob("*.npz"))
+    assert shards_a == sorted(p.name for p in (tmp_path / "b" / "data").glob("*.npz")) and len(shards_a) == 4
+    a = read_checkpoint(tmp_path / "a" / "models" / f"model_{straight['step']:08d}.pt")
+    b = read_checkpoint(tmp_path / "b" / "models" / f"model_{resumed['step']:08d}.pt")
+    assert a["model_id"] == b["model_id"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_gating_and_elo_points(tmp_path):
+    from specmcts.gtp_client import find_gnugo
+
+    gnugo = 2 if find_gnugo() else 0
+    code, summary, err = small_run(tmp_path, "g", "--generations", "2", "--set", "run.gating_games=4",
+                                   "--set", "run.gating_threshold=0.0", "--set", "run.eval_every=1",
+                                   "--set", "run.eval_games=4", "--set", f"run.eval_gnugo_games={gnugo}")
+    assert code == 0, err
+    assert summary["gating"] == {"accepted": 2, "rejected": 0}  # threshold 0: every candidate is adopted
+    pointer = json.loads((tmp_path / "g" / "models" / "selfplay.json").read_text())
+    assert pointer["step"] == summary["step"]
+    scalars = read_scalars(tmp_path / "g" / "tb")
+    assert len(scalars["gating/score"]) == 2 and len(scalars["elo/vs_first"]) == 2
+    if gnugo:
+        assert len(scalars["elo/vs_gnugo_l1"]) == 2
+    lines = (tmp_path / "g" / "eval" / "elo.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and "vs_first" in json.loads(lines[-1])
+    assert len(list((tmp_path / "g" / "eval" / "gating").glob("*.sgf"))) == 8
+    # A threshold no candidate can reach keeps self-play on the first net.
+    code, summary, err = small_run(tmp_path, "h", "--generations", "1", "--set", "run.gating_games=2",
+                                   "--set", "run.gating_threshold=1.01")
+    assert code == 0 and summary["gating"] == {"accepted": 0, "rejected": 1}, err
+    assert json.loads((tmp_path / "h" / "models" / "selfplay.json").read_text())["path"] == "model_00000000.pt"

@@ -1,5 +1,6 @@
-"""`kill -9` of `specmcts run` at a random moment, then `--resume`: no checkpoint and no finished shard is lost,
-no self-play worker survives its parent, and the resumed run continues from the newest checkpoint."""
+"""`kill -9` of `specmcts run` (async: a self-play process beside the trainer) at a random moment, then
+`--resume`: no checkpoint and no finished shard is lost, no self-play worker survives its parent, and the resumed
+run continues from the newest checkpoint. On the way: self-play switches to new checkpoints without a restart."""
 from __future__ import annotations
 
 import json
@@ -76,8 +77,13 @@ def test_kill_9_then_resume(tmp_path):
     models, data = run / "models", run / "data"
 
     proc = start_run(run, config)
-    wait_for(proc, lambda: len(listing(data, "*.npz")) >= 3 and len(listing(models, "model_*.pt")) >= 3,
-             "three shards and two checkpoints after the first")
+
+    def model_ids() -> set[str]:
+        return {read_shard(p, 5).model_id for p in sorted(data.glob("*.npz"))}
+
+    # Self-play picks up new checkpoints without a restart: shards come from more than one net.
+    wait_for(proc, lambda: len(listing(models, "model_*.pt")) >= 3 and len(model_ids()) >= 2,
+             "two checkpoints after the first and shards played by two different nets")
     time.sleep(random.Random(20261123).uniform(0.0, 2.0))  # a random moment, the same one every run
     before_shards, before_models = listing(data, "*.npz"), listing(models, "model_*.pt")
     workers = children(proc.pid)

@@ -1,0 +1,601 @@
+"""``specmcts run --ray [ADDRESS]``: the run loop with its self-play workers as Ray actors.
+
+Everything but where self-play happens is the single-machine run (``specmcts.loop.RunLoop``, subclassed
+here): the same run directory (``data/``, ``sgf/``, ``models/`` with ``selfplay.json``, ``tb/``,
+``config.yaml``, ``run.lock``), the same checkpoints, ratio control, gating, Elo, ``--resume`` and summary. A
+user switches by one flag.
+
+Who does what::
+
+    driver (this process)                           Ray cluster
+    RunLoop: Trainer, ReplayBuffer, checkpoints,     SelfPlayWorker actor x ray.workers, each with its own
+    TensorBoard, gating/Elo                           net, evaluator (GPU share) and NN cache
+      | ray.put(weights) -> ObjectRef, with model id  --> play(session, games, seed, weights)
+      | <-- summary + shard/SGF bytes (object store)  <--   one chunk of games = one shard
+      | writes them into <run>/data, <run>/sgf (atomic renames)
+
+- Weights: when a checkpoint is published (``models/selfplay.json`` changes), the driver puts its state dict
+  into the object store once and hands every later chunk the model id and the reference; a worker fetches
+  the weights only when the id differs from the one it holds, copies them in place (CUDA graphs stay valid)
+  and clears its NN cache.
+- Shards: by default workers return each chunk's shard and SGF files as bytes and the driver writes them, so
+  only the driver's machine needs the run directory. ``ray.shared_storage: true`` lets workers write into
+  the run directory themselves; it must then be the same path on every node (NFS or similar).
+- Fault tolerance: actors are not restarted by Ray (``max_restarts=0``); the driver supervises them. A task
+  that fails with ``RayActorError`` (actor killed, process crashed, node lost) means the worker is gone: it is
+  respawned, its queued chunks are lost (async mode) or played again by whoever is free (generations mode,
+  whose chunks are named and seeded by generation and index). A Python exception inside a chunk, an actor
+  that cannot start, or more than ``ray.max_restarts`` deaths stop the run with the reason in one line.
+- Schedules: ``async`` keeps ``ray.chunks_in_flight`` chunks queued per worker while the driver trains
+  (pausing at ``run.max_lead_samples``); ``generations`` spreads a generation's chunks over the workers and
+  trains when all are on disk. Shard names are those of the single-machine run (``<ms>-w<worker>-0000`` and
+  ``g<gen>-c<chunk>-0000``), with the time stamped by the driver, so they sort in the order they were asked for.
+
+Ray is an optional extra (``pip install 'specmcts[ray]'``): this module imports it only when a run starts.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from specmcts.config import Config, ConfigError
+from specmcts.loop import RunLoop, chunk_seed, format_run_summary, play_chunk
+
+NAMESPACE = "specmcts"  # Ray namespace of the named worker actors (`ray list actors`, `ray.get_actor`)
+
+
+class RayUnavailable(RuntimeError):
+    """``--ray`` without Ray installed."""
+
+
+class WorkerFailed(RuntimeError):
+    """Self-play cannot go on: a chunk raised, an actor cannot start, or too many actors died."""
+
+
+def _stderr_report(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise RayUnavailable("--ray needs Ray: pip install 'specmcts[ray]' (or pip install 'ray[default]')") from None
+    return ray
+
+
+def validate_ray_config(cfg: Config) -> None:
+    r = cfg.ray
+    if r.workers < 0:
+        raise ConfigError(f"ray.workers must be >= 0 (0: run.workers), got {r.workers}")
+    if r.num_cpus_per_worker < 0:
+        raise ConfigError(f"ray.num_cpus_per_worker must be >= 0 (0: automatic), got {r.num_cpus_per_worker}")
+    if r.num_gpus_per_worker < 0 and r.num_gpus_per_worker != -1:
+        raise ConfigError(f"ray.num_gpus_per_worker must be >= 0, or -1 (automatic), got {r.num_gpus_per_worker}")
+    if r.chunks_in_flight < 1:
+        raise ConfigError(f"ray.chunks_in_flight must be >= 1, got {r.chunks_in_flight}")
+    if r.max_restarts < 0:
+        raise ConfigError(f"ray.max_restarts must be >= 0, got {r.max_restarts}")
+
+
+# -- the actor -----------------------------------------------------------------------------------------------
+
+
+class SelfPlayWorker:
+    """A self-play actor: its own net, evaluator and NN cache, kept between chunks.
+
+    Plain class; ``WorkerPool`` wraps it with ``ray.remote`` (so this module imports without Ray)."""
+
+    def __init__(self, cfg: Config, run_dir: str, index: int, device: str, threads: int, shared_storage: bool):
+        import torch
+
+        from specmcts.evaluator import make_evaluator
+        from specmcts.network import build_net
+        from specmcts.nncache import NNCache
+
+        cfg = copy.deepcopy(cfg)
+        threads = max(1, int(threads))
+        if cfg.search.threads <= 0:  # numba kernels: the actor's CPU share, not every core of the node
+            cfg.search.threads = threads
+        torch.set_num_threads(cfg.evaluator.torch_threads if cfg.evaluator.torch_threads > 0 else threads)
+        self.cfg = cfg
+        self.index = index
+        self.threads = threads
+        board = cfg.game.board
+        if shared_storage:
+            self.out = Path(run_dir)
+            if not (self.out / "data").is_dir() or not os.access(self.out / "data", os.W_OK):
+                raise RuntimeError(f"ray.shared_storage: the run directory {run_dir} is not writable on "
+                                   f"{socket.gethostname()}; mount it there or set ray.shared_storage=false")
+            self.scratch = None
+        else:
+            self.scratch = Path(tempfile.mkdtemp(prefix=f"specmcts-w{index:02d}-"))
+            self.out = self.scratch
+        self.net_spec = dataclasses.asdict(cfg.net)
+        # Placeholder weights: the first chunk brings the run's net (its model id differs from this one).
+        self.evaluator = make_evaluator(cfg, board, build_net(board, cfg.net), device=device)
+        self.cache = NNCache(cfg.evaluator.cache_entries, board * board + 1, 2 * board * board + 1)
+
+    def info(self) -> dict:
+        import ray
+
+        return {"worker": self.index, "node": ray.util.get_node_ip_address(), "host": socket.gethostname(),
+                "pid": os.getpid(), "device": str(getattr(self.evaluator, "device", "cpu")), "threads": self.threads}
+
+    def _adopt(self, weights: dict) -> None:
+        """Switch to the broadcast net if it is not the one held (weights fetched once per model id)."""
+        if weights["model_id"] == self.evaluator.model_id:
+            return
+        import ray
+
+        payload = ray.get(weights["refs"][0])
+        if payload["net"] != self.net_spec:  # another architecture (not expected within a run): rebuild
+            from specmcts.config import NetConfig
+            from specmcts.evaluator import make_evaluator
+            from specmcts.network import build_net
+
+            self.cfg.net = NetConfig(**payload["net"])
+            self.net_spec = dict(payload["net"])
+            board = self.cfg.game.board
+            self.evaluator = make_evaluator(self.cfg, board, build_net(board, self.cfg.net),
+                                            device=str(getattr(self.evaluator, "device", "cpu")))
+        self.evaluator.load_state_dict(payload["state"], weights["model_id"])
+        self.cache.clear()  # cached evaluations belong to the old weights
+
+    def play(self, session: str, games: int, seed: int, weights: dict) -> dict:
+        """One chunk: ``games`` games with the broadcast net into one shard ``<session>-0000.npz`` and SGFs."""
+        self._adopt(weights)
+        summary = play_chunk(self.cfg, self.out, self.evaluator, self.cache, session, games, seed)
+        summary["worker"] = self.index
+        return {"summary": summary, "files": self._take_files(session) if self.scratch is not None else {}}
+
+    def _take_files(self, session: str) -> dict[str, bytes]:
+        files = {}
+        for sub in ("sgf", "data"):
+            for p in sorted((self.out / sub).glob(f"{session}-*")):
+                if p.name.endswith(".tmp"):
+                    continue
+                files[f"{sub}/{p.name}"] = p.read_bytes()
+                p.unlink()
+        return files
+
+    def __del__(self):
+        if getattr(self, "scratch", None) is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+# -- the driver's side ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Chunk:
+    session: str
+    games: int
+    seed: int
+
+
+@dataclass
+class WorkerSlot:
+    index: int
+    handle: object = None
+    incarnation: int = 0
+    info: dict | None = None
+    games: int = 0
+    chunks: int = 0
+    restarts: int = 0
+
+
+def worker_resources(cfg: Config, cluster: dict, workers: int) -> tuple[float, float]:
+    """(CPUs, GPU share) per actor: the configured ones, or the cluster's resources split evenly."""
+    r = cfg.ray
+    cpus = r.num_cpus_per_worker
+    if cpus <= 0:
+        total = float(cluster.get("CPU", 1.0))
+        cpus = math.floor(total / workers) if total >= workers else round(total / workers, 2)
+        cpus = max(cpus, 0.01)
+    gpus = r.num_gpus_per_worker
+    if gpus < 0:
+        total = float(cluster.get("GPU", 0.0))
+        gpus = min(1.0, round(total / workers, 4)) if total > 0 and cfg.evaluator.device != "cpu" else 0.0
+    return float(cpus), float(gpus)
+
+
+class WorkerPool:
+    """The self-play actors, their queued chunks, and their supervision (respawn on death)."""
+
+    def __init__(self, cfg: Config, run_dir: Path, report: Callable[[str], None] = _stderr_report):
+        self.ray = import_ray()
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.report = report
+        self.workers = cfg.ray.workers or cfg.run.workers
+        self.cpus, self.gpus = worker_resources(cfg, self.ray.cluster_resources(), self.workers)
+        self.device = "cuda" if self.gpus > 0 else "cpu"
+        self.threads = max(1, int(self.cpus))
+        self.slots = [WorkerSlot(i) for i in range(self.workers)]
+        self.pending: dict = {}  # ObjectRef -> (worker, incarnation, Chunk or None for the start-up probe)
+        self.restarts = 0
+        self.closed = False
+        self._prefix = f"{self.run_dir.resolve().name}-{socket.gethostname()}-{os.getpid()}"
+        self._actor_class = self.ray.remote(SelfPlayWorker)
+
+    # -- actors ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        for slot in self.slots:
+            self._spawn(slot)
+
+    def _spawn(self, slot: WorkerSlot) -> None:
+        # max_restarts=0: the driver respawns (a fresh actor, fresh name) and decides what a death costs.
+        slot.handle = self._actor_class.options(
+            name=f"{self._prefix}-w{slot.index:02d}-{slot.incarnation}", namespace=NAMESPACE,
+            num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0, max_task_retries=0,
+        ).remote(self.cfg, str(self.run_dir), slot.index, self.device, self.threads, self.cfg.ray.shared_storage)
+        slot.info = None
+        self.pending[slot.handle.info.remote()] = (slot.index, slot.incarnation, None)
+
+    def handle(self, worker: int):
+        """The live actor of worker ``worker`` (e.g. to ``ray.kill`` it in a test)."""
+        return self.slots[worker].handle
+
+    def queued(self, worker: int) -> int:
+        return sum(1 for w, _inc, chunk in self.pending.values() if w == worker and chunk is not None)
+
+    def free(self, depth: int) -> list[int]:
+        """Workers with fewer than ``depth`` chunks queued, emptiest first."""
+        counts = {s.index: self.queued(s.index) for s in self.slots}
+        return sorted((w for w, n in counts.items() if n < depth), key=lambda w: (counts[w], w))
+
+    def busy(self) -> bool:
+        return any(chunk is not None for _w, _inc, chunk in self.pending.values())
+
+    def submit(self, worker: int, chunk: Chunk, weights: dict) -> None:
+        slot = self.slots[worker]
+        ref = slot.handle.play.remote(chunk.session, chunk.games, chunk.seed, weights)
+        self.pending[ref] = (worker, slot.incarnation, chunk)
+
+    # -- results ---------------------------------------------------------------------------------
+    def wait(self, timeout: float) -> tuple[list[tuple[int, Chunk, dict]], list[Chunk]]:
+        """Results that arrived within ``timeout`` seconds: ``(done, lost)``; ``done`` holds ``(worker, chunk,
+        result)``, ``lost`` the chunks of workers that died (already respawned). Raises ``WorkerFailed``."""
+        ray = self.ray
+        if not self.pending:
+            time.sleep(timeout)
+            return [], []
+        refs = list(self.pending)
+        ready, rest = ray.wait(refs, num_returns=1, timeout=timeout)
+        if ready and rest:
+            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+            ready += more
+        done, lost = [], []
+        for ref in ready:
+            worker, incarnation, chunk = self.pending.pop(ref)
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayActorError as e:
+                self._died(worker, incarnation, e)
+                if chunk is not None:
+                    lost.append(chunk)
+                continue
+            except ray.exceptions.RayTaskError as e:
+                raise WorkerFailed(f"self-play worker {worker} failed: {_first_line(e)}") from None
+            except ray.exceptions.RayError as e:  # e.g. a result lost with its node: only the chunk is lost
+                self.report(f"ray: chunk {chunk.session if chunk else '(start-up)'} of worker {worker} lost: "
+                            f"{_first_line(e)}")
+                if chunk is not None:
+                    lost.append(chunk)
+                continue
+            slot = self.slots[worker]
+            if chunk is None:
+                if incarnation == slot.incarnation:
+                    slot.info = result
+                    if slot.incarnation > 0:
+                        self.report(f"ray: worker {worker} is back on {result['host']} ({result['node']})")
+                continue
+            slot.games += int(result["summary"]["games"])
+            slot.chunks += 1
+            done.append((worker, chunk, result))
+        return done, lost
+
+    def _died(self, worker: int, incarnation: int, error: Exception) -> None:
+        slot = self.slots[worker]
+        if incarnation != slot.incarnation:
+            return  # another queued task of the same dead actor: already respawned
+        text = str(error)
+        if "creation task" in text:  # its __init__ raised: deterministic, respawning would loop
+            raise WorkerFailed(f"self-play worker {worker} cannot start: {_last_line(text)}")
+        if self.restarts >= self.cfg.ray.max_restarts:
+            raise WorkerFailed(f"self-play workers died {self.restarts + 1} times (ray.max_restarts="
+                               f"{self.cfg.ray.max_restarts}); last: worker {worker}: {_first_line(error)}")
+        self.restarts += 1
+        slot.restarts += 1
+        self.report(f"ray: self-play worker {worker} died ({_reason(text)}); respawning it, its chunks in flight "
+                    f"are lost")
+        try:
+            self.ray.kill(slot.handle, no_restart=True)
+        except Exception:  # already gone
+            pass
+        slot.incarnation += 1
+        self._spawn(slot)
+
+    def stop(self) -> None:
+        """Kill every actor: games in flight are lost; every finished chunk is on disk already."""
+        if self.closed:
+            return
+        self.closed = True
+        for slot in self.slots:
+            if slot.handle is not None:
+                try:
+                    self.ray.kill(slot.handle, no_restart=True)
+                except Exception:
+                    pass
+        self.pending.clear()
+
+    def summary(self) -> dict:
+        nodes = {s.info["node"] for s in self.slots if s.info}
+        return {
+            "workers": self.workers,
+            "num_cpus_per_worker": self.cpus,
+            "num_gpus_per_worker": self.gpus,
+            "nodes": len(nodes),
+            "restarts": self.restarts,
+            "storage": "shared" if self.cfg.ray.shared_storage else "object store",
+            "games_by_worker": {f"w{s.index:02d}": s.games for s in self.slots},
+        }
+
+
+def _first_line(e: BaseException | str) -> str:
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(e).__name__
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "unknown error"
+
+
+def _reason(text: str) -> str:
+    """The most telling line of a Ray actor-death message."""
+    for line in text.splitlines():
+        if "killed by `ray.kill`" in line or "The actor is dead because" in line:
+            return line.strip().removeprefix("The actor is dead because ").rstrip(".")
+    return _first_line(text)
+
+
+# -- the loop ------------------------------------------------------------------------------------------------
+
+
+class DistributedRun(RunLoop):
+    """``RunLoop`` whose self-play happens in a ``WorkerPool`` of Ray actors; training, checkpoints, gating,
+    Elo and TensorBoard stay in this process (the driver)."""
+
+    def __init__(self, cfg: Config, run_dir: str | Path, device: str = "cpu", resume: bool = False,
+                 init_model: str | None = None, progress: bool = False,
+                 report: Callable[[str], None] = _stderr_report):
+        validate_ray_config(cfg)
+        super().__init__(cfg, run_dir, device, resume, init_model, progress, report)
+        self.pool: WorkerPool | None = None
+        self.weights: dict | None = None  # {"model_id", "step", "refs": [ObjectRef]} of the self-play net
+        self.broadcasts = 0
+        self._last_session_ms = 0
+        self._chunks_asked = 0
+
+    # -- setup and weights -----------------------------------------------------------------------
+    def _prepare(self) -> None:
+        super()._prepare()
+        self.pool = WorkerPool(self.cfg, self.run_dir, self.report)
+        self.pool.start()  # actors start (import torch, build the evaluator) while the weights are put
+        self._broadcast()
+        pool = self.pool
+        self.report(f"ray: {pool.workers} self-play worker(s), {pool.cpus:g} CPU and {pool.gpus:g} GPU each, "
+                    f"shards via {'shared storage' if self.cfg.ray.shared_storage else 'the object store'}")
+        if self.device == "cpu" and self.cfg.evaluator.torch_threads <= 0:
+            import torch
+
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // (pool.workers + 1)))
+
+    def _publish(self, path: Path) -> None:
+        super()._publish(path)
+        self._broadcast()
+
+    def _broadcast(self) -> None:
+        """Put the net ``models/selfplay.json`` names into the object store, once per model id."""
+        if self.pool is None or self.pool.closed:
+            return
+        pointer = self.store.read_pointer()
+        if pointer is None or (self.weights and self.weights["model_id"] == pointer.get("model_id")):
+            return
+        import torch
+
+        if pointer.get("model_id") == self.trainer.model_id:
+            net = self.trainer.net
+        else:
+            from specmcts.network import load_model
+
+            net, _meta = load_model(self.store.dir / pointer["path"], expect_board=self.cfg.game.board)
+            net.model_id = pointer.get("model_id", net.model_id)
+        with torch.no_grad():
+            state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+        ref = self.pool.ray.put({"state": state, "net": dataclasses.asdict(net.net_cfg)})
+        # The reference travels inside a list so that Ray does not fetch the weights for every chunk; a worker
+        # fetches them when the model id is new to it.
+        self.weights = {"model_id": net.model_id, "step": int(pointer.get("step", 0)), "refs": [ref]}
+        self.broadcasts += 1
+
+    # -- chunks ----------------------------------------------------------------------------------
+    def _session(self, worker: int) -> str:
+        """``<ms>-w<worker>``, as the single-machine async workers name theirs; stamped by the driver and
+        strictly increasing, so names are unique and sort in the order the chunks were asked for."""
+        ms = max(time.time_ns() // 1_000_000, self._last_session_ms + 1)
+        self._last_session_ms = ms
+        return f"{ms:013d}-w{worker:02d}"
+
+    def _store(self, files: dict[str, bytes]) -> None:
+        """Write a chunk's files into the run directory: SGFs first, the shard last; each to a temp name and
+        renamed, so a reader (the replay buffer) never sees half a file."""
+        for rel in sorted(files, key=lambda r: (r.startswith("data/"), r)):
+            sub, _, name = rel.partition("/")
+            if sub not in ("sgf", "data") or not name or "/" in name or name.startswith("."):
+                raise WorkerFailed(f"a self-play worker returned an unexpected file {rel!r}")
+            path = self.run_dir / sub / name
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "wb") as f:
+                f.write(files[rel])
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+
+    def _accept(self, done: list) -> bool:
+        for _worker, _chunk, result in done:
+            self._store(result["files"])
+            summary = result["summary"]
+            self.stats.add(summary)
+        return bool(done)
+
+    def _collect(self, timeout: float) -> tuple[bool, list[Chunk]]:
+        try:
+            done, lost = self.pool.wait(timeout)
+        except WorkerFailed as e:
+            self.report(f"run: {e}")
+            self.stop_reason = "self-play failed"
+            return False, []
+        return self._accept(done), lost
+
+    # -- async -----------------------------------------------------------------------------------
+    def _run_async(self) -> None:
+        cfg = self.cfg
+        pool = self.pool
+        games = cfg.run.chunk_games or cfg.selfplay.concurrent
+        last_refresh = 0.0
+        try:
+            while not self._should_stop():
+                lead = cfg.run.max_lead_samples
+                behind = self.buffer.total_samples - self.trainer.samples_trained / cfg.run.train_samples_per_sample
+                if not (lead > 0 and behind > lead):  # else self-play pauses: the trainer is behind the ratio
+                    for w in pool.free(cfg.ray.chunks_in_flight):
+                        session = self._session(w)
+                        seed = chunk_seed(cfg.seed, w, int(session.split("-")[0]), self._chunks_asked)
+                        pool.submit(w, Chunk(session, games, seed), self.weights)
+                        self._chunks_asked += 1
+                train = self.trainer.step < self.target_step()
+                got, _lost = self._collect(0.0 if train else 0.5)  # async: a lost chunk is simply not played
+                if self.stop_reason:
+                    break
+                now = time.perf_counter()
+                if got or now - last_refresh > 2.0:
+                    self.buffer.refresh()
+                    last_refresh = now
+                if got:
+                    self._log_selfplay()
+                target = self.target_step()
+                burst_end = time.perf_counter() + 1.0
+                while self.trainer.step < target and time.perf_counter() < burst_end and not self._should_stop():
+                    self._train_one()
+        finally:
+            pool.stop()
+            self.buffer.refresh()
+            self._log_selfplay()
+
+    # -- generations -----------------------------------------------------------------------------
+    def _run_generations(self) -> None:
+        cfg = self.cfg
+        pool = self.pool
+        chunk_games = cfg.run.chunk_games or cfg.selfplay.concurrent
+        per_gen = cfg.run.games_per_generation
+        try:
+            while not self._should_stop():
+                g = self.generation
+                self._broadcast()
+                todo: deque[Chunk] = deque()
+                for c in range(math.ceil(per_gen / chunk_games)):
+                    session = f"g{g:05d}-c{c:04d}"
+                    if not (self.run_dir / "data" / f"{session}-0000.npz").exists():  # else played before a stop
+                        todo.append(Chunk(session, min(chunk_games, per_gen - c * chunk_games), chunk_seed(cfg.seed, g, c)))
+                while (todo or pool.busy()) and not self._should_stop():
+                    for w in pool.free(cfg.ray.chunks_in_flight):
+                        if todo:
+                            pool.submit(w, todo.popleft(), self.weights)
+                    _got, lost = self._collect(0.5)
+                    todo.extendleft(reversed(lost))  # the same chunk, the same seed, on another worker
+                if self.stop_reason:
+                    break
+                self.buffer.refresh()
+                self._log_selfplay()
+                target = self.target_step()
+                while self.trainer.step < target and not self._should_stop():
+                    self._train_one()
+                if self.stop_reason and self.trainer.step < target:
+                    break
+                self.generation = g + 1
+                self.trainer.flush_log()
+                self._end_generation()
+        finally:
+            pool.stop()
+
+    # -- entry point -----------------------------------------------------------------------------
+    def run(self) -> dict:
+        try:
+            return super().run()
+        finally:
+            if self.pool is not None:
+                self.pool.stop()
+
+    def summary(self, start_step: int, wall: float) -> dict:
+        out = super().summary(start_step, wall)
+        ray_summary = self.pool.summary() if self.pool is not None else {}
+        ray_summary["broadcasts"] = self.broadcasts
+        out["ray"] = ray_summary
+        return out
+
+
+def format_distributed_summary(s: dict) -> str:
+    """The run's one-line summary, with the Ray part appended."""
+    r = s.get("ray") or {}
+    by_worker = ", ".join(f"{w} {n}" for w, n in r.get("games_by_worker", {}).items())
+    return (format_run_summary(s) + f" | ray: {r.get('workers', 0)} workers on {r.get('nodes', 0)} node(s), "
+            f"{r.get('restarts', 0)} restarts, games by worker: {by_worker}")
+
+
+def run_distributed(cfg: Config, run_dir: str | Path, address: str | None = None, device: str = "cpu",
+                    resume: bool = False, init_model: str | None = None, progress: bool = False,
+                    report: Callable[[str], None] = _stderr_report) -> dict:
+    """``specmcts run --ray``: connect to (or start) a Ray cluster and run the loop with Ray self-play workers.
+
+    ``address``: ``local`` (a new cluster on this machine), ``auto`` (the running one), ``host:port`` or
+    ``ray://host:10001``; ``None`` takes ``cfg.ray.address``. A Ray already initialised in this process (a
+    test, a notebook) is used as it is and left running."""
+    ray = import_ray()
+    validate_ray_config(cfg)
+    address = address or cfg.ray.address
+    cfg.ray.address = address
+    started_here = False
+    if not ray.is_initialized():
+        import logging
+
+        context = ray.init(address=address, logging_level=logging.WARNING)
+        started_here = True
+        resources = ray.cluster_resources()
+        dashboard = getattr(context, "dashboard_url", None)
+        report(f"ray: {'started a local cluster' if address == 'local' else 'connected to ' + address} "
+               f"({resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs, {len(ray.nodes())} node(s))"
+               + (f"; dashboard http://{dashboard}" if dashboard else ""))
+    try:
+        loop = DistributedRun(cfg, run_dir, device, resume, init_model, progress, report)
+        summary = loop.run()
+        r = summary["ray"]
+        report(f"ray: {r['workers']} workers on {r['nodes']} node(s), {r['restarts']} restarts, games by worker "
+               + ", ".join(f"{w} {n}" for w, n in r["games_by_worker"].items()))
+        return summary
+    finally:
+        if started_here:
+            ray.shutdown()

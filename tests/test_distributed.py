@@ -1,0 +1,131 @@
+"""`specmcts run --ray` on a real local Ray cluster (2 CPUs): games from two worker actors, checkpoints, the
+single-machine run directory; one worker killed with `ray.kill` mid-run is respawned, its chunk played again,
+and the run completes.
+
+CI installs the ray extra (`pip install -e '.[dev,ray]'`); without Ray these tests fail and say so, they are
+not skipped. The module itself imports without Ray, and `--ray` without it is one clear line."""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+
+import pytest
+import yaml
+
+from specmcts import cli
+from specmcts.config import Config, load_config
+
+RAY_CONFIG = {
+    "name": "ray5",
+    "seed": 5,
+    "game": {"board": 5},
+    "net": {"blocks": 1, "channels": 16, "value_hidden": 16},
+    "search": {"sims": 16, "leaves_per_tree": 8},
+    "evaluator": {"device": "cpu", "max_batch": 128, "cache_entries": 16384, "torch_threads": 1},
+    "selfplay": {"concurrent": 4},
+    "train": {"batch_size": 32, "min_samples": 64, "checkpoint_every": 5, "log_every": 5},
+    "run": {"mode": "async", "workers": 2, "chunk_games": 4, "train_samples_per_sample": 2.0, "minutes": 3.0},
+}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    try:
+        import ray
+    except ImportError:
+        pytest.fail("Ray is not installed: pip install -e '.[dev,ray]' (CI installs the ray extra)")
+    if ray.is_initialized():
+        yield ray
+        return
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield ray
+    ray.shutdown()
+
+
+def write_config(tmp_path, **sections) -> str:
+    data = json.loads(json.dumps(RAY_CONFIG))
+    for section, values in sections.items():
+        data[section].update(values)
+    path = tmp_path / "ray5.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_ray_run_games_from_two_workers_and_checkpoints(tmp_path, capsys, ray_cluster):
+    """`specmcts run --ray`: the single-machine layout, shards named by worker from both actors, checkpoints."""
+    run = tmp_path / "run"
+    config = write_config(tmp_path, run={"max_steps": 30})
+    assert cli.main(["run", "--config", config, "--out", str(run), "--ray", "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["stop_reason"] == "max steps" and summary["step"] == 30
+    shards = sorted(p.name for p in (run / "data").glob("*.npz"))
+    workers = {name.split("-")[1] for name in shards}  # <ms>-w<worker>-0000.npz
+    assert workers == {"w00", "w01"}, shards
+    assert set(summary["ray"]["games_by_worker"]) == {"w00", "w01"}
+    assert all(n > 0 for n in summary["ray"]["games_by_worker"].values()), summary["ray"]
+    assert summary["games"] == sum(summary["ray"]["games_by_worker"].values()) == len(list((run / "sgf").glob("*.sgf")))
+    models = run / "models"
+    assert (models / "model_00000000.pt").is_file() and (models / "model_00000030.pt").is_file()
+    pointer = json.loads((models / "selfplay.json").read_text())
+    assert pointer["step"] == 30 and summary["ray"]["broadcasts"] >= 2
+    assert list((run / "tb").glob("events.out.tfevents.*")) and (run / "config.yaml").is_file()
+    assert not list((run / "data").glob("*.tmp"))
+    assert summary["ray"]["restarts"] == 0 and summary["ray"]["num_cpus_per_worker"] == 1.0
+
+
+def test_killed_worker_is_respawned_and_its_chunk_replayed(tmp_path, ray_cluster):
+    """Generations mode: `ray.kill` one worker mid-run; it comes back, the chunk it held is played again (by
+    name and seed), every chunk of every generation is on disk, and the run ends normally."""
+    from specmcts.distributed import DistributedRun
+
+    cfg = load_config(write_config(tmp_path, run={"mode": "generations", "generations": 2, "games_per_generation": 8,
+                                                  "chunk_games": 2}))
+    run = tmp_path / "run"
+    messages: list[str] = []
+    loop = DistributedRun(cfg, run, report=messages.append)
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(loop.run()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while loop.stats.games_total < 2:  # mid-run: a chunk is on disk, the rest of the generation is not
+        assert thread.is_alive() and time.monotonic() < deadline, messages
+        time.sleep(0.05)
+    ray_cluster.kill(loop.pool.handle(0))
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "the run did not finish after a worker was killed"
+    assert result["stop_reason"] == "generations", messages
+    assert result["ray"]["restarts"] == 1 and any("worker 0 died" in m for m in messages), messages
+    shards = sorted(p.name for p in (run / "data").glob("*.npz"))
+    assert shards == [f"g{g:05d}-c{c:04d}-0000.npz" for g in range(2) for c in range(4)]
+    assert result["games"] == 16 and result["generation"] == 2
+    assert (run / "models" / f"model_{result['step']:08d}.pt").is_file()
+
+
+def test_without_ray_the_module_imports_and_the_flag_says_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    from specmcts import distributed
+
+    with pytest.raises(distributed.RayUnavailable, match=r"specmcts\[ray\]"):
+        distributed.import_ray()
+    config = write_config(tmp_path)
+    assert cli.main(["run", "--config", config, "--out", str(tmp_path / "run"), "--ray", "--quiet"]) == 1
+    assert "pip install 'specmcts[ray]'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_ray_flag_and_resources():
+    from specmcts.distributed import worker_resources
+
+    parser = cli.build_parser()
+    assert parser.parse_args(["run"]).ray is None
+    assert parser.parse_args(["run", "--ray"]).ray == "local"
+    assert parser.parse_args(["run", "--ray", "auto"]).ray == "auto"
+    cfg = Config()
+    assert worker_resources(cfg, {"CPU": 16.0, "GPU": 1.0}, 8) == (2.0, 0.125)
+    assert worker_resources(cfg, {"CPU": 2.0}, 4) == (0.5, 0.0)
+    cfg.evaluator.device = "cpu"
+    assert worker_resources(cfg, {"CPU": 16.0, "GPU": 4.0}, 2) == (8.0, 0.0)
+    cfg.ray.num_cpus_per_worker, cfg.ray.num_gpus_per_worker = 3, 0.5
+    assert worker_resources(cfg, {"CPU": 16.0, "GPU": 4.0}, 2) == (3.0, 0.5)
