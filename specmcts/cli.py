@@ -358,7 +358,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     out = _run_dir(args, cfg)
     runner, formatter = run_loop, format_run_summary
-    if getattr(args, "ray", None) is not None:  # self-play workers as Ray actors (specmcts.distributed), the same run directory
+    if getattr(args, "ray", None) is not None:  # self-play as Ray actors (specmcts.distributed), same run directory
         from functools import partial
 
         from specmcts.distributed import format_distributed_summary, run_distributed

@@ -141,10 +141,10 @@ class EvalConfig:
 class RayConfig:
     """``specmcts run --ray [ADDRESS]``: self-play workers as Ray actors (``specmcts.distributed``)."""
 
-    address: str = "local"  # local: a new cluster on this machine; auto: the running one; or host:port, ray://host:10001
+    address: str = "local"  # local: a new cluster here; auto: the running one; host:port; ray://host:10001
     workers: int = 0  # self-play actors (0: run.workers)
-    num_cpus_per_worker: float = 0.0  # CPUs per actor (0: the cluster's CPUs / workers; also its torch/numba threads)
-    num_gpus_per_worker: float = -1.0  # GPU share per actor (-1: the cluster's GPUs / workers, at most 1; 0: CPU)
+    num_cpus_per_worker: float = 0.0  # CPUs per actor, also its torch/numba threads (0: the most that lets all fit)
+    num_gpus_per_worker: float = -1.0  # GPU share per actor (-1: 1/ceil(workers / GPUs), 0 without GPUs; 0: CPU)
     chunks_in_flight: int = 2  # chunks queued per actor, so the next one is ready while the driver trains
     shared_storage: bool = False  # actors write shards/SGF into the run directory themselves (same path on every
     # node, e.g. NFS); false: they return them through the object store and the driver writes them

@@ -97,7 +97,7 @@ class SelfPlayWorker:
 
     Plain class; ``WorkerPool`` wraps it with ``ray.remote`` (so this module imports without Ray)."""
 
-    def __init__(self, cfg: Config, run_dir: str, index: int, device: str, threads: int, shared_storage: bool):
+    def __init__(self, cfg: Config, run_dir: str, index: int, device: str, threads: int, storage_marker: str | None):
         import torch
 
         from specmcts.evaluator import make_evaluator
@@ -113,14 +113,16 @@ class SelfPlayWorker:
         self.index = index
         self.threads = threads
         board = cfg.game.board
-        if shared_storage:
+        if storage_marker:  # ray.shared_storage: the driver's marker file proves this is the same directory
             self.out = Path(run_dir)
-            if not (self.out / "data").is_dir() or not os.access(self.out / "data", os.W_OK):
-                raise RuntimeError(f"ray.shared_storage: the run directory {run_dir} is not writable on "
-                                   f"{socket.gethostname()}; mount it there or set ray.shared_storage=false")
+            if not (self.out / storage_marker).is_file() or not os.access(self.out / "data", os.W_OK):
+                raise RuntimeError(f"ray.shared_storage: the run directory {run_dir} of the driver is not "
+                                   f"mounted (writable) on {socket.gethostname()}; mount it at the same path or "
+                                   f"set ray.shared_storage=false")
             self.scratch = None
         else:
-            self.scratch = Path(tempfile.mkdtemp(prefix=f"specmcts-w{index:02d}-"))
+            _remove_stale_scratch()
+            self.scratch = Path(tempfile.mkdtemp(prefix=f"specmcts-w{index:02d}-{os.getpid()}-"))
             self.out = self.scratch
         self.net_spec = dataclasses.asdict(cfg.net)
         # Placeholder weights: the first chunk brings the run's net (its model id differs from this one).
@@ -155,9 +157,11 @@ class SelfPlayWorker:
 
     def play(self, session: str, games: int, seed: int, weights: dict) -> dict:
         """One chunk: ``games`` games with the broadcast net into one shard ``<session>-0000.npz`` and SGFs."""
+        cpu_started = time.process_time()
         self._adopt(weights)
         summary = play_chunk(self.cfg, self.out, self.evaluator, self.cache, session, games, seed)
         summary["worker"] = self.index
+        summary["cpu_s"] = time.process_time() - cpu_started  # all threads of the actor's process
         return {"summary": summary, "files": self._take_files(session) if self.scratch is not None else {}}
 
     def _take_files(self, session: str) -> dict[str, bytes]:
@@ -173,6 +177,21 @@ class SelfPlayWorker:
     def __del__(self):
         if getattr(self, "scratch", None) is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _remove_stale_scratch() -> None:
+    """Scratch folders of killed actors on this node (``__del__`` does not run on SIGKILL): the games in
+    flight they hold are lost anyway."""
+    for folder in Path(tempfile.gettempdir()).glob("specmcts-w*-*-*"):
+        try:
+            pid = int(folder.name.split("-")[2])
+            os.kill(pid, 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # alive, another user's
+            continue
 
 
 # -- the driver's side ---------------------------------------------------------------------------------------
@@ -194,21 +213,36 @@ class WorkerSlot:
     games: int = 0
     chunks: int = 0
     restarts: int = 0
+    spawned: float = 0.0  # time.monotonic() of the spawn
+    warned: bool = False  # "not started yet" reported
 
 
-def worker_resources(cfg: Config, cluster: dict, workers: int) -> tuple[float, float]:
-    """(CPUs, GPU share) per actor: the configured ones, or the cluster's resources split evenly."""
+STARTUP_WARN_S = 60.0  # an actor not up after this long is reported (usually: no node has its resources free)
+
+
+def worker_resources(cfg: Config, nodes: list[dict], workers: int) -> tuple[float, float]:
+    """(CPUs, GPU share) per actor: the configured ones, or the most that lets ``workers`` actors fit on the
+    cluster's ``nodes`` (their resource dicts) at once. An actor's share must fit on one node (and a GPU share
+    on one GPU), so the split is by node, not of the cluster's total."""
     r = cfg.ray
-    cpus = r.num_cpus_per_worker
-    if cpus <= 0:
-        total = float(cluster.get("CPU", 1.0))
-        cpus = math.floor(total / workers) if total >= workers else round(total / workers, 2)
-        cpus = max(cpus, 0.01)
     gpus = r.num_gpus_per_worker
     if gpus < 0:
-        total = float(cluster.get("GPU", 0.0))
-        gpus = min(1.0, round(total / workers, 4)) if total > 0 and cfg.evaluator.device != "cpu" else 0.0
-    return float(cpus), float(gpus)
+        total = sum(int(n.get("GPU", 0)) for n in nodes)
+        # 1/k of a GPU: k actors per GPU; every GPU takes the same number.
+        gpus = 1.0 / math.ceil(workers / total) if total > 0 and cfg.evaluator.device != "cpu" else 0.0
+    cpus = r.num_cpus_per_worker
+    if cpus <= 0:
+        hosts = [n for n in nodes if n.get("GPU", 0) >= gpus] if gpus > 0 else nodes
+        node_cpus = [int(n.get("CPU", 0)) for n in hosts] or [1]
+        cpus = next((c for c in range(max(node_cpus), 0, -1) if sum(n // c for n in node_cpus) >= workers), 0)
+        if cpus == 0:  # more actors than CPUs: they share (Ray accepts fractional CPUs)
+            cpus = max(0.01, math.floor(100 * sum(node_cpus) / workers) / 100)
+    return float(cpus), round(float(gpus), 4)
+
+
+def cluster_nodes(ray) -> list[dict]:
+    """Resources of the cluster's live nodes."""
+    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive", n.get("alive", False))]
 
 
 class WorkerPool:
@@ -220,18 +254,33 @@ class WorkerPool:
         self.run_dir = Path(run_dir)
         self.report = report
         self.workers = cfg.ray.workers or cfg.run.workers
-        self.cpus, self.gpus = worker_resources(cfg, self.ray.cluster_resources(), self.workers)
+        nodes = cluster_nodes(self.ray)
+        self.cpus, self.gpus = worker_resources(cfg, nodes, self.workers)
+        if not any(n.get("CPU", 0) >= self.cpus and n.get("GPU", 0) >= self.gpus for n in nodes):
+            have = ", ".join(f"{n.get('CPU', 0):g} CPU/{n.get('GPU', 0):g} GPU" for n in nodes) or "none"
+            message = (f"no node can hold a self-play worker ({self.cpus:g} CPU and {self.gpus:g} GPU; nodes: "
+                       f"{have}); see ray.num_cpus_per_worker, ray.num_gpus_per_worker")
+            if cfg.ray.address == "local":  # a local cluster does not grow
+                raise WorkerFailed(message)
+            report(f"ray: {message}; waiting for the cluster to grow")
         self.device = "cuda" if self.gpus > 0 else "cpu"
         self.threads = max(1, int(self.cpus))
         self.slots = [WorkerSlot(i) for i in range(self.workers)]
         self.pending: dict = {}  # ObjectRef -> (worker, incarnation, Chunk or None for the start-up probe)
         self.restarts = 0
+        self.chunks_lost = 0
         self.closed = False
+        self.storage_marker: str | None = None  # ray.shared_storage: a file the workers must see
         self._prefix = f"{self.run_dir.resolve().name}-{socket.gethostname()}-{os.getpid()}"
         self._actor_class = self.ray.remote(SelfPlayWorker)
 
     # -- actors ----------------------------------------------------------------------------------
     def start(self) -> None:
+        if self.cfg.ray.shared_storage:
+            for sub in ("data", "sgf"):
+                (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+            self.storage_marker = f".shared-storage-{self._prefix}"
+            (self.run_dir / self.storage_marker).write_text(f"{socket.gethostname()} {os.getpid()}\n")
         for slot in self.slots:
             self._spawn(slot)
 
@@ -240,8 +289,9 @@ class WorkerPool:
         slot.handle = self._actor_class.options(
             name=f"{self._prefix}-w{slot.index:02d}-{slot.incarnation}", namespace=NAMESPACE,
             num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0, max_task_retries=0,
-        ).remote(self.cfg, str(self.run_dir), slot.index, self.device, self.threads, self.cfg.ray.shared_storage)
+        ).remote(self.cfg, str(self.run_dir.resolve()), slot.index, self.device, self.threads, self.storage_marker)
         slot.info = None
+        slot.spawned, slot.warned = time.monotonic(), False
         self.pending[slot.handle.info.remote()] = (slot.index, slot.incarnation, None)
 
     def handle(self, worker: int):
@@ -277,6 +327,7 @@ class WorkerPool:
         if ready and rest:
             more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
             ready += more
+        self._warn_unstarted()
         done, lost = [], []
         for ref in ready:
             worker, incarnation, chunk = self.pending.pop(ref)
@@ -286,6 +337,7 @@ class WorkerPool:
                 self._died(worker, incarnation, e)
                 if chunk is not None:
                     lost.append(chunk)
+                    self.chunks_lost += 1
                 continue
             except ray.exceptions.RayTaskError as e:
                 raise WorkerFailed(f"self-play worker {worker} failed: {_first_line(e)}") from None
@@ -294,6 +346,7 @@ class WorkerPool:
                             f"{_first_line(e)}")
                 if chunk is not None:
                     lost.append(chunk)
+                    self.chunks_lost += 1
                 continue
             slot = self.slots[worker]
             if chunk is None:
@@ -306,6 +359,15 @@ class WorkerPool:
             slot.chunks += 1
             done.append((worker, chunk, result))
         return done, lost
+
+    def _warn_unstarted(self) -> None:
+        now = time.monotonic()
+        for slot in self.slots:
+            if slot.info is None and not slot.warned and now - slot.spawned > STARTUP_WARN_S:
+                slot.warned = True
+                self.report(f"ray: self-play worker {slot.index} has not started after {STARTUP_WARN_S:.0f} s: it "
+                            f"needs {self.cpus:g} CPU and {self.gpus:g} GPU on one node (`ray status` shows what "
+                            f"is free; ray.num_cpus_per_worker / ray.num_gpus_per_worker set them)")
 
     def _died(self, worker: int, incarnation: int, error: Exception) -> None:
         slot = self.slots[worker]
@@ -340,6 +402,8 @@ class WorkerPool:
                 except Exception:
                     pass
         self.pending.clear()
+        if self.storage_marker:
+            (self.run_dir / self.storage_marker).unlink(missing_ok=True)
 
     def summary(self) -> dict:
         nodes = {s.info["node"] for s in self.slots if s.info}
@@ -349,6 +413,7 @@ class WorkerPool:
             "num_gpus_per_worker": self.gpus,
             "nodes": len(nodes),
             "restarts": self.restarts,
+            "chunks_lost": self.chunks_lost,
             "storage": "shared" if self.cfg.ray.shared_storage else "object store",
             "games_by_worker": {f"w{s.index:02d}": s.games for s in self.slots},
         }
@@ -392,9 +457,11 @@ class DistributedRun(RunLoop):
 
     # -- setup and weights -----------------------------------------------------------------------
     def _prepare(self) -> None:
-        super()._prepare()
+        # The pool first: a cluster that cannot hold a worker fails before the run directory is touched, and
+        # the actors start (import torch, build their evaluators) while the trainer is set up.
         self.pool = WorkerPool(self.cfg, self.run_dir, self.report)
-        self.pool.start()  # actors start (import torch, build the evaluator) while the weights are put
+        self.pool.start()
+        super()._prepare()
         self._broadcast()
         pool = self.pool
         self.report(f"ray: {pool.workers} self-play worker(s), {pool.cpus:g} CPU and {pool.gpus:g} GPU each, "
@@ -520,7 +587,8 @@ class DistributedRun(RunLoop):
                 for c in range(math.ceil(per_gen / chunk_games)):
                     session = f"g{g:05d}-c{c:04d}"
                     if not (self.run_dir / "data" / f"{session}-0000.npz").exists():  # else played before a stop
-                        todo.append(Chunk(session, min(chunk_games, per_gen - c * chunk_games), chunk_seed(cfg.seed, g, c)))
+                        games = min(chunk_games, per_gen - c * chunk_games)
+                        todo.append(Chunk(session, games, chunk_seed(cfg.seed, g, c)))
                 while (todo or pool.busy()) and not self._should_stop():
                     for w in pool.free(cfg.ray.chunks_in_flight):
                         if todo:

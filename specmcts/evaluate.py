@@ -185,17 +185,17 @@ class GTPSide(Side):
 
 
 class RandomSide(Side):
+    """Random moves that do not fill the mover's own eyes, from the kernels' RNG, seeded once here."""
+
     name = "random"
 
     def __init__(self, seed: int = 0):
-        self.seed = seed
+        from native.board import seed_kernels
+
+        seed_kernels(seed)
 
     def genmove(self, requests):
-        out = []
-        for _g, state in requests:
-            probe = state.copy()
-            out.append((int(probe.play_random()), None))
-        return out
+        return [(int(state.copy().play_random()), None) for _g, state in requests]
 
 
 # -- the match ----------------------------------------------------------------------------------------------------

@@ -172,7 +172,10 @@ def selfplay_worker(config_path: str, run_dir: str, worker: int, device: str, th
         from specmcts.nncache import NNCache
 
         cfg = load_config(config_path)
+        # Each worker gets its share of the cores (torch and the numba batch kernels), unless the config says.
         torch.set_num_threads(cfg.evaluator.torch_threads or max(1, threads))
+        if cfg.search.threads <= 0:
+            cfg.search.threads = max(1, threads)
         run_path = Path(run_dir)
         store = CheckpointStore(run_path)
         board = cfg.game.board
@@ -452,6 +455,8 @@ class RunLoop:
         for k, v in self.stats.scalars(self._elapsed()).items():
             if v is not None and math.isfinite(v):
                 self.writer.add_scalar(k, v, self.trainer.step)
+        if self.bar is not None:
+            self.bar.set_postfix(games=self.stats.games_total, samples=self.buffer.total_samples, refresh=True)
 
     # -- generations -----------------------------------------------------------------------------
     def _run_generations(self) -> None:

@@ -113,10 +113,7 @@ def test_net_match_is_reproducible_and_counts_resignations(tmp_path):
     results = []
     for _ in range(2):
         a = net_side("net", net_a, cfg, concurrent=4, seed=5)
-        b = RandomSide()
-        from native.board import seed_kernels
-
-        seed_kernels(3)
+        b = RandomSide(seed=3)
         results.append(play_match(RULES, a, b, games=4, concurrent=4))
     assert [g.result for g in results[0].games] == [g.result for g in results[1].games]
     assert [g.moves for g in results[0].games] == [g.moves for g in results[1].games]

@@ -83,7 +83,7 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=0, help="self-play processes (default: cores / 2, at most 8)")
     p.add_argument("--games", type=int, default=40, help="games per match against each GnuGo level (default: 40)")
     p.add_argument("--levels", type=int, nargs="+", default=[1, 10], help="GnuGo levels (default: 1 10)")
-    p.add_argument("--eval-every", type=int, default=1000, help="trainer steps between Elo points (default: 1000)")
+    p.add_argument("--eval-every", type=int, default=2000, help="trainer steps between Elo points (default: 2000)")
     p.add_argument("--eval-games", type=int, default=40, help="games per Elo point vs the first net (default: 40)")
     p.add_argument("--gnugo-games", type=int, default=20,
                    help="games per Elo point vs GnuGo level 1 during the run (0: off; default: 20)")
