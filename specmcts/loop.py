@@ -87,6 +87,9 @@ def play_chunk(cfg: Config, run_dir: Path, evaluator, cache, session: str, games
     summary = runner.run()
     summary["samples"] = summary["moves"]
     summary["model_id"] = evaluator.model_id
+    # Speculation per stage/phase and cache hit rate per game phase, as self-play names them in TensorBoard.
+    summary["scalars"] = {k: v for k, v in runner._tb_scalars(summary).items()
+                          if k.startswith(("speculation/", "cache/")) and v is not None}
     return summary
 
 
@@ -104,6 +107,7 @@ class SelfPlayStats:
         self.games_total = 0
         self.samples_total = 0
         self._pending: list[dict] = []
+        self._last_wall = 0.0
 
     def add(self, summary: dict) -> None:
         self._pending.append(summary)
@@ -117,14 +121,22 @@ class SelfPlayStats:
         games = sum(c["games"] for c in chunks) or 1
         out = {f"selfplay/{k}": sum(c[k] * c["games"] for c in chunks) / games for k in self.KEYS}
         busy = sum(c["wall_s"] for c in chunks)
-        out["selfplay/evals_per_s"] = sum(c["evals"] for c in chunks) / busy if busy else 0.0
+        interval, self._last_wall = wall_s - self._last_wall, wall_s
+        evals = sum(c["evals"] for c in chunks)
+        # per self-play process while it plays, and of all processes over the wall clock since the last point
+        out["selfplay/evals_per_s"] = evals / busy if busy else 0.0
         out["selfplay/sims_per_s"] = sum(c["sims"] for c in chunks) / busy if busy else 0.0
+        out["selfplay/evals_per_s_total"] = evals / interval if interval > 0 else 0.0
         out["selfplay/games_total"] = self.games_total
         out["selfplay/samples_total"] = self.samples_total
         out["selfplay/games_per_hour"] = 3600.0 * self.games_total / wall_s if wall_s > 0 else 0.0
-        spec = [c for c in chunks if c.get("prediction_accuracy") is not None]
-        if spec:
-            out["speculation/accuracy"] = sum(c["prediction_accuracy"] * c["games"] for c in spec) / sum(c["games"] for c in spec)
+        weights: dict[str, float] = {}
+        sums: dict[str, float] = {}
+        for c in chunks:
+            for k, v in c.get("scalars", {}).items():
+                sums[k] = sums.get(k, 0.0) + v * c["games"]
+                weights[k] = weights.get(k, 0.0) + c["games"]
+        out.update({k: sums[k] / weights[k] for k in sums if weights[k]})
         return out
 
 
@@ -534,7 +546,8 @@ class RunLoop:
                 target = self.target_step()
                 lead = cfg.run.max_lead_samples
                 behind = self.buffer.total_samples - self.trainer.samples_trained / cfg.run.train_samples_per_sample
-                if lead > 0 and behind > lead:
+                # Pause self-play only while the trainer can catch up (it cannot before train.min_samples).
+                if lead > 0 and behind > lead and self.buffer.total_samples >= cfg.train.min_samples:
                     allowed.clear()
                 else:
                     allowed.set()
