@@ -298,6 +298,10 @@ class Pipeline:
                 self._close(deeper, wasted=True)
             del chain[d + 1:]
         self._order = None
+        self._spawn(game, chain, level, guess)
+
+    def _spawn(self, game, chain: list, level: Level, guess: int) -> None:
+        """Start the level below ``level`` (the chain's last) at the position after ``guess``."""
         nxt = level.state.copy()
         nxt.play(guess)
         if nxt.is_over:
@@ -314,13 +318,7 @@ class Pipeline:
         if d >= self.k or level.stage <= 1:
             return
         counts = self.search.visit_counts(level.slot)
-        guess = self.policy.pick(game, level.state.move_number, counts)
-        nxt = level.state.copy()
-        nxt.play(guess)
-        if nxt.is_over:
-            return
-        chain.append(self._open(game, nxt, via=guess))
-        self.stats.spawned += 1
+        self._spawn(game, chain, level, self.policy.pick(game, level.state.move_number, counts))
 
     def _score_predictions(self, level: Level, action: int) -> None:
         phase = game_phase(level.state.move_number, level.state.size)
