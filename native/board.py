@@ -14,7 +14,6 @@ from .layout import (
     BLACK,
     BLOOM_WORDS,
     BORDER,
-    CORE_FIELDS,
     EMPTY,
     F_BOARD,
     F_CHAIN_HEAD,

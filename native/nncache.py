@@ -71,51 +71,65 @@ def _slot(key, cap):
 
 
 @njit(cache=True)
+def _probe(table_keys, table_policy, table_value, key, out_policy, out_value, row):
+    """Copy the entry of ``key`` into ``out_policy[row]``/``out_value[row]``; False if absent."""
+    cap = table_keys.shape[0]
+    if cap == 0:
+        return False
+    key = cache_key(key)
+    s = _slot(key, cap)
+    if table_keys[s] != key:
+        return False
+    out_policy[row, :] = table_policy[s, :]
+    out_value[row] = table_value[s]
+    return True
+
+
+@njit(cache=True)
+def _store(table_keys, table_policy, table_value, key, policy, value, row):
+    """Store ``policy[row]``/``value[row]`` under ``key``, overwriting whatever shared its slot."""
+    cap = table_keys.shape[0]
+    if cap == 0:
+        return
+    key = cache_key(key)
+    s = _slot(key, cap)
+    table_keys[s] = key
+    table_policy[s, :] = policy[row, :]
+    table_value[s] = value[row]
+
+
+@njit(cache=True)
+def _count(hits_by_move, misses_by_move, move_number, found):
+    last_move = hits_by_move.shape[0] - 1
+    if last_move < 0:
+        return
+    m = min(max(np.int64(move_number), 0), last_move)
+    if found:
+        hits_by_move[m] += 1
+    else:
+        misses_by_move[m] += 1
+
+
+@njit(cache=True)
 def lookup(table_keys, table_policy, table_value, keys, move_numbers, out_policy, out_value, hit,
            hits_by_move, misses_by_move):
     """Answer ``keys[n]`` from the table: for each hit copy its row into ``out_policy[i]``/``out_value[i]``
     and set ``hit[i]``; rows that miss are left untouched. Counts hits and misses per move number (clipped
     to ``0..len(hits_by_move) - 1``). Returns the number of hits."""
-    cap = table_keys.shape[0]
-    num_actions = out_policy.shape[1]
-    last_move = hits_by_move.shape[0] - 1
     hits = 0
     for i in range(keys.shape[0]):
-        found = False
-        if cap > 0:
-            key = cache_key(keys[i])
-            s = _slot(key, cap)
-            if table_keys[s] == key:
-                found = True
-                for a in range(num_actions):
-                    out_policy[i, a] = table_policy[s, a]
-                out_value[i] = table_value[s]
+        found = _probe(table_keys, table_policy, table_value, keys[i], out_policy, out_value, i)
         hit[i] = found
-        if last_move >= 0:
-            m = min(max(np.int64(move_numbers[i]), 0), last_move)
-            if found:
-                hits_by_move[m] += 1
-            else:
-                misses_by_move[m] += 1
-        if found:
-            hits += 1
+        _count(hits_by_move, misses_by_move, move_numbers[i], found)
+        hits += found
     return hits
 
 
 @njit(cache=True)
 def insert(table_keys, table_policy, table_value, keys, policy, value):
     """Store ``policy[i]``/``value[i]`` under ``keys[i]``, overwriting the slot's previous entry."""
-    cap = table_keys.shape[0]
-    if cap == 0:
-        return
-    num_actions = policy.shape[1]
     for i in range(keys.shape[0]):
-        key = cache_key(keys[i])
-        s = _slot(key, cap)
-        table_keys[s] = key
-        for a in range(num_actions):
-            table_policy[s, a] = policy[i, a]
-        table_value[s] = value[i]
+        _store(table_keys, table_policy, table_value, keys[i], policy, value, i)
 
 
 @njit(cache=True)
@@ -123,29 +137,16 @@ def lookup_leaves(table_keys, table_policy, table_value, n, leaf_kind, eval_kind
                   leaf_policy, leaf_value, miss_rows, hits_by_move, misses_by_move):
     """The search's fused lookup: for leaves ``0..n-1`` of kind ``eval_kind``, copy a hit straight into
     ``leaf_policy[j]``/``leaf_value[j]`` and list a miss in ``miss_rows``. Returns (hits, misses)."""
-    cap = table_keys.shape[0]
-    num_actions = leaf_policy.shape[1]
-    last_move = hits_by_move.shape[0] - 1
     hits = 0
     misses = 0
     for j in range(n):
         if leaf_kind[j] != eval_kind:
             continue
-        found = False
-        if cap > 0:
-            key = cache_key(leaf_key[j])
-            s = _slot(key, cap)
-            if table_keys[s] == key:
-                found = True
-                for a in range(num_actions):
-                    leaf_policy[j, a] = table_policy[s, a]
-                leaf_value[j] = table_value[s]
-        m = min(max(np.int64(leaf_move_number[j]), 0), last_move)
+        found = _probe(table_keys, table_policy, table_value, leaf_key[j], leaf_policy, leaf_value, j)
+        _count(hits_by_move, misses_by_move, leaf_move_number[j], found)
         if found:
-            hits_by_move[m] += 1
             hits += 1
         else:
-            misses_by_move[m] += 1
             miss_rows[misses] = j
             misses += 1
     return hits, misses
@@ -155,20 +156,11 @@ def lookup_leaves(table_keys, table_policy, table_value, n, leaf_kind, eval_kind
 def insert_leaves(table_keys, table_policy, table_value, miss_rows, m, leaf_key, policy, value,
                   leaf_policy, leaf_value):
     """Scatter the network's answers for ``miss_rows[:m]`` into the leaf arrays and store them."""
-    cap = table_keys.shape[0]
-    num_actions = policy.shape[1]
     for i in range(m):
         j = miss_rows[i]
-        for a in range(num_actions):
-            leaf_policy[j, a] = policy[i, a]
+        leaf_policy[j, :] = policy[i, :]
         leaf_value[j] = value[i]
-        if cap > 0:
-            key = cache_key(leaf_key[j])
-            s = _slot(key, cap)
-            table_keys[s] = key
-            for a in range(num_actions):
-                table_policy[s, a] = policy[i, a]
-            table_value[s] = value[i]
+        _store(table_keys, table_policy, table_value, leaf_key[j], policy, value, i)
 
 
 @njit(cache=True)

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from specmcts.atomic import atomic_write_bytes
 from specmcts.config import Config, ConfigError
 from specmcts.loop import RunLoop, chunk_seed, format_run_summary, play_chunk
 
@@ -515,12 +516,7 @@ class DistributedRun(RunLoop):
             if sub not in ("sgf", "data") or not name or "/" in name or name.startswith("."):
                 raise WorkerFailed(f"a self-play worker returned an unexpected file {rel!r}")
             path = self.run_dir / sub / name
-            tmp = path.with_name(path.name + ".tmp")
-            with open(tmp, "wb") as f:
-                f.write(files[rel])
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            atomic_write_bytes(path, files[rel])
 
     def _accept(self, done: list) -> bool:
         for _worker, _chunk, result in done:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from torch import nn
 
 from native.features import NUM_PLANES
 from specmcts.config import NetConfig
+from specmcts.atomic import atomic_open
 
 CHECKPOINT_FORMAT = 1
 _RESERVED_KEYS = ("model", "board_size", "num_planes", "net", "model_id", "format")
@@ -148,22 +148,8 @@ def save_model(path: str | os.PathLike, net: PolicyValueNet, extra: dict[str, An
         "net": dataclasses.asdict(net.net_cfg),
         "model_id": model_id,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path) as f:
+        torch.save(payload, f)
     net.model_id = model_id
     return model_id
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from games.go import BLACK, EMPTY, GoRules, GoState, action_to_gtp
 from native import tree as tree_kernels
+from specmcts.atomic import atomic_open
 from specmcts.config import Config, dirichlet_alpha, temperature_moves
 from specmcts.search import Search, dirichlet_noise
 from specmcts.speculation import Pipeline, game_phase
@@ -131,17 +132,13 @@ class RunWriter:
         value = np.array([r.state.result_for(c) for r in self.pending for c in r.to_play], np.float32)
         move = np.array([i for r in self.pending for i in range(len(r.features))], np.int16)
         path = self.out / "data" / f"{self.session}-{self._next_shard:04d}.npz"
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_open(path) as fh:
             np.savez_compressed(
                 fh, features=feats, policy=policy, value=value, move_number=move,
                 board_size=np.int32(self.rules.size), komi=np.float32(self.rules.komi),
                 rules=np.array("area/positional-superko"), model_id=np.array(self.model_id),
                 created=np.float64(time.time()), version=np.int32(SHARD_VERSION),
             )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
         self._next_shard += 1
         self.shards_written += 1
         self.pending = []

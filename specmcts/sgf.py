@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -31,6 +30,7 @@ from sgfmill import sgf as sgfmill_sgf
 
 from games.go import BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError
 from native import layout
+from specmcts.atomic import atomic_write_bytes
 
 RULESET_DEFAULT = "Chinese"
 RULESET_NOKO = "NOKO"
@@ -277,28 +277,8 @@ def write_sgf(
 
     data = game.serialise()
     if path is not None:
-        _atomic_write(Path(path), data)
+        atomic_write_bytes(path, data)
     return data.decode("utf-8")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a unique temporary name in the same folder, fsync, rename: readers never see half a file.
-    (Not ``tempfile.mkstemp``: its 0600 mode would survive the rename; ``os.open`` honours the umask.)"""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 # ----------------------------------------------------------------------------------------------

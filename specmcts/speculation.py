@@ -195,6 +195,7 @@ class Pipeline:
         self._order = np.array(order, np.int32)
         self._head_games = list(self.levels)
         self._heads = np.array([c[0].slot for c in self.levels.values()], np.int32)
+        self._slot_game = {level.slot: game for game, chain in self.levels.items() for level in chain}
 
     def advance(self, game: Hashable, action: int, state_after: GoState | None) -> bool:
         """Level 0 of ``game`` played ``action``. ``state_after`` is the new position, or None when the
@@ -265,7 +266,10 @@ class Pipeline:
         self.free_slots.append(level.slot)
 
     def _stage_boundaries(self, slots: set) -> None:
-        for game, chain in list(self.levels.items()):
+        """Predictions of the levels in ``slots`` (the slots that just crossed a boundary), game by game,
+        shallow levels first (a restart below is seen by the deeper ones)."""
+        for game in {self._slot_game[s] for s in slots}:
+            chain = self.levels[game]
             d = 0
             while d < len(chain):
                 level = chain[d]

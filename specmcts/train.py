@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from specmcts.atomic import atomic_write_bytes
 from specmcts.config import Config, ConfigError, TrainConfig
 from specmcts.network import CheckpointError, PolicyValueNet, build_net, load_model, read_checkpoint, save_model
 from specmcts.replay import ReplayBuffer
@@ -161,12 +161,8 @@ class CheckpointStore:
         """Point self-play at ``path`` (atomically: a reader sees the old or the new pointer)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         target = self.dir / SELFPLAY_POINTER
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with open(tmp, "w") as f:
-            json.dump({"path": Path(path).name, "model_id": model_id, "step": int(step)}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        pointer = {"path": Path(path).name, "model_id": model_id, "step": int(step)}
+        atomic_write_bytes(target, json.dumps(pointer).encode())
 
     def read_pointer(self) -> dict | None:
         try:
