@@ -193,6 +193,12 @@ class GoState:
         black, white = kernels.area_score(self.core)
         return int(black), int(white)
 
+    def ownership(self) -> np.ndarray:
+        """Tromp-Taylor ownership of the board as it stands: int8 [N, N], +1 black's, -1 white's, 0 neutral."""
+        out = np.zeros(self.size * self.size, np.int8)
+        kernels.area_ownership(self.core, out)
+        return out.reshape(self.size, self.size)
+
     def score(self) -> float:
         """Black's area minus white's area minus komi."""
         return kernels.score_x2(self.core) / 2.0

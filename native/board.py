@@ -478,22 +478,26 @@ def play(core, hist, past, action):
 
 
 @njit(cache=True)
-def area_score(core):
-    """Tromp-Taylor area: (black points, white points); an empty region counts for a colour only if it
-    reaches that colour alone."""
-    width = core[M_SIZE] + 2
+def area_ownership(core, out):
+    """Tromp-Taylor ownership of every point into ``out`` (int8 [N * N], action order): BLACK's points +1,
+    WHITE's -1, neutral 0. A stone is its colour's; an empty region belongs to a colour only if it reaches
+    that colour alone. Returns (black points, white points)."""
+    size = core[M_SIZE]
+    width = size + 2
     area = width * width
     ob = META_LEN + F_BOARD * area
     black = 0
     white = 0
+    owner = np.zeros(area, dtype=np.int8)
     seen = np.zeros(area, dtype=np.bool_)
     stack = np.empty(area, dtype=np.int32)
+    members = np.empty(area, dtype=np.int32)
     for p in range(area):
         v = core[ob + p]
         if v == BLACK:
-            black += 1
+            owner[p] = 1
         elif v == WHITE:
-            white += 1
+            owner[p] = -1
         elif v == EMPTY and not seen[p]:
             seen[p] = True
             stack[0] = p
@@ -503,6 +507,7 @@ def area_score(core):
             while top > 0:
                 top -= 1
                 q = stack[top]
+                members[region] = q
                 region += 1
                 for n in (q - 1, q + 1, q - width, q + width):
                     w = core[ob + n]
@@ -515,11 +520,25 @@ def area_score(core):
                         touches |= 1
                     elif w == WHITE:
                         touches |= 2
-            if touches == 1:
-                black += region
-            elif touches == 2:
-                white += region
+            if touches == 1 or touches == 2:
+                mark = 1 if touches == 1 else -1
+                for i in range(region):
+                    owner[members[i]] = mark
+    for a in range(size * size):
+        o = owner[(a // size + 1) * width + a % size + 1]
+        out[a] = o
+        if o > 0:
+            black += 1
+        elif o < 0:
+            white += 1
     return black, white
+
+
+@njit(cache=True)
+def area_score(core):
+    """Tromp-Taylor area: (black points, white points) (``area_ownership``, counted)."""
+    size = core[M_SIZE]
+    return area_ownership(core, np.empty(size * size, dtype=np.int8))
 
 
 @njit(cache=True)

@@ -20,7 +20,16 @@ children            [T, M, A] int32     child node per action, ``UNVISITED`` if 
 prior               [T, M, A] float32   policy prior per action, ``ILLEGAL`` (-1) for illegal moves
 root_noise          [T, A] float32      Dirichlet noise mixed into the root priors at root expansion
 noise_fraction      [T] float32         weight of that noise (0: none)
+root_budget         [T] int32           Gumbel root: the simulation budget of sequential halving (0: PUCT)
+gumbel              [T, A] float32      Gumbel root: the Gumbel noise per action (0 in evaluation)
+gumbel_table        [T, M] int32        Gumbel root: the visit count the i-th root simulation adds to
 ==================  ==================  ===========================================================
+
+Gumbel root (Danihelka et al. 2022, mctx's ``gumbel_muzero_policy``): the i-th simulation of a tree with
+``root_budget > 0`` goes to the action that maximises ``g(a) + log prior(a) + sigma(completed q(a))`` among
+the legal actions whose visit count (in-flight walks included) equals ``gumbel_table[t, i]``: the table of
+sequential halving (``specmcts.search.considered_visits``), so the top m actions by ``g + log prior`` get
+one visit each, then the better half by score more, and so on. Below the root, PUCT.
 
 One simulation: copy the root state into a scratch row, walk down by PUCT (adding virtual loss), play
 the moves on the scratch state, stop at a node that is new (needs the network), terminal (scored by the
@@ -134,6 +143,133 @@ def _pick_child(t, node, visits, value_sum, virtual_loss, children, prior, c_puc
 
 
 @njit(cache=True)
+def root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, sigma):
+    """``sigma(completed q)`` of every root action into ``sigma`` [A] (0 for illegal ones), as mctx's
+    ``qtransform_completed_by_mix_value``: a visited child's q is its mean value, an unvisited one's the
+    mixed value (the root's own evaluation mixed with the prior-weighted q of the visited children); the q's
+    are rescaled to [0, 1] by their min and max and multiplied by ``(c_visit + max visits) * c_scale``."""
+    num_actions = prior.shape[2]
+    sum_n = 0
+    max_n = 0
+    sum_p = 0.0
+    weighted_q = 0.0
+    for a in range(num_actions):
+        c = children[t, ROOT, a]
+        if c >= 0 and visits[t, c] > 0 and prior[t, ROOT, a] >= 0.0:
+            n = visits[t, c]
+            sum_n += n
+            if n > max_n:
+                max_n = n
+            sum_p += prior[t, ROOT, a]
+            weighted_q += prior[t, ROOT, a] * value_sum[t, c] / n
+    v_mix = float(nn_value[t, ROOT])
+    if sum_n > 0 and sum_p > 0.0:
+        v_mix = (v_mix + sum_n * weighted_q / sum_p) / (sum_n + 1)
+    q_min = v_mix
+    q_max = v_mix
+    for a in range(num_actions):
+        sigma[a] = 0.0
+        if prior[t, ROOT, a] < 0.0:
+            continue
+        c = children[t, ROOT, a]
+        q = v_mix
+        if c >= 0 and visits[t, c] > 0:
+            q = value_sum[t, c] / visits[t, c]
+        sigma[a] = q
+        q_min = min(q_min, q)
+        q_max = max(q_max, q)
+    scale = (c_visit + max_n) * c_scale
+    spread = max(q_max - q_min, 1e-8)
+    for a in range(num_actions):
+        if prior[t, ROOT, a] >= 0.0:
+            sigma[a] = scale * (sigma[a] - q_min) / spread
+
+
+@njit(cache=True)
+def _pick_root_gumbel(t, visits, value_sum, virtual_loss, nn_value, children, prior, root_budget, gumbel,
+                      gumbel_table, c_visit, c_scale):
+    """Sequential halving at an expanded root: the action for the next simulation, or -1 when no legal
+    action has the visit count the table asks for (more simulations than the budget: PUCT takes over)."""
+    num_actions = prior.shape[2]
+    total = 0
+    for a in range(num_actions):
+        c = children[t, ROOT, a]
+        if c >= 0:
+            total += visits[t, c] + virtual_loss[t, c]
+    considered = gumbel_table[t, min(total, root_budget[t] - 1, gumbel_table.shape[1] - 1)]
+    sigma = np.empty(num_actions, np.float64)
+    root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, sigma)
+    best = -1
+    best_score = -1e300
+    for a in range(num_actions):
+        p = prior[t, ROOT, a]
+        if p < 0.0:
+            continue
+        c = children[t, ROOT, a]
+        n = visits[t, c] + virtual_loss[t, c] if c >= 0 else 0
+        if n != considered:
+            continue
+        score = gumbel[t, a] + math.log(max(p, 1e-30)) + sigma[a]
+        if score > best_score:
+            best_score = score
+            best = a
+    return best
+
+
+@njit(cache=True)
+def gumbel_root_action(t, visits, value_sum, nn_value, children, prior, gumbel, c_visit, c_scale):
+    """The move of a Gumbel search (final or partial): among the legal root actions with the most completed
+    visits, the one with the highest ``g + log prior + sigma(q)`` (lowest action on ties); -1 if the root
+    is not expanded."""
+    num_actions = prior.shape[2]
+    sigma = np.empty(num_actions, np.float64)
+    root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, sigma)
+    max_n = 0
+    for a in range(num_actions):
+        c = children[t, ROOT, a]
+        if c >= 0 and prior[t, ROOT, a] >= 0.0 and visits[t, c] > max_n:
+            max_n = visits[t, c]
+    best = -1
+    best_score = -1e300
+    for a in range(num_actions):
+        p = prior[t, ROOT, a]
+        if p < 0.0:
+            continue
+        c = children[t, ROOT, a]
+        n = visits[t, c] if c >= 0 else 0
+        if n != max_n:
+            continue
+        score = gumbel[t, a] + math.log(max(p, 1e-30)) + sigma[a]
+        if score > best_score:
+            best_score = score
+            best = a
+    return best
+
+
+@njit(cache=True)
+def gumbel_improved_policy(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, out):
+    """The Gumbel training target: ``softmax(log prior + sigma(completed q))`` over the legal root actions
+    into ``out`` [A] (0 for illegal ones)."""
+    num_actions = prior.shape[2]
+    sigma = np.empty(num_actions, np.float64)
+    root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, sigma)
+    top = -1e300
+    for a in range(num_actions):
+        if prior[t, ROOT, a] >= 0.0:
+            sigma[a] += math.log(max(prior[t, ROOT, a], 1e-30))
+            top = max(top, sigma[a])
+    total = 0.0
+    for a in range(num_actions):
+        if prior[t, ROOT, a] >= 0.0:
+            sigma[a] = math.exp(sigma[a] - top)
+            total += sigma[a]
+        else:
+            sigma[a] = 0.0
+    for a in range(num_actions):
+        out[a] = sigma[a] / total if total > 0.0 else 0.0
+
+
+@njit(cache=True)
 def _undo_path(t, node, virtual_loss, parent):
     while node != NO_PARENT:
         virtual_loss[t, node] -= 1
@@ -164,6 +300,7 @@ def _select_one(
     scratch_core, scratch_hist, scratch_past,
     leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_key, leaf_move_number,
     c_puct, fpu_reduction, vl_value,
+    nn_value, root_budget, gumbel, gumbel_table, c_visit, c_scale,
 ):
     """One simulation's walk down tree ``t`` into scratch row ``row``; False if it collided."""
     max_nodes = visits.shape[1]
@@ -173,7 +310,12 @@ def _select_one(
     while True:
         st = status[t, node]
         if st == EXPANDED:
-            a = _pick_child(t, node, visits, value_sum, virtual_loss, children, prior, c_puct, fpu_reduction, vl_value)
+            a = -1
+            if node == ROOT and root_budget[t] > 0:
+                a = _pick_root_gumbel(t, visits, value_sum, virtual_loss, nn_value, children, prior, root_budget,
+                                      gumbel, gumbel_table, c_visit, c_scale)
+            if a < 0:
+                a = _pick_child(t, node, visits, value_sum, virtual_loss, children, prior, c_puct, fpu_reduction, vl_value)
             child = children[t, node, a]
             if child < 0:
                 child = node_count[t]
@@ -225,6 +367,7 @@ def _select_leaves(
     scratch_core, scratch_hist, scratch_past,
     leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_key, leaf_move_number,
     c_puct, fpu_reduction, vl_value,
+    nn_value, root_budget, gumbel, gumbel_table, c_visit, c_scale,
 ):
     """Select ``wanted[i]`` leaves in tree ``slots[i]`` into its reserved rows (``reserve_rows``); trees run
     in parallel (each owns its rows and its tree), the walks of one tree run in order.
@@ -248,6 +391,7 @@ def _select_leaves(
                 scratch_core, scratch_hist, scratch_past,
                 leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_key, leaf_move_number,
                 c_puct, fpu_reduction, vl_value,
+                nn_value, root_budget, gumbel, gumbel_table, c_visit, c_scale,
             ):
                 collisions += 1
     return n, collisions

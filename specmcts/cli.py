@@ -174,7 +174,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     _add_common(p, games=True, sims=True, speculate=True, model=True, out=True,
                 games_help="self-play games per generation (generations mode)",
-                model_help="weights to start the run from (default: a fresh net)")
+                model_help="weights to start the run from, or 'shipped' (the net that ships for the board; default: a fresh net)")
     p.add_argument("--mode", choices=("async", "generations"),
                    help="async: self-play and training concurrently (KataGo); generations: in turns (AlphaZero) "
                         "(default: run.mode)")
@@ -193,7 +193,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     _add_common(p, games=True, sims=True, speculate=True, model=True, out=True,
-                model_help="checkpoint to evaluate (default: the newest in runs/<name>/models)",
+                model_help="checkpoint to evaluate, or 'shipped' (default: the net that ships for the board, "
+                           "else the newest in runs/<name>/models)",
                 games_help="games in the match (default: eval.games, 40)")
     p.add_argument("--opponent", metavar="WHO", default="gnugo",
                    help="gnugo, random, a checkpoint PATH, or 'gtp:<command line>' (default: gnugo)")
@@ -277,6 +278,17 @@ def config_from_args(args: argparse.Namespace):
             cfg.cpu_fallback = True
     except ConfigError as err:
         raise CommandError(str(err), EXIT_USAGE) from None
+    if getattr(args, "model", None) and args.command != "model":
+        # `--model shipped` is the embedded net of the board; a run, self-play or training from a checkpoint
+        # takes that checkpoint's architecture (whatever the config's net says)
+        from specmcts.network import CheckpointError, net_config_of, read_checkpoint, resolve_model
+
+        try:
+            args.model = resolve_model(args.model, cfg.game.board)
+            if args.command in ("run", "train", "selfplay") and not getattr(args, "resume", False):
+                cfg.net = net_config_of(read_checkpoint(args.model)["net"])
+        except CheckpointError as err:
+            raise CommandError(str(err)) from None
     return cfg
 
 
@@ -384,12 +396,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     run = _run_dir(args, cfg)
+    from specmcts.network import embedded_model
+
     model = args.model
-    if model is None:
+    if model is None:  # the net that ships for the board, else the newest checkpoint of the run
+        embedded = embedded_model(cfg.game.board)
         found = CheckpointStore(run).steps()
-        if not found:
-            raise CommandError(f"no --model given and no checkpoint in {run / 'models'}", EXIT_USAGE)
-        model = str(found[-1][1])
+        if embedded is None and not found:
+            raise CommandError(f"no --model given, no net ships for {cfg.game.board}x{cfg.game.board} and no "
+                               f"checkpoint in {run / 'models'}", EXIT_USAGE)
+        model = str(embedded if embedded is not None else found[-1][1])
     games = args.games or cfg.eval.games
     try:
         summary = eval_run(cfg, model, args.opponent, games, run / "eval", device=resolve_device(cfg.evaluator.device),
@@ -437,11 +453,14 @@ def cmd_model(args: argparse.Namespace) -> int:
     import json as json_module
     import os
 
-    from specmcts.network import CheckpointError, build_net, count_parameters, load_model, save_model
+    from specmcts.network import (SHIPPED, CheckpointError, build_net, count_parameters, load_model, provenance,
+                                  resolve_model, save_model)
 
     if not args.path:
         raise CommandError(f"model {args.action}: give the checkpoint PATH", EXIT_USAGE)
     try:
+        if args.action != "init" and args.path == SHIPPED:  # `model info shipped`: the embedded 9x9 net
+            args.path = resolve_model(SHIPPED, 9)
         if args.action == "init":
             import torch
 
@@ -452,22 +471,32 @@ def cmd_model(args: argparse.Namespace) -> int:
         elif args.action == "export":
             net, meta = load_model(args.path)
             out = args.out or str(args.path).removesuffix(".pt") + ".export.pt"
-            # weights and architecture only: no optimizer state, what GTP and self-play need (small to ship)
-            save_model(out, net, {"model_id": meta["model_id"], "step": meta.get("step")})
+            # weights, architecture and provenance only: no optimizer state, what GTP and self-play need
+            # (small to ship); the config and compute totals say how it was made (`model info`)
+            save_model(out, net, {"model_id": meta["model_id"], "step": meta.get("step"),
+                                  "config": meta.get("config") or {}, "run": {"totals": provenance(meta)}})
             args.path = out
         net, meta = load_model(args.path)
     except CheckpointError as err:
         raise CommandError(str(err)) from None
+    made = provenance(meta)
     info = {"path": str(args.path), "model_id": meta["model_id"], "board_size": meta["board_size"],
             "net": meta["net"], "parameters": count_parameters(net), "step": meta.get("step"),
-            "bytes": os.path.getsize(args.path)}
+            "bytes": os.path.getsize(args.path), "provenance": made}
     if args.json:
         print(json_module.dumps(info, default=str, sort_keys=True))
     else:
         net_cfg = meta["net"]
+        how = ""
+        if "cpu_hours" in made:
+            how = (f" | trained {made['cpu_hours']:.2f} CPU-hours, {made.get('games', 0):,} self-play games, "
+                   f"{made.get('sessions', 1)} session(s)")
+        if made.get("config"):
+            search = ", ".join(f"{k} {v}" for k, v in (made.get("search") or {}).items())
+            how += f" | config {made['config']} ({search})"
         print(f"{info['path']}: {info['model_id']}, {info['board_size']}x{info['board_size']}, "
-              f"{net_cfg['blocks']} blocks x {net_cfg['channels']} channels, {info['parameters']:,} parameters, "
-              f"step {info['step']}, {info['bytes'] / 1e6:.2f} MB")
+              f"{net_cfg['blocks']} blocks x {net_cfg['channels']} channels ({net_cfg.get('heads', 'fc')} heads), "
+              f"{info['parameters']:,} parameters, step {info['step']}, {info['bytes'] / 1e6:.2f} MB{how}")
     return EXIT_OK
 
 

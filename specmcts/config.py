@@ -27,11 +27,20 @@ class GameConfig:
 
 @dataclass
 class NetConfig:
+    """The network (``specmcts.network``). ``heads: kata`` (the default) is KataGo-style and fully
+    convolutional: a 1x1-conv policy plane plus a pass logit from pooled features, a pooled value head, and
+    the auxiliary ownership and score heads; ``fc`` is the AlphaZero heads (fully connected over the board),
+    which is what checkpoints made before ``heads`` existed hold."""
+
     blocks: int = 6
     channels: int = 64
-    policy_channels: int = 2
-    value_channels: int = 1
-    value_hidden: int = 64
+    policy_channels: int = 2  # fc heads: 1x1-conv channels of the policy head
+    value_channels: int = 1  # fc heads: ... of the value head
+    value_hidden: int = 64  # hidden units of the value (and score) MLP
+    heads: str = "kata"  # kata | fc
+    head_channels: int = 0  # kata heads: 1x1-conv channels of the policy and value heads (0: channels // 2)
+    gpool_every: int = 2  # every this many residual blocks one has global pooling bias (0: none; kata only)
+    gpool_channels: int = 0  # channels pooled in those blocks (0: channels // 4)
 
 
 @dataclass
@@ -52,6 +61,18 @@ class SearchConfig:
     threads: int = 0  # CPU threads for the batch kernels: 0 = all cores, 1 = serial
     parallel_min_trees: int = 16  # below this many trees in a batch the kernels run serially
     speculate: int = 0  # look-ahead depth k of the inter-decision pipeline; 0 = off, -1 = auto (measured)
+    # Root selection: puct (AlphaZero: PUCT + Dirichlet noise, visit-count targets, temperature picks) or gumbel
+    # (Danihelka et al. 2022: Gumbel-top-k candidates, sequential halving, improved-policy targets from
+    # completed Q-values; self-play draws the Gumbel noise per (game, move), evaluation and GTP use none).
+    root: str = "puct"
+    gumbel_considered: int = 16  # gumbel: candidates m sampled at the root
+    gumbel_c_visit: float = 50.0  # gumbel: sigma(q) = (c_visit + max visits) * c_scale * q (mctx defaults)
+    gumbel_c_scale: float = 0.1
+    # Playout cap randomization (KataGo): a move gets the full `sims` with probability full_search_fraction
+    # (drawn per (game, move)) and its policy is trained on; otherwise a fast search of fast_sims, without
+    # root noise, whose policy target is not trained on. 0: off (every move full).
+    fast_sims: int = 0
+    full_search_fraction: float = 0.25
 
 
 @dataclass
@@ -89,6 +110,8 @@ class TrainConfig:
     lr_decay_every: int = 0  # step: multiply by lr_decay_factor every this many steps (0: never)
     lr_decay_factor: float = 0.1
     value_weight: float = 1.0  # loss = policy cross-entropy + value_weight * value MSE (+ L2)
+    ownership_weight: float = 1.0  # ... + ownership_weight * mean per-point ownership cross-entropy (kata heads)
+    score_weight: float = 0.05  # ... + score_weight * Huber(score / N) (kata heads)
     grad_clip: float = 5.0  # max global gradient norm (0: off)
     amp: bool = True  # autocast on CUDA (ignored on CPU)
     amp_dtype: str = "bfloat16"  # bfloat16 | float16 (float16 adds a gradient scaler)
@@ -245,8 +268,20 @@ def validate(cfg: Config) -> None:
         raise ConfigError("search.sims must be >= 1")
     if cfg.search.speculate < -1:
         raise ConfigError("search.speculate must be >= 0, or -1 (auto)")
+    if cfg.search.root not in ("puct", "gumbel"):
+        raise ConfigError(f"search.root must be puct or gumbel, got {cfg.search.root!r}")
+    if cfg.search.gumbel_considered < 1:
+        raise ConfigError("search.gumbel_considered must be >= 1")
+    if not 0 <= cfg.search.fast_sims <= cfg.search.sims:
+        raise ConfigError(f"search.fast_sims must be 0..search.sims ({cfg.search.sims}), got {cfg.search.fast_sims}")
+    if not 0.0 <= cfg.search.full_search_fraction <= 1.0:
+        raise ConfigError("search.full_search_fraction must be in [0, 1]")
     if cfg.search.leaves_per_tree < 1:
         raise ConfigError("search.leaves_per_tree must be >= 1")
+    if cfg.net.heads not in ("kata", "fc"):
+        raise ConfigError(f"net.heads must be kata or fc, got {cfg.net.heads!r}")
+    if min(cfg.net.head_channels, cfg.net.gpool_every, cfg.net.gpool_channels) < 0:
+        raise ConfigError("net.head_channels, net.gpool_every and net.gpool_channels must be >= 0")
     if cfg.evaluator.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"evaluator.device must be auto, cpu or cuda, got {cfg.evaluator.device!r}")
 

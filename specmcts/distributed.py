@@ -144,11 +144,10 @@ class SelfPlayWorker:
 
         payload = ray.get(weights["refs"][0])
         if payload["net"] != self.net_spec:  # another architecture (not expected within a run): rebuild
-            from specmcts.config import NetConfig
             from specmcts.evaluator import make_evaluator
-            from specmcts.network import build_net
+            from specmcts.network import build_net, net_config_of
 
-            self.cfg.net = NetConfig(**payload["net"])
+            self.cfg.net = net_config_of(payload["net"])
             self.net_spec = dict(payload["net"])
             board = self.cfg.game.board
             self.evaluator = make_evaluator(self.cfg, board, build_net(board, self.cfg.net),

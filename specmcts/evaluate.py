@@ -10,10 +10,15 @@ a GTP side asks all its engine processes at once (one process per concurrent gam
   ``search.resign_threshold`` for ``search.resign_consecutive`` of its moves (``eval.resign``).
 - ``GTPSide``: an external GTP engine (GnuGo at a level, another ``specmcts gtp``, any command line), driven
   through ``specmcts.gtp_client.GTPEngine``. Our rules referee: an illegal answer loses the game (``X+F``).
+  GnuGo is started as ``gtp_match.gnugo_spec`` starts it: Chinese rules, positional superko and
+  ``--capture-all-dead`` (it removes dead stones before it passes).
 - ``RandomSide``: uniform random moves that do not fill the mover's own eyes (``GoState.play_random``).
 
-Games are scored by our rules (Tromp-Taylor area, as they stand after two passes), the same rules the nets
-were trained under; an external engine that passes with dead stones on the board is scored as it left it.
+A game that ends by two passes or the length limit is judged twice (``gtp_match.judge_game``): by each GTP
+side's ``final_score`` (GnuGo removes dead stones) and by our Tromp-Taylor count of the board as it stands.
+The result is the engines' answer when they give a readable one, else our count; games where the two name
+different winners are counted (``judge_disagreements``) and both judgements go into the SGF. Matches without
+a GTP side (net against net, random) are scored by our count alone, the rules the nets were trained under.
 
 Gating (``gate``): the candidate is adopted when its score against the current net reaches the threshold.
 """
@@ -32,7 +37,8 @@ from games.go import BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError, ac
 from native import tree as tree_kernels
 from specmcts import elo as elo_module
 from specmcts.config import Config, EvalConfig
-from specmcts.gtp_client import GTPEngine, GTPError, gnugo_command
+from specmcts.gtp_client import GTPEngine, GTPError
+from specmcts.gtp_match import FINAL_SCORE, gnugo_spec, judge_game
 from specmcts.search import Search
 
 
@@ -49,6 +55,7 @@ def eval_temperature_moves(cfg: EvalConfig, board: int) -> int:
 
 class Side:
     name: str = "?"
+    judges: bool = False  # answers final_score: its judgement of a finished game counts (GTP engines)
 
     def new_game(self, game: int, colour: int) -> None:
         """Game ``game`` starts; this side plays ``colour``."""
@@ -59,6 +66,10 @@ class Side:
 
     def observe(self, game: int, colour: int, action: int) -> None:
         """The other side played ``action`` in ``game``."""
+
+    def final_score(self, game: int) -> str | None:
+        """Its ``final_score`` answer for finished game ``game`` (asked only when ``judges``); None: no answer."""
+        return None
 
     def end_game(self, game: int) -> None:
         """Game ``game`` is over (release its slot)."""
@@ -127,9 +138,12 @@ class NetSide(Side):
 class GTPSide(Side):
     """An external engine speaking GTP: one process per concurrent game, asked in parallel threads."""
 
-    def __init__(self, name: str, command: list[str], rules: GoRules, concurrent: int):
+    judges = True
+
+    def __init__(self, name: str, command: list[str], rules: GoRules, concurrent: int, setup: tuple[str, ...] = ()):
         self.name = name
         self.command = list(command)
+        self.setup = tuple(setup)  # GTP commands sent once to each new process (e.g. set_random_seed)
         self.rules = rules
         self.engines: list[GTPEngine] = []
         self._free: list[int] = []
@@ -149,6 +163,8 @@ class GTPSide(Side):
                 self.engines.append(GTPEngine(self.command))
             except OSError as e:
                 raise MatchError(f"cannot start {self.name} ({shlex.join(self.command)}): {e}") from None
+            for line in self.setup:
+                self._send(len(self.engines) - 1, line)
             self._free.append(len(self.engines) - 1)
         slot = self._free.pop()
         self._slot[game] = slot
@@ -173,6 +189,12 @@ class GTPSide(Side):
             return
         c = "b" if colour == BLACK else "w"
         self._send(self._slot[game], f"play {c} {action_to_gtp(self.rules.size, action)}")
+
+    def final_score(self, game: int) -> str | None:
+        try:
+            return self.engines[self._slot[game]].send("final_score").strip()
+        except (GTPError, OSError):
+            return None
 
     def end_game(self, game: int) -> None:
         self._free.append(self._slot.pop(game))
@@ -210,6 +232,10 @@ class GameResult:
     result: str
     moves: int
     a_colour: int
+    judge: str | None = None  # 'final_score' or 'tromp-taylor'; None: no scoring (resignation, forfeit)
+    tromp_taylor: str | None = None  # our count of the board as it stands
+    final_score: dict = field(default_factory=dict)  # GTP side's name -> its final_score answer
+    disagreement: bool = False  # final_score (the result) and our count name different winners
 
     @property
     def a_score(self) -> float:
@@ -248,12 +274,19 @@ class MatchResult:
     def summary(self) -> dict:
         a_black = [g for g in self.games if g.a_colour == BLACK]
         a_white = [g for g in self.games if g.a_colour == WHITE]
+        scored = [g for g in self.games if g.judge]
+        judges = {g.judge for g in scored}
+        by_final_score = sum(g.judge == FINAL_SCORE for g in scored)
         return {
             "a": self.a, "b": self.b, **self.elo().as_dict(),
             "a_black_score": sum(g.a_score for g in a_black) / len(a_black) if a_black else None,
             "a_white_score": sum(g.a_score for g in a_white) / len(a_white) if a_white else None,
             "mean_game_length": float(np.mean([g.moves for g in self.games])) if self.games else 0.0,
             "resignations": sum(g.result.endswith("+R") for g in self.games),
+            "judge": judges.pop() if len(judges) == 1 else ("mixed" if judges else None),
+            "judged_by_final_score": by_final_score,
+            "judged_by_tromp_taylor": len(scored) - by_final_score,
+            "judge_disagreements": sum(g.disagreement for g in self.games),
             "wall_s": round(self.wall_s, 3),
         }
 
@@ -299,17 +332,28 @@ def play_match(rules: GoRules, a: Side, b: Side, games: int, concurrent: int = 6
         white.new_game(i, WHITE)
 
     def finish(g: _Live) -> None:
+        judgement = None
         if not g.result:
             g.winner = g.state.winner()
             g.result = g.state.result_string()
+            if g.state.resigned == EMPTY:  # passes or the length limit: the GTP sides judge too
+                judgement = judge_game(g.state, {s.name: s.final_score(g.index) for s in (g.black, g.white)
+                                                 if s.judges})
+                g.winner, g.result = judgement.winner, judgement.result
         g.black.end_game(g.index)
         g.white.end_game(g.index)
         del live[g.index]
         a_colour = BLACK if g.black is a else WHITE
-        result.games.append(GameResult(g.index, g.black.name, g.white.name, g.winner, g.result, len(g.moves), a_colour))
+        record = GameResult(g.index, g.black.name, g.white.name, g.winner, g.result, len(g.moves), a_colour)
+        if judgement is not None:
+            record.judge, record.tromp_taylor = judgement.judge, judgement.tromp_taylor
+            record.final_score, record.disagreement = judgement.scores, judgement.disagree
+        result.games.append(record)
         if sgf_dir is not None:
+            lines = ([g.note] if g.note else []) + (judgement.comment_lines() if judgement and judgement.scores else [])
             write_sgf(Path(sgf_dir) / f"{prefix}-{g.index:04d}.sgf", rules, g.moves, result=g.result,
-                      players=(g.black.name, g.white.name), comments=g.comments, game_comment=g.note or None)
+                      players=(g.black.name, g.white.name), comments=g.comments,
+                      game_comment="\n".join(lines) or None)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(score=f"{result.score:.2f}", refresh=False)
@@ -378,10 +422,10 @@ def opponent_side(spec: str, cfg: Config, concurrent: int, device: str = "cpu", 
     if spec == "gnugo":
         level = cfg.eval.gnugo_level if gnugo_level is None else gnugo_level
         try:
-            command = gnugo_command(level)
+            gnugo = gnugo_spec(level)  # the one way GnuGo is started for matches
         except FileNotFoundError as e:
             raise MatchError(str(e)) from None
-        return GTPSide(f"gnugo-l{level}", command, rules, concurrent)
+        return GTPSide(gnugo.name, list(gnugo.command), rules, concurrent, setup=gnugo.setup)
     if spec == "random":
         return RandomSide(seed)
     if spec.startswith("gtp:"):
@@ -435,5 +479,10 @@ def format_eval_summary(s: dict) -> str:
     colours = ""
     if s.get("a_black_score") is not None and s.get("a_white_score") is not None:
         colours = f" (as Black {100 * s['a_black_score']:.0f}%, as White {100 * s['a_white_score']:.0f}%)"
+    judged = ""
+    if s.get("judged_by_final_score") or s.get("judge_disagreements"):
+        scored = s["judged_by_final_score"] + s["judged_by_tromp_taylor"]
+        judged = (f", final_score judged {s['judged_by_final_score']}/{scored} games, "
+                  f"{s['judge_disagreements']} disagree with Tromp-Taylor")
     return (f"eval: {s['a']} vs {s['b']}: {est}{colours} over {s['games']} games, mean length "
-            f"{s['mean_game_length']:.1f}, {s['wall_s']:.1f} s")
+            f"{s['mean_game_length']:.1f}{judged}, {s['wall_s']:.1f} s")

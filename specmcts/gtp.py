@@ -658,10 +658,10 @@ class NetSource:
     def net(self, size: int):
         if self._loaded is not None:
             return self._loaded
-        from specmcts.network import build_net, load_model, make_model_id
+        from specmcts.network import build_net, embedded_model, load_model, make_model_id
 
-        embedded = Path(__file__).resolve().parent / "weights" / f"go{size}.pt"
-        if embedded.is_file():
+        embedded = embedded_model(size)
+        if embedded is not None:
             net, _ = load_model(embedded, device="cpu", expect_board=size)
             self.log(f"no --model: using the embedded net {embedded.name} ({net.model_id})")
             return net

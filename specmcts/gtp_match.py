@@ -6,12 +6,13 @@ each ``genmove`` answer is checked and passed on to the other engine with ``play
 - by two passes in a row, or at the rules' length limit (2·N² moves): then *both* engines are asked
   ``final_score`` and the result stands when they agree (same winner, same margin); a disagreement is
   recorded as a dispute with both answers, and the referee's Tromp-Taylor count (no dead stones removed)
-  is written to the SGF;
+  is written to the SGF (``judge_game``, shared with ``specmcts.evaluate``);
 - by resignation (``X+R``), or by an illegal or unreadable move, which loses (``X+F``).
 
 Every game is written as SGF (``<out>/game-NNN.sgf``) with both engines' scores in the game comment.
 ``play_match`` alternates colours and returns ``MatchGame`` records; ``summary`` condenses them.
-Used by ``tools/gtp_vs_gnugo.py`` and meant for ``specmcts eval``.
+Used by ``tools/gtp_vs_gnugo.py``; ``specmcts eval`` (``specmcts.evaluate``) starts GnuGo with ``gnugo_spec`` and
+judges its games with ``judge_game``.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from games.go import BLACK, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp, gtp_to_action
+from games.go import BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp, gtp_to_action
 from specmcts.gtp import parse_score
 from specmcts.gtp_client import GTPEngine, GTPError, gnugo_command
 
@@ -75,6 +76,7 @@ class MatchGame:
     result: str | None = None  # 'B+3.5', 'W+R', '0', 'B+F' ...; the agreed one when both engines scored
     scores: dict[str, str] = field(default_factory=dict)  # engine name -> its final_score answer
     agreed: bool | None = None  # None: no scoring was needed (resignation, forfeit)
+    judgement: list[str] = field(default_factory=list)  # both engines' final_score and our count (Judgement)
     sgf: str | None = None
     seconds: float = 0.0
     note: str = ""
@@ -143,12 +145,11 @@ def play_game(black: GTPEngine, white: GTPEngine, names: tuple[str, str], size: 
         if game.end in ("passes", "length limit"):
             for name, engine in zip(names, (black, white)):
                 game.scores[name] = engine.send("final_score").strip()
-            values = [parse_score(s) for s in game.scores.values()]
-            game.agreed = None not in values and abs(values[0] - values[1]) < 1e-6
-            if game.agreed:
-                game.result = "0" if values[0] == 0 else f"{'B' if values[0] > 0 else 'W'}+{abs(values[0]):g}"
-            else:
-                game.result = state.result_string() if state.is_over else _tromp_taylor(state)
+            judgement = judge_game(state, game.scores)
+            game.agreed = judgement.judge == FINAL_SCORE
+            game.result = judgement.result
+            game.judgement = judgement.comment_lines()
+            if not game.agreed:
                 game.note = "final_score disputed; result is the Tromp-Taylor count as the board stands"
     except (GTPError, ValueError) as e:
         game.end = game.end or "engine error"
@@ -160,16 +161,60 @@ def play_game(black: GTPEngine, white: GTPEngine, names: tuple[str, str], size: 
     return game
 
 
-def _tromp_taylor(state: GoState) -> str:
-    s = state.score()
-    return "0" if s == 0 else f"{'B' if s > 0 else 'W'}+{abs(s):g}"
+FINAL_SCORE, TROMP_TAYLOR = "final_score", "tromp-taylor"
+
+
+def read_final_score(answer: str | None) -> float | None:
+    """An engine's ``final_score`` answer as Black's margin; None when it is not a score (no answer,
+    ``W+R``, an error text)."""
+    try:
+        return None if answer is None else parse_score(answer)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """How a finished game (two passes or the length limit) was scored."""
+
+    result: str  # the result that counts: 'B+3.5', 'W+12', '0'
+    winner: int  # BLACK, WHITE or EMPTY (draw)
+    judge: str  # FINAL_SCORE (the engines' answer) or TROMP_TAYLOR (our count of the board as it stands)
+    tromp_taylor: str  # our count, always
+    scores: dict  # engine name -> its final_score answer (None: it gave none)
+    disagree: bool  # the final_score that counts and the Tromp-Taylor count name different winners
+
+    def comment_lines(self) -> list[str]:
+        """The two judgements, for an SGF comment."""
+        lines = [f"final_score by {name}: {answer if answer is not None else '(no answer)'}"
+                 for name, answer in self.scores.items()]
+        lines.append(f"Tromp-Taylor count (board as it stands): {self.tromp_taylor}")
+        if self.disagree:
+            lines.append(f"final_score and the Tromp-Taylor count disagree on the winner; the result is {self.result} "
+                         "by final_score")
+        else:
+            lines.append(f"result {self.result} by {self.judge}")
+        return lines
+
+
+def judge_game(state: GoState, scores: dict[str, str | None]) -> Judgement:
+    """Judge a game that ended by passes or by the length limit: by the engines' ``final_score`` answers
+    (``scores``: engine name -> answer) when there is at least one, all are readable scores and all agree;
+    otherwise by our Tromp-Taylor count of the board as it stands (no dead stones removed)."""
+    ours, our_winner = state.result_string(), state.winner()
+    values = [read_final_score(answer) for answer in scores.values()]
+    if values and None not in values and max(values) - min(values) < 1e-6:
+        v = values[0]
+        winner = EMPTY if v == 0 else (BLACK if v > 0 else WHITE)
+        result = "0" if v == 0 else f"{'B' if v > 0 else 'W'}+{abs(v):g}"
+        return Judgement(result, winner, FINAL_SCORE, ours, dict(scores), winner != our_winner)
+    return Judgement(ours, our_winner, TROMP_TAYLOR, ours, dict(scores), False)
 
 
 def _write_game_sgf(path: Path, rules: GoRules, actions: list[int], game: MatchGame) -> None:
     from specmcts.sgf import write_sgf
 
-    lines = [f"{game.black} (B) vs {game.white} (W): {game.end}"]
-    lines += [f"final_score by {name}: {score}" for name, score in game.scores.items()]
+    lines = [f"{game.black} (B) vs {game.white} (W): {game.end}"] + game.judgement
     if game.note:
         lines.append(game.note)
     result = game.result if game.result and not game.result.endswith("+F") else None

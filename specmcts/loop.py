@@ -273,6 +273,9 @@ class RunLoop:
         self.gating: dict = {"accepted": 0, "rejected": 0}
         self.bar = None
         self._last_eval_step = 0
+        self.totals_before: dict = {}  # compute of the sessions before this one (``compute_totals``)
+        t = os.times()
+        self._cpu_at_start = t.user + t.system + t.children_user + t.children_system
 
     # -- setup -----------------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -295,6 +298,7 @@ class RunLoop:
         if self.resume:
             self.trainer, meta = Trainer.resume(cfg, run, self.buffer, self.device, report=self.report)
             state = meta.get("run") or {}
+            self.totals_before = dict(state.get("totals") or {})
             self.generation = int(state.get("generation", 0))
             self.gating = dict(state.get("gating", self.gating))
             self.report(f"run: resuming {run} at step {self.trainer.step} (checkpoint "
@@ -307,6 +311,10 @@ class RunLoop:
                                       f"{self.store.steps()[-1][0]}): pass --resume to continue, or --out for a new run")
             self.trainer = Trainer.create(cfg, run, self.buffer, self.device, init_model=self.init_model,
                                           report=self.report)
+            if self.init_model:  # a run continued from another run's checkpoint carries its compute on
+                from specmcts.network import read_checkpoint
+
+                self.totals_before = dict((read_checkpoint(self.init_model).get("run") or {}).get("totals") or {})
             path = self._save()
             self.store.write_pointer(path, self.trainer.model_id, 0)
         self.writer = open_writer(run, purge_step=self.trainer.step if self.resume else None)
@@ -315,7 +323,22 @@ class RunLoop:
 
     def _save(self) -> Path:
         return self.trainer.save({"run": {"generation": self.generation, "mode": self.cfg.run.mode,
-                                          "gating": dict(self.gating)}})
+                                          "gating": dict(self.gating), "totals": self.compute_totals()}})
+
+    def compute_totals(self) -> dict:
+        """The compute behind the current net, over every session that trained it (checkpoint metadata
+        ``run.totals``): ``cpu_hours`` (user + system time of this process and its finished children, e.g.
+        async self-play workers, plus the earlier sessions'), ``games`` and ``samples`` of self-play,
+        ``sessions``."""
+        before = self.totals_before
+        t = os.times()
+        cpu = t.user + t.system + t.children_user + t.children_system - self._cpu_at_start
+        return {
+            "cpu_hours": float(before.get("cpu_hours", 0.0)) + cpu / 3600.0,
+            "games": int(before.get("games", 0)) + self.stats.games_total,
+            "samples": int(before.get("samples", 0)) + self.stats.samples_total,
+            "sessions": int(before.get("sessions", 0)) + 1,
+        }
 
     # -- stopping --------------------------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
@@ -448,10 +471,11 @@ class RunLoop:
                 self.cfg.run.eval_gnugo_games = 0
             else:
                 est = m.elo()
+                judged = {k: v for k, v in m.summary().items() if k.startswith("judge")}  # GnuGo's final_score
                 self.writer.add_scalar(f"elo/vs_gnugo_l{level}", est.elo, step)
                 self.writer.add_scalar(f"elo/score_vs_gnugo_l{level}", est.score, step)
-                self.last_elo[f"vs_gnugo_l{level}"] = est.as_dict()
-                lines.append(f"vs gnugo-l{level} {est}")
+                self.last_elo[f"vs_gnugo_l{level}"] = {**est.as_dict(), **judged}
+                lines.append(f"vs gnugo-l{level} {est} ({judged['judge_disagreements']} disagree with Tromp-Taylor)")
         if lines:
             with open(self.run_dir / "eval" / "elo.jsonl", "a") as f:
                 f.write(json.dumps({"step": step, "model_id": self.trainer.model_id, **self.last_elo}) + "\n")
@@ -467,6 +491,9 @@ class RunLoop:
         for k, v in self.stats.scalars(self._elapsed()).items():
             if v is not None and math.isfinite(v):
                 self.writer.add_scalar(k, v, self.trainer.step)
+        totals = self.compute_totals()  # all sessions: the x axes of learning curves (docs/strength.md)
+        self.writer.add_scalar("compute/cpu_hours", totals["cpu_hours"], self.trainer.step)
+        self.writer.add_scalar("compute/games", totals["games"], self.trainer.step)
         if self.bar is not None:
             self.bar.set_postfix(games=self.stats.games_total, samples=self.buffer.total_samples, refresh=True)
 
@@ -656,6 +683,7 @@ class RunLoop:
             "model_id": t.model_id,
             "elo": self.last_elo,
             "gating": self.gating,
+            "totals": self.compute_totals(),
             **self.buffer.stats(),
         }
 

@@ -7,9 +7,21 @@ Shapes (``N`` the board size, ``A = N * N + 1`` actions: the points row-major, t
     value    float [B]                     tanh, from the side to move's point of view
 
 Architecture (``NetConfig``): 3x3 conv stem, ``blocks`` residual blocks (two 3x3 convs, BatchNorm, ReLU,
-skip connection), ``channels`` wide; policy head 1x1 conv -> BN -> ReLU -> FC to ``A`` logits; value head
-1x1 conv -> BN -> ReLU -> FC ``value_hidden`` -> ReLU -> FC 1 -> tanh. Presets in use: 2x32 (CPU/CI),
-6x64 and 10x128 (9x9), 10x128 and 20x256 (19x19).
+skip connection), ``channels`` wide. Two sets of heads (``net.heads``):
+
+- ``kata`` (default; KataGo's, fully convolutional, so one net evaluates any board size 5..19): every
+  ``gpool_every``-th block adds *global pooling bias* (mean, size-scaled mean and max of ``gpool_channels``
+  channels, through a linear layer, added as a per-channel bias after its first conv). Policy: a 1x1 conv,
+  pooled-feature bias, then a 1x1 conv to one logit per point; the pass logit from the pooled features.
+  Value: 1x1 conv, global pooling, MLP of ``value_hidden`` to (value, score). Ownership: a 1x1 conv to one
+  plane. Training also sees the auxiliary outputs (``PolicyValueNet.heads``): ``ownership`` [B, N, N]
+  (tanh: +1 the side to move owns the point at the end) and ``score`` [B] (final margin for the side to
+  move, in points); search uses policy and value only.
+- ``fc`` (AlphaZero's, what checkpoints made before ``heads`` existed hold): policy head 1x1 conv -> BN ->
+  ReLU -> FC to ``A`` logits; value head 1x1 conv -> BN -> ReLU -> FC ``value_hidden`` -> ReLU -> FC 1 ->
+  tanh. No auxiliary heads.
+
+Presets in use: 2x32 (CPU/CI), 6x64 and 10x128 (9x9), 10x128 and 20x256 (19x19).
 
 Checkpoint (DESIGN.md section 5): ``torch.save`` of a dict ``{model: state_dict, board_size, num_planes, net:
 NetConfig as dict, model_id, format}`` plus whatever the caller adds (``optimizer``, ``step``, ``config``),
@@ -31,6 +43,8 @@ from specmcts.config import NetConfig
 from specmcts.atomic import atomic_open
 
 CHECKPOINT_FORMAT = 1
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # the nets that ship inside the package
+SHIPPED = "shipped"  # --model shipped: the embedded net of the board size
 _RESERVED_KEYS = ("model", "board_size", "num_planes", "net", "model_id", "format")
 
 
@@ -54,49 +68,164 @@ class ResidualBlock(nn.Module):
         return torch.relu(x + y)
 
 
+def global_pool(x: torch.Tensor) -> torch.Tensor:
+    """KataGo's global pooling: [B, C, N, N] -> [B, 3C] (mean, mean scaled by the board size, max)."""
+    area = x.shape[-1] * x.shape[-2]
+    mean = x.mean(dim=(2, 3))
+    scaled = mean * ((area ** 0.5 - 14.0) / 10.0)
+    return torch.cat([mean, scaled, x.amax(dim=(2, 3))], dim=1)
+
+
+class GlobalPoolBlock(nn.Module):
+    """A residual block whose first conv gets a per-channel bias computed from pooled features."""
+
+    def __init__(self, channels: int, pool_channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.pool_conv = nn.Conv2d(channels, pool_channels, 3, padding=1, bias=False)
+        self.pool_bn = nn.BatchNorm2d(pool_channels)
+        self.pool_fc = nn.Linear(3 * pool_channels, channels, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = global_pool(torch.relu(self.pool_bn(self.pool_conv(x))))
+        y = self.conv1(x) + self.pool_fc(g)[:, :, None, None]
+        y = torch.relu(self.bn1(y))
+        y = self.bn2(self.conv2(y))
+        return torch.relu(x + y)
+
+
 class PolicyValueNet(nn.Module):
-    """``forward(x [B, C, N, N]) -> (policy_logits [B, N*N+1], value [B])``; works in channels_last too."""
+    """``forward(x [B, C, N, N]) -> (policy_logits [B, N*N+1], value [B])`` (what search needs);
+    ``heads(x)`` adds the auxiliary outputs for training. Works in channels_last too."""
 
     def __init__(self, board_size: int, net_cfg: NetConfig | None = None, num_planes: int = NUM_PLANES):
         super().__init__()
         cfg = net_cfg or NetConfig()
         if cfg.blocks < 0 or min(cfg.channels, cfg.policy_channels, cfg.value_channels, cfg.value_hidden) < 1:
             raise ValueError(f"invalid network config {cfg}")
+        if cfg.heads not in ("kata", "fc"):
+            raise ValueError(f"invalid network heads {cfg.heads!r} (kata or fc)")
         self.board_size = board_size
         self.num_planes = num_planes
         self.num_actions = board_size * board_size + 1
         self.net_cfg = dataclasses.replace(cfg)
+        self.kata = cfg.heads == "kata"
         area = board_size * board_size
         ch = cfg.channels
 
         self.stem = nn.Sequential(nn.Conv2d(num_planes, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch), nn.ReLU())
-        self.tower = nn.Sequential(*(ResidualBlock(ch) for _ in range(cfg.blocks)))
-
-        self.policy_conv = nn.Sequential(
-            nn.Conv2d(ch, cfg.policy_channels, 1, bias=False), nn.BatchNorm2d(cfg.policy_channels), nn.ReLU())
-        self.policy_fc = nn.Linear(cfg.policy_channels * area, self.num_actions)
-
-        self.value_conv = nn.Sequential(
-            nn.Conv2d(ch, cfg.value_channels, 1, bias=False), nn.BatchNorm2d(cfg.value_channels), nn.ReLU())
-        self.value_fc1 = nn.Linear(cfg.value_channels * area, cfg.value_hidden)
-        self.value_fc2 = nn.Linear(cfg.value_hidden, 1)
+        if self.kata:
+            pool_ch = cfg.gpool_channels or max(1, ch // 4)
+            every = cfg.gpool_every
+            self.tower = nn.Sequential(*(
+                GlobalPoolBlock(ch, pool_ch) if every and i % every == every - 1 else ResidualBlock(ch)
+                for i in range(cfg.blocks)))
+            hc = cfg.head_channels or max(1, ch // 2)
+            self.policy_conv = nn.Conv2d(ch, hc, 1, bias=False)
+            self.policy_pool_conv = nn.Sequential(nn.Conv2d(ch, hc, 1, bias=False), nn.BatchNorm2d(hc), nn.ReLU())
+            self.policy_pool_fc = nn.Linear(3 * hc, hc, bias=False)
+            self.policy_bn = nn.BatchNorm2d(hc)
+            self.policy_out = nn.Conv2d(hc, 1, 1)
+            self.pass_fc = nn.Linear(3 * hc, 1)
+            self.value_conv = nn.Sequential(nn.Conv2d(ch, hc, 1, bias=False), nn.BatchNorm2d(hc), nn.ReLU())
+            self.value_fc1 = nn.Linear(3 * hc, cfg.value_hidden)
+            self.value_fc2 = nn.Linear(cfg.value_hidden, 2)  # value (before tanh), score / N
+            self.ownership_out = nn.Conv2d(hc, 1, 1)
+        else:
+            self.tower = nn.Sequential(*(ResidualBlock(ch) for _ in range(cfg.blocks)))
+            self.policy_conv = nn.Sequential(
+                nn.Conv2d(ch, cfg.policy_channels, 1, bias=False), nn.BatchNorm2d(cfg.policy_channels), nn.ReLU())
+            self.policy_fc = nn.Linear(cfg.policy_channels * area, self.num_actions)
+            self.value_conv = nn.Sequential(
+                nn.Conv2d(ch, cfg.value_channels, 1, bias=False), nn.BatchNorm2d(cfg.value_channels), nn.ReLU())
+            self.value_fc1 = nn.Linear(cfg.value_channels * area, cfg.value_hidden)
+            self.value_fc2 = nn.Linear(cfg.value_hidden, 1)
 
         self.model_id = f"{arch_name(board_size, cfg)}-init"
 
+    @property
+    def has_aux_heads(self) -> bool:
+        return self.kata
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.heads(x, aux=False)
+        return out["policy"], out["value"]
+
+    def heads(self, x: torch.Tensor, aux: bool = True) -> dict[str, torch.Tensor]:
+        """All outputs: ``policy`` logits [B, A], ``value`` [B] (tanh) and, with kata heads and ``aux``,
+        ``ownership_logit`` [B, N, N] (ownership = tanh(logit / 2), i.e. P(own) = sigmoid(logit)) and
+        ``score`` [B] (points, side to move)."""
+        b = x.shape[0]
         trunk = self.tower(self.stem(x))
-        # reshape, not view: in channels_last the head outputs are not NCHW-contiguous; the FC layers
-        # expect the NCHW (plane-major) order whatever the memory format.
-        p = self.policy_conv(trunk).reshape(x.shape[0], -1)
-        policy_logits = self.policy_fc(p)
-        v = self.value_conv(trunk).reshape(x.shape[0], -1)
-        value = torch.tanh(self.value_fc2(torch.relu(self.value_fc1(v)))).squeeze(-1)
-        return policy_logits, value
+        if not self.kata:
+            # reshape, not view: in channels_last the head outputs are not NCHW-contiguous; the FC layers
+            # expect the NCHW (plane-major) order whatever the memory format.
+            p = self.policy_conv(trunk).reshape(b, -1)
+            v = self.value_conv(trunk).reshape(b, -1)
+            value = torch.tanh(self.value_fc2(torch.relu(self.value_fc1(v)))).squeeze(-1)
+            return {"policy": self.policy_fc(p), "value": value}
+        g = global_pool(self.policy_pool_conv(trunk))
+        p = torch.relu(self.policy_bn(self.policy_conv(trunk) + self.policy_pool_fc(g)[:, :, None, None]))
+        points = self.policy_out(p).reshape(b, -1)
+        policy = torch.cat([points, self.pass_fc(g)], dim=1)
+        v = self.value_conv(trunk)
+        vs = self.value_fc2(torch.relu(self.value_fc1(global_pool(v))))
+        out = {"policy": policy, "value": torch.tanh(vs[:, 0])}
+        if aux:
+            out["ownership_logit"] = self.ownership_out(v)[:, 0]
+            out["score"] = vs[:, 1] * x.shape[-1]
+        return out
 
 
 def arch_name(board_size: int, net_cfg: NetConfig) -> str:
-    """Short name of an architecture, e.g. ``9x9-b6c64``."""
-    return f"{board_size}x{board_size}-b{net_cfg.blocks}c{net_cfg.channels}"
+    """Short name of an architecture, e.g. ``9x9-b6c64`` (kata heads) or ``9x9-b6c64-fc``."""
+    suffix = "" if net_cfg.heads == "kata" else f"-{net_cfg.heads}"
+    return f"{board_size}x{board_size}-b{net_cfg.blocks}c{net_cfg.channels}{suffix}"
+
+
+# What a checkpoint's architecture record means by a key it does not have: it was written before the key
+# existed, so the architecture is the one of that time (fully connected heads, no global pooling).
+LEGACY_NET = {"heads": "fc", "gpool_every": 0, "head_channels": 0, "gpool_channels": 0}
+
+
+def net_config_of(record: dict) -> NetConfig:
+    """The ``NetConfig`` of a checkpoint's ``net`` record; keys added since it was written take their
+    legacy values (``LEGACY_NET``), so older checkpoints load as what they are."""
+    return NetConfig(**{**LEGACY_NET, **record})
+
+
+def embedded_model(board_size: int) -> Path | None:
+    """The net that ships for this board size (``specmcts/weights/go<N>.pt``), or None."""
+    path = WEIGHTS_DIR / f"go{board_size}.pt"
+    return path if path.is_file() else None
+
+
+def resolve_model(spec: str | None, board_size: int) -> str | None:
+    """A ``--model`` argument as a path: ``shipped`` is the embedded net of ``board_size`` (CheckpointError
+    if none ships), anything else is returned as given."""
+    if spec != SHIPPED:
+        return spec
+    path = embedded_model(board_size)
+    if path is None:
+        raise CheckpointError(f"--model shipped: no net ships for {board_size}x{board_size} "
+                              f"(the package has: {', '.join(p.name for p in sorted(WEIGHTS_DIR.glob('go*.pt'))) or 'none'})")
+    return str(path)
+
+
+def provenance(meta: dict) -> dict:
+    """How a checkpoint was made, from its metadata: step, the compute of every session that trained it
+    (``run.totals``: CPU-hours, games, samples) and the config's name and search."""
+    totals = (meta.get("run") or {}).get("totals") or meta.get("totals") or {}
+    config = meta.get("config") or {}
+    out = {"step": meta.get("step"), **{k: totals[k] for k in ("cpu_hours", "games", "samples", "sessions") if k in totals}}
+    if config:
+        search = config.get("search") or {}
+        out["config"] = config.get("name")
+        out["search"] = {k: search.get(k) for k in ("root", "sims", "fast_sims", "full_search_fraction") if k in search}
+    return out
 
 
 def build_net(board_size: int, net_cfg: NetConfig | None = None, num_planes: int = NUM_PLANES) -> PolicyValueNet:
@@ -197,7 +326,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", expe
     if planes != NUM_PLANES:
         raise CheckpointError(f"checkpoint {path} takes {planes} input planes, this build makes {NUM_PLANES}")
     try:
-        net_cfg = NetConfig(**data["net"])
+        net_cfg = net_config_of(data["net"])
     except TypeError as e:
         raise CheckpointError(f"checkpoint {path} has an unknown architecture record ({_first_line(e)})") from None
     if expect_net is not None and dataclasses.asdict(expect_net) != dataclasses.asdict(net_cfg):
@@ -223,5 +352,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", expe
 
 
 def _describe(cfg: NetConfig) -> str:
-    return (f"{cfg.blocks} blocks x {cfg.channels} channels (policy {cfg.policy_channels}, value "
+    if cfg.heads == "kata":
+        return (f"{cfg.blocks} blocks x {cfg.channels} channels (kata heads {cfg.head_channels or cfg.channels // 2}, "
+                f"value {cfg.value_hidden}, global pooling every {cfg.gpool_every})")
+    return (f"{cfg.blocks} blocks x {cfg.channels} channels (fc heads: policy {cfg.policy_channels}, value "
             f"{cfg.value_channels}/{cfg.value_hidden})")

@@ -1,8 +1,12 @@
 """Replay buffer: the newest self-play samples of a run directory, sampled uniformly, with board symmetries.
 
 Shards are the ``data/*.npz`` files self-play writes (DESIGN.md section 5): ``features`` uint8/float16
-[n, C, N, N], ``policy`` float32 [n, N*N+1], ``value`` float32 [n]. Shard names sort chronologically (every
-writer stamps them with a time or a sequence number), so "newest" means "last by name".
+[n, C, N, N], ``policy`` float32 [n, N*N+1], ``value`` float32 [n], and since shard version 2
+``policy_weight`` float32 [n] (0: a fast search of playout cap randomization, policy not trained on),
+``ownership`` int8 [n, N, N] and ``score`` float32 [n] (final Tromp-Taylor ownership and margin from the
+side to move) with ``aux_weight`` float32 [n] (0: no such targets, e.g. a resigned game). Version 1 shards
+load with policy weight 1 and aux weight 0. Shard names sort chronologically (every writer stamps them with
+a time or a sequence number), so "newest" means "last by name".
 
 Window (KataGo's growing window): after ``n`` samples have been produced in total, training draws from the
 newest ``window_size(n)`` of them::
@@ -26,7 +30,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -68,13 +72,15 @@ def symmetric_action(size: int, action: int, symmetry: int) -> int:
     return int(np.flatnonzero(apply_symmetry(grid, symmetry))[0])
 
 
-def augment(features: np.ndarray, policy: np.ndarray, symmetries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Apply ``symmetries[i]`` to sample ``i`` of ``features`` [B, C, N, N] and ``policy`` [B, N*N+1]
-    (pass stays last). Returns new arrays."""
+def augment(features: np.ndarray, policy: np.ndarray, symmetries: np.ndarray, *grids: np.ndarray
+            ) -> tuple[np.ndarray, ...]:
+    """Apply ``symmetries[i]`` to sample ``i`` of ``features`` [B, C, N, N], ``policy`` [B, N*N+1] (pass
+    stays last) and any further board ``grids`` [B, N, N] (ownership). Returns new arrays, in that order."""
     size = features.shape[-1]
     area = size * size
     out_f = np.empty_like(features)
     out_p = np.empty_like(policy)
+    out_g = [np.empty_like(g) for g in grids]
     out_p[:, area:] = policy[:, area:]
     for s in range(NUM_SYMMETRIES):
         rows = np.flatnonzero(symmetries == s)
@@ -83,7 +89,21 @@ def augment(features: np.ndarray, policy: np.ndarray, symmetries: np.ndarray) ->
         out_f[rows] = apply_symmetry(features[rows], s)
         grid = policy[rows, :area].reshape(len(rows), size, size)
         out_p[rows, :area] = apply_symmetry(grid, s).reshape(len(rows), area)
-    return out_f, out_p
+        for g, out in zip(grids, out_g):
+            out[rows] = apply_symmetry(g[rows], s)
+    return (out_f, out_p, *out_g)
+
+
+class Batch(NamedTuple):
+    """A training batch (``ReplayBuffer.sample``)."""
+
+    features: np.ndarray  # uint8 [B, C, N, N]
+    policy: np.ndarray  # float32 [B, A]
+    value: np.ndarray  # float32 [B]
+    policy_weight: np.ndarray  # float32 [B]
+    ownership: np.ndarray  # int8 [B, N, N]
+    score: np.ndarray  # float32 [B]
+    aux_weight: np.ndarray  # float32 [B]
 
 
 # -- shards -------------------------------------------------------------------------------------------------
@@ -96,6 +116,10 @@ class Shard:
     policy: np.ndarray  # float32 [n, A]
     value: np.ndarray  # float32 [n]
     model_id: str
+    policy_weight: np.ndarray = None  # float32 [n]
+    ownership: np.ndarray = None  # int8 [n, N, N]
+    score: np.ndarray = None  # float32 [n]
+    aux_weight: np.ndarray = None  # float32 [n]
 
     def __len__(self) -> int:
         return len(self.value)
@@ -145,15 +169,33 @@ def read_shard(path: str | Path, board_size: int) -> Shard:
             policy = data["policy"]
             value = data["value"]
             model_id = str(data["model_id"]) if "model_id" in data.files else "?"
+            n = value.shape[0] if value.ndim == 1 else -1
+            aux = "ownership" in data.files
+            policy_weight = data["policy_weight"] if "policy_weight" in data.files else np.ones(max(n, 0), np.float32)
+            ownership = data["ownership"] if aux else np.zeros((max(n, 0), board_size, board_size), np.int8)
+            score = data["score"] if aux else np.zeros(max(n, 0), np.float32)
+            aux_weight = data["aux_weight"] if aux else np.zeros(max(n, 0), np.float32)
     except ShardError:
         raise
     except Exception as e:  # a damaged zip member surfaces only when it is read
         raise ShardError(f"shard {path} is unreadable or truncated ({_describe_error(e)})") from None
-    n = value.shape[0] if value.ndim == 1 else -1
     expect_f = (n, NUM_PLANES, board_size, board_size)
     if n < 0 or features.shape != expect_f or policy.shape != (n, n_actions):
         raise ShardError(f"shard {path} has shapes features {features.shape}, policy {policy.shape}, value "
                          f"{value.shape}; expected {expect_f}, ({n}, {n_actions}), (n,)")
+    if (policy_weight.shape != (n,) or ownership.shape != (n, board_size, board_size) or score.shape != (n,)
+            or aux_weight.shape != (n,)):
+        raise ShardError(f"shard {path} has auxiliary targets of shapes policy_weight {policy_weight.shape}, "
+                         f"ownership {ownership.shape}, score {score.shape}, aux_weight {aux_weight.shape} for "
+                         f"{n} samples")
+    policy_weight = policy_weight.astype(np.float32, copy=False)
+    score = score.astype(np.float32, copy=False)
+    aux_weight = aux_weight.astype(np.float32, copy=False)
+    if not (np.isfinite(policy_weight).all() and np.isfinite(score).all() and np.isfinite(aux_weight).all()):
+        raise ShardError(f"shard {path} holds non-finite auxiliary targets or weights")
+    if n and (np.abs(ownership).max() > 1 or min(policy_weight.min(), aux_weight.min()) < 0.0):
+        raise ShardError(f"shard {path} holds targets out of range (ownership outside [-1, 1] or a negative weight)")
+    ownership = ownership.astype(np.int8, copy=False)
     if features.dtype != np.uint8:
         if features.dtype.kind not in "fiub":
             raise ShardError(f"shard {path}: features of type {features.dtype}")
@@ -164,7 +206,7 @@ def read_shard(path: str | Path, board_size: int) -> Shard:
         raise ShardError(f"shard {path} holds non-finite policy or value targets")
     if n and (np.abs(value).max() > 1.0 or policy.min() < 0.0):
         raise ShardError(f"shard {path} holds targets out of range (value outside [-1, 1] or negative policy)")
-    return Shard(path, features, policy, value, model_id)
+    return Shard(path, features, policy, value, model_id, policy_weight, ownership, score, aux_weight)
 
 
 def shard_paths(data_dir: str | Path) -> list[Path]:
@@ -217,10 +259,17 @@ class ReplayBuffer:
         self._features = np.zeros((0, NUM_PLANES, self.board_size, self.board_size), np.uint8)
         self._policy = np.zeros((0, area + 1), np.float32)
         self._value = np.zeros(0, np.float32)
+        self._policy_weight = np.zeros(0, np.float32)
+        self._ownership = np.zeros((0, self.board_size, self.board_size), np.int8)
+        self._score = np.zeros(0, np.float32)
+        self._aux_weight = np.zeros(0, np.float32)
         self._start = 0
         self._end = 0
 
     # -- loading ---------------------------------------------------------------------------------
+    # the stored arrays, one per Shard field (``_x`` holds ``Shard.x``)
+    _FIELDS = ("_features", "_policy", "_value", "_policy_weight", "_ownership", "_score", "_aux_weight")
+
     def __len__(self) -> int:
         return self._end - self._start
 
@@ -302,9 +351,9 @@ class ReplayBuffer:
         capacity = len(self._value)
         if self._end + n_new > capacity:
             if self._start > 0:  # compact: move the live window to the front
-                self._features[:live] = self._features[self._start:self._end]
-                self._policy[:live] = self._policy[self._start:self._end]
-                self._value[:live] = self._value[self._start:self._end]
+                for name in self._FIELDS:
+                    array = getattr(self, name)
+                    array[:live] = array[self._start:self._end]
                 self._model_ids = [(end - self._start, mid) for end, mid in self._model_ids if end > self._start]
                 self._start, self._end = 0, live
             if live + n_new > capacity:
@@ -312,14 +361,12 @@ class ReplayBuffer:
                 limit = self._capacity_limit()
                 if limit:
                     new_cap = max(min(new_cap, limit), live + n_new)
-                self._features = _grow(self._features, new_cap, live)
-                self._policy = _grow(self._policy, new_cap, live)
-                self._value = _grow(self._value, new_cap, live)
+                for name in self._FIELDS:
+                    setattr(self, name, _grow(getattr(self, name), new_cap, live))
         for s in shards:
             k = len(s)
-            self._features[self._end:self._end + k] = s.features
-            self._policy[self._end:self._end + k] = s.policy
-            self._value[self._end:self._end + k] = s.value
+            for name in self._FIELDS:
+                getattr(self, name)[self._end:self._end + k] = getattr(s, name[1:])
             self._end += k
             self._model_ids.append((self._end, s.model_id))
 
@@ -339,21 +386,20 @@ class ReplayBuffer:
         return [mid for _, mid in self._model_ids]
 
     # -- sampling --------------------------------------------------------------------------------
-    def sample(self, batch_size: int, augment_symmetries: bool | None = None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``batch_size`` samples drawn uniformly (with replacement) from the window:
-        ``(features uint8 [B, C, N, N], policy float32 [B, A], value float32 [B])``, each under a random
-        board symmetry when ``augment`` (default: ``cfg.augment``)."""
+    def sample(self, batch_size: int, augment_symmetries: bool | None = None) -> Batch:
+        """``batch_size`` samples drawn uniformly (with replacement) from the window (a ``Batch``), each
+        under a random board symmetry when ``augment`` (default: ``cfg.augment``)."""
         if len(self) == 0:
             raise ValueError(f"replay buffer of {self.data_dir} is empty")
         idx = self.rng.integers(self._start, self._end, size=int(batch_size))
         features = self._features[idx]
         policy = self._policy[idx]
-        value = self._value[idx].copy()
+        ownership = self._ownership[idx]
         if self.cfg.augment if augment_symmetries is None else augment_symmetries:
             symmetries = self.rng.integers(0, NUM_SYMMETRIES, size=len(idx))
-            features, policy = augment(features, policy, symmetries)
-        return features, policy, value
+            features, policy, ownership = augment(features, policy, symmetries, ownership)
+        return Batch(features, policy, self._value[idx], self._policy_weight[idx], ownership, self._score[idx],
+                     self._aux_weight[idx])
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.bit_generator.state}

@@ -9,6 +9,8 @@ Who owns which slot, and when a tree is reset, is the caller's business (self-pl
 """
 from __future__ import annotations
 
+import functools
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -54,6 +56,9 @@ class TreeArrays:
     prior: np.ndarray
     root_noise: np.ndarray
     noise_fraction: np.ndarray
+    root_budget: np.ndarray
+    gumbel: np.ndarray
+    gumbel_table: np.ndarray
 
     @classmethod
     def allocate(cls, num_trees: int, max_nodes: int, num_actions: int) -> "TreeArrays":
@@ -71,7 +76,34 @@ class TreeArrays:
             prior=np.full((t, m, a), kernels.ILLEGAL, np.float32),
             root_noise=np.zeros((t, a), np.float32),
             noise_fraction=np.zeros(t, np.float32),
+            root_budget=np.zeros(t, np.int32),
+            gumbel=np.zeros((t, a), np.float32),
+            gumbel_table=np.zeros((t, m), np.int32),
         )
+
+
+@functools.lru_cache(maxsize=256)
+def considered_visits(m: int, n: int) -> np.ndarray:
+    """Sequential halving's table (mctx's ``get_sequence_of_considered_visits``): entry ``i`` is the visit
+    count of the action the ``i``-th of ``n`` root simulations goes to, with ``m`` candidates. Each phase
+    gives every remaining candidate ``max(1, n // (ceil(log2 m) * remaining))`` more visits, then halves
+    the candidates (never below 2)."""
+    if m <= 1:
+        return np.arange(n, dtype=np.int32)
+    log2m = max(1, math.ceil(math.log2(m)))
+    seq: list[int] = []
+    visits = [0] * m
+    considered = m
+    while len(seq) < n:
+        extra = max(1, n // (log2m * considered))
+        for _ in range(extra):
+            seq.extend(visits[:considered])
+            for i in range(considered):
+                visits[i] += 1
+        considered = max(2, considered // 2)
+    table = np.array(seq[:n], np.int32)
+    table.flags.writeable = False
+    return table
 
 
 @dataclass
@@ -143,18 +175,31 @@ class Search:
         kernels.reset_tree(slot, tr.node_count, tr.visits, tr.value_sum, tr.virtual_loss, tr.parent, tr.action,
                            tr.status, tr.children, tr.prior)
 
-    def reset(self, slot: int, state: GoState, noise: np.ndarray | None = None, noise_fraction: float = 0.0) -> None:
+    def reset(self, slot: int, state: GoState, noise: np.ndarray | None = None, noise_fraction: float = 0.0,
+              gumbel: np.ndarray | None = None, budget: int = 0) -> None:
         """Start a fresh tree in ``slot`` rooted at ``state``; ``noise`` ([A], zero on illegal moves) is
-        mixed into the root priors with weight ``noise_fraction`` when the root is expanded."""
+        mixed into the root priors with weight ``noise_fraction`` when the root is expanded.
+
+        ``budget > 0`` makes the root a Gumbel root (``native.tree``): sequential halving over ``budget``
+        simulations with ``cfg.gumbel_considered`` candidates, ranked with the Gumbel noise ``gumbel`` ([A];
+        None: zeros, the deterministic choice of evaluation)."""
         if state.is_over:
             raise ValueError("cannot search a finished game")
         self.roots.load(slot, state)
         self._reset_arrays(slot)
+        tr = self.trees
         if noise is not None and noise_fraction > 0:
-            self.trees.root_noise[slot] = noise
-            self.trees.noise_fraction[slot] = noise_fraction
+            tr.root_noise[slot] = noise
+            tr.noise_fraction[slot] = noise_fraction
         else:
-            self.trees.noise_fraction[slot] = 0.0
+            tr.noise_fraction[slot] = 0.0
+        tr.root_budget[slot] = max(0, int(budget))
+        if budget > 0:
+            tr.gumbel[slot] = 0.0 if gumbel is None else gumbel
+            legal = int(state.legal_mask().sum())
+            table = considered_visits(max(1, min(self.cfg.gumbel_considered, legal)), int(budget))
+            width = min(len(table), tr.gumbel_table.shape[1])
+            tr.gumbel_table[slot, :width] = table[:width]
 
     def reuse(self, src: int, action: int, dst: int, state: GoState, noise: np.ndarray | None = None,
               noise_fraction: float = 0.0) -> bool:
@@ -170,6 +215,7 @@ class Search:
         kernels.extract_subtree(src, child, dst, tr.node_count, tr.visits, tr.value_sum, tr.virtual_loss, tr.parent,
                                 tr.action, tr.status, tr.nn_value, tr.children, tr.prior, self._queue)
         tr.noise_fraction[dst] = 0.0
+        tr.root_budget[dst] = 0  # a reused root searches by PUCT
         if noise is not None and noise_fraction > 0:
             tr.root_noise[dst] = noise
             kernels.mix_root_noise(dst, tr.prior, tr.root_noise, noise_fraction)
@@ -204,6 +250,21 @@ class Search:
     def root_prior(self, slot: int) -> np.ndarray:
         return self.trees.prior[slot, kernels.ROOT].copy()
 
+    def gumbel_action(self, slot: int) -> int:
+        """A Gumbel root's move from its (partial or final) search: the most visited candidates ranked by
+        ``g + log prior + sigma(q)``."""
+        tr, c = self.trees, self.cfg
+        return int(kernels.gumbel_root_action(slot, tr.visits, tr.value_sum, tr.nn_value, tr.children, tr.prior,
+                                              tr.gumbel, c.gumbel_c_visit, c.gumbel_c_scale))
+
+    def improved_policy(self, slot: int) -> np.ndarray:
+        """The Gumbel policy target: ``softmax(log prior + sigma(completed q))`` over the legal root actions."""
+        tr, c = self.trees, self.cfg
+        out = np.zeros(self.num_actions, np.float32)
+        kernels.gumbel_improved_policy(slot, tr.visits, tr.value_sum, tr.nn_value, tr.children, tr.prior,
+                                       c.gumbel_c_visit, c.gumbel_c_scale, out)
+        return out
+
     # -- the hot loop ----------------------------------------------------------------------------
     def step(self, slots: np.ndarray, wanted: np.ndarray) -> int:
         """One batch over ``slots``; returns the number of leaves evaluated and backed up."""
@@ -226,6 +287,7 @@ class Search:
             sc.core, sc.hist, sc.past,
             self.leaf_slot, self.leaf_node, self.leaf_kind, self.leaf_value, self.leaf_key, self.leaf_move_number,
             self.cfg.c_puct, self.cfg.fpu_reduction, self.cfg.virtual_loss,
+            tr.nn_value, tr.root_budget, tr.gumbel, tr.gumbel_table, self.cfg.gumbel_c_visit, self.cfg.gumbel_c_scale,
         )
         self.stats.steps += 1
         self.stats.collisions += int(collisions)

@@ -19,23 +19,31 @@ from native import tree as tree_kernels
 from specmcts.atomic import atomic_open
 from specmcts.config import Config, dirichlet_alpha, temperature_moves
 from specmcts.search import Search, dirichlet_noise
-from specmcts.speculation import Pipeline, game_phase
+from specmcts.speculation import Pipeline, RootSetup, game_phase
 
-SHARD_VERSION = 1
+SHARD_VERSION = 2  # 2: ownership, score, aux_weight and policy_weight (version 1 shards still load)
 
 
 class SelfPlayPolicy:
-    """Move picking and root noise for self-play, as pure functions of (seed, game, move number)."""
+    """Move picking, search budget and root randomness for self-play, as pure functions of (seed, game,
+    move number) and the tree.
+
+    ``search.root: puct``: visit counts, a temperature pick with a pre-drawn uniform, Dirichlet noise, the
+    visit distribution as the policy target. ``gumbel``: Gumbel noise drawn per (game, move), sequential
+    halving, the move the halving leaves, the improved policy as the target. Playout cap randomization
+    (``search.fast_sims`` > 0): whether a move gets the full search is drawn per (game, move); fast moves
+    have no root noise and their policy target weight is 0."""
 
     def __init__(self, cfg: Config, rules: GoRules):
         self.seed = cfg.seed
         self.search = cfg.search
         self.rules = rules
+        self.gumbel = cfg.search.root == "gumbel"
         self.temperature_moves = temperature_moves(cfg.search, rules.size)
         self.alpha = dirichlet_alpha(cfg.search, rules.size)
 
     def _rng(self, game: int, move_number: int, stream: int) -> np.random.Generator:
-        # stream 0: the move's uniform, 1: its root noise, 2: per-game draws
+        # stream 0: the move's uniform, 1: its root noise, 2: per-game draws, 3: full or fast search, 4: Gumbel
         return np.random.default_rng([self.seed, int(game), move_number, stream])
 
     def temperature(self, move_number: int) -> float:
@@ -44,14 +52,40 @@ class SelfPlayPolicy:
     def uniform(self, game: int, move_number: int) -> float:
         return float(self._rng(game, move_number, 0).random())
 
-    def pick(self, game, move_number: int, counts: np.ndarray) -> int:
+    def full_search(self, game, move_number: int) -> bool:
+        """Playout cap randomization: does this move get the full search (and a trained policy target)?"""
+        s = self.search
+        if s.fast_sims <= 0:
+            return True
+        return bool(self._rng(game, move_number, 3).random() < s.full_search_fraction)
+
+    def pick(self, game, move_number: int, search: Search, slot: int) -> int:
+        if self.gumbel:
+            return search.gumbel_action(slot)
+        counts = search.visit_counts(slot)
         return int(tree_kernels.pick_from_counts(counts, self.temperature(move_number), self.uniform(game, move_number)))
 
-    def root_noise(self, game, state: GoState):
-        if self.search.dirichlet_fraction <= 0:
-            return None, 0.0
-        noise = dirichlet_noise(self._rng(game, state.move_number, 1), state.legal_mask(), self.alpha)
-        return noise, self.search.dirichlet_fraction
+    def target(self, search: Search, slot: int) -> np.ndarray:
+        """The policy training target of a finished search (float32 [A], sums to 1)."""
+        if self.gumbel:
+            return search.improved_policy(slot)
+        counts = search.visit_counts(slot)
+        total = counts.sum()
+        return (counts / total).astype(np.float32) if total else counts.astype(np.float32)
+
+    def root(self, game, state: GoState) -> RootSetup:
+        m = state.move_number
+        full = self.full_search(game, m)
+        s = self.search
+        setup = RootSetup(sims=s.sims if full else s.fast_sims)
+        if self.gumbel:
+            legal = state.legal_mask()
+            g = self._rng(game, m, 4).gumbel(size=legal.shape[0]).astype(np.float32)
+            setup.gumbel, setup.gumbel_budget = np.where(legal, g, 0.0).astype(np.float32), setup.sims
+        elif full and s.dirichlet_fraction > 0:
+            setup.noise = dirichlet_noise(self._rng(game, m, 1), state.legal_mask(), self.alpha)
+            setup.noise_fraction = s.dirichlet_fraction
+        return setup
 
     def no_resign(self, game: int) -> bool:
         return bool(self._rng(game, 0, 2).random() < self.search.no_resign_fraction)
@@ -64,7 +98,8 @@ class GameRecord:
     no_resign: bool
     moves: list = field(default_factory=list)
     features: list = field(default_factory=list)  # uint8 [C, N, N] per move
-    targets: list = field(default_factory=list)  # float32 [A] visit distribution per move
+    targets: list = field(default_factory=list)  # float32 [A] policy target per move
+    policy_weights: list = field(default_factory=list)  # 1: full search, trained on; 0: fast search
     to_play: list = field(default_factory=list)
     root_values: list = field(default_factory=list)
     comments: list = field(default_factory=list)
@@ -77,6 +112,24 @@ class GameRecord:
     last_step: int = 0
     result: str = ""
     winner: int = EMPTY
+
+
+def final_position_targets(records: list[GameRecord]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The auxiliary targets of every move of ``records``, from the Tromp-Taylor count of each game's final
+    position and the view of the side to move: ``ownership`` int8 [n, N, N] (+1 the mover's), ``score``
+    float32 [n] (the mover's area minus the opponent's, komi included) and ``aux_weight`` float32 [n]
+    (0 for a resigned game, whose final board is not a finished position; its targets are zeros)."""
+    ownership, score, weight = [], [], []
+    for r in records:
+        own = r.state.ownership()
+        black_score = r.state.score()
+        counted = r.state.resigned == EMPTY
+        for mover in r.to_play:
+            sign = 1 if mover == BLACK else -1
+            ownership.append(own * sign if counted else np.zeros_like(own))
+            score.append(black_score * sign if counted else 0.0)
+            weight.append(1.0 if counted else 0.0)
+    return (np.stack(ownership).astype(np.int8), np.array(score, np.float32), np.array(weight, np.float32))
 
 
 class RunWriter:
@@ -131,10 +184,13 @@ class RunWriter:
         policy = np.stack([p for r in self.pending for p in r.targets]).astype(np.float32)
         value = np.array([r.state.result_for(c) for r in self.pending for c in r.to_play], np.float32)
         move = np.array([i for r in self.pending for i in range(len(r.features))], np.int16)
+        policy_weight = np.array([w for r in self.pending for w in r.policy_weights], np.float32)
+        ownership, score, aux_weight = final_position_targets(self.pending)
         path = self.out / "data" / f"{self.session}-{self._next_shard:04d}.npz"
         with atomic_open(path) as fh:
             np.savez_compressed(
                 fh, features=feats, policy=policy, value=value, move_number=move,
+                policy_weight=policy_weight, ownership=ownership, score=score, aux_weight=aux_weight,
                 board_size=np.int32(self.rules.size), komi=np.float32(self.rules.komi),
                 rules=np.array("area/positional-superko"), model_id=np.array(self.model_id),
                 created=np.float64(time.time()), version=np.int32(SHARD_VERSION),
@@ -185,7 +241,7 @@ class SelfPlay:
             self.k, self.auto_k_timings = choose_k(evaluator, self.concurrent * cfg.search.leaves_per_tree)
         self.search = Search(self.rules, cfg.search, evaluator, cache, num_trees=self.concurrent * (self.k + 1) + int(cfg.search.tree_reuse))  # reuse needs one spare slot
         self.policy = SelfPlayPolicy(cfg, self.rules)
-        self.pipeline = Pipeline(self.search, self.k, cfg.search.sims, self.policy, tree_reuse=cfg.search.tree_reuse)
+        self.pipeline = Pipeline(self.search, self.k, self.policy, tree_reuse=cfg.search.tree_reuse)
         self.writer = RunWriter(out, self.rules, model_id, cfg.selfplay.shard_games, tensorboard)
         self.progress = progress
         self.max_moves = cfg.selfplay.max_moves or self.rules.max_moves
@@ -197,10 +253,11 @@ class SelfPlay:
         """Level 0 of ``rec`` is done: pick, record and play the move. Returns True if the game ended."""
         g = rec.index
         state = self.pipeline.root(g)
+        slot = self.pipeline.slot(g)
         counts = self.pipeline.visit_counts(g)
         value = self.pipeline.root_value(g)
         m = state.move_number
-        action = self.policy.pick(g, m, counts)
+        action = self.policy.pick(g, m, self.search, slot)
         now = time.perf_counter()
         rec.move_seconds.append(now - rec.last_decision)
         rec.move_steps.append(self.steps - rec.last_step)
@@ -219,7 +276,8 @@ class SelfPlay:
 
         total = counts.sum()
         rec.features.append(state.features(np.uint8))
-        rec.targets.append((counts / total).astype(np.float32) if total else counts.astype(np.float32))
+        rec.targets.append(self.policy.target(self.search, slot))
+        rec.policy_weights.append(1.0 if self.policy.full_search(g, m) else 0.0)
         rec.to_play.append(mover)
         rec.root_values.append(value)
         rec.moves.append(action)

@@ -62,16 +62,27 @@ def correct_from_stage(stage_predictions: list, action: int, k: int) -> int:
     return first
 
 
+@dataclass
+class RootSetup:
+    """How a search of one move starts: its simulation budget and its root randomness."""
+
+    sims: int
+    noise: np.ndarray | None = None  # Dirichlet noise [A] mixed into the root priors (PUCT root)
+    noise_fraction: float = 0.0
+    gumbel: np.ndarray | None = None  # Gumbel noise [A] (Gumbel root)
+    gumbel_budget: int = 0  # > 0: a Gumbel root doing sequential halving over this many simulations
+
+
 class MovePolicy(Protocol):
     """How a game turns a search into a move; the pipeline uses it for predictions too."""
 
-    def pick(self, game: Hashable, move_number: int, counts: np.ndarray) -> int:
-        """The move from (partial or final) visit counts at ``move_number``; must be a pure function of
-        its arguments so a prediction from final counts equals the real pick."""
+    def pick(self, game: Hashable, move_number: int, search: Search, slot: int) -> int:
+        """The move from the (partial or final) search in ``slot`` at ``move_number``; must be a pure function
+        of the tree and (game, move number) so a prediction from the final tree equals the real pick."""
 
-    def root_noise(self, game: Hashable, state: GoState) -> tuple[np.ndarray | None, float]:
-        """Dirichlet noise (and its weight) for a search rooted at ``state``; a pure function of
-        (game, move number), however often that position is searched."""
+    def root(self, game: Hashable, state: GoState) -> RootSetup:
+        """Budget and randomness of a search rooted at ``state``; a pure function of (game, move number),
+        however often that position is searched."""
 
 
 @dataclass
@@ -79,6 +90,8 @@ class Level:
     slot: int
     state: GoState  # the root position of this level's search
     via: int  # action predicted at the level above that leads here (-1 at level 0)
+    sims: int = 0  # the search's simulation budget
+    boundaries: list = field(default_factory=list)  # boundaries[j]: simulations at stage boundary j (1..k)
     stage: int = 1  # next stage boundary to cross (1..k)
     prediction: int = -1  # latest prediction of this level's move
     stage_predictions: list = field(default_factory=list)  # (stage, predicted action)
@@ -136,12 +149,11 @@ class Pipeline:
             pipe.step()                         # one evaluator batch over every level of every game
     """
 
-    def __init__(self, search: Search, k: int, sims: int, policy: MovePolicy, tree_reuse: bool = False):
+    def __init__(self, search: Search, k: int, policy: MovePolicy, tree_reuse: bool = False):
         if k < 0:
             raise ValueError("speculation depth k must be >= 0")
         self.search = search
         self.k = k
-        self.sims = sims
         self.policy = policy
         # Reusing the played move's subtree keeps more search but breaks exactness across k (a committed
         # speculative tree is fresh, a reused one is not): the lossless guarantee holds with fresh trees.
@@ -149,9 +161,9 @@ class Pipeline:
         self.stats = SpeculationStats(k=k)
         self.levels: dict[Hashable, list[Level]] = {}
         self.free_slots: list[int] = list(range(search.num_trees - 1, -1, -1))
-        self.boundaries = [int(np.ceil(sims * j / (k + 1))) for j in range(k + 1)]  # boundaries[j], j = 1..k
         self._order = None  # cached slot order, rebuilt when levels change
         self._slot_next_event = np.zeros(search.num_trees, np.int64)
+        self._slot_target = np.zeros(search.num_trees, np.int64)  # each slot's simulation budget
 
     # -- games -----------------------------------------------------------------------------------
     def start(self, game: Hashable, state: GoState) -> None:
@@ -178,6 +190,10 @@ class Pipeline:
     def visit_counts(self, game: Hashable) -> np.ndarray:
         return self.search.visit_counts(self.levels[game][0].slot)
 
+    def sims(self, game: Hashable) -> int:
+        """The simulation budget of the game's current move."""
+        return self.levels[game][0].sims
+
     def root_value(self, game: Hashable) -> float:
         return self.search.root_value(self.levels[game][0].slot)
 
@@ -185,7 +201,7 @@ class Pipeline:
         """Games whose level-0 search has all its simulations."""
         if self._order is None:
             self._rebuild()
-        done = np.flatnonzero(self.search.completed(self._heads) >= self.sims)
+        done = np.flatnonzero(self.search.completed(self._heads) >= self._slot_target[self._heads])
         return [self._head_games[i] for i in done]
 
     def _rebuild(self) -> None:
@@ -223,10 +239,9 @@ class Pipeline:
         if self.tree_reuse:
             # the played move's subtree becomes the new tree (KataGo-style); opened before the old slot is freed
             slot = self.free_slots.pop()
-            noise, fraction = self.policy.root_noise(game, state_after)
-            self.search.reuse(head.slot, action, slot, state_after, noise, fraction)
-            fresh = Level(slot=slot, state=state_after, via=-1)
-            self._slot_next_event[slot] = self.boundaries[1] if self.k > 0 else np.iinfo(np.int64).max
+            setup = self.policy.root(game, state_after)
+            self.search.reuse(head.slot, action, slot, state_after, setup.noise, setup.noise_fraction)
+            fresh = self._level(slot, state_after, -1, setup.sims)
             self._close(head, wasted=False)
             self.levels[game] = [fresh]
             return False
@@ -242,7 +257,7 @@ class Pipeline:
         slots = self._order
         if len(slots) == 0:
             return 0
-        want = self.search.wanted(slots, self.sims)
+        want = self.search.wanted(slots, self._slot_target[slots])
         n = self.search.step(slots, want)
         if self.k > 0:
             completed = self.search.completed(slots)
@@ -254,10 +269,16 @@ class Pipeline:
     # -- internals -------------------------------------------------------------------------------
     def _open(self, game: Hashable, state: GoState, via: int) -> Level:
         slot = self.free_slots.pop()
-        noise, fraction = self.policy.root_noise(game, state)
-        self.search.reset(slot, state, noise, fraction)
-        level = Level(slot=slot, state=state, via=via)
-        self._slot_next_event[slot] = self.boundaries[1] if self.k > 0 else np.iinfo(np.int64).max
+        setup = self.policy.root(game, state)
+        self.search.reset(slot, state, setup.noise, setup.noise_fraction, setup.gumbel, setup.gumbel_budget)
+        return self._level(slot, state, via, setup.sims)
+
+    def _level(self, slot: int, state: GoState, via: int, sims: int) -> Level:
+        """A level searching ``sims`` simulations in ``slot``: its budget cut into k + 1 equal stages."""
+        bounds = [int(np.ceil(sims * j / (self.k + 1))) for j in range(self.k + 1)]
+        level = Level(slot=slot, state=state, via=via, sims=sims, boundaries=bounds)
+        self._slot_target[slot] = sims
+        self._slot_next_event[slot] = bounds[1] if self.k > 0 else np.iinfo(np.int64).max
         return level
 
     def _close(self, level: Level, wasted: bool) -> None:
@@ -281,15 +302,14 @@ class Pipeline:
         level = chain[d]
         done = int(self.search.completed([level.slot])[0])
         crossed = level.stage
-        while crossed <= self.k and done >= self.boundaries[crossed]:
+        while crossed <= self.k and done >= level.boundaries[crossed]:
             crossed += 1
         if crossed == level.stage:
             return
         stage = crossed - 1  # the latest boundary passed
         level.stage = crossed
-        self._slot_next_event[level.slot] = self.boundaries[crossed] if crossed <= self.k else np.iinfo(np.int64).max
-        counts = self.search.visit_counts(level.slot)
-        guess = self.policy.pick(game, level.state.move_number, counts)
+        self._slot_next_event[level.slot] = level.boundaries[crossed] if crossed <= self.k else np.iinfo(np.int64).max
+        guess = self.policy.pick(game, level.state.move_number, self.search, level.slot)
         level.prediction = guess
         level.stage_predictions.append((stage, guess))
         if d >= self.k:
@@ -321,8 +341,7 @@ class Pipeline:
         level = chain[d]
         if d >= self.k or level.stage <= 1:
             return
-        counts = self.search.visit_counts(level.slot)
-        self._spawn(game, chain, level, self.policy.pick(game, level.state.move_number, counts))
+        self._spawn(game, chain, level, self.policy.pick(game, level.state.move_number, self.search, level.slot))
 
     def _score_predictions(self, level: Level, action: int) -> None:
         phase = game_phase(level.state.move_number, level.state.size)

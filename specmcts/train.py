@@ -1,8 +1,12 @@
 """Trainer: loss, optimizer, LR schedule, AMP, NaN guard, checkpoints, TensorBoard.
 
-Loss of a batch (AlphaZero): ``policy cross-entropy(visit distribution, softmax(logits)) + value_weight *
-MSE(value, outcome)``, plus ``weight_decay * sum(w^2)`` over conv/linear weights with SGD (AdamW decays the
-same weights in the optimizer instead). BatchNorm parameters and biases are never decayed.
+Loss of a batch (AlphaZero, plus KataGo's auxiliary targets): ``policy cross-entropy(target, softmax(logits))``
+averaged over the samples whose policy is trained on (``policy_weight``: playout cap randomization's fast
+searches are not), ``+ value_weight * MSE(value, outcome)`` over all samples, and with kata heads ``+
+ownership_weight * mean per-point binary cross-entropy of the final ownership + score_weight *
+Huber(score / N, final margin / N)`` over the samples that have those targets (``aux_weight``); plus
+``weight_decay * sum(w^2)`` over conv/linear weights with SGD (AdamW decays the same weights in the
+optimizer instead). BatchNorm parameters and biases are never decayed.
 
 Checkpoints live in ``<run>/models/model_<step:08d>.pt`` (``specmcts.network.save_model``: atomic, with a
 model id naming the step and the weights) and hold everything a resumed trainer needs to continue exactly
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -181,6 +186,8 @@ class StepMetrics:
     loss: float
     policy_loss: float
     value_loss: float
+    ownership_loss: float
+    score_loss: float
     l2: float
     policy_entropy: float
     value_accuracy: float
@@ -275,13 +282,15 @@ class Trainer:
         self.last_checkpoint = Path(path)
 
     # -- one step --------------------------------------------------------------------------------
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        features, policy, value = self.buffer.sample(self.tcfg.batch_size)
+    def _batch(self) -> dict[str, torch.Tensor]:
+        batch = self.buffer.sample(self.tcfg.batch_size)
         dev = self.device
-        x = torch.from_numpy(features).to(dev, non_blocking=True).float()
-        if self.cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, torch.from_numpy(policy).to(dev, non_blocking=True), torch.from_numpy(value).to(dev, non_blocking=True)
+        out = {name: torch.from_numpy(np.ascontiguousarray(array)).to(dev, non_blocking=True)
+               for name, array in batch._asdict().items()}
+        x = out.pop("features").float()
+        out["x"] = x.contiguous(memory_format=torch.channels_last) if self.cuda else x
+        out["ownership"] = out["ownership"].float()
+        return out
 
     def _l2(self) -> torch.Tensor:
         return sum((p.float() ** 2).sum() for n, p in self.net.named_parameters() if _decayed(n, p))
@@ -293,17 +302,30 @@ class Trainer:
         lr = lr_at(self.step, t)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x, target_policy, target_value = self._batch()
+        b = self._batch()
+        target_value = b["value"]
         self.net.train()
+        aux = self.net.has_aux_heads
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            logits, value = self.net(x)
-        logits = logits.float()
-        value = value.float()
+            out = self.net.heads(b["x"], aux=aux)
+        logits = out["policy"].float()
+        value = out["value"].float()
         log_p = F.log_softmax(logits, dim=1)
-        policy_loss = -(target_policy * log_p).sum(dim=1).mean()
+        pw = b["policy_weight"]
+        policy_loss = (pw * -(b["policy"] * log_p).sum(dim=1)).sum() / pw.sum().clamp(min=1.0)
         value_loss = F.mse_loss(value, target_value)
-        l2 = t.weight_decay * self._l2()
         loss = policy_loss + t.value_weight * value_loss
+        ownership_loss = score_loss = torch.zeros((), device=self.device)
+        if aux:
+            aw = b["aux_weight"]
+            denom = aw.sum().clamp(min=1.0)
+            per_point = F.binary_cross_entropy_with_logits(
+                out["ownership_logit"].float(), (1.0 + b["ownership"]) / 2.0, reduction="none")
+            ownership_loss = (aw * per_point.mean(dim=(1, 2))).sum() / denom
+            size = float(b["x"].shape[-1])
+            score_loss = (aw * F.huber_loss(out["score"].float() / size, b["score"] / size, reduction="none")).sum() / denom
+            loss = loss + t.ownership_weight * ownership_loss + t.score_weight * score_loss
+        l2 = t.weight_decay * self._l2()
         if t.optimizer == "sgd":
             loss = loss + l2
         if not torch.isfinite(loss):
@@ -325,7 +347,7 @@ class Trainer:
         self.step += 1
         self.samples_trained += t.batch_size
         metrics = StepMetrics(loss=loss.item(), policy_loss=policy_loss.item(), value_loss=value_loss.item(),
-                              l2=l2.item(), policy_entropy=entropy.item(), value_accuracy=accuracy.item(),
+                              ownership_loss=ownership_loss.item(), score_loss=score_loss.item(), l2=l2.item(), policy_entropy=entropy.item(), value_accuracy=accuracy.item(),
                               grad_norm=float(grad_norm), lr=lr)
         self.train_seconds += time.perf_counter() - started
         self._accumulate(metrics, time.perf_counter() - started)
@@ -354,6 +376,7 @@ class Trainer:
         values = {
             "train/loss": means["loss"], "train/policy_loss": means["policy_loss"],
             "train/value_loss": means["value_loss"], "train/l2": means["l2"],
+            "train/ownership_loss": means["ownership_loss"], "train/score_loss": means["score_loss"],
             "train/policy_entropy": means["policy_entropy"], "train/value_accuracy": means["value_accuracy"],
             "train/grad_norm": means["grad_norm"], "train/learning_rate": means["lr"],
             "train/samples_per_s": rate,

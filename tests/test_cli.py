@@ -142,3 +142,36 @@ def test_model_info_on_a_corrupt_file_is_one_line(tmp_path, capsys):
 def test_bench_runs_a_tool(capsys):
     assert cli.main(["bench", "rules", "--seconds", "0.5", "--sizes", "5", "--repeats", "1", "--no-openspiel"]) == 0
     assert "moves/s" in capsys.readouterr().out
+
+
+def test_model_export_keeps_how_the_net_was_made(tmp_path, capsys):
+    """`model export` (how a net is made ready to ship) keeps the config and the compute totals, and `model
+    info` shows them."""
+    import torch
+
+    from specmcts.network import build_net, save_model
+
+    src = tmp_path / "trained.pt"
+    save_model(src, build_net(5, None), {"step": 7, "config": {"name": "go9cpu", "search": {"root": "gumbel", "sims": 40}},
+                                         "run": {"totals": {"cpu_hours": 1.5, "games": 1234, "sessions": 2}},
+                                         "optimizer": {"state": {}, "param_groups": []}})
+    out = tmp_path / "ship.pt"
+    assert cli.main(["model", "export", str(src), "--out", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["provenance"]["cpu_hours"] == 1.5 and info["provenance"]["games"] == 1234
+    assert info["provenance"]["config"] == "go9cpu" and info["provenance"]["search"]["root"] == "gumbel"
+    assert "optimizer" not in torch.load(out, weights_only=True)
+    assert cli.main(["model", "info", str(out)]) == 0
+    line = capsys.readouterr().out
+    assert "1.50 CPU-hours" in line and "1,234 self-play games" in line and "kata heads" in line
+
+
+def test_model_shipped_is_the_embedded_net_or_a_one_line_error(capsys):
+    from specmcts.network import embedded_model
+
+    code = cli.main(["model", "info", "shipped"])
+    out, err = capsys.readouterr()
+    if embedded_model(9) is None:
+        assert code != 0 and "no net ships for 9x9" in err and err.count("\n") == 1
+    else:
+        assert code == 0 and "go9.pt" in out

@@ -10,6 +10,7 @@ from specmcts.network import (CheckpointError, PolicyValueNet, build_net, count_
                               make_model_id, save_model)
 
 TINY = NetConfig(blocks=1, channels=16, policy_channels=2, value_channels=1, value_hidden=16)
+TINY_FC = NetConfig(blocks=1, channels=16, policy_channels=2, value_channels=1, value_hidden=16, heads="fc")
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
@@ -23,6 +24,13 @@ def expected_parameters(n: int, cfg: NetConfig) -> int:
     c, area, actions = cfg.channels, n * n, n * n + 1
     stem = NUM_PLANES * c * 9 + 2 * c
     tower = cfg.blocks * (2 * 9 * c * c + 4 * c)
+    if cfg.heads == "kata":
+        pc, hc, vh = cfg.gpool_channels or c // 4, cfg.head_channels or c // 2, cfg.value_hidden
+        pooled_blocks = cfg.blocks // cfg.gpool_every if cfg.gpool_every else 0
+        tower += pooled_blocks * (9 * c * pc + 2 * pc + 3 * pc * c)
+        policy = c * hc + (c * hc + 2 * hc) + 3 * hc * hc + 2 * hc + (hc + 1) + (3 * hc + 1)
+        value = (c * hc + 2 * hc) + (3 * hc * vh + vh) + (2 * vh + 2) + (hc + 1)
+        return stem + tower + policy + value
     policy = c * cfg.policy_channels + 2 * cfg.policy_channels + cfg.policy_channels * area * actions + actions
     value = (c * cfg.value_channels + 2 * cfg.value_channels + cfg.value_channels * area * cfg.value_hidden
              + cfg.value_hidden + cfg.value_hidden + 1)
@@ -61,7 +69,9 @@ def test_channels_last_gives_the_same_outputs():
 
 
 @pytest.mark.parametrize("size,cfg", [(9, NetConfig(6, 64)), (9, NetConfig(10, 128)), (19, NetConfig(2, 32)),
-                                      (19, TINY)])
+                                      (19, TINY), (9, NetConfig(6, 64, heads="fc")), (9, NetConfig(10, 128, heads="fc")),
+                                      (19, NetConfig(2, 32, heads="fc")), (19, TINY_FC),
+                                      (9, NetConfig(3, 48, heads="kata", head_channels=8, gpool_every=3, gpool_channels=6))])
 def test_parameter_count_matches_the_architecture(size, cfg):
     assert count_parameters(PolicyValueNet(size, cfg)) == expected_parameters(size, cfg)
 
@@ -70,10 +80,51 @@ def test_model_id_names_architecture_and_weights():
     net = build_net(9, NetConfig(2, 32))
     assert net.model_id.startswith("9x9-b2c32-")
     assert make_model_id(net, step=120).startswith("9x9-b2c32-s120-")
+    assert build_net(9, NetConfig(2, 32, heads="fc")).model_id.startswith("9x9-b2c32-fc-")
     before = make_model_id(net)
     with torch.no_grad():
-        net.policy_fc.bias.add_(1.0)
+        net.pass_fc.bias.add_(1.0)
     assert make_model_id(net) != before
+
+
+def test_kata_net_evaluates_every_board_size_with_the_same_weights():
+    """Fully convolutional: the weights of a 9x9 net load into a 19x19 or 5x5 one, and the auxiliary heads
+    have the board's shape."""
+    net9 = build_net(9, TINY).eval()
+    for size in (5, 13, 19):
+        other = PolicyValueNet(size, TINY).eval()
+        other.load_state_dict(net9.state_dict())
+        with torch.no_grad():
+            out = other.heads(planes(2, size))
+        assert out["policy"].shape == (2, size * size + 1) and out["value"].shape == (2,)
+        assert out["ownership_logit"].shape == (2, size, size) and out["score"].shape == (2,)
+
+
+def test_kata_forward_is_heads_without_aux():
+    net = build_net(9, TINY).eval()
+    x = planes(3, 9, seed=2)
+    with torch.no_grad():
+        logits, value = net(x)
+        out = net.heads(x)
+    torch.testing.assert_close(logits, out["policy"])
+    torch.testing.assert_close(value, out["value"])
+    assert not build_net(9, TINY_FC).has_aux_heads and net.has_aux_heads
+
+
+def test_checkpoint_without_heads_record_loads_as_fc(tmp_path):
+    """Checkpoints written before ``net.heads`` existed (their record lacks it) load as the fc nets they are."""
+    net = build_net(9, TINY_FC).eval()
+    path = tmp_path / "old.pt"
+    save_model(path, net)
+    data = torch.load(path, weights_only=True)
+    for key in ("heads", "head_channels", "gpool_every", "gpool_channels"):
+        data["net"].pop(key)
+    torch.save(data, path)
+    loaded, _ = load_model(path)
+    assert loaded.net_cfg.heads == "fc" and loaded.net_cfg.gpool_every == 0
+    x = planes(2, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x)[0], net(x)[0])
 
 
 def test_save_load_round_trip(tmp_path):

@@ -110,7 +110,7 @@ def test_buffer_keeps_the_newest_samples(tmp_path):
     values = buf._value[buf._start:buf._end]
     expected = np.concatenate([(t / 10 + np.arange(100) / 1000.0) for t in range(6)])[-250:].astype(np.float32)
     np.testing.assert_array_equal(values, expected)
-    _, _, v = buf.sample(4000, augment_symmetries=False)
+    v = buf.sample(4000, augment_symmetries=False).value
     assert v.min() >= expected.min() and set(np.round(v, 4)) <= set(np.round(expected, 4))
     assert buf.model_ids() == ["test"] * 3
 
@@ -131,7 +131,7 @@ def test_sampling_is_uniform_over_the_window(tmp_path):
     write_shard(data / "b.npz", 30, tag=0.2)
     buf = ReplayBuffer(data, SIZE, cfg(window_samples=1000), seed=7)
     buf.refresh()
-    _, _, v = buf.sample(40_000, augment_symmetries=False)
+    v = buf.sample(40_000, augment_symmetries=False).value
     from_a = np.mean(v < 0.15)
     assert abs(from_a - 0.25) < 0.015  # 10 of 40 samples; the binomial sd is 0.002
     counts = np.unique(np.round(v, 4), return_counts=True)[1]
@@ -162,7 +162,7 @@ def test_samples_of_real_selfplay_shards(tmp_path):
     run_selfplay(c, tmp_path)
     buf = ReplayBuffer(tmp_path / "data", 5, c.train, seed=0)
     assert buf.refresh() > 0 and not buf.skipped and buf.shards_read == 2
-    f, p, v = buf.sample(64)
+    f, p, v = buf.sample(64)[:3]
     assert f.dtype == np.uint8 and f.shape == (64, NUM_PLANES, 5, 5) and set(np.unique(f)) <= {0, 1}
     assert p.shape == (64, 26) and np.allclose(p.sum(1), 1.0, atol=1e-5)
     assert set(np.unique(v)) <= {-1.0, 0.0, 1.0}

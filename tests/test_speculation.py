@@ -27,17 +27,18 @@ SMALL_BATCH = {9: 20, 5: 12}  # room for 2 trees of 8 leaves on 9x9, for 1 on 5x
 
 def selfplay(board: int, k: int, *, games: int = 3, concurrent: int = 3, sims: int = SIMS, cache: bool = True,
              max_batch: int = 512, leaves_per_tree: int = 8, evaluator: str = "hash", seed: int = 1,
-             resign_threshold: float = -0.95, no_resign_fraction: float = 0.0, threads: int = 0):
+             resign_threshold: float = -0.95, no_resign_fraction: float = 0.0, threads: int = 0,
+             root: str = "puct", fast_sims: int = 0):
     """Play ``games`` games at depth ``k``; returns (records by game index, summary, the SelfPlay).
     ``threads`` 1: serial batch kernels; 0: parallel over trees when a batch has 16 trees or more.
     Memoised (tests share their k = 0 references); callers must not modify what it returns."""
     return _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
-                     resign_threshold, no_resign_fraction, threads)
+                     resign_threshold, no_resign_fraction, threads, root, fast_sims)
 
 
 @lru_cache(maxsize=None)
 def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
-              resign_threshold, no_resign_fraction, threads):
+              resign_threshold, no_resign_fraction, threads, root, fast_sims):
     cfg = Config()
     cfg.seed = seed
     cfg.game.board = board
@@ -51,6 +52,8 @@ def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tr
     cfg.search.resign_consecutive = 2
     cfg.search.no_resign_fraction = no_resign_fraction
     cfg.search.threads = threads
+    cfg.search.root = root
+    cfg.search.fast_sims = fast_sims
     cfg.selfplay.games = games
     cfg.selfplay.concurrent = concurrent
     cfg.evaluator.max_batch = max_batch
@@ -77,6 +80,7 @@ def assert_same_records(records, reference):
         assert np.stack(rec.targets).dtype == np.float32
         np.testing.assert_array_equal(np.array(rec.root_values), np.array(ref.root_values), err_msg=where)
         np.testing.assert_array_equal(np.stack(rec.features), np.stack(ref.features), err_msg=where)
+        assert rec.policy_weights == ref.policy_weights, where
 
 
 # ----------------------------------------------------------------------------------------------
@@ -137,6 +141,25 @@ def test_lossless_with_parallel_batch_kernels(k):
     records, _, runner = selfplay(5, k, games=6, concurrent=6)
     assert_same_records(records, reference)
     assert runner.search.cfg.parallel_min_trees <= 6 * (k + 1)
+
+
+@pytest.mark.parametrize("max_batch", ["large", "small"])
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("board", [9, 5])
+def test_lossless_with_gumbel_root_and_playout_cap(board, k, max_batch):
+    """Gumbel root (noise drawn per (game, move), sequential halving, the halving's move predicted from the
+    partial tree) and playout cap randomization (full or fast search drawn per (game, move): levels of one
+    chain have different budgets and stage boundaries) keep records identical to k = 0."""
+    batch = 512 if max_batch == "large" else SMALL_BATCH[board]
+    opts = dict(root="gumbel", fast_sims=12, max_batch=batch)
+    reference, _, _ = selfplay(board, 0, **opts)
+    weights = [w for r in reference for w in r.policy_weights]
+    assert 0 < sum(weights) < len(weights)  # both kinds of move happen
+    for r in reference:  # improved-policy targets: distributions over the legal moves
+        np.testing.assert_allclose(np.stack(r.targets).sum(axis=1), 1.0, rtol=1e-5)
+    records, _, runner = selfplay(board, k, **opts)
+    assert_same_records(records, reference)
+    assert runner.pipeline.stats.spawned > 0
 
 
 def test_lossless_with_resignations():
