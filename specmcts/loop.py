@@ -325,14 +325,18 @@ class RunLoop:
         return self.trainer.save({"run": {"generation": self.generation, "mode": self.cfg.run.mode,
                                           "gating": dict(self.gating), "totals": self.compute_totals()}})
 
+    def _cpu_seconds(self) -> float:
+        """CPU seconds of this session: this process (all threads) and its finished children."""
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system - self._cpu_at_start
+
     def compute_totals(self) -> dict:
         """The compute behind the current net, over every session that trained it (checkpoint metadata
         ``run.totals``): ``cpu_hours`` (user + system time of this process and its finished children, e.g.
         async self-play workers, plus the earlier sessions'), ``games`` and ``samples`` of self-play,
         ``sessions``."""
         before = self.totals_before
-        t = os.times()
-        cpu = t.user + t.system + t.children_user + t.children_system - self._cpu_at_start
+        cpu = self._cpu_seconds()
         return {
             "cpu_hours": float(before.get("cpu_hours", 0.0)) + cpu / 3600.0,
             "games": int(before.get("games", 0)) + self.stats.games_total,
@@ -357,6 +361,8 @@ class RunLoop:
             return True
         if r.minutes > 0 and self._elapsed() >= 60.0 * r.minutes:
             self.stop_reason = "time budget"
+        elif r.cpu_minutes > 0 and self._cpu_seconds() >= 60.0 * r.cpu_minutes:
+            self.stop_reason = "CPU budget"
         elif r.max_steps > 0 and self.trainer.step >= r.max_steps:
             self.stop_reason = "max steps"
         elif r.mode == "generations" and r.generations > 0 and self.generation >= r.generations:

@@ -666,3 +666,67 @@ def test_leaves_per_tree_above_the_evaluator_batch_still_completes():
         assert want.max() <= 4
         assert search.step(slots, want) > 0
     assert search.visit_counts(0).sum() == 32
+
+
+# ----------------------------------------------------------------------------------------------
+# Gumbel root: sequential halving (Danihelka et al. 2022; mctx's gumbel_muzero_policy)
+
+
+def test_considered_visits_table_is_sequential_halving():
+    from specmcts.search import considered_visits
+
+    # m = 4, n = 16: log2(m) = 2 phases; 4 candidates get 16 // (2 * 4) = 2 visits each, then 2 get the rest
+    assert considered_visits(4, 16).tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert considered_visits(1, 5).tolist() == [0, 1, 2, 3, 4]
+    for m, n in ((16, 200), (8, 40), (8, 10), (3, 7)):
+        table = considered_visits(m, n)
+        assert len(table) == n and (table[:min(m, n)] == 0).all()
+
+
+@pytest.mark.parametrize("leaves_per_tree", [1, 4, 8])
+@pytest.mark.parametrize("m,sims", [(4, 16), (8, 40), (16, 64)])
+def test_gumbel_root_visits_follow_the_halving_table(m, sims, leaves_per_tree):
+    """Root children end with the visit counts the table implies: m candidates, the survivors of each
+    phase ahead; in-flight walks of a batch count, so batching does not change the schedule."""
+    from specmcts.search import considered_visits
+
+    state = random_positions(9, 1, seed=m + sims)[0]
+    search = make_search(GoRules(9), HashEvaluator(9, seed=3, max_batch=64), sims, leaves_per_tree,
+                         gumbel_considered=m)
+    g = np.random.default_rng(0).gumbel(size=82).astype(np.float32) * state.legal_mask()
+    search.reset(0, state, gumbel=g, budget=sims)
+    search.run([0], sims)
+    assert_no_virtual_loss(search)
+    counts = np.sort(search.visit_counts(0))[::-1]
+    table = considered_visits(m, sims)
+    # visits per candidate implied by the table: entry i goes to the candidate holding table[i] visits
+    per_candidate = np.zeros(m, np.int64)
+    for v in table:
+        per_candidate[np.flatnonzero(per_candidate == v)[0]] += 1
+    expected = np.sort(per_candidate)[::-1]
+    assert counts.sum() == sims and (counts[:m] == expected).all() and (counts[m:] == 0).all()
+    action = search.gumbel_action(0)
+    assert search.visit_counts(0)[action] == counts[0]  # the move is among the most visited
+    target = search.improved_policy(0)
+    assert target.sum() == pytest.approx(1.0, abs=1e-5) and (target[~state.legal_mask()] == 0).all()
+
+
+def test_gumbel_without_noise_picks_deterministically_and_prefers_the_prior():
+    """No Gumbel noise (evaluation): the same search twice gives the same move; with one uninformative
+    child value, the improved policy keeps the prior's order."""
+    state = random_positions(9, 1, seed=11)[0]
+    moves = []
+    for _ in range(2):
+        search = make_search(GoRules(9), HashEvaluator(9, seed=4, max_batch=64), 32, 8, gumbel_considered=8)
+        search.reset(0, state, budget=32)
+        search.run([0], 32)
+        moves.append(search.gumbel_action(0))
+    assert moves[0] == moves[1] and moves[0] >= 0
+    uniform = make_search(GoRules(9), UniformEvaluator(9, max_batch=64), 16, 8, gumbel_considered=4)
+    uniform.reset(0, state, budget=16)
+    uniform.run([0], 16)
+    target = uniform.improved_policy(0)
+    legal = state.legal_mask()
+    # a uniform prior and value 0 everywhere (no finished games within reach): the target stays uniform
+    if uniform.stats.terminal == 0:
+        np.testing.assert_allclose(target[legal], 1.0 / legal.sum(), rtol=1e-5)

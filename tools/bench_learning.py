@@ -1,8 +1,9 @@
 """Learning efficiency A/B: two configs trained for the same CPU time, three seeds each, every final net
 played against one fixed reference net; prints Elo with 95 % intervals.
 
-    python tools/bench_learning.py --minutes 15 --seeds 1 2 3 --reference checkpoints/go9cpu.pt
-    python tools/bench_learning.py --minutes 1 --seeds 1 --eval-games 4 --jobs 2     # a quick look
+    python tools/bench_learning.py --minutes 15 --seeds 1 2 3 --reference checkpoints/reference9.pt
+    python tools/bench_learning.py --minutes 1 --seeds 1 --eval-games 4 --reference REF   # a quick look
+    python tools/bench_learning.py --minutes 15                   # train only (evaluate later with --reference)
 
 Configs (both on ``configs/go9cpu.yaml``'s run settings: generations mode, one core, the same window):
 
@@ -11,8 +12,9 @@ Configs (both on ``configs/go9cpu.yaml``'s run settings: generations mode, one c
 - ``efficient``: ``configs/go9cpu.yaml`` as it is: a KataGo-style 3x32 net (global pooling, ownership and
   score heads), Gumbel root search with improved-policy targets, playout cap randomization (40/10 sims).
 
-Each (config, seed) is one ``specmcts run --minutes M`` process pinned to one numba and one torch thread,
-``--jobs`` at a time (2 on a 2-core machine keeps CPU time equal: each process has a core). The runs go
+Each (config, seed) is one ``specmcts run`` process pinned to one numba and one torch thread that stops after
+M minutes of its own CPU time (``run.cpu_minutes``: equal CPU time whatever else loads the machine),
+``--jobs`` at a time. Finished runs are reused when the tool is run again (delete the folder to redo). The runs go
 under ``--out`` (default ``runs/bench_learning``); the summary is printed as a table and, with ``--json``,
 as one JSON object. Compute (CPU-hours, games) comes from each final checkpoint's metadata.
 """
@@ -52,7 +54,7 @@ def train(name: str, seed: int, minutes: float, out: Path) -> dict:
     if (run_dir / "summary.json").is_file():  # done in an earlier invocation: reuse
         return json.loads((run_dir / "summary.json").read_text())
     cmd = _specmcts("run", "--config", str(CONFIG), "--out", str(run_dir), "--seed", str(seed),
-                    "--minutes", str(minutes), "--quiet", "--json", "--set", "run.eval_every=0",
+                    "--set", f"run.cpu_minutes={minutes}", "--quiet", "--json", "--set", "run.eval_every=0",
                     *[a for o in CONFIGS[name] for a in ("--set", o)])
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT)
@@ -76,13 +78,14 @@ def evaluate(model: str, reference: str, games: int, sims: int, out: Path, seed:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--minutes", type=float, default=15.0, help="training time per (config, seed), one core each")
+    p.add_argument("--minutes", type=float, default=15.0, help="CPU minutes of training per (config, seed)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["baseline", "efficient"])
-    p.add_argument("--reference", required=True, help="the fixed reference net every final net plays (a checkpoint)")
+    p.add_argument("--reference", help="the fixed reference net every final net plays (a checkpoint; "
+                                        "without it: train only)")
     p.add_argument("--eval-games", type=int, default=40)
     p.add_argument("--eval-sims", type=int, default=64)
-    p.add_argument("--jobs", type=int, default=2, help="runs at a time (one core each)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time (one core each)")
     p.add_argument("--out", default=str(ROOT / "runs" / "bench_learning"))
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -91,13 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(name, seed) for seed in args.seeds for name in args.configs]
     from tqdm import tqdm
 
-    bar = tqdm(total=2 * len(jobs), unit="task", file=sys.stderr, disable=args.json)
+    bar = tqdm(total=(2 if args.reference else 1) * len(jobs), unit="task", file=sys.stderr, disable=args.json)
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {job: pool.submit(train, *job, args.minutes, out) for job in jobs}
         trained = {}
         for job, f in futures.items():
             trained[job] = f.result()
             bar.update(1)
+        if not args.reference:
+            bar.close()
+            for (name, seed), t in trained.items():
+                print(f"bench_learning: {name} seed {seed}: {t['games']} games, {t['step']} steps, "
+                      f"{(t.get('totals') or {}).get('cpu_hours', 0):.2f} CPU-hours -> {t['checkpoint']}")
+            print(f"bench_learning: trained {len(jobs)} runs; evaluate with --reference CHECKPOINT")
+            return 0
         evals = {}
         for job in jobs:  # matches one at a time: each plays both colours, SGFs under the run
             name, seed = job
