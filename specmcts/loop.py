@@ -64,6 +64,10 @@ def validate_run_config(cfg: Config) -> None:
         raise ConfigError(f"run.train_samples_per_sample must be > 0, got {r.train_samples_per_sample}")
     if r.games_per_generation < 1 or r.workers < 1:
         raise ConfigError("run.games_per_generation and run.workers must be >= 1")
+    if r.elo_reference and not Path(r.elo_reference).is_file():
+        raise ConfigError(f"run.elo_reference {r.elo_reference}: no such checkpoint")
+    if r.cpu_minutes < 0 or r.minutes < 0:
+        raise ConfigError("run.minutes and run.cpu_minutes must be >= 0")
 
 
 # -- self-play chunks (both modes) ---------------------------------------------------------------------------
@@ -457,7 +461,7 @@ class RunLoop:
     def _evaluate_elo(self) -> None:
         r = self.cfg.run
         step = self.trainer.step
-        first = self.store.first()
+        first = Path(r.elo_reference) if r.elo_reference else self.store.first()
         lines = []
         if first is not None and r.eval_games > 0:
             m = self._match(first, r.eval_games, "elo", f"vs-first-{step:08d}")

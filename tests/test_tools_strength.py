@@ -1,0 +1,62 @@
+"""tools/strength.py: the learning curve is read back from real TensorBoard files and drawn as a PNG; the
+match part is `specmcts eval` (tests/test_evaluate*.py) and runs here at toy size against GnuGo."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location("strength_tool", ROOT / "tools" / "strength.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_learning_curve_from_tensorboard_logs(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    tool = load_tool()
+    runs = []
+    for r, (offset_h, offset_games) in enumerate(((0.0, 0), (1.0, 5000))):  # a run and its continuation
+        run = tmp_path / f"run{r}"
+        writer = SummaryWriter(str(run / "tb"))
+        for step in range(0, 400, 100):
+            writer.add_scalar("compute/cpu_hours", offset_h + step / 400, step)
+            writer.add_scalar("compute/games", offset_games + 10 * step, step)
+            if step:
+                writer.add_scalar("elo/vs_first", 50.0 * (r + step / 100), step + 5)
+        writer.close()
+        runs.append(run)
+    curve = tool.learning_curve(runs, tmp_path / "curve.png")
+    assert len(curve["points"]) == 6
+    hours = [p["cpu_hours"] for p in curve["points"]]
+    assert hours == sorted(hours) and hours[-1] == pytest.approx(1.75)
+    assert curve["points"][-1]["games"] == 5000 + 3000
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_strength_table_at_toy_size(tmp_path, capsys):
+    from specmcts.gtp_client import find_gnugo
+    from specmcts.network import build_net, save_model
+    from specmcts.config import NetConfig
+
+    if not find_gnugo():
+        pytest.skip("GnuGo is not installed (apt-get install gnugo)")
+    model = tmp_path / "net.pt"
+    save_model(model, build_net(9, NetConfig(blocks=1, channels=8, value_hidden=8)), {"step": 0})
+    tool = load_tool()
+    assert tool.main(["--model", str(model), "--visits", "4", "--levels", "0", "--games", "2",
+                      "--out", str(tmp_path / "out"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    names = [m["opponent"] for m in result["matches"]]
+    assert names == ["gnugo-l0", "untrained"] and all(m["games"] == 2 for m in result["matches"])
+    assert len(list((tmp_path / "out").rglob("*.sgf"))) == 4
+    assert (tmp_path / "out" / "strength.json").is_file()

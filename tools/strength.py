@@ -1,0 +1,168 @@
+"""Measured strength of a 9x9 net: matches against GnuGo and the untrained net, and the learning curve.
+
+    python tools/strength.py                                   # the shipped net: the docs/strength.md table
+    python tools/strength.py --model runs/go9cpu/models/model_00012000.pt --visits 200 --levels 1 --games 10
+    python tools/strength.py --curve-only --runs /root/specmcts-runs/go9cpu   # the learning-curve PNG only
+
+Matches (``specmcts.evaluate``, the code behind ``specmcts eval``): the net at each of ``--visits`` against
+GnuGo 3.8 at each of ``--levels`` and against an untrained net of the same architecture (seeded, made here),
+``--games`` games each, colours alternating, 9x9, Chinese (area) rules, komi 7.5. GnuGo runs with
+``--capture-all-dead`` and positional superko, so games are played out, and each finished game is judged by
+GnuGo's ``final_score`` (dead stones removed) and by our Tromp-Taylor count; disagreements are counted.
+Every game is kept as SGF under ``--out``. Elo with 95 % intervals (``specmcts.elo``).
+
+Learning curve: read back from the TensorBoard logs of the run directories given (``elo/vs_first`` against
+``compute/cpu_hours`` and ``compute/games`` of the same trainer step; the compute counts every session of
+the run, so continued runs line up) and drawn with matplotlib into ``--png``.
+
+Prints a markdown table and a one-line summary; ``--json`` for one JSON object. Writes the same JSON to
+``<out>/strength.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def untrained_like(model: str, out: Path, seed: int = 0) -> Path:
+    """An untrained net of ``model``'s architecture and board (seeded), written to ``out``."""
+    import torch
+
+    from specmcts.network import build_net, net_config_of, read_checkpoint, save_model
+
+    meta = read_checkpoint(model)
+    torch.manual_seed(seed)
+    net = build_net(int(meta["board_size"]), net_config_of(meta["net"]))
+    path = out / "untrained.pt"
+    save_model(path, net, {"step": 0})
+    return path
+
+
+def match(model: str, opponent: str, visits: int, games: int, out: Path, level: int | None, seed: int,
+          progress: bool) -> dict:
+    from specmcts.config import load_config
+    from specmcts.evaluate import eval_run
+    from specmcts.network import net_config_of, read_checkpoint
+
+    meta = read_checkpoint(model)
+    board = int(meta["board_size"])
+    cfg = load_config(None, [f"game.board={board}", "game.komi=7.5", f"eval.sims={visits}", f"seed={seed}",
+                             "evaluator.device=cpu", "evaluator.torch_threads=1", "search.threads=1",
+                             f"eval.concurrent={min(games, 64)}", "eval.resign=true"])
+    cfg.net = net_config_of(meta["net"])
+    return eval_run(cfg, model, opponent, games, out, gnugo_level=level, progress=progress)
+
+
+def learning_curve(runs: list[Path], png: Path) -> dict:
+    """Elo vs CPU-hours and vs games from the runs' TensorBoard logs, drawn into ``png``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    points = []
+    for run in runs:
+        acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
+        acc.Reload()
+        tags = acc.Tags()["scalars"]
+        if "elo/vs_first" not in tags or "compute/cpu_hours" not in tags:
+            continue
+        hours = {e.step: e.value for e in acc.Scalars("compute/cpu_hours")}
+        games = {e.step: e.value for e in acc.Scalars("compute/games")}
+        for e in acc.Scalars("elo/vs_first"):
+            # the compute logged at the last self-play point at or before the Elo point's step
+            before = [s for s in hours if s <= e.step]
+            if before:
+                s = max(before)
+                points.append({"run": run.name, "step": e.step, "elo": e.value, "cpu_hours": hours[s],
+                               "games": games.get(s, 0.0)})
+    points.sort(key=lambda p: p["cpu_hours"])
+    if points:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+        for ax, key, label in ((axes[0], "cpu_hours", "CPU-hours (all sessions)"), (axes[1], "games", "self-play games")):
+            ax.plot([p[key] for p in points], [p["elo"] for p in points], marker="o")
+            ax.set_xlabel(label)
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("Elo vs the run's first net")
+        fig.suptitle("9x9 learning curve (specmcts run, configs/go9cpu.yaml)")
+        fig.tight_layout()
+        png.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(png, dpi=100)
+        plt.close(fig)
+    return {"png": str(png) if points else None, "points": points}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="shipped", help="checkpoint, or 'shipped' (the embedded 9x9 net)")
+    p.add_argument("--visits", type=int, nargs="+", default=[200, 800])
+    p.add_argument("--levels", type=int, nargs="*", default=[1, 10], help="GnuGo levels to play")
+    p.add_argument("--games", type=int, default=40)
+    p.add_argument("--no-untrained", action="store_true", help="skip the match against the untrained net")
+    p.add_argument("--runs", type=Path, nargs="*", default=[], help="run directories for the learning curve")
+    p.add_argument("--png", type=Path, default=ROOT / "docs" / "learning_curve.png")
+    p.add_argument("--curve-only", action="store_true")
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "strength")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    from specmcts.elo import estimate
+    from specmcts.network import CheckpointError, resolve_model
+
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict = {"model": None, "matches": [], "curve": None}
+    if not args.curve_only:
+        try:
+            model = resolve_model(args.model, 9)
+        except CheckpointError as e:
+            raise SystemExit(f"strength: {e}")
+        result["model"] = model
+        opponents = [(f"gnugo-l{level}", "gnugo", level) for level in args.levels]
+        if not args.no_untrained:
+            opponents.append(("untrained", str(untrained_like(model, out, args.seed)), None))
+        for visits in args.visits:
+            for name, spec, level in opponents:
+                started = time.perf_counter()
+                s = match(model, spec, visits, args.games, out / f"v{visits}-{name}", level, args.seed,
+                          progress=not args.json)
+                s.update(opponent=name, visits=visits, seconds=time.perf_counter() - started)
+                result["matches"].append(s)
+                if not args.json:
+                    est = estimate(s["wins"], s["draws"], s["losses"])
+                    print(f"strength: {visits} visits vs {name}: {est}", file=sys.stderr)
+    if args.runs:
+        result["curve"] = learning_curve(args.runs, args.png)
+    (out / "strength.json").write_text(json.dumps(result, default=float, indent=1))
+    if args.json:
+        print(json.dumps(result, default=float))
+        return 0
+    if result["matches"]:
+        print("| visits | opponent | games | W-L-D | score | Elo [95 %] | judged by final_score | disagreements |")
+        print("|---|---|---|---|---|---|---|---|")
+        for s in result["matches"]:
+            est = estimate(s["wins"], s["draws"], s["losses"])
+            judged = s.get("judged_by_final_score", 0)
+            scored = judged + s.get("judged_by_tromp_taylor", 0)
+            print(f"| {s['visits']} | {s['opponent']} | {s['games']} | {s['wins']}-{s['losses']}-{s['draws']} | "
+                  f"{100 * s['score']:.1f} % | {est.elo:+.0f} [{est.low:+.0f}, {est.high:+.0f}] | "
+                  f"{judged}/{scored} | {s.get('judge_disagreements', 0)} |")
+    curve = result["curve"]
+    line = f"strength: {len(result['matches'])} matches of {args.games} games"
+    if curve:
+        line += f"; learning curve {len(curve['points'])} points -> {curve['png']}"
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
