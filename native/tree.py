@@ -199,14 +199,23 @@ def _pick_root_gumbel(t, visits, value_sum, virtual_loss, nn_value, children, pr
     considered = gumbel_table[t, min(total, root_budget[t] - 1, gumbel_table.shape[1] - 1)]
     sigma = np.empty(num_actions, np.float64)
     root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, sigma)
+    return _best_considered(t, visits, virtual_loss, children, prior, gumbel, sigma, considered, True)
+
+
+@njit(cache=True)
+def _best_considered(t, visits, virtual_loss, children, prior, gumbel, sigma, considered, in_flight):
+    """Among the legal root actions whose visit count (walks in flight included when ``in_flight``) equals
+    ``considered``, the one with the highest ``g + log prior + sigma`` (lowest action on ties); -1 if none."""
     best = -1
     best_score = -1e300
-    for a in range(num_actions):
+    for a in range(prior.shape[2]):
         p = prior[t, ROOT, a]
         if p < 0.0:
             continue
         c = children[t, ROOT, a]
-        n = visits[t, c] + virtual_loss[t, c] if c >= 0 else 0
+        n = 0
+        if c >= 0:
+            n = visits[t, c] + virtual_loss[t, c] if in_flight else visits[t, c]
         if n != considered:
             continue
         score = gumbel[t, a] + math.log(max(p, 1e-30)) + sigma[a]
@@ -229,21 +238,7 @@ def gumbel_root_action(t, visits, value_sum, nn_value, children, prior, gumbel, 
         c = children[t, ROOT, a]
         if c >= 0 and prior[t, ROOT, a] >= 0.0 and visits[t, c] > max_n:
             max_n = visits[t, c]
-    best = -1
-    best_score = -1e300
-    for a in range(num_actions):
-        p = prior[t, ROOT, a]
-        if p < 0.0:
-            continue
-        c = children[t, ROOT, a]
-        n = visits[t, c] if c >= 0 else 0
-        if n != max_n:
-            continue
-        score = gumbel[t, a] + math.log(max(p, 1e-30)) + sigma[a]
-        if score > best_score:
-            best_score = score
-            best = a
-    return best
+    return _best_considered(t, visits, visits, children, prior, gumbel, sigma, max_n, False)
 
 
 @njit(cache=True)

@@ -121,18 +121,27 @@ def test_net_match_is_reproducible_and_counts_resignations(tmp_path):
     assert s["games"] == 4 and s["wins"] + s["losses"] + s["draws"] == 4 and "resignations" in s
 
 
-FORFEITING_ENGINE = textwrap.dedent("""
-    import sys
-    for line in sys.stdin:
-        cmd = line.split()
-        if not cmd:
-            continue
-        if cmd[0] == "quit":
-            print("=\\n", flush=True)
-            break
-        answer = "A1" if cmd[0] == "genmove" else ""
-        print(f"= {answer}\\n", flush=True)
-""")
+def stub_engine(genmove: str, final_score_error: bool = False) -> str:
+    """Python source of a minimal GTP engine: every ``genmove`` is answered ``genmove``, ``final_score`` with
+    an error when ``final_score_error``, anything else with an empty success."""
+    return textwrap.dedent(f"""
+        import sys
+        for line in sys.stdin:
+            cmd = line.split()
+            if not cmd:
+                continue
+            if cmd[0] == "quit":
+                print("=\\n", flush=True)
+                break
+            if cmd[0] == "final_score" and {final_score_error!r}:
+                print("? cannot score\\n", flush=True)
+                continue
+            answer = {genmove!r} if cmd[0] == "genmove" else ""
+            print(f"= {{answer}}\\n", flush=True)
+    """)
+
+
+FORFEITING_ENGINE = stub_engine("A1")
 
 
 def test_an_illegal_gtp_move_forfeits_the_game(tmp_path):

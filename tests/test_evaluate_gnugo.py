@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,8 @@ from specmcts.gtp_client import GTPEngine, find_gnugo
 from specmcts.gtp_match import gnugo_spec
 from specmcts.network import build_net, save_model
 from specmcts.sgf import read_sgf
+
+from tests.test_evaluate import stub_engine
 
 needs_gnugo = pytest.mark.skipif(find_gnugo() is None, reason="GnuGo not installed (apt-get install gnugo)")
 
@@ -137,21 +138,7 @@ def test_a_game_with_a_dead_stone_is_scored_by_gnugo_and_the_disagreement_report
     assert (s["judge_disagreements"], s["judged_by_final_score"], s["judge"]) == (0, 0, "tromp-taylor")
 
 
-PASSING_ENGINE = textwrap.dedent("""
-    import sys
-    for line in sys.stdin:
-        cmd = line.split()
-        if not cmd:
-            continue
-        if cmd[0] == "quit":
-            print("=\\n", flush=True)
-            break
-        if cmd[0] == "final_score":
-            print("? cannot score\\n", flush=True)
-            continue
-        answer = "pass" if cmd[0] == "genmove" else ""
-        print(f"= {answer}\\n", flush=True)
-""")
+PASSING_ENGINE = stub_engine("pass", final_score_error=True)
 
 
 def test_an_engine_without_final_score_is_scored_by_our_count(tmp_path):
