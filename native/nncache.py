@@ -71,8 +71,8 @@ def _slot(key, cap):
 
 
 @njit(cache=True)
-def _probe(table_keys, table_policy, table_value, key, out_policy, out_value, row):
-    """Copy the entry of ``key`` into ``out_policy[row]``/``out_value[row]``; False if absent."""
+def _probe(table_keys, table_policy, table_value, table_score, key, out_policy, out_value, out_score, row):
+    """Copy the entry of ``key`` into ``out_policy[row]``/``out_value[row]``/``out_score[row]``; False if absent."""
     cap = table_keys.shape[0]
     if cap == 0:
         return False
@@ -82,12 +82,13 @@ def _probe(table_keys, table_policy, table_value, key, out_policy, out_value, ro
         return False
     out_policy[row, :] = table_policy[s, :]
     out_value[row] = table_value[s]
+    out_score[row] = table_score[s]
     return True
 
 
 @njit(cache=True)
-def _store(table_keys, table_policy, table_value, key, policy, value, row):
-    """Store ``policy[row]``/``value[row]`` under ``key``, overwriting whatever shared its slot."""
+def _store(table_keys, table_policy, table_value, table_score, key, policy, value, score, row):
+    """Store ``policy[row]``/``value[row]``/``score[row]`` under ``key``, overwriting whatever shared its slot."""
     cap = table_keys.shape[0]
     if cap == 0:
         return
@@ -96,6 +97,7 @@ def _store(table_keys, table_policy, table_value, key, policy, value, row):
     table_keys[s] = key
     table_policy[s, :] = policy[row, :]
     table_value[s] = value[row]
+    table_score[s] = score[row]
 
 
 @njit(cache=True)
@@ -111,14 +113,14 @@ def _count(hits_by_move, misses_by_move, move_number, found):
 
 
 @njit(cache=True)
-def lookup(table_keys, table_policy, table_value, keys, move_numbers, out_policy, out_value, hit,
-           hits_by_move, misses_by_move):
-    """Answer ``keys[n]`` from the table: for each hit copy its row into ``out_policy[i]``/``out_value[i]``
-    and set ``hit[i]``; rows that miss are left untouched. Counts hits and misses per move number (clipped
+def lookup(table_keys, table_policy, table_value, table_score, keys, move_numbers, out_policy, out_value, out_score,
+           hit, hits_by_move, misses_by_move):
+    """Answer ``keys[n]`` from the table: for each hit copy its row into ``out_policy[i]``/``out_value[i]``/
+    ``out_score[i]`` and set ``hit[i]``; rows that miss are left untouched. Counts hits and misses per move number (clipped
     to ``0..len(hits_by_move) - 1``). Returns the number of hits."""
     hits = 0
     for i in range(keys.shape[0]):
-        found = _probe(table_keys, table_policy, table_value, keys[i], out_policy, out_value, i)
+        found = _probe(table_keys, table_policy, table_value, table_score, keys[i], out_policy, out_value, out_score, i)
         hit[i] = found
         _count(hits_by_move, misses_by_move, move_numbers[i], found)
         hits += found
@@ -126,23 +128,25 @@ def lookup(table_keys, table_policy, table_value, keys, move_numbers, out_policy
 
 
 @njit(cache=True)
-def insert(table_keys, table_policy, table_value, keys, policy, value):
-    """Store ``policy[i]``/``value[i]`` under ``keys[i]``, overwriting the slot's previous entry."""
+def insert(table_keys, table_policy, table_value, table_score, keys, policy, value, score):
+    """Store ``policy[i]``/``value[i]``/``score[i]`` under ``keys[i]``, overwriting the slot's previous entry."""
     for i in range(keys.shape[0]):
-        _store(table_keys, table_policy, table_value, keys[i], policy, value, i)
+        _store(table_keys, table_policy, table_value, table_score, keys[i], policy, value, score, i)
 
 
 @njit(cache=True)
-def lookup_leaves(table_keys, table_policy, table_value, n, leaf_kind, eval_kind, leaf_key, leaf_move_number,
-                  leaf_policy, leaf_value, miss_rows, hits_by_move, misses_by_move):
+def lookup_leaves(table_keys, table_policy, table_value, table_score, n, leaf_kind, eval_kind, leaf_key,
+                  leaf_move_number, leaf_policy, leaf_value, leaf_score, miss_rows, hits_by_move, misses_by_move):
     """The search's fused lookup: for leaves ``0..n-1`` of kind ``eval_kind``, copy a hit straight into
-    ``leaf_policy[j]``/``leaf_value[j]`` and list a miss in ``miss_rows``. Returns (hits, misses)."""
+    ``leaf_policy[j]``/``leaf_value[j]``/``leaf_score[j]`` and list a miss in ``miss_rows``. Returns (hits,
+    misses)."""
     hits = 0
     misses = 0
     for j in range(n):
         if leaf_kind[j] != eval_kind:
             continue
-        found = _probe(table_keys, table_policy, table_value, leaf_key[j], leaf_policy, leaf_value, j)
+        found = _probe(table_keys, table_policy, table_value, table_score, leaf_key[j], leaf_policy, leaf_value,
+                       leaf_score, j)
         _count(hits_by_move, misses_by_move, leaf_move_number[j], found)
         if found:
             hits += 1
@@ -153,14 +157,15 @@ def lookup_leaves(table_keys, table_policy, table_value, n, leaf_kind, eval_kind
 
 
 @njit(cache=True)
-def insert_leaves(table_keys, table_policy, table_value, miss_rows, m, leaf_key, policy, value,
-                  leaf_policy, leaf_value):
+def insert_leaves(table_keys, table_policy, table_value, table_score, miss_rows, m, leaf_key, policy, value, score,
+                  leaf_policy, leaf_value, leaf_score):
     """Scatter the network's answers for ``miss_rows[:m]`` into the leaf arrays and store them."""
     for i in range(m):
         j = miss_rows[i]
         leaf_policy[j, :] = policy[i, :]
         leaf_value[j] = value[i]
-        _store(table_keys, table_policy, table_value, leaf_key[j], policy, value, i)
+        leaf_score[j] = score[i]
+        _store(table_keys, table_policy, table_value, table_score, leaf_key[j], policy, value, score, i)
 
 
 @njit(cache=True)

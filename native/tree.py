@@ -23,7 +23,17 @@ noise_fraction      [T] float32         weight of that noise (0: none)
 root_budget         [T] int32           Gumbel root: the simulation budget of sequential halving (0: PUCT)
 gumbel              [T, A] float32      Gumbel root: the Gumbel noise per action (0 in evaluation)
 gumbel_table        [T, M] int32        Gumbel root: the visit count the i-th root simulation adds to
+score_sum           [T, M] float64      sum of backed-up scores (final margins in points), same view as
+                                        ``value_sum``
+score_center        [T] float32         the root's own score (its mover's view): the centre of the score
+                                        utility
 ==================  ==================  ===========================================================
+
+Score utility (KataGo's dynamic score utility; ``su_weight`` > 0): selection maximises ``q + su_weight *
+(2 / pi) * atan((mean score - centre) / su_scale)`` instead of ``q``, the centre being the root's own score
+estimate from the chooser's view. A net whose value has saturated (a game won or lost by any margin) still
+sees the points: it keeps its lead instead of passing it away. The value alone is still what a search
+reports (root value, resignation).
 
 Gumbel root (Danihelka et al. 2022, mctx's ``gumbel_muzero_policy``): the i-th simulation of a tree with
 ``root_budget > 0`` goes to the action that maximises ``g(a) + log prior(a) + sigma(completed q(a))`` among
@@ -42,9 +52,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .board import copy_state, is_legal_point, play, winner
+from .board import copy_state, is_legal_point, play, score_x2, winner
 from .features import encode
-from .layout import BLOOM_WORDS, EMPTY, M_GAME_OVER, M_KOMI_X2, M_MOVE_NUMBER, M_SIZE, M_TO_PLAY
+from .layout import BLACK, BLOOM_WORDS, EMPTY, M_GAME_OVER, M_KOMI_X2, M_MOVE_NUMBER, M_SIZE, M_TO_PLAY
 
 ROOT = 0
 NO_PARENT = -1
@@ -65,7 +75,7 @@ KEY_HISTORY = 8  # positions mixed into a leaf's NN-cache key (the network sees 
 
 
 @njit(cache=True)
-def reset_tree(t, node_count, visits, value_sum, virtual_loss, parent, action, status, children, prior):
+def reset_tree(t, node_count, visits, value_sum, virtual_loss, parent, action, status, children, prior, score_sum):
     """Make slot ``t`` a fresh tree whose root is unexpanded (only the root's rows are cleared; a node
     is initialised when it is allocated)."""
     node_count[t] = 1
@@ -77,6 +87,13 @@ def reset_tree(t, node_count, visits, value_sum, virtual_loss, parent, action, s
     status[t, 0] = UNEXPANDED
     children[t, 0, :] = UNVISITED
     prior[t, 0, :] = ILLEGAL
+    score_sum[t, 0] = 0.0
+
+
+@njit(cache=True)
+def score_utility(mean, center, scale):
+    """``(2 / pi) * atan((mean - center) / scale)``: in (-1, 1), steepest at the centre."""
+    return 0.6366197723675814 * math.atan((mean - center) / scale)
 
 
 @njit(cache=True)
@@ -106,15 +123,21 @@ def input_key(core, hist):
 
 
 @njit(cache=True)
-def _pick_child(t, node, visits, value_sum, virtual_loss, children, prior, c_puct, fpu_reduction, vl_value):
-    """PUCT over the legal actions of an expanded node (ties: lowest action)."""
+def _pick_child(t, node, visits, value_sum, virtual_loss, children, prior, c_puct, fpu_reduction, vl_value,
+                score_sum, center, su_weight, su_scale):
+    """PUCT over the legal actions of an expanded node (ties: lowest action); with ``su_weight`` > 0 the
+    q of a child adds the score utility of its mean score around ``center`` (the chooser's view)."""
     num_actions = prior.shape[2]
     parent_n = visits[t, node] + virtual_loss[t, node]
     # value of the node for the player to move there = minus the value for the player who moved into it
+    parent_u = 0.0
     if visits[t, node] > 0:
         parent_q = -value_sum[t, node] / visits[t, node]
+        if su_weight > 0.0:
+            parent_u = su_weight * score_utility(-score_sum[t, node] / visits[t, node], center, su_scale)
     else:
         parent_q = 0.0
+    parent_q += parent_u
     visited_mass = 0.0
     for a in range(num_actions):
         c = children[t, node, a]
@@ -135,6 +158,11 @@ def _pick_child(t, node, visits, value_sum, virtual_loss, children, prior, c_puc
             n = visits[t, c] + virtual_loss[t, c]
             if n > 0:
                 q = (value_sum[t, c] - vl_value * virtual_loss[t, c]) / n
+                if su_weight > 0.0:
+                    if visits[t, c] > 0:
+                        q += su_weight * score_utility(score_sum[t, c] / visits[t, c], center, su_scale)
+                    else:
+                        q += parent_u
         score = q + explore * p / (1 + n)
         if score > best_score:
             best_score = score
@@ -143,9 +171,20 @@ def _pick_child(t, node, visits, value_sum, virtual_loss, children, prior, c_puc
 
 
 @njit(cache=True)
-def root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, sigma):
+def _root_child_q(t, c, visits, value_sum, score_sum, score_center, su_weight, su_scale):
+    """A visited root child's completed q: its mean value, plus its score utility around the root's score."""
+    q = value_sum[t, c] / visits[t, c]
+    if su_weight > 0.0:
+        q += su_weight * score_utility(score_sum[t, c] / visits[t, c], score_center[t], su_scale)
+    return q
+
+
+@njit(cache=True)
+def root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, sigma,
+               score_sum, score_center, su_weight, su_scale):
     """``sigma(completed q)`` of every root action into ``sigma`` [A] (0 for illegal ones), as mctx's
-    ``qtransform_completed_by_mix_value``: a visited child's q is its mean value, an unvisited one's the
+    ``qtransform_completed_by_mix_value``: a visited child's q is its mean value (plus its score utility
+    when ``su_weight`` > 0: the root's own score is the centre, so the root's utility is 0), an unvisited one's the
     mixed value (the root's own evaluation mixed with the prior-weighted q of the visited children); the q's
     are rescaled to [0, 1] by their min and max and multiplied by ``(c_visit + max visits) * c_scale``."""
     num_actions = prior.shape[2]
@@ -161,7 +200,8 @@ def root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale
             if n > max_n:
                 max_n = n
             sum_p += prior[t, ROOT, a]
-            weighted_q += prior[t, ROOT, a] * value_sum[t, c] / n
+            weighted_q += prior[t, ROOT, a] * _root_child_q(t, c, visits, value_sum, score_sum, score_center,
+                                                            su_weight, su_scale)
     v_mix = float(nn_value[t, ROOT])
     if sum_n > 0 and sum_p > 0.0:
         v_mix = (v_mix + sum_n * weighted_q / sum_p) / (sum_n + 1)
@@ -174,7 +214,7 @@ def root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale
         c = children[t, ROOT, a]
         q = v_mix
         if c >= 0 and visits[t, c] > 0:
-            q = value_sum[t, c] / visits[t, c]
+            q = _root_child_q(t, c, visits, value_sum, score_sum, score_center, su_weight, su_scale)
         sigma[a] = q
         q_min = min(q_min, q)
         q_max = max(q_max, q)
@@ -187,7 +227,7 @@ def root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale
 
 @njit(cache=True)
 def _pick_root_gumbel(t, visits, value_sum, virtual_loss, nn_value, children, prior, root_budget, gumbel,
-                      gumbel_table, c_visit, c_scale):
+                      gumbel_table, c_visit, c_scale, score_sum, score_center, su_weight, su_scale):
     """Sequential halving at an expanded root: the action for the next simulation, or -1 when no legal
     action has the visit count the table asks for (more simulations than the budget: PUCT takes over)."""
     num_actions = prior.shape[2]
@@ -198,7 +238,8 @@ def _pick_root_gumbel(t, visits, value_sum, virtual_loss, nn_value, children, pr
             total += visits[t, c] + virtual_loss[t, c]
     considered = gumbel_table[t, min(total, root_budget[t] - 1, gumbel_table.shape[1] - 1)]
     sigma = np.empty(num_actions, np.float64)
-    root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, sigma)
+    root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, sigma,
+               score_sum, score_center, su_weight, su_scale)
     return _best_considered(t, visits, virtual_loss, children, prior, gumbel, sigma, considered, True)
 
 
@@ -226,13 +267,15 @@ def _best_considered(t, visits, virtual_loss, children, prior, gumbel, sigma, co
 
 
 @njit(cache=True)
-def gumbel_root_action(t, visits, value_sum, nn_value, children, prior, gumbel, c_visit, c_scale):
+def gumbel_root_action(t, visits, value_sum, nn_value, children, prior, gumbel, c_visit, c_scale,
+                       score_sum, score_center, su_weight, su_scale):
     """The move of a Gumbel search (final or partial): among the legal root actions with the most completed
     visits, the one with the highest ``g + log prior + sigma(q)`` (lowest action on ties); -1 if the root
     is not expanded."""
     num_actions = prior.shape[2]
     sigma = np.empty(num_actions, np.float64)
-    root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, sigma)
+    root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, sigma,
+               score_sum, score_center, su_weight, su_scale)
     max_n = 0
     for a in range(num_actions):
         c = children[t, ROOT, a]
@@ -242,12 +285,14 @@ def gumbel_root_action(t, visits, value_sum, nn_value, children, prior, gumbel, 
 
 
 @njit(cache=True)
-def gumbel_improved_policy(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, out):
+def gumbel_improved_policy(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, out,
+                           score_sum, score_center, su_weight, su_scale):
     """The Gumbel training target: ``softmax(log prior + sigma(completed q))`` over the legal root actions
     into ``out`` [A] (0 for illegal ones)."""
     num_actions = prior.shape[2]
     sigma = np.empty(num_actions, np.float64)
-    root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, sigma)
+    root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, sigma,
+               score_sum, score_center, su_weight, su_scale)
     top = -1e300
     for a in range(num_actions):
         if prior[t, ROOT, a] >= 0.0:
@@ -296,6 +341,7 @@ def _select_one(
     leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_key, leaf_move_number,
     c_puct, fpu_reduction, vl_value,
     nn_value, root_budget, gumbel, gumbel_table, c_visit, c_scale,
+    score_sum, score_center, leaf_score, su_weight, su_scale,
 ):
     """One simulation's walk down tree ``t`` into scratch row ``row``; False if it collided."""
     max_nodes = visits.shape[1]
@@ -308,9 +354,15 @@ def _select_one(
             a = -1
             if node == ROOT and root_budget[t] > 0:
                 a = _pick_root_gumbel(t, visits, value_sum, virtual_loss, nn_value, children, prior, root_budget,
-                                      gumbel, gumbel_table, c_visit, c_scale)
+                                      gumbel, gumbel_table, c_visit, c_scale, score_sum, score_center, su_weight,
+                                      su_scale)
             if a < 0:
-                a = _pick_child(t, node, visits, value_sum, virtual_loss, children, prior, c_puct, fpu_reduction, vl_value)
+                # the score utility's centre, from the view of the player choosing here
+                center = score_center[t]
+                if scratch_core[row, M_TO_PLAY] != root_core[t, M_TO_PLAY]:
+                    center = -center
+                a = _pick_child(t, node, visits, value_sum, virtual_loss, children, prior, c_puct, fpu_reduction,
+                                vl_value, score_sum, center, su_weight, su_scale)
             child = children[t, node, a]
             if child < 0:
                 child = node_count[t]
@@ -321,6 +373,7 @@ def _select_one(
                 node_count[t] = child + 1
                 visits[t, child] = 0
                 value_sum[t, child] = 0.0
+                score_sum[t, child] = 0.0
                 virtual_loss[t, child] = 0
                 parent[t, child] = node
                 action[t, child] = a
@@ -346,11 +399,14 @@ def _select_one(
         w = winner(core)
         leaf_kind[row] = LEAF_TERMINAL
         leaf_value[row] = 0.0 if w == EMPTY else (1.0 if w == core[M_TO_PLAY] else -1.0)
+        margin = score_x2(core) / 2.0  # black's view
+        leaf_score[row] = margin if core[M_TO_PLAY] == BLACK else -margin
         leaf_key[row] = np.uint64(0)
     else:
         status[t, node] = PENDING
         leaf_kind[row] = LEAF_EVAL
         leaf_value[row] = 0.0
+        leaf_score[row] = 0.0
         leaf_key[row] = input_key(core, scratch_hist[row])
     return True
 
@@ -363,6 +419,7 @@ def _select_leaves(
     leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_key, leaf_move_number,
     c_puct, fpu_reduction, vl_value,
     nn_value, root_budget, gumbel, gumbel_table, c_visit, c_scale,
+    score_sum, score_center, leaf_score, su_weight, su_scale,
 ):
     """Select ``wanted[i]`` leaves in tree ``slots[i]`` into its reserved rows (``reserve_rows``); trees run
     in parallel (each owns its rows and its tree), the walks of one tree run in order.
@@ -387,6 +444,7 @@ def _select_leaves(
                 leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_key, leaf_move_number,
                 c_puct, fpu_reduction, vl_value,
                 nn_value, root_budget, gumbel, gumbel_table, c_visit, c_scale,
+                score_sum, score_center, leaf_score, su_weight, su_scale,
             ):
                 collisions += 1
     return n, collisions
@@ -405,6 +463,7 @@ def _expand_backup_one(
     visits, value_sum, virtual_loss, parent, status, nn_value, prior, root_noise, noise_fraction,
     scratch_core, scratch_hist,
     leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_policy,
+    score_sum, score_center, leaf_score,
 ):
     kind = leaf_kind[j]
     if kind == LEAF_NONE:
@@ -440,14 +499,19 @@ def _expand_backup_one(
                 if prior[t, node, a] >= 0.0:
                     prior[t, node, a] = (1.0 - eps) * prior[t, node, a] + eps * root_noise[t, a]
         status[t, node] = EXPANDED
+        if node == ROOT:
+            score_center[t] = leaf_score[j]
     nn_value[t, node] = v
     w = -v  # for the player who moved into the leaf
+    ws = -leaf_score[j]
     cur = node
     while cur != NO_PARENT:
         visits[t, cur] += 1
         value_sum[t, cur] += w
+        score_sum[t, cur] += ws
         virtual_loss[t, cur] -= 1
         w = -w
+        ws = -ws
         cur = parent[t, cur]
 
 
@@ -456,6 +520,7 @@ def _expand_and_backup(
     visits, value_sum, virtual_loss, parent, status, nn_value, prior, root_noise, noise_fraction,
     scratch_core, scratch_hist,
     leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_policy,
+    score_sum, score_center, leaf_score,
 ):
     """Expand evaluated leaves (legal-masked, renormalised priors; root noise) and back up all values,
     tree by tree in parallel, each tree's leaves in their selection order (what makes it deterministic).
@@ -473,6 +538,7 @@ def _expand_and_backup(
                 visits, value_sum, virtual_loss, parent, status, nn_value, prior, root_noise, noise_fraction,
                 scratch_core, scratch_hist,
                 leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_policy,
+                score_sum, score_center, leaf_score,
             )
 
 
@@ -547,7 +613,7 @@ def principal_variation(t, node, visits, children, out):
 
 @njit(cache=True)
 def extract_subtree(src, node, dst, node_count, visits, value_sum, virtual_loss, parent, action, status, nn_value,
-                    children, prior, queue):
+                    children, prior, queue, score_sum, score_center):
     """Tree reuse: copy the subtree below ``(src, node)`` into slot ``dst`` (``src != dst``) as a tree whose
     root is that node, renumbering breadth-first. ``queue`` is int32 scratch of at least M entries."""
     num_actions = prior.shape[2]
@@ -556,6 +622,9 @@ def extract_subtree(src, node, dst, node_count, visits, value_sum, virtual_loss,
     tail = 1
     visits[dst, 0] = visits[src, node]
     value_sum[dst, 0] = value_sum[src, node]
+    score_sum[dst, 0] = score_sum[src, node]
+    # the new root's score centre: its mean score, from its mover's view
+    score_center[dst] = -score_sum[src, node] / visits[src, node] if visits[src, node] > 0 else 0.0
     virtual_loss[dst, 0] = 0
     parent[dst, 0] = NO_PARENT
     action[dst, 0] = -1
@@ -575,6 +644,7 @@ def extract_subtree(src, node, dst, node_count, visits, value_sum, virtual_loss,
                 children[dst, d, a] = n
                 visits[dst, n] = visits[src, c]
                 value_sum[dst, n] = value_sum[src, c]
+                score_sum[dst, n] = score_sum[src, c]
                 virtual_loss[dst, n] = 0
                 parent[dst, n] = d
                 action[dst, n] = a

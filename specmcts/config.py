@@ -73,6 +73,11 @@ class SearchConfig:
     # root noise, whose policy target is not trained on. 0: off (every move full).
     fast_sims: int = 0
     full_search_fraction: float = 0.25
+    # Score utility (KataGo's dynamic score utility; needs a net with a score head): selection maximises
+    # q + score_utility * (2/pi) * atan((mean score - root's score) / scale), so a search whose value has
+    # saturated still sees points (it keeps a lead instead of passing it away). 0: off.
+    score_utility: float = 0.0
+    score_utility_scale: float = 0.0  # points; 0: half the board's side (4.5 on 9x9)
 
 
 @dataclass
@@ -274,6 +279,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("search.speculate must be >= 0, or -1 (auto)")
     if cfg.search.root not in ("puct", "gumbel"):
         raise ConfigError(f"search.root must be puct or gumbel, got {cfg.search.root!r}")
+    if cfg.search.score_utility < 0 or cfg.search.score_utility_scale < 0:
+        raise ConfigError("search.score_utility and search.score_utility_scale must be >= 0")
     if cfg.search.gumbel_considered < 1:
         raise ConfigError("search.gumbel_considered must be >= 1")
     if not 0 <= cfg.search.fast_sims <= cfg.search.sims:

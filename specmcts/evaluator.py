@@ -98,7 +98,7 @@ class Evaluator:
     model_id: str = "none"
 
     def __init__(self, board_size: int, max_batch: int, num_planes: int = NUM_PLANES,
-                 buffers: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None):
+                 buffers: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.board_size = int(board_size)
@@ -107,12 +107,13 @@ class Evaluator:
         self.max_batch = int(max_batch)
         self.evals = 0
         self.batches = 0
-        if buffers is not None:  # (inputs, policy, value) living elsewhere, e.g. in shared memory
-            self.inputs, self._policy, self._value = buffers
+        if buffers is not None:  # (inputs, policy, value, score) living elsewhere, e.g. in shared memory
+            self.inputs, self._policy, self._value, self._score = buffers
             return
         self.inputs = self._host_buffer((self.max_batch, self.num_planes, self.board_size, self.board_size), np.uint8)
         self._policy = self._host_buffer((self.max_batch, self.num_actions), np.float32)
         self._value = self._host_buffer((self.max_batch,), np.float32)
+        self._score = self._host_buffer((self.max_batch,), np.float32)
 
     def _host_buffer(self, shape: tuple[int, ...], dtype) -> np.ndarray:
         """Zeroed host array; subclasses that copy to a device return pinned memory."""
@@ -129,8 +130,13 @@ class Evaluator:
             self.batches += 1
         return self._policy[:n], self._value[:n]
 
+    def scores(self, n: int) -> np.ndarray:
+        """The score (final margin for the side to move, in points) of the rows of the last ``evaluate``:
+        float32 [n], a view valid until the next call; zeros for an evaluator without a score head."""
+        return self._score[:n]
+
     def _forward(self, n: int) -> None:
-        """Fill ``self._policy[:n]`` and ``self._value[:n]`` from ``self.inputs[:n]``."""
+        """Fill ``self._policy[:n]``, ``self._value[:n]`` and ``self._score[:n]`` from ``self.inputs[:n]``."""
         raise NotImplementedError
 
     def reset_counters(self) -> None:
@@ -161,11 +167,13 @@ class UniformEvaluator(Evaluator):
         # Refilled on every call: callers may have modified the returned views in place (e.g. noise).
         self._policy[:n] = np.float32(1.0 / self.num_actions)
         self._value[:n] = self.constant_value
+        self._score[:n] = 0.0
 
 
 class HashEvaluator(Evaluator):
     """Pseudo-random policy/value, a function of each input row's exact bytes and ``seed`` only: the same
-    planes give bit-identical outputs in any batch, at any position in it."""
+    planes give bit-identical outputs in any batch, at any position in it. The score is the value times a
+    quarter of the board's area (so it varies, and agrees with the value's sign)."""
 
     def __init__(self, board_size: int, seed: int = 0, max_batch: int = 512, num_planes: int = NUM_PLANES):
         super().__init__(board_size, max_batch, num_planes)
@@ -176,6 +184,7 @@ class HashEvaluator(Evaluator):
 
     def _forward(self, n: int) -> None:
         native_nncache.hash_evaluate(self._rows[:n], self._seed, self._policy[:n], self._value[:n])
+        self._score[:n] = self._value[:n] * np.float32(self.board_size * self.board_size / 4)
 
 
 class NetEvaluator(Evaluator):
@@ -202,12 +211,13 @@ class NetEvaluator(Evaluator):
         self._pinned: list[torch.Tensor] = []
         super().__init__(net.board_size, max_batch, net.num_planes)
         self.model_id = net.model_id
-        if self._cuda:  # the pinned tensors behind inputs, _policy, _value (allocated in that order)
-            self._inputs_t, self._policy_t, self._value_t = self._pinned
+        if self._cuda:  # the pinned tensors behind inputs, _policy, _value, _score (allocated in that order)
+            self._inputs_t, self._policy_t, self._value_t, self._score_t = self._pinned
         else:  # torch views of the numpy buffers (shared memory, no copies)
             self._inputs_t = torch.from_numpy(self.inputs)
             self._policy_t = torch.from_numpy(self._policy)
             self._value_t = torch.from_numpy(self._value)
+            self._score_t = torch.from_numpy(self._score)
         if self._cuda:
             self._setup_cuda(cudnn_benchmark)
         else:
@@ -229,9 +239,10 @@ class NetEvaluator(Evaluator):
         with torch.inference_mode():
             x = self._x[:n]
             x.copy_(self._inputs_t[:n])  # uint8 -> float32 into the preallocated tensor
-            logits, value = self.net(x)
+            logits, value, score = self.net.evaluate(x)
             self._policy_t[:n].copy_(torch.softmax(logits.float(), dim=1))
             self._value_t[:n].copy_(value.float())
+            self._score_t[:n].copy_(score.float())
 
     # -- CUDA ----------------------------------------------------------------------------------
     def _setup_cuda(self, cudnn_benchmark: bool) -> None:
@@ -247,6 +258,7 @@ class NetEvaluator(Evaluator):
             memory_format=torch.channels_last)
         self._dev_policy = torch.zeros((self.max_batch, self.num_actions), dtype=torch.float32, device=dev)
         self._dev_value = torch.zeros((self.max_batch,), dtype=torch.float32, device=dev)
+        self._dev_score = torch.zeros((self.max_batch,), dtype=torch.float32, device=dev)
         self._stream = torch.cuda.Stream(device=dev)
         self._stream.wait_stream(torch.cuda.current_stream(dev))  # weights were just moved on that stream
         if self.cuda_graphs:
@@ -258,9 +270,10 @@ class NetEvaluator(Evaluator):
         x.copy_(self._dev_in[:b])  # uint8 -> compute dtype, NCHW -> channels_last, one kernel
         with torch.autocast("cuda", dtype=self._amp_dtype or torch.bfloat16, enabled=self._amp_dtype is not None,
                             cache_enabled=False):  # the autocast weight cache must stay off under capture
-            logits, value = self.net(x)
+            logits, value, score = self.net.evaluate(x)
         self._dev_policy[:b].copy_(torch.softmax(logits.float(), dim=1))
         self._dev_value[:b].copy_(value.float())
+        self._dev_score[:b].copy_(score.float())
 
     def _capture_graphs(self) -> None:
         self._graph_sizes = graph_batch_sizes(self.max_batch)
@@ -295,6 +308,7 @@ class NetEvaluator(Evaluator):
                     self._compute(n)
             self._policy_t[:n].copy_(self._dev_policy[:n], non_blocking=True)
             self._value_t[:n].copy_(self._dev_value[:n], non_blocking=True)
+            self._score_t[:n].copy_(self._dev_score[:n], non_blocking=True)
         stream.synchronize()  # the one sync per call: outputs are in host memory after it
 
     # -- common --------------------------------------------------------------------------------
@@ -377,7 +391,8 @@ _NOT_STARTED, _RUNNING, _STOPPED = 0, 1, 2
 def _shared_layout(clients: int, rows: int, planes: int, size: int) -> dict[str, tuple[int, tuple, type]]:
     actions = size * size + 1
     sections = (("control", (1 + clients,), np.int64), ("inputs", (clients, rows, planes, size, size), np.uint8),
-                ("policy", (clients, rows, actions), np.float32), ("value", (clients, rows), np.float32))
+                ("policy", (clients, rows, actions), np.float32), ("value", (clients, rows), np.float32),
+                ("score", (clients, rows), np.float32))
     layout, offset = {}, 0
     for name, shape, dtype in sections:
         layout[name] = (offset, shape, dtype)
@@ -420,7 +435,7 @@ class SharedEvaluatorClient(Evaluator):
                                                             handle.board_size))
         i = handle.client
         super().__init__(handle.board_size, handle.rows, handle.num_planes,
-                         buffers=(views["inputs"][i], views["policy"][i], views["value"][i]))
+                         buffers=(views["inputs"][i], views["policy"][i], views["value"][i], views["score"][i]))
         self._control = views["control"]
         self._slot = 1 + i
         self._pending, self._done = handle.pending, handle.done
@@ -439,7 +454,7 @@ class SharedEvaluatorClient(Evaluator):
 
     def close(self) -> None:
         if self._shm is not None:
-            self.inputs = self._policy = self._value = self._control = None
+            self.inputs = self._policy = self._value = self._score = self._control = None
             self._shm.close()
             self._shm = None
 
@@ -468,7 +483,7 @@ class SharedEvaluatorServer:
         self._shm = shared_memory.SharedMemory(create=True, size=max(self._layout["_total"][0], 1))
         views = _shared_views(self._shm.buf, self._layout)
         self._control, self._inputs = views["control"], views["inputs"]
-        self._policy, self._value = views["policy"], views["value"]
+        self._policy, self._value, self._score = views["policy"], views["value"], views["score"]
         self._control[:] = 0  # _NOT_STARTED, no requests
         self._pending = ctx.Semaphore(0)
         self._done = [ctx.Semaphore(0) for _ in range(self.clients)]
@@ -519,10 +534,12 @@ class SharedEvaluatorServer:
 
     def _answer(self, batch: list[tuple[int, int, int]], used: int) -> None:
         policy, value = self.evaluator.evaluate(used)
+        score = self.evaluator.scores(used)
         self.batches += 1
         for client, start, n in batch:
             self._policy[client, :n] = policy[start:start + n]
             self._value[client, :n] = value[start:start + n]
+            self._score[client, :n] = score[start:start + n]
             self._control[1 + client] = 0
             self.requests += 1
             self._done[client].release()
@@ -537,7 +554,7 @@ class SharedEvaluatorServer:
             self._pending.release()
             self._thread.join()
             self._thread = None
-        self._control = self._inputs = self._policy = self._value = None
+        self._control = self._inputs = self._policy = self._value = self._score = None
         self._shm.close()
         self._shm.unlink()
         self._shm = None

@@ -154,10 +154,17 @@ class PolicyValueNet(nn.Module):
         out = self.heads(x, aux=False)
         return out["policy"], out["value"]
 
-    def heads(self, x: torch.Tensor, aux: bool = True) -> dict[str, torch.Tensor]:
+    def evaluate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What search asks of the net (``specmcts.evaluator``): policy logits, value and score (zeros
+        without kata heads); the ownership plane is not computed."""
+        out = self.heads(x, aux="score")
+        score = out["score"] if "score" in out else torch.zeros_like(out["value"])
+        return out["policy"], out["value"], score
+
+    def heads(self, x: torch.Tensor, aux: bool | str = True) -> dict[str, torch.Tensor]:
         """All outputs: ``policy`` logits [B, A], ``value`` [B] (tanh) and, with kata heads and ``aux``,
         ``ownership_logit`` [B, N, N] (ownership = tanh(logit / 2), i.e. P(own) = sigmoid(logit)) and
-        ``score`` [B] (points, side to move)."""
+        ``score`` [B] (points, side to move); ``aux="score"``: the score without the ownership."""
         b = x.shape[0]
         trunk = self.tower(self.stem(x))
         if not self.kata:
@@ -175,8 +182,9 @@ class PolicyValueNet(nn.Module):
         vs = self.value_fc2(torch.relu(self.value_fc1(global_pool(v))))
         out = {"policy": policy, "value": torch.tanh(vs[:, 0])}
         if aux:
-            out["ownership_logit"] = self.ownership_out(v)[:, 0]
             out["score"] = vs[:, 1] * x.shape[-1]
+        if aux is True:
+            out["ownership_logit"] = self.ownership_out(v)[:, 0]
         return out
 
 

@@ -1,11 +1,11 @@
-"""NN cache: exact network-input key -> (policy, value), bounded, with hit/miss counters by move number.
+"""NN cache: exact network-input key -> (policy, value, score), bounded, with hit/miss counters by move number.
 
 Keys are 64-bit hashes of the exact network input (position, history, side to move, komi/rules); the
 search usually derives them from Zobrist history, ``native.nncache.hash_features`` hashes the planes
 themselves. Entries are stored bit-exactly (float32), so a hit returns what a fresh evaluation of the same
 input by the same model returned. The cache knows nothing about models: clear it when the weights change.
 
-Memory: ``capacity * (8 + 4 * (A + 1))`` bytes, about 344 MB for 2^20 entries on 9x9 and 1.5 GB on 19x19.
+Memory: ``capacity * (8 + 4 * (A + 2))`` bytes, about 344 MB for 2^20 entries on 9x9 and 1.5 GB on 19x19.
 Arrays are allocated with ``np.zeros`` (pages are committed as they are first written), and ``clear`` only
 resets the keys.
 """
@@ -37,6 +37,7 @@ class NNCache:
         self.keys = np.zeros(self.capacity, np.uint64)
         self.policy = np.zeros((self.capacity, self.num_actions), np.float32)
         self.value = np.zeros(self.capacity, np.float32)
+        self.score = np.zeros(self.capacity, np.float32)  # the score head's answer (0 for nets without one)
         self.hits_by_move = np.zeros(self.max_moves, np.int64)
         self.misses_by_move = np.zeros(self.max_moves, np.int64)
 
@@ -47,46 +48,53 @@ class NNCache:
     @property
     def nbytes(self) -> int:
         """Memory footprint of the table and counters, in bytes (once every page has been touched)."""
-        return sum(a.nbytes for a in (self.keys, self.policy, self.value, self.hits_by_move, self.misses_by_move))
+        return sum(a.nbytes for a in (self.keys, self.policy, self.value, self.score, self.hits_by_move,
+                                      self.misses_by_move))
 
     def lookup(self, keys: np.ndarray, move_numbers: np.ndarray, out_policy: np.ndarray, out_value: np.ndarray,
-               hit: np.ndarray) -> int:
-        """For each ``keys[i]`` found, copy its entry into ``out_policy[i]`` (float32 [n, A]) and
-        ``out_value[i]`` (float32 [n]) and set ``hit[i]`` (bool [n]); other rows are left as they were.
-        Counts each key as a hit or miss at ``move_numbers[i]``. Returns the number of hits."""
+               hit: np.ndarray, out_score: np.ndarray | None = None) -> int:
+        """For each ``keys[i]`` found, copy its entry into ``out_policy[i]`` (float32 [n, A]),
+        ``out_value[i]`` (float32 [n]) and ``out_score[i]`` (if given) and set ``hit[i]`` (bool [n]); other
+        rows are left as they were. Counts each key as a hit or miss at ``move_numbers[i]``. Returns the
+        number of hits."""
         keys = np.asarray(keys, np.uint64)
         n = keys.shape[0]
+        if out_score is None:
+            out_score = np.zeros(n, np.float32)
         if out_policy.shape[0] < n or out_value.shape[0] < n or hit.shape[0] < n or len(move_numbers) < n:
             raise ValueError(f"lookup of {n} keys: output arrays and move_numbers need at least {n} rows")
         if out_policy.shape[1] != self.num_actions:
             raise ValueError(f"out_policy has {out_policy.shape[1]} actions, cache holds {self.num_actions}")
-        return int(kernels.lookup(self.keys, self.policy, self.value, keys, np.asarray(move_numbers),
-                                  out_policy, out_value, hit, self.hits_by_move, self.misses_by_move))
+        return int(kernels.lookup(self.keys, self.policy, self.value, self.score, keys, np.asarray(move_numbers),
+                                  out_policy, out_value, out_score, hit, self.hits_by_move, self.misses_by_move))
 
-    def insert(self, keys: np.ndarray, policy: np.ndarray, value: np.ndarray) -> None:
-        """Store ``policy[i]``, ``value[i]`` under ``keys[i]`` (overwriting whatever shared its slot)."""
+    def insert(self, keys: np.ndarray, policy: np.ndarray, value: np.ndarray, score: np.ndarray | None = None) -> None:
+        """Store ``policy[i]``, ``value[i]`` and ``score[i]`` (default 0) under ``keys[i]`` (overwriting
+        whatever shared its slot)."""
         if not self.enabled:
             return
         keys = np.asarray(keys, np.uint64)
         n = keys.shape[0]
         if policy.shape[0] < n or value.shape[0] < n or policy.shape[1] != self.num_actions:
             raise ValueError(f"insert of {n} keys: need policy [{n}, {self.num_actions}] and value [{n}]")
-        kernels.insert(self.keys, self.policy, self.value, keys,
-                       np.asarray(policy, np.float32), np.asarray(value, np.float32))
+        score = np.zeros(n, np.float32) if score is None else np.asarray(score, np.float32)
+        kernels.insert(self.keys, self.policy, self.value, self.score, keys,
+                       np.asarray(policy, np.float32), np.asarray(value, np.float32), score)
 
     def lookup_leaves(self, n: int, leaf_kind, eval_kind: int, leaf_key, leaf_move_number, leaf_policy, leaf_value,
-                      miss_rows) -> tuple[int, int]:
+                      leaf_score, miss_rows) -> tuple[int, int]:
         """The search's fused path (no temporaries): hits go straight into the leaf arrays, misses are
         listed in ``miss_rows``. Returns (hits, misses)."""
-        hits, misses = kernels.lookup_leaves(self.keys, self.policy, self.value, n, leaf_kind, eval_kind, leaf_key,
-                                             leaf_move_number, leaf_policy, leaf_value, miss_rows,
-                                             self.hits_by_move, self.misses_by_move)
+        hits, misses = kernels.lookup_leaves(self.keys, self.policy, self.value, self.score, n, leaf_kind, eval_kind,
+                                             leaf_key, leaf_move_number, leaf_policy, leaf_value, leaf_score,
+                                             miss_rows, self.hits_by_move, self.misses_by_move)
         return int(hits), int(misses)
 
-    def insert_leaves(self, miss_rows, m: int, leaf_key, policy, value, leaf_policy, leaf_value) -> None:
+    def insert_leaves(self, miss_rows, m: int, leaf_key, policy, value, score, leaf_policy, leaf_value,
+                      leaf_score) -> None:
         """Scatter the evaluator's answers for ``miss_rows[:m]`` into the leaf arrays and store them."""
-        kernels.insert_leaves(self.keys, self.policy, self.value, miss_rows, m, leaf_key, policy, value,
-                              leaf_policy, leaf_value)
+        kernels.insert_leaves(self.keys, self.policy, self.value, self.score, miss_rows, m, leaf_key, policy, value,
+                              score, leaf_policy, leaf_value, leaf_score)
 
     # -- statistics --------------------------------------------------------------------------------
     @property

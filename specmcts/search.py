@@ -59,6 +59,8 @@ class TreeArrays:
     root_budget: np.ndarray
     gumbel: np.ndarray
     gumbel_table: np.ndarray
+    score_sum: np.ndarray
+    score_center: np.ndarray
 
     @classmethod
     def allocate(cls, num_trees: int, max_nodes: int, num_actions: int) -> "TreeArrays":
@@ -79,6 +81,8 @@ class TreeArrays:
             root_budget=np.zeros(t, np.int32),
             gumbel=np.zeros((t, a), np.float32),
             gumbel_table=np.zeros((t, m), np.int32),
+            score_sum=np.zeros((t, m), np.float64),
+            score_center=np.zeros(t, np.float32),
         )
 
 
@@ -159,6 +163,7 @@ class Search:
         self.leaf_node = np.zeros(rows, np.int32)
         self.leaf_kind = np.zeros(rows, np.int8)
         self.leaf_value = np.zeros(rows, np.float32)
+        self.leaf_score = np.zeros(rows, np.float32)
         self.leaf_key = np.zeros(rows, np.uint64)
         self.leaf_move_number = np.zeros(rows, np.int32)
         self.leaf_policy = np.zeros((rows, self.num_actions), np.float32)
@@ -166,6 +171,8 @@ class Search:
         self._row_start = np.zeros(self.num_trees, np.int32)
         self._threads = min(self.cfg.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
         self._queue = np.zeros(self.max_nodes, np.int32)
+        self._su_weight = float(self.cfg.score_utility)
+        self._su_scale = float(self.cfg.score_utility_scale or size / 2.0)
         for t in range(self.num_trees):
             self._reset_arrays(t)
 
@@ -173,7 +180,7 @@ class Search:
     def _reset_arrays(self, slot: int) -> None:
         tr = self.trees
         kernels.reset_tree(slot, tr.node_count, tr.visits, tr.value_sum, tr.virtual_loss, tr.parent, tr.action,
-                           tr.status, tr.children, tr.prior)
+                           tr.status, tr.children, tr.prior, tr.score_sum)
 
     def reset(self, slot: int, state: GoState, noise: np.ndarray | None = None, noise_fraction: float = 0.0,
               gumbel: np.ndarray | None = None, budget: int = 0) -> None:
@@ -213,7 +220,8 @@ class Search:
             return False
         self.roots.load(dst, state)
         kernels.extract_subtree(src, child, dst, tr.node_count, tr.visits, tr.value_sum, tr.virtual_loss, tr.parent,
-                                tr.action, tr.status, tr.nn_value, tr.children, tr.prior, self._queue)
+                                tr.action, tr.status, tr.nn_value, tr.children, tr.prior, self._queue,
+                                tr.score_sum, tr.score_center)
         tr.noise_fraction[dst] = 0.0
         tr.root_budget[dst] = 0  # a reused root searches by PUCT
         if noise is not None and noise_fraction > 0:
@@ -255,14 +263,16 @@ class Search:
         ``g + log prior + sigma(q)``."""
         tr, c = self.trees, self.cfg
         return int(kernels.gumbel_root_action(slot, tr.visits, tr.value_sum, tr.nn_value, tr.children, tr.prior,
-                                              tr.gumbel, c.gumbel_c_visit, c.gumbel_c_scale))
+                                              tr.gumbel, c.gumbel_c_visit, c.gumbel_c_scale, tr.score_sum,
+                                              tr.score_center, self._su_weight, self._su_scale))
 
     def improved_policy(self, slot: int) -> np.ndarray:
         """The Gumbel policy target: ``softmax(log prior + sigma(completed q))`` over the legal root actions."""
         tr, c = self.trees, self.cfg
         out = np.zeros(self.num_actions, np.float32)
         kernels.gumbel_improved_policy(slot, tr.visits, tr.value_sum, tr.nn_value, tr.children, tr.prior,
-                                       c.gumbel_c_visit, c.gumbel_c_scale, out)
+                                       c.gumbel_c_visit, c.gumbel_c_scale, out, tr.score_sum, tr.score_center,
+                                       self._su_weight, self._su_scale)
         return out
 
     # -- the hot loop ----------------------------------------------------------------------------
@@ -288,6 +298,7 @@ class Search:
             self.leaf_slot, self.leaf_node, self.leaf_kind, self.leaf_value, self.leaf_key, self.leaf_move_number,
             self.cfg.c_puct, self.cfg.fpu_reduction, self.cfg.virtual_loss,
             tr.nn_value, tr.root_budget, tr.gumbel, tr.gumbel_table, self.cfg.gumbel_c_visit, self.cfg.gumbel_c_scale,
+            tr.score_sum, tr.score_center, self.leaf_score, self._su_weight, self._su_scale,
         )
         self.stats.steps += 1
         self.stats.collisions += int(collisions)
@@ -297,16 +308,17 @@ class Search:
             return 0
         hits, misses = self.cache.lookup_leaves(n, self.leaf_kind, kernels.LEAF_EVAL, self.leaf_key,
                                                 self.leaf_move_number, self.leaf_policy, self.leaf_value,
-                                                self._miss_rows)
+                                                self.leaf_score, self._miss_rows)
         if misses:
             t2 = clock()
             encode = kernels.encode_leaves_parallel if parallel else kernels.encode_leaves
             encode(sc.core, sc.past, self._miss_rows[:misses], self.evaluator.inputs)
             t3 = clock()
             policy, value = self.evaluator.evaluate(misses)
+            score = self.evaluator.scores(misses)
             t4 = clock()
-            self.cache.insert_leaves(self._miss_rows, misses, self.leaf_key, policy, value, self.leaf_policy,
-                                     self.leaf_value)
+            self.cache.insert_leaves(self._miss_rows, misses, self.leaf_key, policy, value, score, self.leaf_policy,
+                                     self.leaf_value, self.leaf_score)
             spent["encode"] += t3 - t2
             spent["forward"] += t4 - t3
             spent["cache"] += (t2 - t1) + (clock() - t4)
@@ -323,6 +335,7 @@ class Search:
             tr.root_noise, tr.noise_fraction,
             sc.core, sc.hist,
             self.leaf_slot, self.leaf_node, self.leaf_kind, self.leaf_value, self.leaf_policy,
+            tr.score_sum, tr.score_center, self.leaf_score,
         )
         spent["backup"] += clock() - t5
         leaves = n - int(collisions)

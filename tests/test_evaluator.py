@@ -112,12 +112,21 @@ def test_net_evaluator_equals_direct_forward(n):
     states = positions(9, n, seed=n)
     write_leaves(ev, states)
     policy, value = ev.evaluate(n)
+    score = ev.scores(n)
 
     x = torch.from_numpy(np.stack([s.features() for s in states]))
     with torch.no_grad():
-        logits, ref_value = net.eval()(x)
-    np.testing.assert_allclose(policy, torch.softmax(logits, 1).numpy(), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(value, ref_value.numpy(), rtol=1e-5, atol=1e-6)
+        out = net.eval().heads(x)
+    np.testing.assert_allclose(policy, torch.softmax(out["policy"], 1).numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(value, out["value"].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(score, out["score"].numpy(), rtol=1e-5, atol=1e-5)  # the score head, for search
+
+
+def test_net_evaluator_without_a_score_head_scores_zero():
+    ev = NetEvaluator(build_net(9, NetConfig(blocks=1, channels=16, heads="fc")), max_batch=4)
+    write_leaves(ev, positions(9, 3, seed=4))
+    ev.evaluate(3)
+    assert (ev.scores(3) == 0).all()
 
 
 def test_net_evaluator_sees_what_callers_write_into_inputs():
@@ -259,9 +268,11 @@ def _worker(handle, seed, rounds, failures):
             rows = rng.integers(0, 2, ev.inputs[:n].shape, dtype=np.uint8)
             ev.inputs[:n] = rows
             policy, value = ev.evaluate(n)
+            score = ev.scores(n)
             reference.inputs[:n] = rows
             ref_policy, ref_value = reference.evaluate(n)
-            if policy.tobytes() != ref_policy.tobytes() or value.tobytes() != ref_value.tobytes():
+            if (policy.tobytes() != ref_policy.tobytes() or value.tobytes() != ref_value.tobytes()
+                    or score.tobytes() != reference.scores(n).tobytes()):
                 failures.put(f"worker {seed}: wrong answer for {n} rows")
                 return
     finally:

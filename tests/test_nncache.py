@@ -33,7 +33,7 @@ def test_capacity_rounds_down_to_a_power_of_two():
     assert [round_capacity(c) for c in (0, -5, 1, 2, 3, 1000, 1024, 1 << 20)] == [0, 0, 1, 2, 2, 512, 1024, 1 << 20]
     cache = NNCache(1000, A9, 162)
     assert cache.capacity == 512 and cache.enabled
-    assert cache.nbytes == 512 * (8 + 4 * A9 + 4) + 2 * 162 * 8
+    assert cache.nbytes == 512 * (8 + 4 * A9 + 4 + 4) + 2 * 162 * 8  # key, policy, value, score
 
 
 def test_cached_equals_fresh_evaluation_through_the_net():
@@ -45,14 +45,18 @@ def test_cached_equals_fresh_evaluation_through_the_net():
     n = len(states)
     keys = hash_features(ev.inputs[:n])
     fresh_policy, fresh_value = (a.copy() for a in ev.evaluate(n))
+    fresh_score = ev.scores(n).copy()
+    assert np.abs(fresh_score).max() > 0  # a kata net: the score head answers
 
     cache = NNCache(1 << 16, ev.num_actions, 162)  # sparse: direct-mapped slots collide
-    cache.insert(keys, fresh_policy, fresh_value)
+    cache.insert(keys, fresh_policy, fresh_value, fresh_score)
     policy, value, hit = outputs(n)
+    score = np.zeros(n, np.float32)
     moves = np.array([s.move_number for s in states])
-    assert cache.lookup(keys, moves, policy, value, hit) == n
+    assert cache.lookup(keys, moves, policy, value, hit, out_score=score) == n
     assert hit.all()
     assert policy.tobytes() == fresh_policy.tobytes() and value.tobytes() == fresh_value.tobytes()
+    assert score.tobytes() == fresh_score.tobytes()
     assert cache.hit_rate == 1.0 and cache.hits == n and cache.misses == 0
 
 

@@ -730,3 +730,69 @@ def test_gumbel_without_noise_picks_deterministically_and_prefers_the_prior():
     # a uniform prior and value 0 everywhere (no finished games within reach): the target stays uniform
     if uniform.stats.terminal == 0:
         np.testing.assert_allclose(target[legal], 1.0 / legal.sum(), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Score utility (KataGo's dynamic score utility)
+
+
+class MarginEvaluator(Evaluator):
+    """Uniform policy; value = the sign of the Tromp-Taylor margin (saturated: every move of a won game is
+    worth the same), score = the margin itself, both from the side to move's view (planes as ScoreEvaluator)."""
+
+    def __init__(self, board_size: int, komi: float, max_batch: int = 64):
+        super().__init__(board_size, max_batch)
+        self.komi = komi
+
+    def _forward(self, n: int) -> None:
+        for i in range(n):
+            planes = self.inputs[i]
+            own, opp = area_score(planes[0].astype(bool), planes[8].astype(bool))
+            margin = own - opp + (-self.komi if planes[16, 0, 0] == 1 else self.komi)
+            self._value[i] = np.sign(margin)
+            self._score[i] = margin
+        self._policy[:n] = np.float32(1.0 / self.num_actions)
+
+
+# White is far ahead whatever it plays (the value says +1 everywhere); only the score sees that C4 captures
+# the black stone in atari. A net in this state passes its lead away unless the search looks at points.
+WON_WITH_A_CAPTURE_7 = """
+. . . . . . .
+. O O O . . .
+. O X O . . .
+. . . . . . .
+. . . . . . .
+. . . . . . .
+. . . . . . .
+"""
+
+
+@pytest.mark.parametrize("root", ["puct", "gumbel"])
+def test_score_utility_keeps_fighting_for_points_when_the_value_has_saturated(root):
+    rules = GoRules(7, 0.5)
+    state = GoState.from_text(rules, WON_WITH_A_CAPTURE_7, to_play=WHITE)
+    capture = state.gtp_to_action("C4")
+    tops = {}
+    for weight in (0.0, 0.3):
+        search = make_search(rules, MarginEvaluator(7, 0.5), 200, 8, score_utility=weight, gumbel_considered=48)
+        search.reset(0, state, budget=200 if root == "gumbel" else 0)
+        search.run([0], 200)
+        assert_no_virtual_loss(search)
+        assert search.trees.score_center[0] == pytest.approx(4.5)  # the root's own score: 5 - 1 + 0.5
+        counts = search.visit_counts(0)
+        tops[weight] = search.gumbel_action(0) if root == "gumbel" else int(np.argmax(counts))
+    assert tops[0.3] == capture
+    assert tops[0.0] != capture  # the value alone cannot tell the moves apart
+
+
+def test_scores_are_backed_up_like_values():
+    """score_sum follows value_sum's sign convention: with an evaluator whose score is its value times a
+    constant, every node's score sum is its value sum times that constant (terminal leaves excepted)."""
+    state = random_positions(9, 1, seed=5)[0]
+    search = make_search(GoRules(9), HashEvaluator(9, seed=8, max_batch=64), 100, 4, score_utility=0.2)
+    search.reset(0, state)
+    search.run([0], 100)
+    tr = search.trees
+    used = tr.node_count[0]
+    assert search.stats.terminal == 0
+    np.testing.assert_allclose(tr.score_sum[0, :used], tr.value_sum[0, :used] * 81 / 4, rtol=1e-4, atol=1e-3)

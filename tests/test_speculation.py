@@ -28,17 +28,17 @@ SMALL_BATCH = {9: 20, 5: 12}  # room for 2 trees of 8 leaves on 9x9, for 1 on 5x
 def selfplay(board: int, k: int, *, games: int = 3, concurrent: int = 3, sims: int = SIMS, cache: bool = True,
              max_batch: int = 512, leaves_per_tree: int = 8, evaluator: str = "hash", seed: int = 1,
              resign_threshold: float = -0.95, no_resign_fraction: float = 0.0, threads: int = 0,
-             root: str = "puct", fast_sims: int = 0):
+             root: str = "puct", fast_sims: int = 0, score_utility: float = 0.0):
     """Play ``games`` games at depth ``k``; returns (records by game index, summary, the SelfPlay).
     ``threads`` 1: serial batch kernels; 0: parallel over trees when a batch has 16 trees or more.
     Memoised (tests share their k = 0 references); callers must not modify what it returns."""
     return _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
-                     resign_threshold, no_resign_fraction, threads, root, fast_sims)
+                     resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility)
 
 
 @lru_cache(maxsize=None)
 def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
-              resign_threshold, no_resign_fraction, threads, root, fast_sims):
+              resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility):
     cfg = Config()
     cfg.seed = seed
     cfg.game.board = board
@@ -54,6 +54,7 @@ def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tr
     cfg.search.threads = threads
     cfg.search.root = root
     cfg.search.fast_sims = fast_sims
+    cfg.search.score_utility = score_utility
     cfg.selfplay.games = games
     cfg.selfplay.concurrent = concurrent
     cfg.evaluator.max_batch = max_batch
@@ -148,10 +149,11 @@ def test_lossless_with_parallel_batch_kernels(k):
 @pytest.mark.parametrize("board", [9, 5])
 def test_lossless_with_gumbel_root_and_playout_cap(board, k, max_batch):
     """Gumbel root (noise drawn per (game, move), sequential halving, the halving's move predicted from the
-    partial tree) and playout cap randomization (full or fast search drawn per (game, move): levels of one
-    chain have different budgets and stage boundaries) keep records identical to k = 0."""
+    partial tree), playout cap randomization (full or fast search drawn per (game, move): levels of one
+    chain have different budgets and stage boundaries) and the score utility (the hash evaluator's score,
+    through the NN cache) keep records identical to k = 0."""
     batch = 512 if max_batch == "large" else SMALL_BATCH[board]
-    opts = dict(root="gumbel", fast_sims=12, max_batch=batch)
+    opts = dict(root="gumbel", fast_sims=12, max_batch=batch, score_utility=0.3)
     reference, _, _ = selfplay(board, 0, **opts)
     weights = [w for r in reference for w in r.policy_weights]
     assert 0 < sum(weights) < len(weights)  # both kinds of move happen
@@ -160,6 +162,15 @@ def test_lossless_with_gumbel_root_and_playout_cap(board, k, max_batch):
     records, _, runner = selfplay(board, k, **opts)
     assert_same_records(records, reference)
     assert runner.pipeline.stats.spawned > 0
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_lossless_with_score_utility_at_a_puct_root(k):
+    reference, _, _ = selfplay(9, 0, score_utility=0.3)
+    records, _, runner = selfplay(9, k, score_utility=0.3)
+    assert_same_records(records, reference)
+    plain, _, _ = selfplay(9, 0)
+    assert any(r.moves != p.moves for r, p in zip(reference, plain))  # the utility changed the games
 
 
 def test_lossless_with_resignations():
