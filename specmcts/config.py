@@ -73,10 +73,11 @@ class SearchConfig:
     # root noise, whose policy target is not trained on. 0: off (every move full).
     fast_sims: int = 0
     full_search_fraction: float = 0.25
-    # Score utility (KataGo's dynamic score utility; needs a net with a score head): selection maximises
+    # Score utility (KataGo's dynamic score utility, its weight 0.3): selection maximises
     # q + score_utility * (2/pi) * atan((mean score - root's score) / scale), so a search whose value has
-    # saturated still sees points (it keeps a lead instead of passing it away). 0: off.
-    score_utility: float = 0.0
+    # saturated still sees points (it keeps a lead instead of passing it away). Applies with an evaluator
+    # that has a score head (kata nets); 0: off.
+    score_utility: float = 0.3
     score_utility_scale: float = 0.0  # points; 0: half the board's side (4.5 on 9x9)
 
 

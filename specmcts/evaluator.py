@@ -96,6 +96,7 @@ class Evaluator:
     """Base class: owns ``inputs`` and the output buffers, checks ``n`` and keeps the counters."""
 
     model_id: str = "none"
+    has_score: bool = False  # its scores mean something (a score head): search may use them (score utility)
 
     def __init__(self, board_size: int, max_batch: int, num_planes: int = NUM_PLANES,
                  buffers: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None):
@@ -181,6 +182,7 @@ class HashEvaluator(Evaluator):
         self._seed = native_nncache.seed_u64(seed)
         self._rows = self.inputs.reshape(self.max_batch, -1)  # a view: rows are C*N*N bytes
         self.model_id = f"hash(seed={seed})"
+        self.has_score = True
 
     def _forward(self, n: int) -> None:
         native_nncache.hash_evaluate(self._rows[:n], self._seed, self._policy[:n], self._value[:n])
@@ -211,6 +213,7 @@ class NetEvaluator(Evaluator):
         self._pinned: list[torch.Tensor] = []
         super().__init__(net.board_size, max_batch, net.num_planes)
         self.model_id = net.model_id
+        self.has_score = net.has_aux_heads
         if self._cuda:  # the pinned tensors behind inputs, _policy, _value, _score (allocated in that order)
             self._inputs_t, self._policy_t, self._value_t, self._score_t = self._pinned
         else:  # torch views of the numpy buffers (shared memory, no copies)
@@ -420,6 +423,7 @@ class SharedEvaluatorHandle:
     model_id: str
     pending: Any
     done: Any
+    has_score: bool = False
 
     def connect(self) -> "SharedEvaluatorClient":
         return SharedEvaluatorClient(self)
@@ -441,6 +445,7 @@ class SharedEvaluatorClient(Evaluator):
         self._pending, self._done = handle.pending, handle.done
         self._poll_s = poll_s
         self.model_id = handle.model_id
+        self.has_score = handle.has_score
 
     def _forward(self, n: int) -> None:
         # A request posted before the server starts waits for it; one posted after it stopped fails.
@@ -498,7 +503,7 @@ class SharedEvaluatorServer:
             raise ValueError(f"client must be in 0..{self.clients - 1}, got {client}")
         return SharedEvaluatorHandle(self._shm.name, client, self.clients, self.rows, self.evaluator.board_size,
                                      self.evaluator.num_planes, self.evaluator.model_id, self._pending,
-                                     self._done[client])
+                                     self._done[client], self.evaluator.has_score)
 
     def start(self) -> "SharedEvaluatorServer":
         self._control[0] = _RUNNING

@@ -740,6 +740,8 @@ class MarginEvaluator(Evaluator):
     """Uniform policy; value = the sign of the Tromp-Taylor margin (saturated: every move of a won game is
     worth the same), score = the margin itself, both from the side to move's view (planes as ScoreEvaluator)."""
 
+    has_score = True
+
     def __init__(self, board_size: int, komi: float, max_batch: int = 64):
         super().__init__(board_size, max_batch)
         self.komi = komi
@@ -796,3 +798,12 @@ def test_scores_are_backed_up_like_values():
     used = tr.node_count[0]
     assert search.stats.terminal == 0
     np.testing.assert_allclose(tr.score_sum[0, :used], tr.value_sum[0, :used] * 81 / 4, rtol=1e-4, atol=1e-3)
+
+
+def test_score_utility_applies_only_with_a_score_head():
+    rules = GoRules(9)
+    with_score = make_search(rules, HashEvaluator(9, max_batch=16), 8, score_utility=0.3)
+    without = make_search(rules, UniformEvaluator(9, max_batch=16), 8, score_utility=0.3)
+    fc = make_search(rules, NetEvaluator(build_net(9, NetConfig(1, 8, heads="fc")), max_batch=16), 8, score_utility=0.3)
+    kata = make_search(rules, NetEvaluator(build_net(9, NetConfig(1, 8)), max_batch=16), 8, score_utility=0.3)
+    assert with_score._su_weight == kata._su_weight == 0.3 and without._su_weight == fc._su_weight == 0.0
