@@ -213,3 +213,13 @@ def test_efficient_config_mechanics(tmp_path):
     assert code == 0, err
     assert more["totals"]["games"] == 48 + 16 and more["totals"]["sessions"] == 2
     assert more["totals"]["cpu_hours"] > totals["cpu_hours"]
+
+
+def test_cpu_budget_stops_the_run(tmp_path):
+    """run.cpu_minutes: the session stops on its own CPU time (what tools/bench_learning.py gives each config),
+    and what it played is on disk."""
+    code, summary, err = small_run(tmp_path, "c", "--set", "run.cpu_minutes=0.05")
+    assert code == 0, err
+    assert summary["stop_reason"] == "CPU budget"
+    assert summary["totals"]["cpu_hours"] * 60 >= 0.05
+    assert list((tmp_path / "c" / "data").glob("*.npz"))
