@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""GPU learning run: 9x9, 6x64 net, `specmcts run` (async) for up to 25 minutes, then matches against GnuGo.
+"""GPU learning run: the CPU config (configs/go9cpu.yaml: same net, same search) trained by `specmcts run`
+(async, several self-play workers on the GPU) for 10 minutes, then matches against GnuGo and the CPU-trained net.
 
-    python tools/gpu_learning_run.py                       # 25 min run + 40 games vs GnuGo level 1 and 10
-    python tools/gpu_learning_run.py --minutes 10 --games 20 --out runs/gpu9-short
+    python tools/gpu_learning_run.py                       # 10 min run + 40 games vs GnuGo 1 and 10 and the shipped net
+    python tools/gpu_learning_run.py --config configs/go9.yaml --minutes 25 --out runs/gpu9-6x64   # the 6x64 preset
     python tools/gpu_learning_run.py --smoke               # a 1-minute 5x5 rehearsal on any machine (CPU ok)
 
 What it reports (and writes to ``<out>/gpu_report.json``):
 
 - the Elo curve: ``elo/vs_first`` (and ``elo/vs_gnugo_l1``) logged by the run every ``--eval-every`` steps,
 - throughput: self-play games/hour and samples/s, trainer samples/s, steps,
-- the final net against GnuGo level 1 and level 10: score, Elo with its 95 % interval,
+- the final net against GnuGo level 1 and level 10 and against ``--reference`` (default: the shipped net, the
+  CPU-trained one): score, Elo with its 95 % interval,
 - the checkpoint size (must stay under 10 MB: weights + optimizer state of a 6x64 net are about 3.5 MB).
 
 Self-play runs in ``--workers`` processes sharing the GPU with the trainer; each plays ``--concurrent`` games at
@@ -29,19 +31,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MAX_CHECKPOINT_BYTES = 10 * 1024 * 1024
 
-# The 9x9 preset with what a 25-minute budget needs: fewer simulations than the 800 of the preset (more games,
-# more learning per minute), a window that starts small and grows (KataGo), and frequent Elo points.
+# What changes on a GPU machine, whatever the config: where and how wide the evaluator runs and how self-play
+# and training share the machine. The net, the search and the learning settings are the config's.
 GPU_OVERRIDES = [
-    "net.blocks=6", "net.channels=64", "net.value_hidden=64",
-    "search.sims=160", "search.leaves_per_tree=8", "search.temperature_moves=10",
-    "evaluator.max_batch=512", "evaluator.cuda_graphs=true",
-    "selfplay.concurrent=64",
-    "train.batch_size=256", "train.optimizer=sgd", "train.lr=0.02", "train.lr_warmup_steps=200",
-    "train.min_samples=8000", "train.window_samples=40000", "train.window_growth=0.4",
-    "train.window_max_samples=400000", "train.checkpoint_every=500", "train.keep_checkpoints=20",
-    "train.log_every=50",
-    "run.mode=async", "run.train_samples_per_sample=4.0", "run.max_lead_samples=200000",
-    "eval.concurrent=64", "eval.sims=160",
+    "evaluator.device=auto", "evaluator.max_batch=512", "evaluator.cuda_graphs=true", "evaluator.torch_threads=0",
+    "search.threads=0", "selfplay.concurrent=64", "run.mode=async", "run.max_lead_samples=200000",
+    "train.log_every=50", "eval.concurrent=64",
 ]
 
 SMOKE_OVERRIDES = [
@@ -79,7 +74,11 @@ def read_curve(tb_dir: Path, tag: str) -> list[tuple[int, float]]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/gpu9", help="run directory (default: runs/gpu9; replaced unless --resume)")
-    p.add_argument("--minutes", type=float, default=25.0, help="length of the learning run (default: 25)")
+    p.add_argument("--config", default=str(ROOT / "configs" / "go9cpu.yaml"),
+                   help="the config to train (default: configs/go9cpu.yaml, the shipped net's)")
+    p.add_argument("--reference", default="shipped",
+                   help="a net to play at the end, e.g. the CPU-trained one (default: shipped; 'none': skip)")
+    p.add_argument("--minutes", type=float, default=10.0, help="length of the learning run (default: 10)")
     p.add_argument("--workers", type=int, default=0, help="self-play processes (default: cores / 2, at most 8)")
     p.add_argument("--games", type=int, default=40, help="games per match against each GnuGo level (default: 40)")
     p.add_argument("--levels", type=int, nargs="+", default=[1, 10], help="GnuGo levels (default: 1 10)")
@@ -95,7 +94,7 @@ def main() -> int:
     args = p.parse_args()
 
     out = (ROOT / args.out) if not Path(args.out).is_absolute() else Path(args.out)
-    minutes = 1.0 if args.smoke and args.minutes == 25.0 else args.minutes
+    minutes = 1.0 if args.smoke and args.minutes == 10.0 else args.minutes
     workers = args.workers or max(1, min(8, (os.cpu_count() or 2) // 2))
     overrides = list(GPU_OVERRIDES) + (SMOKE_OVERRIDES if args.smoke else [])
     overrides += [f"run.workers={1 if args.smoke else workers}", f"run.eval_every={10 if args.smoke else args.eval_every}",
@@ -118,7 +117,7 @@ def main() -> int:
                   file=sys.stderr)
 
     t0 = time.perf_counter()
-    run = specmcts("run", "--config", str(ROOT / "configs" / "go9.yaml"), "--out", str(out),
+    run = specmcts("run", "--config", args.config, "--out", str(out),
                    "--minutes", str(minutes), *(["--resume"] if args.resume else []), *sets, log=log)
     run_wall = time.perf_counter() - t0
     checkpoint = Path(run["checkpoint"])
@@ -127,12 +126,23 @@ def main() -> int:
 
     matches = {}
     for level in args.levels:
-        m = specmcts("eval", "--config", str(ROOT / "configs" / "go9.yaml"), "--model", str(checkpoint),
+        m = specmcts("eval", "--config", args.config, "--model", str(checkpoint),
                      "--opponent", "gnugo", "--gnugo-level", str(level), "--games", str(games), "--out", str(out),
                      *sets, log=log)
         matches[f"gnugo_l{level}"] = m
-    vs_first = specmcts("eval", "--config", str(ROOT / "configs" / "go9.yaml"), "--model", str(checkpoint),
+    vs_first = specmcts("eval", "--config", args.config, "--model", str(checkpoint),
                         "--opponent", str(first), "--games", str(games), "--out", str(out), *sets, log=log)
+    if args.reference != "none" and not args.smoke:
+        from specmcts.network import CheckpointError, resolve_model
+
+        try:
+            reference = resolve_model(args.reference, 9)
+        except CheckpointError as e:
+            print(f"gpu_learning_run: no match against the reference ({e})", file=sys.stderr)
+        else:
+            matches["reference"] = specmcts("eval", "--config", args.config, "--model", str(checkpoint),
+                                            "--opponent", reference, "--games", str(games), "--out", str(out),
+                                            *sets, log=log)
 
     elo_curve = read_curve(out / "tb", "elo/vs_first")
     gnugo_curve = read_curve(out / "tb", "elo/vs_gnugo_l1")
