@@ -224,7 +224,8 @@ def add_gtp_arguments(p: argparse.ArgumentParser) -> None:
         return value
 
     _add_common(p, sims=True, speculate=True, model=True, json=False,
-                model_help="checkpoint to play with (default: the embedded net if one ships, else a fresh net)")
+                model_help="checkpoint to play with, 'shipped', or 'fresh' (an untrained net; default: the net "
+                           "that ships for the board, else a fresh one)")
     g = p.add_argument_group("engine options")
     g.add_argument("--visits", type=_positive_int, metavar="N",
                    help="visits per move (default: search.sims; same as --sims)")

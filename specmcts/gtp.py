@@ -632,16 +632,21 @@ class LineQueue:
 # Networks: one per board size
 
 
+FRESH = "fresh"  # --model fresh: play with an untrained net, seeded by the config's seed
+
+
 class NetSource:
     """Where nets come from: a checkpoint (one board size), else an embedded default for the size if one
-    ships in ``specmcts/weights/go<N>.pt``, else a fresh net seeded by the config's seed."""
+    ships in ``specmcts/weights/go<N>.pt`` (not with ``--model fresh``), else a fresh net seeded by the
+    config's seed."""
 
     def __init__(self, cfg, model_path: str | None = None, log: Callable[[str], None] = lambda message: None):
         self.cfg = cfg
         self.log = log
         self._loaded = None
         self._fixed_size = None
-        if model_path:
+        self._fresh = model_path == FRESH  # --model fresh: an untrained net even where one ships
+        if model_path and not self._fresh:
             from specmcts.network import load_model
 
             self._loaded, _meta = load_model(model_path, device="cpu")
@@ -660,7 +665,7 @@ class NetSource:
             return self._loaded
         from specmcts.network import build_net, embedded_model, load_model, make_model_id
 
-        embedded = embedded_model(size)
+        embedded = None if self._fresh else embedded_model(size)
         if embedded is not None:
             net, _ = load_model(embedded, device="cpu", expect_board=size)
             self.log(f"no --model: using the embedded net {embedded.name} ({net.model_id})")

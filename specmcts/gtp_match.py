@@ -58,7 +58,8 @@ def gnugo_spec(level: int = 1, seed: int = 1) -> EngineSpec:
 
 def specmcts_spec(visits: int = 16, board: int = 9, model: str | None = None, seed: int = 0,
                   extra: tuple[str, ...] = (), name: str = "specmcts") -> EngineSpec:
-    """Our engine as a subprocess (``python -m specmcts gtp``)."""
+    """Our engine as a subprocess (``python -m specmcts gtp``); ``model``: a checkpoint, 'shipped' or
+    'fresh' (None: the engine's default, the net that ships for the board)."""
     cmd = [sys.executable, "-m", "specmcts", "gtp", "--board", str(board), "--visits", str(visits),
            "--seed", str(seed)]
     if model:

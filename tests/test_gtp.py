@@ -50,7 +50,7 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-def make_engine(model=None, **options) -> GtpEngine:
+def make_engine(model="fresh", **options) -> GtpEngine:
     cfg = load_config(None, TINY)
     opts = dict(visits=8, analysis_visits=48, playouts=64, quiet=True)
     opts.update(options)
@@ -501,9 +501,28 @@ def test_subprocess_lz_analyze_streams_until_the_next_command():
         assert proc.wait() == 0
         assert proc.stdout.read() == ""
         err = proc.stderr.read()
-        assert "fresh, untrained" in err  # no --model and no embedded net: said on stderr
+        from specmcts.network import embedded_model
+
+        # no --model: the net that ships for 9x9, else a fresh one; either way said on stderr
+        assert ("using the embedded net go9.pt" if embedded_model(9) else "fresh, untrained") in err
         assert "Fatal" not in err and "Traceback" not in err
     finally:
         watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
+
+
+def test_default_net_is_the_one_that_ships_and_fresh_asks_for_an_untrained_one(tmp_path, monkeypatch):
+    from specmcts import network
+    from specmcts.config import NetConfig
+    from specmcts.gtp import NetSource
+
+    shipped = network.build_net(9, NetConfig(blocks=1, channels=8, value_hidden=8))
+    network.save_model(tmp_path / "go9.pt", shipped)
+    monkeypatch.setattr(network, "WEIGHTS_DIR", tmp_path)
+    cfg = load_config(None, TINY)
+    logs = []
+    assert NetSource(cfg, None, log=logs.append).net(9).model_id == shipped.model_id
+    assert "embedded net go9.pt" in logs[-1]
+    assert NetSource(cfg, "fresh", log=logs.append).net(9).model_id.startswith("fresh-")
+    assert NetSource(cfg, None, log=logs.append).net(7).model_id.startswith("fresh-")  # nothing ships for 7x7

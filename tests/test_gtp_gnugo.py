@@ -40,7 +40,7 @@ def test_two_games_against_gnugo_both_colours(tmp_path, one_thread_env):
     if find_gnugo() is None:
         pytest.fail("gnugo is required and was not found on PATH or in /usr/games (apt-get install -y gnugo)",
                     pytrace=False)
-    ours = specmcts_spec(visits=16, board=9, seed=0, extra=TINY)
+    ours = specmcts_spec(visits=16, board=9, model="fresh", seed=0, extra=TINY)
     games = play_match(ours, gnugo_spec(level=1), games=2, size=9, komi=7.5, out=tmp_path)
     table = format_table(games)
     assert len(games) == 2, table
