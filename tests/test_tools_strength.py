@@ -33,13 +33,15 @@ def test_learning_curve_from_tensorboard_logs(tmp_path):
             writer.add_scalar("compute/games", offset_games + 10 * step, step)
             if step:
                 writer.add_scalar("elo/vs_first", 50.0 * (r + step / 100), step + 5)
+                writer.add_scalar("elo/vs_gnugo_l1", -300.0 + 50.0 * (r + step / 100), step + 5)
         writer.close()
         runs.append(run)
     curve = tool.learning_curve(runs, tmp_path / "curve.png")
-    assert len(curve["points"]) == 6
-    hours = [p["cpu_hours"] for p in curve["points"]]
+    assert len(curve["points"]) == 12 and {p["opponent"] for p in curve["points"]} == {"first", "gnugo_l1"}
+    first = [p for p in curve["points"] if p["opponent"] == "first"]
+    hours = [p["cpu_hours"] for p in first]
     assert hours == sorted(hours) and hours[-1] == pytest.approx(1.75)
-    assert curve["points"][-1]["games"] == 5000 + 3000
+    assert first[-1]["games"] == 5000 + 3000
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

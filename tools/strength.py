@@ -11,8 +11,8 @@ GnuGo 3.8 at each of ``--levels`` and against an untrained net of the same archi
 GnuGo's ``final_score`` (dead stones removed) and by our Tromp-Taylor count; disagreements are counted.
 Every game is kept as SGF under ``--out``. Elo with 95 % intervals (``specmcts.elo``).
 
-Learning curve: read back from the TensorBoard logs of the run directories given (``elo/vs_first`` against
-``compute/cpu_hours`` and ``compute/games`` of the same trainer step; the compute counts every session of
+Learning curve: read back from the TensorBoard logs of the run directories given (``elo/vs_first`` and
+``elo/vs_gnugo_l<L>`` against ``compute/cpu_hours`` and ``compute/games`` of the same trainer step; the compute counts every session of
 the run, so continued runs line up) and drawn with matplotlib into ``--png``.
 
 Prints a markdown table and a one-line summary; ``--json`` for one JSON object. Writes the same JSON to
@@ -60,7 +60,8 @@ def match(model: str, opponent: str, visits: int, games: int, out: Path, level: 
 
 
 def learning_curve(runs: list[Path], png: Path) -> dict:
-    """Elo vs CPU-hours and vs games from the runs' TensorBoard logs, drawn into ``png``."""
+    """Elo vs CPU-hours and vs games from the runs' TensorBoard logs (every ``elo/vs_*`` tag: the first net,
+    GnuGo at a level), drawn into ``png``, one line per tag."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     points = []
@@ -68,30 +69,37 @@ def learning_curve(runs: list[Path], png: Path) -> dict:
         acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
         acc.Reload()
         tags = acc.Tags()["scalars"]
-        if "elo/vs_first" not in tags or "compute/cpu_hours" not in tags:
+        if "compute/cpu_hours" not in tags:
             continue
         hours = {e.step: e.value for e in acc.Scalars("compute/cpu_hours")}
         games = {e.step: e.value for e in acc.Scalars("compute/games")}
-        for e in acc.Scalars("elo/vs_first"):
-            # the compute logged at the last self-play point at or before the Elo point's step
-            before = [s for s in hours if s <= e.step]
-            if before:
-                s = max(before)
-                points.append({"run": run.name, "step": e.step, "elo": e.value, "cpu_hours": hours[s],
-                               "games": games.get(s, 0.0)})
-    points.sort(key=lambda p: p["cpu_hours"])
+        for tag in sorted(t for t in tags if t.startswith("elo/vs_")):
+            for e in acc.Scalars(tag):
+                # the compute logged at the last self-play point at or before the Elo point's step
+                before = [s for s in hours if s <= e.step]
+                if before:
+                    s = max(before)
+                    points.append({"run": run.name, "opponent": tag.removeprefix("elo/vs_"), "step": e.step,
+                                   "elo": e.value, "cpu_hours": hours[s], "games": games.get(s, 0.0)})
+    points.sort(key=lambda p: (p["opponent"], p["cpu_hours"]))
     if points:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-        for ax, key, label in ((axes[0], "cpu_hours", "CPU-hours (all sessions)"), (axes[1], "games", "self-play games")):
-            ax.plot([p[key] for p in points], [p["elo"] for p in points], marker="o")
-            ax.set_xlabel(label)
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+        for opponent in sorted({p["opponent"] for p in points}):
+            series = [p for p in points if p["opponent"] == opponent]
+            label = {"first": "vs the untrained net"}.get(opponent, f"vs {opponent.replace('_l', ' level ')}")
+            for ax, key in ((axes[0], "cpu_hours"), (axes[1], "games")):
+                ax.plot([p[key] for p in series], [p["elo"] for p in series], marker="o", label=label)
+        axes[0].set_xlabel("CPU-hours (all sessions)")
+        axes[1].set_xlabel("self-play games (all sessions)")
+        axes[0].set_ylabel("Elo (20-game matches, 64 visits)")
+        for ax in axes:
             ax.grid(alpha=0.3)
-        axes[0].set_ylabel("Elo vs the run's first net")
+        axes[1].legend()
         fig.suptitle("9x9 learning curve (specmcts run, configs/go9cpu.yaml)")
         fig.tight_layout()
         png.parent.mkdir(parents=True, exist_ok=True)
