@@ -215,3 +215,47 @@ def test_empty_or_missing_folder(tmp_path):
     assert buf.refresh() == 0 and len(buf) == 0
     with pytest.raises(ValueError, match="empty"):
         buf.sample(1)
+
+
+def v2(n: int, **override) -> dict:
+    """The auxiliary arrays of a version-2 shard of ``n`` samples (ownership, score, weights)."""
+    arrays = dict(policy_weight=np.ones(n, np.float32), ownership=np.zeros((n, SIZE, SIZE), np.int8),
+                  score=np.zeros(n, np.float32), aux_weight=np.ones(n, np.float32), version=np.int32(2))
+    arrays.update(override)
+    return arrays
+
+
+def test_bad_auxiliary_targets_are_reported_by_name_and_skipped(tmp_path):
+    data = tmp_path / "data"
+    write_shard(data / "00-good.npz", 6, tag=0.1, **v2(6))
+    write_shard(data / "01-ownership-shape.npz", 6, **v2(6, ownership=np.zeros((6, 9, 9), np.int8)))
+    write_shard(data / "02-ownership-range.npz", 6, **v2(6, ownership=np.full((6, SIZE, SIZE), 3, np.int8)))
+    write_shard(data / "03-score-nan.npz", 6, **v2(6, score=np.full(6, np.nan, np.float32)))
+    write_shard(data / "04-negative-weight.npz", 6, **v2(6, policy_weight=np.full(6, -1.0, np.float32)))
+    messages = []
+    buf = ReplayBuffer(data, SIZE, cfg(), report=messages.append)
+    assert buf.refresh() == 6 and len(messages) == 4 and all("\n" not in m for m in messages)
+    for name in ("01-ownership-shape", "02-ownership-range", "03-score-nan", "04-negative-weight"):
+        assert sum(name in m for m in messages) == 1, (name, messages)
+
+
+def test_version_1_shards_train_the_value_but_not_the_auxiliary_heads(tmp_path):
+    data = tmp_path / "data"
+    write_shard(data / "old.npz", 8, tag=0.2)  # version 1: no auxiliary arrays
+    buf = ReplayBuffer(data, SIZE, cfg(), seed=0)
+    assert buf.refresh() == 8
+    b = buf.sample(16)
+    assert (b.policy_weight == 1).all() and (b.aux_weight == 0).all() and (b.ownership == 0).all()
+
+
+def test_ownership_turns_with_the_board(tmp_path):
+    """Augmentation moves ownership with the planes: a sample whose ownership marks its own stones keeps
+    marking them under every symmetry."""
+    data = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    feats = rng.integers(0, 2, (40, NUM_PLANES, SIZE, SIZE)).astype(np.uint8)
+    write_shard(data / "s.npz", 40, features=feats, **v2(40, ownership=feats[:, 0].astype(np.int8)))
+    buf = ReplayBuffer(data, SIZE, cfg(), seed=1)
+    buf.refresh()
+    b = buf.sample(200)
+    assert (b.ownership == b.features[:, 0]).all()
