@@ -34,17 +34,36 @@ NETS = {
 }
 
 
+def label(net_name: str) -> str:
+    """How a net is shown in the tables: the preset name, or a checkpoint's file name."""
+    return net_name if net_name in NETS else Path(net_name).stem
+
+
+def board_of(net_name: str) -> int:
+    """The board of a preset name (NETS) or of a checkpoint (a path or 'shipped')."""
+    if net_name in NETS:
+        return NETS[net_name][0]
+    from specmcts.network import read_checkpoint, resolve_model
+
+    return int(read_checkpoint(resolve_model(net_name, 9))["board_size"])
+
+
 def make_evaluator(kind: str, net_name: str, device: str, max_batch: int, seed: int):
+    """A random net of a preset (NETS), or a trained one (a checkpoint path, or 'shipped')."""
     import torch
 
     from specmcts.evaluator import HashEvaluator, NetEvaluator, UniformEvaluator
-    from specmcts.network import build_net
+    from specmcts.network import build_net, load_model, resolve_model
 
-    size, blocks, channels = NETS[net_name]
+    size = board_of(net_name)
     if kind == "hash":
         return HashEvaluator(size, seed=seed, max_batch=max_batch)
     if kind == "uniform":
         return UniformEvaluator(size, max_batch=max_batch)
+    if net_name not in NETS:
+        net, _meta = load_model(resolve_model(net_name, size))
+        return NetEvaluator(net, device, max_batch=max_batch)
+    _, blocks, channels = NETS[net_name]
     torch.manual_seed(seed)
     net = build_net(size, NetConfig(blocks=blocks, channels=channels, value_hidden=channels))
     return NetEvaluator(net, device, max_batch=max_batch)
@@ -66,7 +85,7 @@ def play(cfg: Config, evaluator, cache_entries: int):
 
 
 def latency_rows(args, net_name: str, leaves: int, cache_entries: int) -> list[dict]:
-    size = NETS[net_name][0]
+    size = board_of(net_name)
     rows = []
     base = None
     for k in args.k:
@@ -96,7 +115,7 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int) -> list[d
         else:
             dist, predicted = None, 1.0
         rows.append({
-            "net": net_name, "leaves": leaves, "cache": bool(cache_entries), "k": k,
+            "net": label(net_name), "leaves": leaves, "cache": bool(cache_entries), "k": k,
             "move_ms": s["mean_move_ms"], "move_batches": s["mean_move_steps"], "game_s": s["mean_game_s"],
             "speedup_wall": b_s["mean_move_ms"] / s["mean_move_ms"] if s["mean_move_ms"] else float("nan"),
             "speedup_batches": b_s["mean_move_steps"] / s["mean_move_steps"] if s["mean_move_steps"] else float("nan"),
@@ -107,7 +126,7 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int) -> list[d
             "cache_hit_middle": s["cache_hit_rate_middle"], "agreement": agree, "identical": identical,
             "moves": s["moves"], "correct_from": None if dist is None else stats.correct_from.tolist(),
         })
-        print(f"  {net_name} L={leaves} cache={'on' if cache_entries else 'off'} k={k}: "
+        print(f"  {label(net_name)} L={leaves} cache={'on' if cache_entries else 'off'} k={k}: "
               f"{s['mean_move_ms']:.2f} ms/move, {s['mean_move_steps']:.2f} batches/move, "
               f"speedup {rows[-1]['speedup_wall']:.2f}x (model {predicted:.2f}x), agreement {agree:.3f}",
               file=sys.stderr, flush=True)
@@ -115,7 +134,7 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int) -> list[d
 
 
 def throughput_rows(args, net_name: str) -> list[dict]:
-    size = NETS[net_name][0]
+    size = board_of(net_name)
     rows = []
     base = None
     for k in [k for k in args.k if k <= 4] + ["auto"]:
@@ -133,17 +152,20 @@ def throughput_rows(args, net_name: str) -> list[dict]:
         sp, s = play(cfg, ev, 1 << 20)
         if base is None:
             base = s
-        rows.append({"net": net_name, "k": k if k != "auto" else f"auto={sp.k}", "evals_per_s": s["evals_per_s"],
+        rows.append({"net": label(net_name), "k": k if k != "auto" else f"auto={sp.k}", "evals_per_s": s["evals_per_s"],
                      "moves_per_s": s["moves"] / s["wall_s"], "move_ms": s["mean_move_ms"],
                      "relative_moves_per_s": (s["moves"] / s["wall_s"]) / (base["moves"] / base["wall_s"])})
-        print(f"  throughput {net_name} k={rows[-1]['k']}: {s['evals_per_s']:.0f} evals/s, "
+        print(f"  throughput {label(net_name)} k={rows[-1]['k']}: {s['evals_per_s']:.0f} evals/s, "
               f"{rows[-1]['moves_per_s']:.1f} moves/s", file=sys.stderr, flush=True)
     return rows
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--nets", nargs="+", default=["9x9-2x32"], choices=sorted(NETS))
+    ap.add_argument("--nets", nargs="+", default=["9x9-2x32"],
+                    help=f"random nets of these presets ({', '.join(sorted(NETS))})")
+    ap.add_argument("--model", nargs="+", default=[], metavar="PATH",
+                    help="trained nets instead: checkpoints, or 'shipped' (the embedded 9x9 net)")
     ap.add_argument("--evaluator", choices=("net", "hash", "uniform"), default="net")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--sims", type=int, default=800)
@@ -156,12 +178,17 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", metavar="FILE", help="also write all rows as JSON")
     args = ap.parse_args(argv)
+    if args.model:
+        args.nets = list(args.model)
+    bad = [n for n in args.nets if n not in NETS and not args.model]
+    if bad:
+        ap.error(f"unknown net {bad[0]} (presets: {', '.join(sorted(NETS))}; trained nets: --model PATH)")
     if 0 not in args.k:
         args.k = [0] + args.k
     caches = {"on": [1 << 20], "off": [0], "both": [1 << 20, 0]}[args.cache]
     started = time.perf_counter()
     warm = Config()  # compile every kernel (and capture CUDA graphs) before anything is timed
-    warm.game.board = NETS[args.nets[0]][0]
+    warm.game.board = board_of(args.nets[0])
     warm.search.sims, warm.search.speculate = 32, 1
     warm.selfplay.games, warm.selfplay.concurrent, warm.selfplay.max_moves = 1, 1, 6
     play(warm, make_evaluator(args.evaluator, args.nets[0], args.device, 64, args.seed), 1 << 10)
