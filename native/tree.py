@@ -52,7 +52,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .board import copy_state, is_legal_point, play, score_x2, winner
+from .board import copy_state, is_eye, is_legal_point, play, score_x2, winner
 from .features import encode
 from .layout import BLACK, BLOOM_WORDS, EMPTY, M_GAME_OVER, M_KOMI_X2, M_MOVE_NUMBER, M_SIZE, M_TO_PLAY
 
@@ -463,7 +463,7 @@ def _expand_backup_one(
     visits, value_sum, virtual_loss, parent, status, nn_value, prior, root_noise, noise_fraction,
     scratch_core, scratch_hist,
     leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_policy,
-    score_sum, score_center, leaf_score,
+    score_sum, score_center, leaf_score, fill_eyes,
 ):
     kind = leaf_kind[j]
     if kind == LEAF_NONE:
@@ -479,9 +479,10 @@ def _expand_backup_one(
         width = size + 2
         total = 0.0
         legal = 1  # pass
+        mover = core[M_TO_PLAY]
         for a in range(num_actions - 1):
             point = (a // size + 1) * width + a % size + 1
-            if is_legal_point(core, hist, point):
+            if is_legal_point(core, hist, point) and (fill_eyes or not is_eye(core, point, mover)):
                 p = leaf_policy[j, a]
                 prior[t, node, a] = p
                 total += p
@@ -520,9 +521,11 @@ def _expand_and_backup(
     visits, value_sum, virtual_loss, parent, status, nn_value, prior, root_noise, noise_fraction,
     scratch_core, scratch_hist,
     leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_policy,
-    score_sum, score_center, leaf_score,
+    score_sum, score_center, leaf_score, fill_eyes,
 ):
-    """Expand evaluated leaves (legal-masked, renormalised priors; root noise) and back up all values,
+    """Expand evaluated leaves (legal-masked, renormalised priors; root noise; unless ``fill_eyes``, a move into one of the mover's own true eyes
+    (``board.is_eye``) counts as illegal: Tromp-Taylor play never needs it, and a net that has not learnt to
+    pass would otherwise fill its eyes until its groups die) and back up all values,
     tree by tree in parallel, each tree's leaves in their selection order (what makes it deterministic).
 
     ``leaf_policy[j]`` / ``leaf_value[j]`` are the network's output for leaf ``j`` (value from the view of
@@ -538,7 +541,7 @@ def _expand_and_backup(
                 visits, value_sum, virtual_loss, parent, status, nn_value, prior, root_noise, noise_fraction,
                 scratch_core, scratch_hist,
                 leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_policy,
-                score_sum, score_center, leaf_score,
+                score_sum, score_center, leaf_score, fill_eyes,
             )
 
 
@@ -661,3 +664,20 @@ def mix_root_noise(t, prior, root_noise, fraction):
     for a in range(prior.shape[2]):
         if prior[t, ROOT, a] >= 0.0:
             prior[t, ROOT, a] = (1.0 - fraction) * prior[t, ROOT, a] + fraction * root_noise[t, a]
+
+
+@njit(cache=True)
+def searchable_mask(core, hist, fill_eyes, out):
+    """The moves a search may consider at this position into ``out`` (bool [A]): the legal ones (pass
+    included), without the mover's own eyes unless ``fill_eyes`` (what ``expand_and_backup`` masks).
+    Returns how many."""
+    size = core[M_SIZE]
+    width = size + 2
+    mover = core[M_TO_PLAY]
+    count = 1
+    for a in range(size * size):
+        point = (a // size + 1) * width + a % size + 1
+        out[a] = is_legal_point(core, hist, point) and (fill_eyes or not is_eye(core, point, mover))
+        count += out[a]
+    out[size * size] = True
+    return count

@@ -79,6 +79,9 @@ class SearchConfig:
     # that has a score head (kata nets); 0: off.
     score_utility: float = 0.3
     score_utility_scale: float = 0.0  # points; 0: half the board's side (4.5 on 9x9)
+    # false: the search never plays into the mover's own true eyes (diagonal rule). Tromp-Taylor play never
+    # needs to, and a net that has not yet learnt when to pass would fill its eyes until its groups die.
+    fill_own_eyes: bool = False
 
 
 @dataclass

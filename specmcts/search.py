@@ -204,8 +204,8 @@ class Search:
         tr.root_budget[slot] = max(0, int(budget))
         if budget > 0:
             tr.gumbel[slot] = 0.0 if gumbel is None else gumbel
-            legal = int(state.legal_mask().sum())
-            table = considered_visits(max(1, min(self.cfg.gumbel_considered, legal)), int(budget))
+            moves = self.searchable(state).sum()
+            table = considered_visits(max(1, min(self.cfg.gumbel_considered, moves)), int(budget))
             width = min(len(table), tr.gumbel_table.shape[1])
             tr.gumbel_table[slot, :width] = table[:width]
 
@@ -229,6 +229,13 @@ class Search:
             tr.root_noise[dst] = noise
             kernels.mix_root_noise(dst, tr.prior, tr.root_noise, noise_fraction)
         return True
+
+    def searchable(self, state: GoState) -> np.ndarray:
+        """bool [A]: the moves this search considers at ``state`` (legal, and not into the mover's own eyes
+        unless ``search.fill_own_eyes``)."""
+        out = np.zeros(self.num_actions, np.bool_)
+        kernels.searchable_mask(state.core, state.hist, self.cfg.fill_own_eyes, out)
+        return out
 
     def completed(self, slots=None) -> np.ndarray:
         """Simulations completed below each root (the root's own evaluation not counted)."""
@@ -336,7 +343,7 @@ class Search:
             tr.root_noise, tr.noise_fraction,
             sc.core, sc.hist,
             self.leaf_slot, self.leaf_node, self.leaf_kind, self.leaf_value, self.leaf_policy,
-            tr.score_sum, tr.score_center, self.leaf_score,
+            tr.score_sum, tr.score_center, self.leaf_score, self.cfg.fill_own_eyes,
         )
         spent["backup"] += clock() - t5
         leaves = n - int(collisions)

@@ -334,8 +334,9 @@ def superko_position() -> GoState:
 
 
 def assert_priors_match_the_rules(search: Search, t: int, root: GoState) -> int:
-    """Every expanded node: prior >= 0 exactly on the legal moves of its position (replayed from the
-    root), and no child behind an illegal move. Returns the number of nodes checked."""
+    """Every expanded node: prior >= 0 exactly on the moves the search considers at its position (replayed
+    from the root): the legal ones, less the mover's own eyes; and no child behind any other move. Returns
+    the number of nodes checked."""
     tr = search.trees
     checked = 0
     for node in range(int(tr.node_count[t])):
@@ -344,7 +345,8 @@ def assert_priors_match_the_rules(search: Search, t: int, root: GoState) -> int:
         state = root.copy()
         for a in node_path(search, t, node):
             state.play(a)  # raises on an illegal move in the tree
-        legal = state.legal_mask()
+        legal = search.searchable(state)
+        assert not legal[~state.legal_mask()].any()
         np.testing.assert_array_equal(tr.prior[t, node] >= 0, legal)
         assert np.isclose(tr.prior[t, node][legal].sum(), 1.0, atol=1e-5)
         assert not (tr.children[t, node] >= 0)[~legal].any()
@@ -807,3 +809,30 @@ def test_score_utility_applies_only_with_a_score_head():
     fc = make_search(rules, NetEvaluator(build_net(9, NetConfig(1, 8, heads="fc")), max_batch=16), 8, score_utility=0.3)
     kata = make_search(rules, NetEvaluator(build_net(9, NetConfig(1, 8)), max_batch=16), 8, score_utility=0.3)
     assert with_score._su_weight == kata._su_weight == 0.3 and without._su_weight == fc._su_weight == 0.0
+
+
+# Black owns the board; every empty point is one of its eyes. The only sound move is to pass: filling the
+# eyes one by one ends with every black stone captured (what a young net did against a passing opponent).
+OWN_EYES_5 = """
+. X X . X
+X X X X X
+X . X X .
+X X X X X
+X X . X X
+"""
+
+
+def test_the_search_never_fills_its_own_eyes_unless_told_to():
+    rules = GoRules(5, 0.5)
+    state = GoState.from_text(rules, OWN_EYES_5)
+    search = make_search(rules, UniformEvaluator(5, max_batch=16), 32, 4)
+    assert search.searchable(state).sum() == 1  # pass
+    search.reset(0, state)
+    search.run([0], 32)
+    counts = search.visit_counts(0)
+    assert counts[rules.pass_action] == counts.sum() == 32
+    filling = make_search(rules, UniformEvaluator(5, max_batch=16), 32, 4, fill_own_eyes=True)
+    assert filling.searchable(state).sum() == 6
+    filling.reset(0, state)
+    filling.run([0], 32)
+    assert filling.visit_counts(0)[:25].sum() > 0
