@@ -50,6 +50,7 @@ class ScoreEvaluator(Evaluator):
             black_to_move = planes[16, 0, 0] == 1
             margin = own - opp + (-self.komi if black_to_move else self.komi)
             self._value[i] = np.sign(margin)
+            self._score[i] = margin  # read by the search only with has_score (MarginEvaluator)
         self._policy[:n] = np.float32(1.0 / self.num_actions)
 
 
@@ -738,24 +739,11 @@ def test_gumbel_without_noise_picks_deterministically_and_prefers_the_prior():
 # Score utility (KataGo's dynamic score utility)
 
 
-class MarginEvaluator(Evaluator):
-    """Uniform policy; value = the sign of the Tromp-Taylor margin (saturated: every move of a won game is
-    worth the same), score = the margin itself, both from the side to move's view (planes as ScoreEvaluator)."""
+class MarginEvaluator(ScoreEvaluator):
+    """ScoreEvaluator whose score (the margin itself, which ScoreEvaluator computes anyway) the search uses:
+    the value is saturated (every move of a won game is worth the same), the score is not."""
 
     has_score = True
-
-    def __init__(self, board_size: int, komi: float, max_batch: int = 64):
-        super().__init__(board_size, max_batch)
-        self.komi = komi
-
-    def _forward(self, n: int) -> None:
-        for i in range(n):
-            planes = self.inputs[i]
-            own, opp = area_score(planes[0].astype(bool), planes[8].astype(bool))
-            margin = own - opp + (-self.komi if planes[16, 0, 0] == 1 else self.komi)
-            self._value[i] = np.sign(margin)
-            self._score[i] = margin
-        self._policy[:n] = np.float32(1.0 / self.num_actions)
 
 
 # White is far ahead whatever it plays (the value says +1 everywhere); only the score sees that C4 captures
