@@ -554,10 +554,15 @@ def winner(core):
     resigned = core[M_RESIGNED]
     if resigned != EMPTY:
         return 3 - resigned
-    s = score_x2(core)
-    if s > 0:
+    return winner_of_score(score_x2(core))
+
+
+@njit(cache=True)
+def winner_of_score(s_x2):
+    """BLACK, WHITE or EMPTY (a draw) for black's margin ``s_x2`` in half points (``score_x2``)."""
+    if s_x2 > 0:
         return BLACK
-    if s < 0:
+    if s_x2 < 0:
         return WHITE
     return EMPTY
 

@@ -52,9 +52,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .board import copy_state, is_eye, is_legal_point, play, score_x2, winner
+from .board import copy_state, is_eye, is_legal_point, play, score_x2, winner, winner_of_score
 from .features import encode
-from .layout import BLACK, BLOOM_WORDS, EMPTY, M_GAME_OVER, M_KOMI_X2, M_MOVE_NUMBER, M_SIZE, M_TO_PLAY
+from .layout import BLACK, BLOOM_WORDS, EMPTY, M_GAME_OVER, M_KOMI_X2, M_MOVE_NUMBER, M_RESIGNED, M_SIZE, M_TO_PLAY
 
 ROOT = 0
 NO_PARENT = -1
@@ -396,11 +396,11 @@ def _select_one(
     core = scratch_core[row]
     if status[t, node] == TERMINAL or core[M_GAME_OVER] != 0:
         status[t, node] = TERMINAL
-        w = winner(core)
+        s_x2 = score_x2(core)  # one count for both the winner and the score
+        w = winner(core) if core[M_RESIGNED] != EMPTY else winner_of_score(s_x2)
         leaf_kind[row] = LEAF_TERMINAL
         leaf_value[row] = 0.0 if w == EMPTY else (1.0 if w == core[M_TO_PLAY] else -1.0)
-        margin = score_x2(core) / 2.0  # black's view
-        leaf_score[row] = margin if core[M_TO_PLAY] == BLACK else -margin
+        leaf_score[row] = s_x2 / 2.0 if core[M_TO_PLAY] == BLACK else -s_x2 / 2.0
         leaf_key[row] = np.uint64(0)
     else:
         status[t, node] = PENDING
@@ -458,6 +458,12 @@ def _encode_leaves(scratch_core, scratch_past, rows, out):
 
 
 @njit(cache=True)
+def _searchable_point(core, hist, point, mover, fill_eyes):
+    """A move the search considers: legal, and not into one of the mover's own true eyes unless ``fill_eyes``."""
+    return is_legal_point(core, hist, point) and (fill_eyes or not is_eye(core, point, mover))
+
+
+@njit(cache=True)
 def _expand_backup_one(
     j,
     visits, value_sum, virtual_loss, parent, status, nn_value, prior, root_noise, noise_fraction,
@@ -482,7 +488,7 @@ def _expand_backup_one(
         mover = core[M_TO_PLAY]
         for a in range(num_actions - 1):
             point = (a // size + 1) * width + a % size + 1
-            if is_legal_point(core, hist, point) and (fill_eyes or not is_eye(core, point, mover)):
+            if _searchable_point(core, hist, point, mover, fill_eyes):
                 p = leaf_policy[j, a]
                 prior[t, node, a] = p
                 total += p
@@ -677,7 +683,7 @@ def searchable_mask(core, hist, fill_eyes, out):
     count = 1
     for a in range(size * size):
         point = (a // size + 1) * width + a % size + 1
-        out[a] = is_legal_point(core, hist, point) and (fill_eyes or not is_eye(core, point, mover))
+        out[a] = _searchable_point(core, hist, point, mover, fill_eyes)
         count += out[a]
     out[size * size] = True
     return count

@@ -172,7 +172,7 @@ class Search:
         self._threads = min(self.cfg.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
         self._queue = np.zeros(self.max_nodes, np.int32)
         # the score utility needs scores: an evaluator without a score head (fc nets) searches by value alone
-        self._su_weight = float(self.cfg.score_utility) if getattr(self.evaluator, "has_score", False) else 0.0
+        self._su_weight = float(self.cfg.score_utility) if self.evaluator.has_score else 0.0
         self._su_scale = float(self.cfg.score_utility_scale or size / 2.0)
         for t in range(self.num_trees):
             self._reset_arrays(t)

@@ -81,7 +81,7 @@ class SelfPlayPolicy:
         if self.gumbel:
             legal = state.legal_mask()
             g = self._rng(game, m, 4).gumbel(size=legal.shape[0]).astype(np.float32)
-            setup.gumbel, setup.gumbel_budget = np.where(legal, g, 0.0).astype(np.float32), setup.sims
+            setup.gumbel = np.where(legal, g, 0.0).astype(np.float32)
         elif full and s.dirichlet_fraction > 0:
             setup.noise = dirichlet_noise(self._rng(game, m, 1), state.legal_mask(), self.alpha)
             setup.noise_fraction = s.dirichlet_fraction
@@ -120,16 +120,14 @@ def final_position_targets(records: list[GameRecord]) -> tuple[np.ndarray, np.nd
     float32 [n] (the mover's area minus the opponent's, komi included) and ``aux_weight`` float32 [n]
     (0 for a resigned game, whose final board is not a finished position; its targets are zeros)."""
     ownership, score, weight = [], [], []
-    for r in records:
-        own = r.state.ownership()
-        black_score = r.state.score()
-        counted = r.state.resigned == EMPTY
-        for mover in r.to_play:
-            sign = 1 if mover == BLACK else -1
-            ownership.append(own * sign if counted else np.zeros_like(own))
-            score.append(black_score * sign if counted else 0.0)
-            weight.append(1.0 if counted else 0.0)
-    return (np.stack(ownership).astype(np.int8), np.array(score, np.float32), np.array(weight, np.float32))
+    for r in records:  # per game; the moves of a game are arrays
+        counted = float(r.state.resigned == EMPTY)
+        sign = np.where(np.asarray(r.to_play) == BLACK, 1, -1).astype(np.int8) * np.int8(counted)
+        ownership.append(r.state.ownership()[None] * sign[:, None, None])
+        score.append(np.float32(r.state.score()) * sign)
+        weight.append(np.full(len(sign), counted, np.float32))
+    return (np.concatenate(ownership).astype(np.int8), np.concatenate(score).astype(np.float32),
+            np.concatenate(weight))
 
 
 class RunWriter:

@@ -69,8 +69,7 @@ class RootSetup:
     sims: int
     noise: np.ndarray | None = None  # Dirichlet noise [A] mixed into the root priors (PUCT root)
     noise_fraction: float = 0.0
-    gumbel: np.ndarray | None = None  # Gumbel noise [A] (Gumbel root)
-    gumbel_budget: int = 0  # > 0: a Gumbel root doing sequential halving over this many simulations
+    gumbel: np.ndarray | None = None  # Gumbel noise [A]: given, the root is a Gumbel root halving over ``sims``
 
 
 class MovePolicy(Protocol):
@@ -90,7 +89,6 @@ class Level:
     slot: int
     state: GoState  # the root position of this level's search
     via: int  # action predicted at the level above that leads here (-1 at level 0)
-    sims: int = 0  # the search's simulation budget
     boundaries: list = field(default_factory=list)  # boundaries[j]: simulations at stage boundary j (1..k)
     stage: int = 1  # next stage boundary to cross (1..k)
     prediction: int = -1  # latest prediction of this level's move
@@ -190,10 +188,6 @@ class Pipeline:
     def visit_counts(self, game: Hashable) -> np.ndarray:
         return self.search.visit_counts(self.levels[game][0].slot)
 
-    def sims(self, game: Hashable) -> int:
-        """The simulation budget of the game's current move."""
-        return self.levels[game][0].sims
-
     def root_value(self, game: Hashable) -> float:
         return self.search.root_value(self.levels[game][0].slot)
 
@@ -270,13 +264,14 @@ class Pipeline:
     def _open(self, game: Hashable, state: GoState, via: int) -> Level:
         slot = self.free_slots.pop()
         setup = self.policy.root(game, state)
-        self.search.reset(slot, state, setup.noise, setup.noise_fraction, setup.gumbel, setup.gumbel_budget)
+        self.search.reset(slot, state, setup.noise, setup.noise_fraction, setup.gumbel,
+                          setup.sims if setup.gumbel is not None else 0)
         return self._level(slot, state, via, setup.sims)
 
     def _level(self, slot: int, state: GoState, via: int, sims: int) -> Level:
         """A level searching ``sims`` simulations in ``slot``: its budget cut into k + 1 equal stages."""
         bounds = [int(np.ceil(sims * j / (self.k + 1))) for j in range(self.k + 1)]
-        level = Level(slot=slot, state=state, via=via, sims=sims, boundaries=bounds)
+        level = Level(slot=slot, state=state, via=via, boundaries=bounds)
         self._slot_target[slot] = sims
         self._slot_next_event[slot] = bounds[1] if self.k > 0 else np.iinfo(np.int64).max
         return level

@@ -5,6 +5,7 @@ Hypothesis profiles: the numba kernels compile on first call (seconds), so per-e
 """
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -12,3 +13,15 @@ settings.register_profile(
     "ci", deadline=None, derandomize=True, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture
+def gnugo() -> str:
+    """GnuGo's path. CI installs it (.ci/run), so a missing binary fails the test; it never skips."""
+    from specmcts.gtp_client import find_gnugo
+
+    path = find_gnugo()
+    if path is None:
+        pytest.fail("gnugo is required and was not found on PATH or in /usr/games (apt-get install -y gnugo)",
+                    pytrace=False)
+    return path

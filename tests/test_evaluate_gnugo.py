@@ -3,7 +3,7 @@ superko, ``--capture-all-dead``), and every finished game is judged by GnuGo's `
 removed) as well as by our Tromp-Taylor count of the board as it stands; the match uses GnuGo's answer and
 reports where the two name different winners (per game, in the summary, in the SGF, in `specmcts eval`).
 
-Real GnuGo, no mocks; a missing binary skips (``tests/test_gtp_gnugo.py`` is the test that insists on it)."""
+Real GnuGo, no mocks; a missing binary fails (the ``gnugo`` fixture of conftest.py)."""
 from __future__ import annotations
 
 import json
@@ -24,7 +24,7 @@ from specmcts.sgf import read_sgf
 
 from tests.test_evaluate import stub_engine
 
-needs_gnugo = pytest.mark.skipif(find_gnugo() is None, reason="GnuGo not installed (apt-get install gnugo)")
+needs_gnugo = pytest.mark.usefixtures("gnugo")
 
 # 7x7, komi 7.5. Black walls off columns A-E, White F-G; White's B2 is left in atari inside Black's area and
 # both pass. GnuGo removes B2: Black 35, White 14, B+13.5. Tromp-Taylor as the board stands: B2 touches all

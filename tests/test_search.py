@@ -731,8 +731,8 @@ def test_gumbel_without_noise_picks_deterministically_and_prefers_the_prior():
     target = uniform.improved_policy(0)
     legal = state.legal_mask()
     # a uniform prior and value 0 everywhere (no finished games within reach): the target stays uniform
-    if uniform.stats.terminal == 0:
-        np.testing.assert_allclose(target[legal], 1.0 / legal.sum(), rtol=1e-5)
+    assert uniform.stats.terminal == 0
+    np.testing.assert_allclose(target[legal], 1.0 / legal.sum(), rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -45,13 +45,10 @@ def test_learning_curve_from_tensorboard_logs(tmp_path):
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_strength_table_at_toy_size(tmp_path, capsys):
-    from specmcts.gtp_client import find_gnugo
-    from specmcts.network import build_net, save_model
+def test_strength_table_at_toy_size(tmp_path, capsys, gnugo):
     from specmcts.config import NetConfig
+    from specmcts.network import build_net, save_model
 
-    if not find_gnugo():
-        pytest.skip("GnuGo is not installed (apt-get install gnugo)")
     model = tmp_path / "net.pt"
     save_model(model, build_net(9, NetConfig(blocks=1, channels=8, value_hidden=8)), {"step": 0})
     tool = load_tool()
