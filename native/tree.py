@@ -572,6 +572,30 @@ def root_visit_counts(t, visits, children, out):
 
 
 @njit(cache=True)
+def root_leaders(slots, visits, children, best, margin):
+    """For each tree in ``slots``: its most visited root action (the lowest on ties, as
+    ``pick_from_counts`` at temperature 0) into ``best``, and its lead over the runner-up in visits into
+    ``margin``. A lead larger than the simulations left means the greedy pick is already decided."""
+    for i in range(slots.shape[0]):
+        t = slots[i]
+        top = -1
+        top_n = -1
+        second_n = 0
+        for a in range(children.shape[2]):
+            c = children[t, ROOT, a]
+            n = visits[t, c] if c >= 0 else 0
+            if n > top_n:
+                if top_n > second_n:
+                    second_n = top_n
+                top = a
+                top_n = n
+            elif n > second_n:
+                second_n = n
+        best[i] = top
+        margin[i] = top_n - second_n
+
+
+@njit(cache=True)
 def pick_from_counts(counts, temperature, uniform):
     """The move from visit counts: argmax (lowest action on ties) when ``temperature`` is 0, else the
     action where ``uniform`` falls in the cumulative distribution of ``counts ** (1 / temperature)``.

@@ -127,9 +127,10 @@ def _add_common(
         g.add_argument("--sims", type=_positive_int, metavar="N", help="MCTS simulations per move")
     if speculate:
         g.add_argument("--speculate", type=_speculate, metavar="K|auto",
-                       help="speculative look-ahead depth: search up to K moves ahead of the committed one "
-                            "(0 = off; records are identical to K=0; auto = the deepest K the evaluator "
-                            "runs at no extra cost per batch, measured at start)")
+                       help="speculative look-ahead depth: search up to K (0..16) moves ahead of the committed "
+                            "one (0 = off; records are identical to K=0; trees: --set search.spec_width=W "
+                            "search.spec_rows=R; auto = the depth and width whose rows the evaluator takes at "
+                            "(almost) no extra cost per batch, measured at start)")
     if device:
         g.add_argument("--device", type=_device, metavar="auto|cpu|cuda",
                        help="where the network runs (default: auto = cuda if available, else cpu)")

@@ -43,6 +43,10 @@ class NetConfig:
     gpool_channels: int = 0  # channels pooled in those blocks (0: channels // 4)
 
 
+MAX_SPECULATE = 16  # deepest speculation (search.speculate)
+MAX_SPEC_WIDTH = 8  # most candidate moves one level speculates on
+
+
 @dataclass
 class SearchConfig:
     sims: int = 800  # simulations per move
@@ -60,7 +64,14 @@ class SearchConfig:
     no_resign_fraction: float = 0.1  # games that never resign (to measure false resignations)
     threads: int = 0  # CPU threads for the batch kernels: 0 = all cores, 1 = serial
     parallel_min_trees: int = 16  # below this many trees in a batch the kernels run serially
-    speculate: int = 0  # look-ahead depth k of the inter-decision pipeline; 0 = off, -1 = auto (measured)
+    speculate: int = 0  # look-ahead depth k of the inter-decision pipeline (0..16); 0 = off, -1 = auto (measured)
+    # Speculation trees: a level may start searches for its spec_width best candidate moves, not only its
+    # prediction; spec_rows bounds the evaluator rows one game's searches take per batch (0: a chain's,
+    # (k + 1) * leaves_per_tree); the likeliest positions get them. spec_sure: a move decided early (its
+    # lead cannot be caught with the simulations left) starts its successor as a search that never rolls back.
+    spec_width: int = 1
+    spec_rows: int = 0
+    spec_sure: bool = True
     # Root selection: puct (AlphaZero: PUCT + Dirichlet noise, visit-count targets, temperature picks) or gumbel
     # (Danihelka et al. 2022: Gumbel-top-k candidates, sequential halving, improved-policy targets from
     # completed Q-values; self-play draws the Gumbel noise per (game, move), evaluation and GTP use none).
@@ -279,8 +290,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"game.board must be {MIN_SIZE}..{MAX_SIZE}, got {cfg.game.board}")
     if cfg.search.sims < 1:
         raise ConfigError("search.sims must be >= 1")
-    if cfg.search.speculate < -1:
-        raise ConfigError("search.speculate must be >= 0, or -1 (auto)")
+    if not -1 <= cfg.search.speculate <= MAX_SPECULATE:
+        raise ConfigError(f"search.speculate must be 0..{MAX_SPECULATE}, or -1 (auto), got {cfg.search.speculate}")
+    if not 1 <= cfg.search.spec_width <= MAX_SPEC_WIDTH:
+        raise ConfigError(f"search.spec_width must be 1..{MAX_SPEC_WIDTH}, got {cfg.search.spec_width}")
+    if cfg.search.spec_rows < 0:
+        raise ConfigError(f"search.spec_rows must be >= 0 (0: a chain's rows), got {cfg.search.spec_rows}")
     if cfg.search.root not in ("puct", "gumbel"):
         raise ConfigError(f"search.root must be puct or gumbel, got {cfg.search.root!r}")
     if cfg.search.score_utility < 0 or cfg.search.score_utility_scale < 0:

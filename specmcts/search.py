@@ -33,10 +33,12 @@ class SearchStats:
     terminal: int = 0  # leaves scored by the rules
     # wall seconds per phase of step(): where the time goes (select, cache, encode, forward, backup)
     seconds: dict = field(default_factory=lambda: dict.fromkeys(("select", "cache", "encode", "forward", "backup"), 0.0))
+    batch_rows: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # [r]: batches that sent r rows
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
         d["seconds"] = dict(self.seconds)
+        d["batch_rows"] = {int(r): int(n) for r, n in enumerate(self.batch_rows) if n}
         return d
 
 
@@ -155,6 +157,7 @@ class Search:
         self.trees = TreeArrays.allocate(self.num_trees, self.max_nodes, self.num_actions)
         self.roots = StatePool.allocate(self.num_trees, size)
         rows = int(self.evaluator.max_batch)
+        self.stats.batch_rows = np.zeros(rows + 1, np.int64)
         # A tree's batch is taken whole or not at all (``select_leaves``), so it must fit in the scratch
         # rows: asking a tree for more leaves than the evaluator takes would skip it forever.
         self.leaves_per_tree = min(int(self.cfg.leaves_per_tree), rows)
@@ -257,6 +260,14 @@ class Search:
         kernels.root_visit_counts(slot, self.trees.visits, self.trees.children, out)
         return out
 
+    def leaders(self, slots) -> tuple[np.ndarray, np.ndarray]:
+        """Each slot's most visited root action (lowest on ties) and its lead in visits over the runner-up."""
+        slots = np.ascontiguousarray(slots, np.int32)
+        best = np.zeros(len(slots), np.int32)
+        margin = np.zeros(len(slots), np.int32)
+        kernels.root_leaders(slots, self.trees.visits, self.trees.children, best, margin)
+        return best, margin
+
     def root_value(self, slot: int) -> float:
         """Mean value of the search at the root, from the view of the side to move there."""
         tr = self.trees
@@ -334,6 +345,7 @@ class Search:
             spent["cache"] += clock() - t1
         self.stats.cache_hits += hits
         self.stats.evals += misses
+        self.stats.batch_rows[misses] += 1
         m = hits + misses
         t5 = clock()
         backup = kernels.expand_and_backup_parallel if parallel else kernels.expand_and_backup

@@ -19,7 +19,8 @@ from native import tree as tree_kernels
 from specmcts.atomic import atomic_open
 from specmcts.config import Config, dirichlet_alpha, temperature_moves
 from specmcts.search import Search, dirichlet_noise
-from specmcts.speculation import Pipeline, RootSetup, game_phase
+from specmcts.speculation import (Pipeline, RootSetup, game_phase, measured_cost, plan_speculation,
+                                   speculation_trees)
 
 SHARD_VERSION = 2  # 2: ownership, score, aux_weight and policy_weight (version 1 shards still load)
 
@@ -64,6 +65,10 @@ class SelfPlayPolicy:
             return search.gumbel_action(slot)
         counts = search.visit_counts(slot)
         return int(tree_kernels.pick_from_counts(counts, self.temperature(move_number), self.uniform(game, move_number)))
+
+    def greedy(self, game, move_number: int) -> bool:
+        """PUCT moves after the temperature moves are the most visited root action."""
+        return not self.gumbel and self.temperature(move_number) == 0.0
 
     def target(self, search: Search, slot: int) -> np.ndarray:
         """The policy training target of a finished search (float32 [A], sums to 1)."""
@@ -232,14 +237,17 @@ class SelfPlay:
         self.cache = cache
         self.concurrent = max(1, min(cfg.selfplay.concurrent, cfg.selfplay.games))
         self.k = cfg.search.speculate
-        self.auto_k_timings = None
+        width, trees = cfg.search.spec_width, speculation_trees(cfg.search, self.k)
+        self.auto = None  # SpeculationPlan of --speculate auto
         if self.k < 0:
-            from specmcts.speculation import choose_k
-
-            self.k, self.auto_k_timings = choose_k(evaluator, self.concurrent * cfg.search.leaves_per_tree)
-        self.search = Search(self.rules, cfg.search, evaluator, cache, num_trees=self.concurrent * (self.k + 1) + int(cfg.search.tree_reuse))  # reuse needs one spare slot
+            self.auto = plan_speculation(measured_cost(evaluator), cfg.search.leaves_per_tree, self.concurrent,
+                                         int(evaluator.max_batch))
+            self.k, width, trees = self.auto.k, self.auto.width, self.auto.trees
+        self.search = Search(self.rules, cfg.search, evaluator, cache,
+                             num_trees=self.concurrent * trees + int(cfg.search.tree_reuse))  # reuse needs one spare slot
         self.policy = SelfPlayPolicy(cfg, self.rules)
-        self.pipeline = Pipeline(self.search, self.k, self.policy, tree_reuse=cfg.search.tree_reuse)
+        self.pipeline = Pipeline(self.search, self.k, self.policy, tree_reuse=cfg.search.tree_reuse,
+                                 width=width, trees=trees, sure=cfg.search.spec_sure)
         self.writer = RunWriter(out, self.rules, model_id, cfg.selfplay.shard_games, tensorboard)
         self.progress = progress
         self.max_moves = cfg.selfplay.max_moves or self.rules.max_moves
@@ -381,6 +389,10 @@ class SelfPlay:
             "resign_rate": len(resigned) / len(recs) if recs else 0.0,
             "false_resign_rate": len(false_resign) / len(no_resign_would) if no_resign_would else 0.0,
             "speculate": self.k,
+            "speculation_width": self.pipeline.width,
+            "speculation_trees": self.pipeline.trees,
+            "speculation_auto": self.auto is not None,
+            "sure_moves": spec.sure,
             "prediction_accuracy": spec.accuracy() if self.k else None,
             "prediction_accuracy_by_stage": spec.accuracy_by_stage() if self.k else [],
             "prediction_accuracy_by_phase": spec.accuracy_by_phase() if self.k else {},
@@ -429,7 +441,9 @@ def format_summary(s: dict) -> str:
             f"mean length {s['mean_game_length']:.1f}, move latency {s['mean_move_ms']:.1f} ms ({s['mean_move_steps']:.1f} batches)")
     if s["speculate"]:
         stages = "/".join(f"{100 * a:.0f}" for a in s["prediction_accuracy_by_stage"])
-        line += (f" | k={s['speculate']}: prediction {100 * s['prediction_accuracy']:.1f}% (by stage {stages}), "
+        shape = (f"k={s['speculate']}" if s["speculation_width"] == 1 and s["speculation_trees"] == s["speculate"] + 1
+                 else f"tree k={s['speculate']} width {s['speculation_width']} {s['speculation_trees']} searches")
+        line += (f" | {'auto ' if s['speculation_auto'] else ''}{shape}: prediction {100 * s['prediction_accuracy']:.1f}% (by stage {stages}), "
                  f"wasted {100 * s['wasted_sims_fraction']:.1f}% sims")
     return line
 

@@ -83,16 +83,78 @@ class MovePolicy(Protocol):
         """Budget and randomness of a search rooted at ``state``; a pure function of (game, move number),
         however often that position is searched."""
 
+    def greedy(self, game: Hashable, move_number: int) -> bool:
+        """Whether the move is the most visited root action (lowest on ties): then a lead larger than the
+        simulations left decides it before the search ends (a sure prediction)."""
 
-@dataclass
+
+RANKS = 4  # candidates per boundary the calibration tells apart (rank 0: the policy's pick; then by visits)
+SHARE_EDGES = np.array([0.1, 0.25, 0.5, 0.75])  # visit-share buckets of the calibration
+SHARE_PRIOR = np.array([0.05, 0.17, 0.37, 0.62, 0.87])  # each bucket's prior odds: its middle share
+PRIOR_WEIGHT = 4.0  # the prior counts as this many observed moves
+KEEP = 1.25  # a running search keeps its slot against a new one unless that one is this much likelier
+
+
+class Calibration:
+    """How often a candidate seen at a stage boundary became the move actually played, learned online.
+
+    A candidate is described by the game phase, the stage boundary (1..k), its rank among the candidates
+    (0: what the move policy picks from the partial counts, then by visits) and its share of the visits so
+    far (bucketed by ``SHARE_EDGES``). Each cell starts from a prior, the bucket's middle share with weight
+    ``PRIOR_WEIGHT``, and counts every move that is played. The odds decide which speculative searches run
+    (the budget goes to the likeliest), never what a search does, so they cannot touch exactness."""
+
+    def __init__(self, k: int):
+        shape = (len(PHASES), k + 1, RANKS, len(SHARE_EDGES) + 1)
+        self.hits = np.zeros(shape)
+        self.seen = np.zeros(shape)
+
+    def _cells(self, phase: str, stage: int, shares: np.ndarray) -> tuple:
+        ranks = np.minimum(np.arange(len(shares)), RANKS - 1)
+        buckets = np.searchsorted(SHARE_EDGES, shares, side="right")
+        return PHASES.index(phase), stage, ranks, buckets
+
+    def odds(self, phase: str, stage: int, shares: np.ndarray) -> np.ndarray:
+        """P(move = candidate) for candidates ranked 0, 1, ... with these visit shares."""
+        cells = self._cells(phase, stage, shares)
+        prior = SHARE_PRIOR[cells[3]]
+        return (self.hits[cells] + PRIOR_WEIGHT * prior) / (self.seen[cells] + PRIOR_WEIGHT)
+
+    def record(self, phase: str, stage: int, actions: np.ndarray, shares: np.ndarray, played: int) -> None:
+        cells = self._cells(phase, stage, shares)
+        np.add.at(self.seen, cells, 1.0)
+        np.add.at(self.hits, cells, (actions == played).astype(float))
+
+
+@dataclass(eq=False)
 class Level:
+    """One search of the speculation tree: the committed move (depth 0) or a guess below it."""
+
     slot: int
     state: GoState  # the root position of this level's search
-    via: int  # action predicted at the level above that leads here (-1 at level 0)
+    via: int  # the parent's action that leads here (-1 at depth 0)
+    parent: "Level | None" = None
+    depth: int = 0
     boundaries: list = field(default_factory=list)  # boundaries[j]: simulations at stage boundary j (1..k)
     stage: int = 1  # next stage boundary to cross (1..k)
-    prediction: int = -1  # latest prediction of this level's move
     stage_predictions: list = field(default_factory=list)  # (stage, predicted action)
+    seen: list = field(default_factory=list)  # (stage, ranked candidate actions, their visit shares)
+    candidates: list = field(default_factory=list)  # [(action, odds)]: moves a child may start from
+    children: dict = field(default_factory=dict)  # action -> Level
+    odds: float = 1.0  # P(the parent plays ``via``), as far as the parent's search tells
+    path: float = 1.0  # P(this position is reached): the product of the odds above it
+    greedy: bool = False  # the move is the most visited one: a big enough lead decides it early
+    decided: int = -1  # the move, once no simulation left can change it (sure), else -1
+
+
+def walk(level: Level) -> list[Level]:
+    """``level`` and everything speculated below it, parents before children."""
+    out, todo = [], [level]
+    while todo:
+        lv = todo.pop()
+        out.append(lv)
+        todo.extend(reversed(list(lv.children.values())))
+    return out
 
 
 @dataclass
@@ -104,10 +166,15 @@ class SpeculationStats:
     phase_correct: dict = None
     spawned: int = 0  # speculative searches started
     committed: int = 0  # speculative searches that became the real one
-    rolled_back: int = 0  # mispredictions that threw speculative searches away
+    rolled_back: int = 0  # speculative subtrees thrown away (a misprediction, or the budget went elsewhere)
     wasted_sims: int = 0  # simulations done in searches thrown away
     useful_sims: int = 0  # simulations of searches that decided a move
     correct_from: np.ndarray = None  # [k + 2] moves whose predictions were right from stage J on (J = k + 1: never)
+    sure: int = 0  # searches whose move was decided before their last simulation (the lead could not be caught)
+    sure_sims_left: int = 0  # simulations those searches still had to do when their move was decided
+    sure_wrong: int = 0  # sure moves that were not played (a resignation aside): must stay 0
+    widest: int = 0  # most children one level had at once
+    deepest: int = 0  # deepest level started
 
     def __post_init__(self):
         self.correct_from = np.zeros(self.k + 2, np.int64)
@@ -134,7 +201,14 @@ class SpeculationStats:
 
 
 class Pipeline:
-    """Schedules the searches of many games, ``k`` moves deep, over one ``Search``.
+    """Schedules the searches of many games, up to ``k`` moves deep, over one ``Search``.
+
+    Each game owns a *speculation tree* of levels. Level 0 searches the committed position; a level at
+    depth ``d < k`` that has crossed a stage boundary (or whose move is already sure) proposes children for
+    its ``width`` best candidates, each a search of the position after that move. ``trees`` bounds the
+    searches a game runs at once (the row budget divided by the leaves per tree): they go to the likeliest
+    positions, the product of the calibrated odds along the path, so the tree grows deep where the searches
+    are sure and wide where they are not. ``width`` 1 is the paper's chain.
 
     Usage (one process, many games)::
 
@@ -147,17 +221,24 @@ class Pipeline:
             pipe.step()                         # one evaluator batch over every level of every game
     """
 
-    def __init__(self, search: Search, k: int, policy: MovePolicy, tree_reuse: bool = False):
+    def __init__(self, search: Search, k: int, policy: MovePolicy, tree_reuse: bool = False, width: int = 1,
+                 trees: int = 0, sure: bool = True):
         if k < 0:
             raise ValueError("speculation depth k must be >= 0")
+        if width < 1:
+            raise ValueError("speculation width must be >= 1")
         self.search = search
         self.k = k
         self.policy = policy
+        self.width = width
+        self.trees = max(1, trees or k + 1)  # searches per game at once, level 0 included
+        self.sure = sure and k > 0
         # Reusing the played move's subtree keeps more search but breaks exactness across k (a committed
         # speculative tree is fresh, a reused one is not): the lossless guarantee holds with fresh trees.
         self.tree_reuse = tree_reuse
         self.stats = SpeculationStats(k=k)
-        self.levels: dict[Hashable, list[Level]] = {}
+        self.calibration = Calibration(k)
+        self.heads: dict[Hashable, Level] = {}
         self.free_slots: list[int] = list(range(search.num_trees - 1, -1, -1))
         self._order = None  # cached slot order, rebuilt when levels change
         self._slot_next_event = np.zeros(search.num_trees, np.int64)
@@ -165,87 +246,106 @@ class Pipeline:
 
     # -- games -----------------------------------------------------------------------------------
     def start(self, game: Hashable, state: GoState) -> None:
-        if game in self.levels:
+        if game in self.heads:
             raise ValueError(f"game {game!r} is already in the pipeline")
-        self.levels[game] = [self._open(game, state, via=-1)]
+        self.heads[game] = self._open(game, state, via=-1, parent=None)
         self._order = None
 
     def finish(self, game: Hashable) -> None:
         """Drop a game (finished or abandoned) and everything it had in flight."""
-        for level in self.levels.pop(game, []):
-            self._close(level, wasted=True)
+        head = self.heads.pop(game, None)
+        if head is not None:
+            for level in walk(head):
+                self._close(level, wasted=True)
         self._order = None
 
     def __len__(self) -> int:
-        return len(self.levels)
+        return len(self.heads)
 
     def root(self, game: Hashable) -> GoState:
-        return self.levels[game][0].state
+        return self.heads[game].state
 
     def slot(self, game: Hashable) -> int:
-        return self.levels[game][0].slot
+        return self.heads[game].slot
 
     def visit_counts(self, game: Hashable) -> np.ndarray:
-        return self.search.visit_counts(self.levels[game][0].slot)
+        return self.search.visit_counts(self.heads[game].slot)
 
     def root_value(self, game: Hashable) -> float:
-        return self.search.root_value(self.levels[game][0].slot)
+        return self.search.root_value(self.heads[game].slot)
+
+    def live(self, game: Hashable) -> list[Level]:
+        """The searches ``game`` runs now, level 0 first."""
+        return walk(self.heads[game])
 
     def ready(self) -> list:
         """Games whose level-0 search has all its simulations."""
         if self._order is None:
             self._rebuild()
-        done = np.flatnonzero(self.search.completed(self._heads) >= self._slot_target[self._heads])
+        done = np.flatnonzero(self.search.completed(self._head_slots) >= self._slot_target[self._head_slots])
         return [self._head_games[i] for i in done]
 
     def _rebuild(self) -> None:
-        """Slot order for the batch (level by level) and the level-0 slots, after the chains changed."""
-        depth = max((len(c) for c in self.levels.values()), default=0)
-        order = [c[d].slot for d in range(depth) for c in self.levels.values() if d < len(c)]
-        self._order = np.array(order, np.int32)
-        self._head_games = list(self.levels)
-        self._heads = np.array([c[0].slot for c in self.levels.values()], np.int32)
-        self._slot_game = {level.slot: game for game, chain in self.levels.items() for level in chain}
+        """Slot order for the batch (every level 0 first, then the likeliest speculation), after changes."""
+        self._head_games = list(self.heads)
+        self._head_slots = np.array([h.slot for h in self.heads.values()], np.int32)
+        self._slot_level = {}
+        below = []
+        for game, head in self.heads.items():
+            for level in walk(head):
+                self._slot_level[level.slot] = (game, level)
+                if level is not head:
+                    below.append(level)
+        below.sort(key=lambda lv: (-lv.path, lv.depth))
+        self._order = np.concatenate([self._head_slots, np.array([lv.slot for lv in below], np.int32)])
+        watch = [s for s, (_, lv) in self._slot_level.items() if lv.greedy and lv.decided < 0] if self.sure else []
+        self._watch = np.array(watch, np.int32)
 
     def advance(self, game: Hashable, action: int, state_after: GoState | None) -> bool:
         """Level 0 of ``game`` played ``action``. ``state_after`` is the new position, or None when the
-        game ended (then the game leaves the pipeline). Returns True if speculation had predicted it."""
-        chain = self.levels[game]
-        head = chain[0]
+        game ended (then the game leaves the pipeline). Returns True if speculation had searched it."""
+        head = self.heads[game]
         self._score_predictions(head, action)
         self.stats.useful_sims += int(self.search.completed([head.slot])[0])
         self._order = None
         if state_after is None or state_after.is_over:
-            for level in chain:
+            for level in walk(head):
                 self._close(level, wasted=level is not head)
-            del self.levels[game]
+            del self.heads[game]
             return False
-        if len(chain) > 1 and chain[1].via == action:
+        child = head.children.pop(action, None)
+        for other in head.children.values():
+            self.stats.rolled_back += 1
+            for level in walk(other):
+                self._close(level, wasted=True)
+        head.children.clear()
+        if child is not None:
             self.stats.committed += 1
             self._close(head, wasted=False)
-            chain.pop(0)
-            self._deepen(game, chain)
+            child.parent, child.odds, child.path = None, 1.0, 1.0
+            for level in walk(child):
+                level.depth -= 1
+            self.heads[game] = child
+            self._refresh_leaves(game, child)
+            self._plan(game)
             return True
-        for level in chain[1:]:
-            self._close(level, wasted=True)
-        if len(chain) > 1:
-            self.stats.rolled_back += 1
         if self.tree_reuse:
             # the played move's subtree becomes the new tree (KataGo-style); opened before the old slot is freed
             slot = self.free_slots.pop()
             setup = self.policy.root(game, state_after)
             self.search.reuse(head.slot, action, slot, state_after, setup.noise, setup.noise_fraction)
-            fresh = self._level(slot, state_after, -1, setup.sims)
+            fresh = self._level(game, slot, state_after, -1, None, setup.sims)
             self._close(head, wasted=False)
-            self.levels[game] = [fresh]
+            self.heads[game] = fresh
             return False
         self._close(head, wasted=False)
-        self.levels[game] = [self._open(game, state_after, via=-1)]
+        self.heads[game] = self._open(game, state_after, via=-1, parent=None)
         return False
 
     # -- the batch -------------------------------------------------------------------------------
     def step(self) -> int:
-        """One evaluator batch over all levels (level 0 of every game first), then stage boundaries."""
+        """One evaluator batch over all levels (level 0 of every game first), then stage boundaries and
+        sure moves, then each touched game's speculation tree is planned again."""
         if self._order is None:
             self._rebuild()
         slots = self._order
@@ -253,25 +353,39 @@ class Pipeline:
             return 0
         want = self.search.wanted(slots, self._slot_target[slots])
         n = self.search.step(slots, want)
-        if self.k > 0:
-            completed = self.search.completed(slots)
-            hit = np.flatnonzero(completed >= self._slot_next_event[slots])
-            if len(hit):
-                self._stage_boundaries(set(int(s) for s in slots[hit]))
+        if self.k == 0:
+            return n
+        touched = set()
+        completed = self.search.completed(slots)
+        for s in slots[completed >= self._slot_next_event[slots]]:
+            game, level = self._slot_level[int(s)]
+            if self._cross(game, level):
+                touched.add(game)
+        if len(self._watch):
+            best, lead = self.search.leaders(self._watch)
+            left = self._slot_target[self._watch] - self.search.completed(self._watch)
+            for i in np.flatnonzero(lead > left):
+                game, level = self._slot_level[int(self._watch[i])]
+                self._decide(level, int(best[i]), int(left[i]))
+                touched.add(game)
+        for game in touched:
+            self._plan(game)
         return n
 
     # -- internals -------------------------------------------------------------------------------
-    def _open(self, game: Hashable, state: GoState, via: int) -> Level:
+    def _open(self, game: Hashable, state: GoState, via: int, parent: Level | None) -> Level:
         slot = self.free_slots.pop()
         setup = self.policy.root(game, state)
         self.search.reset(slot, state, setup.noise, setup.noise_fraction, setup.gumbel,
                           setup.sims if setup.gumbel is not None else 0)
-        return self._level(slot, state, via, setup.sims)
+        return self._level(game, slot, state, via, parent, setup.sims)
 
-    def _level(self, slot: int, state: GoState, via: int, sims: int) -> Level:
+    def _level(self, game, slot: int, state: GoState, via: int, parent: Level | None, sims: int) -> Level:
         """A level searching ``sims`` simulations in ``slot``: its budget cut into k + 1 equal stages."""
         bounds = [int(np.ceil(sims * j / (self.k + 1))) for j in range(self.k + 1)]
-        level = Level(slot=slot, state=state, via=via, boundaries=bounds)
+        level = Level(slot=slot, state=state, via=via, parent=parent, boundaries=bounds,
+                      depth=0 if parent is None else parent.depth + 1,
+                      greedy=self.sure and self.policy.greedy(game, state.move_number))
         self._slot_target[slot] = sims
         self._slot_next_event[slot] = bounds[1] if self.k > 0 else np.iinfo(np.int64).max
         return level
@@ -281,62 +395,119 @@ class Pipeline:
             self.stats.wasted_sims += int(self.search.completed([level.slot])[0])
         self.free_slots.append(level.slot)
 
-    def _stage_boundaries(self, slots: set) -> None:
-        """Predictions of the levels in ``slots`` (the slots that just crossed a boundary), game by game,
-        shallow levels first (a restart below is seen by the deeper ones)."""
-        for game in {self._slot_game[s] for s in slots}:
-            chain = self.levels[game]
-            d = 0
-            while d < len(chain):
-                level = chain[d]
-                if level.slot in slots:
-                    self._cross(game, chain, d)
-                d += 1
-
-    def _cross(self, game, chain: list, d: int) -> None:
-        level = chain[d]
+    def _cross(self, game, level: Level) -> bool:
+        """``level`` reached its next stage boundary (or several): predict, and rank its candidates."""
         done = int(self.search.completed([level.slot])[0])
         crossed = level.stage
         while crossed <= self.k and done >= level.boundaries[crossed]:
             crossed += 1
         if crossed == level.stage:
-            return
+            return False
         stage = crossed - 1  # the latest boundary passed
         level.stage = crossed
         self._slot_next_event[level.slot] = level.boundaries[crossed] if crossed <= self.k else np.iinfo(np.int64).max
         guess = self.policy.pick(game, level.state.move_number, self.search, level.slot)
-        level.prediction = guess
         level.stage_predictions.append((stage, guess))
-        if d >= self.k:
-            return  # deep enough: nothing to spawn below this level
-        if len(chain) > d + 1 and chain[d + 1].via == guess:
-            return
-        if len(chain) > d + 1:  # the guess changed: what was speculated below is wrong
-            self.stats.rolled_back += 1
-            for deeper in chain[d + 1:]:
-                self._close(deeper, wasted=True)
-            del chain[d + 1:]
-        self._order = None
-        self._spawn(game, chain, level, guess)
+        actions, shares = self._ranked(level, guess)
+        level.seen.append((stage, actions, shares))
+        if level.decided < 0:
+            self._candidates(level, stage, actions, shares)
+        return True
 
-    def _spawn(self, game, chain: list, level: Level, guess: int) -> None:
-        """Start the level below ``level`` (the chain's last) at the position after ``guess``."""
-        nxt = level.state.copy()
-        nxt.play(guess)
+    def _ranked(self, level: Level, guess: int) -> tuple[np.ndarray, np.ndarray]:
+        """The policy's pick, then the other visited moves by visits: actions and visit shares."""
+        counts = self.search.visit_counts(level.slot)
+        order = np.argsort(-counts, kind="stable")[:max(RANKS, self.width) + 1]
+        order = order[(counts[order] > 0) & (order != guess)][:max(RANKS, self.width) - 1]
+        actions = np.concatenate([[guess], order]).astype(np.int64)
+        return actions, counts[actions] / max(int(counts.sum()), 1)
+
+    def _candidates(self, level: Level, stage: int, actions: np.ndarray, shares: np.ndarray) -> None:
+        phase = game_phase(level.state.move_number, level.state.size)
+        odds = self.calibration.odds(phase, stage, shares)
+        level.candidates = list(zip(actions[:self.width].tolist(), odds[:self.width].tolist()))
+        current = dict(level.candidates)
+        for action, child in level.children.items():
+            child.odds = current.get(action, 0.0)
+
+    def _decide(self, level: Level, action: int, left: int) -> None:
+        """No simulation left can change ``level``'s move: its child there is sure, the others go."""
+        level.decided = action
+        level.candidates = [(action, 1.0)]
+        for a, child in level.children.items():
+            child.odds = 1.0 if a == action else 0.0
+        self.stats.sure += 1
+        self.stats.sure_sims_left += left
+        self._order = None
+
+    def _refresh_leaves(self, game, head: Level) -> None:
+        """After a commit every level is one shallower: a leaf that has passed a boundary ranks its
+        candidates from its current counts now, rather than at its next boundary (which may never come)."""
+        for level in walk(head):
+            if not level.children and level.depth < self.k and level.stage > 1 and level.decided < 0:
+                guess = self.policy.pick(game, level.state.move_number, self.search, level.slot)
+                actions, shares = self._ranked(level, guess)
+                self._candidates(level, level.stage - 1, actions, shares)
+
+    def _plan(self, game) -> None:
+        """Give the game's search budget to its likeliest positions: keep or start the levels with the
+        highest path odds (a running level gets ``KEEP`` times its odds, so that near-ties do not churn),
+        a child only below a kept parent and only for one of the parent's ``width`` candidates."""
+        head = self.heads[game]
+        levels = walk(head)
+        for level in levels[1:]:
+            level.path = level.parent.path * level.odds
+        options = []  # (-score, depth, kind, index) ; kind 0: running level, 1: a new child
+        proposals = []
+        for i, level in enumerate(levels):
+            if i and level.odds > 0:
+                options.append((-level.path * KEEP, level.depth, 0, i))
+            if level.depth < self.k:
+                for action, odds in level.candidates:
+                    if action not in level.children:
+                        options.append((-level.path * odds, level.depth + 1, 1, len(proposals)))
+                        proposals.append((level, action, odds))
+        options.sort()
+        keep = {id(head)}
+        start = []
+        room = self.trees - 1
+        for _, _, kind, i in options:
+            if room <= 0:
+                break
+            parent = levels[i].parent if kind == 0 else proposals[i][0]
+            if id(parent) not in keep:
+                continue
+            if kind == 0:
+                keep.add(id(levels[i]))
+            else:
+                start.append(proposals[i])
+            room -= 1
+        changed = bool(start)
+        for level in levels[1:]:
+            if id(level) in keep:
+                continue
+            changed = True
+            if id(level.parent) in keep:
+                del level.parent.children[level.via]
+                self.stats.rolled_back += 1
+            self._close(level, wasted=True)
+        for parent, action, odds in start:
+            self._spawn(game, parent, action, odds)
+        if changed:
+            self._order = None
+
+    def _spawn(self, game, parent: Level, action: int, odds: float) -> None:
+        """Start the level below ``parent`` at the position after ``action``."""
+        nxt = parent.state.copy()
+        nxt.play(action)
         if nxt.is_over:
             return
-        chain.append(self._open(game, nxt, via=guess))
+        child = self._open(game, nxt, via=action, parent=parent)
+        child.odds, child.path = odds, parent.path * odds
+        parent.children[action] = child
         self.stats.spawned += 1
-
-    def _deepen(self, game, chain: list) -> None:
-        """After a commit the chain is one level shorter: the deepest level, if it has passed a stage
-        boundary, predicts from its current counts and starts the next level now rather than at its next
-        boundary (which may never come)."""
-        d = len(chain) - 1
-        level = chain[d]
-        if d >= self.k or level.stage <= 1:
-            return
-        self._spawn(game, chain, level, self.policy.pick(game, level.state.move_number, self.search, level.slot))
+        self.stats.widest = max(self.stats.widest, len(parent.children))
+        self.stats.deepest = max(self.stats.deepest, child.depth)
 
     def _score_predictions(self, level: Level, action: int) -> None:
         phase = game_phase(level.state.move_number, level.state.size)
@@ -346,44 +517,82 @@ class Pipeline:
             if guess == action:
                 self.stats.correct[stage] += 1
                 self.stats.phase_correct[phase] += 1
+        for stage, actions, shares in level.seen:
+            self.calibration.record(phase, stage, actions, shares, action)
+        if level.decided >= 0 and level.decided != action and action != level.state.rules.resign_action:
+            self.stats.sure_wrong += 1
         if self.k and level.stage_predictions:
             self.stats.correct_from[correct_from_stage(level.stage_predictions, action, self.k)] += 1
 
 
-def choose_k(evaluator, base_batch: int, k_max: int = 4, tolerance: float = 1.3, repeats: int = 5) -> tuple[int, dict]:
-    """``auto`` speculation depth: the deepest k whose batch (``base_batch * (k + 1)`` rows, what k adds
-    to the evaluator when every speculative tree runs) costs at most ``tolerance`` times the k = 0 batch,
-    measured on this evaluator now. On a GPU batches up to a few hundred rows cost about one, so k comes
-    out high; on a CPU cost grows with rows and k comes out 0 (speculation would only slow it down).
-    Returns (k, {rows: seconds per batch})."""
+def speculation_trees(cfg, k: int) -> int:
+    """Searches one game runs at once at depth ``k``: ``search.spec_rows`` divided by the leaves per tree,
+    or a chain's k + 1 when no row budget is given."""
+    if cfg.spec_rows > 0:
+        return max(1, cfg.spec_rows // max(1, cfg.leaves_per_tree))
+    return k + 1
+
+
+LATENCY_TOLERANCE = 1.3  # one game: a batch may cost this much more than k = 0's for the rows speculation adds
+THROUGHPUT_TOLERANCE = 1.05  # many games: at most 5 % more per batch, so moves/s never drops more than that
+AUTO_TREES = (2, 3, 4, 6, 9, 12, 17)  # budgets tried, in searches per game
+
+
+@dataclass
+class SpeculationPlan:
+    """What ``--speculate auto`` chose, and the measured batch costs it chose from."""
+
+    k: int
+    width: int
+    trees: int
+    timings: dict  # rows -> seconds per evaluator call
+    tolerance: float
+
+
+def plan_speculation(cost, leaves: int, concurrent: int, max_batch: int) -> SpeculationPlan:
+    """``auto``: the largest budget of searches per game whose batch (k = 0's rows times that budget) costs at
+    most ``tolerance`` times k = 0's batch on the evaluator's cost curve ``cost(rows) -> seconds``.
+
+    One game (latency mode) may pay ``LATENCY_TOLERANCE`` per batch for the rows, since it saves batches;
+    many games (throughput mode) ``THROUGHPUT_TOLERANCE``: speculation never adds level-0 batches (those go
+    first in every batch), so moves/s falls by at most what a batch costs more. Depth is the budget's chain
+    depth (deep where predictions are sure); budgets of 6 searches and more branch 2 wide where they are not.
+    On a GPU a few hundred rows cost about one; on a CPU cost grows with rows and the plan is k = 0."""
+    base_rows = max(1, min(concurrent * leaves, max_batch))
+    tolerance = LATENCY_TOLERANCE if concurrent <= 1 else THROUGHPUT_TOLERANCE
+    base = cost(base_rows)
+    timings = {base_rows: base}
+    trees = 1
+    for m in AUTO_TREES:
+        rows = base_rows * m
+        if rows > max_batch:
+            break
+        timings[rows] = cost(rows)
+        if timings[rows] > tolerance * base:
+            break
+        trees = m
+    from specmcts.config import MAX_SPECULATE
+
+    k = min(MAX_SPECULATE, trees - 1)
+    return SpeculationPlan(k=k, width=2 if trees >= 6 else 1, trees=trees, timings=timings, tolerance=tolerance)
+
+
+def measured_cost(evaluator, repeats: int = 5):
+    """``cost(rows)``: the best of ``repeats`` timed forward passes of ``rows`` rows on ``evaluator`` (after
+    one warm-up, which also captures a CUDA graph); the evaluator's input rows are restored afterwards."""
     import time
 
-    timings = {}
-    inputs = evaluator.inputs
-    base_batch = max(1, min(base_batch, evaluator.max_batch))
-
     def cost(rows: int) -> float:
-        evaluator.evaluate(rows)  # warm-up (graph capture, allocator)
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
+        saved = evaluator.inputs[:rows].copy()
+        try:
             evaluator.evaluate(rows)
-            best = min(best, time.perf_counter() - t0)
+            best = float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                evaluator.evaluate(rows)
+                best = min(best, time.perf_counter() - t0)
+        finally:
+            evaluator.inputs[:rows] = saved
         return best
 
-    saved = inputs.copy()
-    try:
-        base = cost(base_batch)
-        timings[base_batch] = base
-        chosen = 0
-        for k in range(1, k_max + 1):
-            rows = base_batch * (k + 1)
-            if rows > evaluator.max_batch:
-                break
-            timings[rows] = cost(rows)
-            if timings[rows] > tolerance * base:
-                break
-            chosen = k
-    finally:
-        inputs[...] = saved
-    return chosen, timings
+    return cost

@@ -28,17 +28,18 @@ SMALL_BATCH = {9: 20, 5: 12}  # room for 2 trees of 8 leaves on 9x9, for 1 on 5x
 def selfplay(board: int, k: int, *, games: int = 3, concurrent: int = 3, sims: int = SIMS, cache: bool = True,
              max_batch: int = 512, leaves_per_tree: int = 8, evaluator: str = "hash", seed: int = 1,
              resign_threshold: float = -0.95, no_resign_fraction: float = 0.0, threads: int = 0,
-             root: str = "puct", fast_sims: int = 0, score_utility: float = 0.0):
+             root: str = "puct", fast_sims: int = 0, score_utility: float = 0.0, width: int = 1, rows: int = 0,
+             sure: bool = True, max_moves: int = 0):
     """Play ``games`` games at depth ``k``; returns (records by game index, summary, the SelfPlay).
     ``threads`` 1: serial batch kernels; 0: parallel over trees when a batch has 16 trees or more.
     Memoised (tests share their k = 0 references); callers must not modify what it returns."""
     return _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
-                     resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility)
+                     resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves)
 
 
 @lru_cache(maxsize=None)
 def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
-              resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility):
+              resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves):
     cfg = Config()
     cfg.seed = seed
     cfg.game.board = board
@@ -55,8 +56,12 @@ def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tr
     cfg.search.root = root
     cfg.search.fast_sims = fast_sims
     cfg.search.score_utility = score_utility
+    cfg.search.spec_width = width
+    cfg.search.spec_rows = rows
+    cfg.search.spec_sure = sure
     cfg.selfplay.games = games
     cfg.selfplay.concurrent = concurrent
+    cfg.selfplay.max_moves = max_moves
     cfg.evaluator.max_batch = max_batch
     if evaluator == "hash":
         ev = HashEvaluator(board, seed=7, max_batch=max_batch)
@@ -187,15 +192,121 @@ def test_lossless_with_resignations():
 
 
 # ----------------------------------------------------------------------------------------------
-# Statistics
+# Speculation trees, deep chains and sure moves
 
 
 @pytest.mark.parametrize("max_batch", ["large", "small"])
+@pytest.mark.parametrize("shape", [(1, 2, 3), (2, 2, 4), (3, 3, 6), (4, 2, 8), (8, 1, 9), (16, 1, 17), (16, 3, 10)],
+                         ids=lambda s: f"k{s[0]}-w{s[1]}-t{s[2]}")
+@pytest.mark.parametrize("board", [9, 5])
+def test_records_at_any_tree_shape_equal_records_at_k0(board, shape, max_batch):
+    """Depth k, width w, t searches per game: wide, deep and budget-starved trees all play the k = 0 games."""
+    k, width, trees = shape
+    batch = 512 if max_batch == "large" else SMALL_BATCH[board]
+    reference, _, _ = selfplay(board, 0, max_batch=batch)
+    records, summary, runner = selfplay(board, k, max_batch=batch, width=width, rows=trees * 8)
+    assert_same_records(records, reference)
+    stats = runner.pipeline.stats
+    assert runner.pipeline.trees == trees
+    assert stats.spawned > 0 and stats.sure_wrong == 0
+    assert 1 <= stats.widest <= width and 1 <= stats.deepest <= k
+    if width > 1 and trees > k + 1:
+        assert stats.widest > 1  # a level did speculate on several moves
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 3), (3, 2, 6)], ids=["chain-k2", "tree-3:2:6"])
+def test_19x19_selfplay_speculates_losslessly(shape):
+    """19x19 end to end at toy size: two games of 24 moves, 16 simulations per move."""
+    k, width, trees = shape
+    opts = dict(games=2, concurrent=2, sims=16, max_moves=24)
+    reference, summary0, _ = selfplay(19, 0, **opts)
+    assert summary0["moves"] == 48
+    records, summary, runner = selfplay(19, k, width=width, rows=8 * trees, **opts)
+    assert_same_records(records, reference)
+    assert runner.pipeline.stats.spawned > 0 and summary["mean_move_steps"] < summary0["mean_move_steps"]
+
+
+@pytest.mark.parametrize("k, width", [(3, 3), (8, 2)])
+def test_trees_are_lossless_with_gumbel_playout_cap_and_resignations(k, width):
+    opts = dict(root="gumbel", fast_sims=12, score_utility=0.3, games=4, concurrent=4, resign_threshold=-0.05,
+                no_resign_fraction=0.3)
+    reference, _, _ = selfplay(9, 0, **opts)
+    records, _, runner = selfplay(9, k, width=width, rows=8 * 2 * (k + 1), **opts)
+    assert_same_records(records, reference)
+    assert runner.pipeline.stats.widest > 1
+
+
+def test_trees_never_run_more_searches_than_the_budget(monkeypatch):
+    """After every batch each game runs at most ``trees`` searches, at most ``width`` children per level,
+    none deeper than k, every child one of its parent's candidates; the slots are all accounted for."""
+    from specmcts.speculation import Pipeline, walk
+
+    seen = {"max": 0}
+    original = Pipeline.step
+
+    def checked(self):
+        n = original(self)
+        used = 0
+        for game in self.heads:
+            levels = self.live(game)
+            used += len(levels)
+            assert len(levels) <= self.trees
+            seen["max"] = max(seen["max"], len(levels))
+            for level in levels:
+                assert level.depth <= self.k and len(level.children) <= self.width
+                for action, child in level.children.items():
+                    assert child.parent is level and child.via == action and child.depth == level.depth + 1
+                    assert action in dict(level.candidates)
+                assert walk(level)[0] is level
+        assert used + len(self.free_slots) == self.search.num_trees
+        assert len(set(self.free_slots)) == len(self.free_slots)
+        return n
+
+    monkeypatch.setattr(Pipeline, "step", checked)
+    _selfplay.__wrapped__(9, 4, 2, 2, SIMS, True, 512, 8, "hash", 3, -0.95, 0.0, 0, "puct", 0, 0.0, 3, 8 * 5, True, 0)
+    assert seen["max"] == 5  # the budget was used in full
+
+
+def test_sure_moves_are_never_wrong_and_spawn_early():
+    """With greedy moves (no temperature) most searches settle before their end; a sure move is the move
+    played, and its successor starts then, so sure predictions cut batches per move further."""
+    base, _, _ = selfplay(9, 0, games=1, concurrent=1, sims=64)
+    on, s_on, r_on = selfplay(9, 2, games=1, concurrent=1, sims=64, sure=True)
+    off, s_off, r_off = selfplay(9, 2, games=1, concurrent=1, sims=64, sure=False)
+    assert_same_records(on, base)
+    assert_same_records(off, base)
+    stats = r_on.pipeline.stats
+    assert stats.sure > 0 and stats.sure_wrong == 0 and stats.sure_sims_left > 0
+    assert r_off.pipeline.stats.sure == 0
+    assert s_on["mean_move_steps"] <= s_off["mean_move_steps"]
+
+
+def test_calibration_learns_what_becomes_the_move():
+    from specmcts.speculation import SHARE_PRIOR, Calibration
+
+    cal = Calibration(k=2)
+    shares = np.array([0.6, 0.3, 0.05])
+    before = cal.odds("middle", 1, shares)
+    np.testing.assert_allclose(before, [SHARE_PRIOR[3], SHARE_PRIOR[2], SHARE_PRIOR[0]])
+    for _ in range(50):
+        cal.record("middle", 1, np.array([7, 8, 9]), shares, played=8)  # the runner-up always wins
+    after = cal.odds("middle", 1, shares)
+    assert after[1] > 0.9 and after[0] < 0.1 and after[2] < 0.01
+    np.testing.assert_allclose(cal.odds("opening", 1, shares), before)  # phases are apart
+    np.testing.assert_allclose(cal.odds("middle", 2, shares), before)  # and stages
+
+
+# ----------------------------------------------------------------------------------------------
+# Statistics
+
+
+@pytest.mark.parametrize("sure", [True, False], ids=["sure", "no-sure"])
+@pytest.mark.parametrize("max_batch", ["large", "small"])
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
 @pytest.mark.parametrize("board", [9, 5])
-def test_speculation_statistics_are_consistent(board, k, max_batch):
+def test_speculation_statistics_are_consistent(board, k, max_batch, sure):
     batch = 512 if max_batch == "large" else SMALL_BATCH[board]
-    records, summary, runner = selfplay(board, k, max_batch=batch)
+    records, summary, runner = selfplay(board, k, max_batch=batch, sure=sure)
     stats = runner.pipeline.stats
     moves = sum(len(r.moves) for r in records)
     games = len(records)
@@ -224,7 +335,11 @@ def test_speculation_statistics_are_consistent(board, k, max_batch):
     # Every spawned search is committed or thrown away (each rollback throws away at least one).
     assert 0 < stats.committed <= moves - games
     assert stats.committed + stats.rolled_back <= stats.spawned
-    assert stats.committed <= stats.correct[k]
+    # A chain commits a level whose parent predicted the move at its last boundary, or whose parent's
+    # move became sure after that boundary (the sure child replaced a wrong guess).
+    assert stats.committed <= stats.correct[k] + stats.sure
+    assert (stats.sure > 0) == sure
+    assert stats.widest == 1 and 1 <= stats.deepest <= k  # a chain: one child per level, at most k deep
     # Searches that decided a move did exactly `sims` simulations; thrown-away ones are the waste.
     assert stats.useful_sims == moves * SIMS
     assert stats.wasted_sims >= 0
@@ -270,3 +385,36 @@ def test_speculation_cuts_batches_per_move_for_a_single_game(evaluator, k):
     assert committed > 0
     assert steps0.sum() - steps.sum() >= committed
     assert summary["mean_move_steps"] < summary0["mean_move_steps"]
+
+
+# ----------------------------------------------------------------------------------------------
+# --speculate auto
+
+
+def test_auto_plan_follows_the_batch_cost_curve():
+    from specmcts.speculation import plan_speculation
+
+    flat = plan_speculation(lambda rows: 1.0, leaves=8, concurrent=1, max_batch=512)  # a GPU: rows are free
+    assert (flat.k, flat.width, flat.trees) == (16, 2, 17)
+    assert flat.tolerance == pytest.approx(1.3)
+    linear = plan_speculation(lambda rows: float(rows), leaves=8, concurrent=1, max_batch=512)  # a CPU
+    assert (linear.k, linear.width, linear.trees) == (0, 1, 1)
+    capped = plan_speculation(lambda rows: 1.0, leaves=8, concurrent=1, max_batch=40)  # 5 trees fit at most
+    assert (capped.k, capped.trees) == (3, 4)
+    # 64 games: batches of 512 rows; 1024 rows cost 4 % more (within the 5 % of throughput mode), 1536 20 %
+    curve = {512: 1.0, 1024: 1.04, 1536: 1.2}
+    busy = plan_speculation(lambda rows: curve.get(rows, 9.0), leaves=8, concurrent=64, max_batch=4096)
+    assert (busy.k, busy.width, busy.trees) == (1, 1, 2)
+    assert busy.tolerance == pytest.approx(1.05) and busy.timings == {512: 1.0, 1024: 1.04, 1536: 1.2}
+
+
+def test_auto_speculation_measures_the_evaluator_and_stays_lossless():
+    """On a real (CPU) evaluator: whatever the measured curve says, the plan is a valid shape, the summary
+    says it was chosen automatically, and the games equal k = 0's."""
+    reference, _, _ = selfplay(9, 0, games=2, concurrent=2)
+    records, summary, runner = selfplay(9, -1, games=2, concurrent=2)
+    assert_same_records(records, reference)
+    plan = runner.auto
+    assert summary["speculation_auto"] and summary["speculate"] == plan.k == runner.pipeline.k
+    assert 0 <= plan.k <= 16 and plan.trees == runner.pipeline.trees and plan.k < plan.trees
+    assert all(t > 0 for t in plan.timings.values())

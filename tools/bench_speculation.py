@@ -10,6 +10,7 @@ costs when the GPU is already busy, and what ``--speculate auto`` picks.
 
     python tools/bench_speculation.py --device cuda --nets 9x9-6x64 9x9-10x128 19x19-10x128 --leaves 8 16
     python tools/bench_speculation.py --evaluator hash --sims 200 --max-moves 40    # CPU, any machine
+    python tools/bench_speculation.py --model shipped --cache on --k 4 8 16 --tree 8:2:17 8:3:17  # chains vs trees
 """
 from __future__ import annotations
 
@@ -69,12 +70,32 @@ def make_evaluator(kind: str, net_name: str, device: str, max_batch: int, seed: 
     return NetEvaluator(net, device, max_batch=max_batch)
 
 
-def play(cfg: Config, evaluator, cache_entries: int):
+_CACHES = {}
+
+
+def fresh_cache(entries: int, size: int):
+    """An empty NN cache, one allocation per (entries, board) reused across runs: a new 1M-entry cache
+    pays its page faults in the first run's timings (several ms per move), which would favour later rows."""
     from specmcts.nncache import NNCache
+
+    key = (entries, size)
+    if key not in _CACHES:
+        cache = NNCache(entries, size * size + 1, 2 * size * size + 1)
+        for arr in vars(cache).values():
+            if isinstance(arr, np.ndarray):
+                arr.fill(0)  # touch every page now (clear() below sets the keys)
+        _CACHES[key] = cache
+    cache = _CACHES[key]
+    cache.clear()
+    cache.reset_stats()
+    return cache
+
+
+def play(cfg: Config, evaluator, cache_entries: int):
     from specmcts.selfplay import SelfPlay
 
     size = cfg.game.board
-    cache = NNCache(cache_entries, size * size + 1, 2 * size * size + 1)
+    cache = fresh_cache(cache_entries, size)
     sp = SelfPlay(cfg, evaluator, cache, out=None, tensorboard=False)
     summary = sp.run()
     middle = [m for m in range(size * size // 4, size * size)]
@@ -84,21 +105,71 @@ def play(cfg: Config, evaluator, cache_entries: int):
     return sp, summary
 
 
-def latency_rows(args, net_name: str, leaves: int, cache_entries: int) -> list[dict]:
+ANCHORS = Path(__file__).resolve().parent.parent.parent / "shared" / "anchors" / "h100_forward.json"
+
+
+class BatchCost:
+    """A modelled GPU forward time per batch size: the H100 table (../shared/anchors/h100_forward.json),
+    bf16 CUDA graphs, of the table's net closest to ours, interpolated in log(batch). A model, labelled so."""
+
+    def __init__(self, board: int, path: Path = ANCHORS):
+        rows = json.loads(path.read_text())["rows"] if path.exists() else []
+        rows = [r for r in rows if r["mode"] == "cudagraph" and r["dtype"] == "bf16"]
+        same = [r for r in rows if r["board"] == board] or rows
+        if not same:
+            self.label, self.batch, self.ms = "no table", np.array([1.0]), np.array([0.0])
+            return
+        blocks, ch = min((r["blocks"], r["ch"]) for r in same)  # the smallest net of that board
+        table = sorted((r["batch"], r["ms"]) for r in same if (r["blocks"], r["ch"]) == (blocks, ch))
+        self.label = f"H100 {board}x{board} {blocks}x{ch} bf16 graph (model)"
+        self.batch = np.log(np.array([b for b, _ in table], float))
+        self.ms = np.array([m for _, m in table], float)
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, float)
+        ms = np.interp(np.log(np.maximum(rows, 1.0)), self.batch, self.ms)
+        return np.where(rows > 0, ms, 0.0)  # a batch answered by the cache alone sends nothing
+
+
+def parse_shape(text: str) -> dict:
+    """``K`` (a chain K deep) or ``K:W:T`` (a tree: depth K, width W, T searches per game)."""
+    parts = [int(x) for x in text.split(":")]
+    if len(parts) == 1:
+        return {"k": parts[0], "width": 1, "trees": parts[0] + 1}
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"shape is K or K:W:T, got {text!r}")
+    return {"k": parts[0], "width": parts[1], "trees": parts[2]}
+
+
+def shape_label(shape: dict) -> str:
+    if shape["width"] == 1 and shape["trees"] == shape["k"] + 1:
+        base = f"chain k={shape['k']}"
+    else:
+        base = f"tree {shape['k']}:{shape['width']}:{shape['trees']}"
+    return base + ("" if shape.get("sure", True) else " nosure")
+
+
+def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: list[dict]) -> list[dict]:
     size = board_of(net_name)
+    cost = BatchCost(size)
     rows = []
     base = None
-    for k in args.k:
+    max_trees = max(s["trees"] for s in shapes)
+    for shape in shapes:
+        k = shape["k"]
         cfg = Config()
         cfg.seed = args.seed
         cfg.game.board = size
         cfg.search.sims = args.sims
         cfg.search.leaves_per_tree = leaves
         cfg.search.speculate = k
+        cfg.search.spec_width = shape["width"]
+        cfg.search.spec_rows = shape["trees"] * leaves
+        cfg.search.spec_sure = shape.get("sure", True)
         cfg.selfplay.games = args.games
         cfg.selfplay.concurrent = 1
         cfg.selfplay.max_moves = args.max_moves
-        ev = make_evaluator(args.evaluator, net_name, args.device, max_batch=leaves * (max(args.k) + 1), seed=args.seed)
+        ev = make_evaluator(args.evaluator, net_name, args.device, max_batch=leaves * max_trees, seed=args.seed)
         sp, s = play(cfg, ev, cache_entries)
         recs = sorted(sp.records, key=lambda r: r.index)
         if base is None:
@@ -109,28 +180,64 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int) -> list[d
         identical = all(ra.moves == rb.moves and all(np.array_equal(x, y) for x, y in zip(ra.targets, rb.targets))
                         for ra, rb in zip(recs, b_recs))
         stats = sp.pipeline.stats
-        if k > 0 and stats.correct_from[1:].sum():
+        chain = shape["width"] == 1 and shape["trees"] == k + 1
+        if k > 0 and chain and stats.correct_from[1:].sum():
             dist = np.concatenate([[0.0], stats.correct_from[1:] / stats.correct_from[1:].sum()])
             predicted = simulate(k, dist, 50_000, seed=args.seed)["speedup"]
         else:
-            dist, predicted = None, 1.0
+            dist, predicted = None, (1.0 if k == 0 else float("nan"))
+        st = sp.search.stats
+        moves = max(s["moves"], 1)
+        hist = st.batch_rows
+        gpu_ms = float((hist * cost(np.arange(len(hist)))).sum()) / moves
+        cpu_ms = s["mean_move_ms"] - 1000 * st.seconds["forward"] / moves  # everything but the forward pass
         rows.append({
-            "net": label(net_name), "leaves": leaves, "cache": bool(cache_entries), "k": k,
+            "net": label(net_name), "leaves": leaves, "cache": bool(cache_entries), "shape": shape_label(shape),
+            "k": k, "width": shape["width"], "trees": shape["trees"], "sure": shape.get("sure", True),
             "move_ms": s["mean_move_ms"], "move_batches": s["mean_move_steps"], "game_s": s["mean_game_s"],
+            "rows_per_batch": float((hist * np.arange(len(hist))).sum() / max(hist.sum(), 1)),
             "speedup_wall": b_s["mean_move_ms"] / s["mean_move_ms"] if s["mean_move_ms"] else float("nan"),
             "speedup_batches": b_s["mean_move_steps"] / s["mean_move_steps"] if s["mean_move_steps"] else float("nan"),
             "predicted_speedup": predicted,
+            "model_gpu_forward_ms": gpu_ms, "cpu_ms": cpu_ms, "model_latency_ms": gpu_ms + cpu_ms,
             "accuracy_by_stage": s["prediction_accuracy_by_stage"], "accuracy": s["prediction_accuracy"],
             "accuracy_by_phase": s["prediction_accuracy_by_phase"],
             "wasted": s["wasted_sims_fraction"], "cache_hit": s["cache_hit_rate"],
             "cache_hit_middle": s["cache_hit_rate_middle"], "agreement": agree, "identical": identical,
             "moves": s["moves"], "correct_from": None if dist is None else stats.correct_from.tolist(),
+            "sure_fraction": stats.sure / moves, "committed": stats.committed, "spawned": stats.spawned,
+            "widest": stats.widest, "deepest": stats.deepest,
         })
-        print(f"  {label(net_name)} L={leaves} cache={'on' if cache_entries else 'off'} k={k}: "
-              f"{s['mean_move_ms']:.2f} ms/move, {s['mean_move_steps']:.2f} batches/move, "
-              f"speedup {rows[-1]['speedup_wall']:.2f}x (model {predicted:.2f}x), agreement {agree:.3f}",
-              file=sys.stderr, flush=True)
+        r = rows[-1]
+        print(f"  {label(net_name)} L={leaves} cache={'on' if cache_entries else 'off'} {r['shape']}: "
+              f"{r['move_batches']:.2f} batches/move ({r['speedup_batches']:.2f}x, model {predicted:.2f}x), "
+              f"{r['rows_per_batch']:.0f} rows/batch, {r['move_ms']:.1f} ms/move CPU, modelled GPU "
+              f"{r['model_latency_ms']:.2f} ms/move, agreement {agree:.3f}", file=sys.stderr, flush=True)
     return rows
+
+
+def print_latency(rows: list[dict], args) -> None:
+    cost = BatchCost(board_of(args.nets[0]))
+    print(f"\nLatency: one game at a time, {args.sims} sims/move, evaluator {args.evaluator} on {args.device}"
+          f"{f', first {args.max_moves} moves' if args.max_moves else ''}. Speedups are vs k=0 in the same run.")
+    print(f"Modelled GPU ms/move (GPU ms*) = sum over batches of {cost.label} at that batch's rows + this "
+          f"machine's measured CPU time per move (wall time less the forward passes: select, cache, encode, "
+          f"backup and scheduling).")
+    head = (f"{'net':>10} {'L':>3} {'cache':>5} {'shape':>18} {'batches':>8} {'speedup':>8} {'model':>6} {'rows':>5} "
+            f"{'CPU ms':>7} {'GPU ms*':>8} {'acc 1st/mid/last':>17} {'open/mid/end':>15} {'sure':>5} {'waste':>6} "
+            f"{'hit':>4} {'mid':>4} {'agree':>6}")
+    print(head)
+    for r in rows:
+        acc = r["accuracy_by_stage"]
+        acc_s = "/".join(f"{a:.2f}" for a in (acc[0], acc[len(acc) // 2], acc[-1])) if acc else "-"
+        ph = r["accuracy_by_phase"]
+        ph_s = "/".join("-" if v is None or v != v else f"{v:.2f}" for v in ph.values()) if ph else "-"
+        model = "-" if r["predicted_speedup"] != r["predicted_speedup"] else f"{r['predicted_speedup']:.2f}x"
+        print(f"{r['net']:>10} {r['leaves']:>3} {'on' if r['cache'] else 'off':>5} {r['shape']:>18} "
+              f"{r['move_batches']:>8.2f} {r['speedup_batches']:>7.2f}x {model:>6} {r['rows_per_batch']:>5.0f} "
+              f"{r['move_ms']:>7.1f} {r['model_latency_ms']:>8.2f} {acc_s:>17} {ph_s:>15} "
+              f"{100 * r['sure_fraction']:>4.0f}% {100 * r['wasted']:>5.1f}% {100 * r['cache_hit']:>3.0f}% "
+              f"{100 * r['cache_hit_middle']:>3.0f}% {r['agreement']:>6.3f}")
 
 
 def throughput_rows(args, net_name: str) -> list[dict]:
@@ -169,9 +276,13 @@ def main(argv=None) -> int:
     ap.add_argument("--evaluator", choices=("net", "hash", "uniform"), default="net")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--sims", type=int, default=800)
-    ap.add_argument("--games", type=int, default=1, help="games per k (played one at a time)")
+    ap.add_argument("--games", type=int, default=1, help="games per shape (played one at a time)")
     ap.add_argument("--max-moves", type=int, default=0, help="cap on moves per game (0: the rules' limit)")
-    ap.add_argument("--k", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
+    ap.add_argument("--k", type=int, nargs="*", default=[0, 1, 2, 3, 4, 5], help="chains of these depths")
+    ap.add_argument("--tree", type=parse_shape, nargs="*", default=[], metavar="K:W:T",
+                    help="speculation trees: depth K, width W, T searches per game (the row budget / leaves)")
+    ap.add_argument("--sure", choices=("on", "off", "both"), default="on",
+                    help="sure predictions (a lead the simulations left cannot catch); both: each shape twice")
     ap.add_argument("--leaves", type=int, nargs="+", default=[8])
     ap.add_argument("--cache", choices=("on", "off", "both"), default="both")
     ap.add_argument("--throughput", type=int, default=0, help="also measure G concurrent games")
@@ -185,52 +296,47 @@ def main(argv=None) -> int:
         ap.error(f"unknown net {bad[0]} (presets: {', '.join(sorted(NETS))}; trained nets: --model PATH)")
     if 0 not in args.k:
         args.k = [0] + args.k
+    sure = {"on": [True], "off": [False], "both": [True, False]}[args.sure]
+    shapes = [parse_shape("0")]
+    for shape in [parse_shape(str(k)) for k in args.k if k > 0] + list(args.tree):
+        shapes += [{**shape, "sure": on} for on in sure]
     caches = {"on": [1 << 20], "off": [0], "both": [1 << 20, 0]}[args.cache]
     started = time.perf_counter()
     warm = Config()  # compile every kernel (and capture CUDA graphs) before anything is timed
     warm.game.board = board_of(args.nets[0])
     warm.search.sims, warm.search.speculate = 32, 1
     warm.selfplay.games, warm.selfplay.concurrent, warm.selfplay.max_moves = 1, 1, 6
-    play(warm, make_evaluator(args.evaluator, args.nets[0], args.device, 64, args.seed), 1 << 10)
+    play(warm, make_evaluator(args.evaluator, args.nets[0], args.device, 64, args.seed), max(caches))
     rows = []
     for net_name in args.nets:
         for leaves in args.leaves:
             for cache in caches:
-                rows += latency_rows(args, net_name, leaves, cache)
+                rows += latency_rows(args, net_name, leaves, cache, shapes)
     through = []
     if args.throughput:
         for net_name in args.nets:
             through += throughput_rows(args, net_name)
 
-    print(f"\nLatency: one game at a time, {args.sims} sims/move, evaluator {args.evaluator} on {args.device}"
-          f"{f', first {args.max_moves} moves' if args.max_moves else ''}. Speedups are vs k=0 in the same run.")
-    head = (f"{'net':>13} {'L':>3} {'cache':>5} {'k':>2} {'ms/move':>8} {'batches':>8} {'game s':>7} "
-            f"{'speedup':>8} {'batches':>8} {'model':>6} {'acc/stage':>24} {'waste':>6} {'hit':>5} {'hit mid':>7} {'agree':>6}")
-    print(head)
-    for r in rows:
-        acc = ",".join(f"{a:.2f}" for a in r["accuracy_by_stage"]) or "-"
-        print(f"{r['net']:>13} {r['leaves']:>3} {'on' if r['cache'] else 'off':>5} {r['k']:>2} {r['move_ms']:>8.2f} "
-              f"{r['move_batches']:>8.2f} {r['game_s']:>7.2f} {r['speedup_wall']:>7.2f}x {r['speedup_batches']:>7.2f}x "
-              f"{r['predicted_speedup']:>5.2f}x {acc:>24} {100 * r['wasted']:>5.1f}% {100 * r['cache_hit']:>4.0f}% "
-              f"{100 * r['cache_hit_middle']:>6.0f}% {r['agreement']:>6.3f}")
+    print_latency(rows, args)
     if through:
         print(f"\nThroughput: {args.throughput} concurrent games")
         print(f"{'net':>13} {'k':>8} {'evals/s':>10} {'moves/s':>9} {'vs k=0':>7}")
         for r in through:
             print(f"{r['net']:>13} {str(r['k']):>8} {r['evals_per_s']:>10,.0f} {r['moves_per_s']:>9.1f} "
                   f"{r['relative_moves_per_s']:>6.2f}x")
-    best = max(rows, key=lambda r: r["speedup_wall"])
-    mid_gain = ""
-    on_rows = [r for r in rows if r["cache"] and r["net"] == best["net"] and r["leaves"] == best["leaves"]]
-    if on_rows:
-        k0 = next(r for r in on_rows if r["k"] == 0)
-        kb = max(on_rows, key=lambda r: r["speedup_wall"])
-        if k0["cache_hit_middle"] > 0:
-            mid_gain = f", midgame cache hits {100 * (kb['cache_hit_middle'] / k0['cache_hit_middle'] - 1):+.0f}% at k={kb['k']}"
+    best = max(rows, key=lambda r: r["speedup_batches"])
+    chains = [r for r in rows if r["shape"].startswith("chain") and r["k"] > 0]
+    trees = [r for r in rows if r["shape"].startswith("tree")]
+    versus = ""
+    if chains and trees:
+        bc = max(chains, key=lambda r: r["speedup_batches"])
+        bt = max(trees, key=lambda r: r["speedup_batches"])
+        versus = (f"; best tree {bt['shape']} {bt['speedup_batches']:.2f}x vs best chain {bc['shape']} "
+                  f"{bc['speedup_batches']:.2f}x ({bt['speedup_batches'] / bc['speedup_batches']:.2f}x)")
     all_identical = all(r["identical"] for r in rows)
-    print(f"\nsummary: best speedup {best['speedup_wall']:.2f}x wall ({best['speedup_batches']:.2f}x in batches, "
-          f"model {best['predicted_speedup']:.2f}x) at k={best['k']} ({best['net']}, L={best['leaves']}, "
-          f"cache {'on' if best['cache'] else 'off'}){mid_gain}; records identical to k=0: {all_identical}; "
+    print(f"\nsummary: best {best['speedup_batches']:.2f}x fewer batches per move than k=0 at {best['shape']} "
+          f"({best['net']}, L={best['leaves']}, cache {'on' if best['cache'] else 'off'}), modelled GPU "
+          f"{best['model_latency_ms']:.2f} ms/move{versus}; records identical to k=0: {all_identical}; "
           f"{time.perf_counter() - started:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({"latency": rows, "throughput": through}, default=float, indent=1))
