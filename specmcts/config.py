@@ -45,6 +45,7 @@ class NetConfig:
 
 MAX_SPECULATE = 16  # deepest speculation (search.speculate)
 MAX_SPEC_WIDTH = 8  # most candidate moves one level speculates on
+MAX_SPEC_STAGES = 64  # finest cut of a search into stages
 
 
 @dataclass
@@ -72,6 +73,7 @@ class SearchConfig:
     spec_width: int = 1
     spec_rows: int = 0
     spec_sure: bool = True
+    spec_stages: int = 0  # stages a search is cut into (boundaries where the tree may change); 0: k + 1
     # Root selection: puct (AlphaZero: PUCT + Dirichlet noise, visit-count targets, temperature picks) or gumbel
     # (Danihelka et al. 2022: Gumbel-top-k candidates, sequential halving, improved-policy targets from
     # completed Q-values; self-play draws the Gumbel noise per (game, move), evaluation and GTP use none).
@@ -294,6 +296,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"search.speculate must be 0..{MAX_SPECULATE}, or -1 (auto), got {cfg.search.speculate}")
     if not 1 <= cfg.search.spec_width <= MAX_SPEC_WIDTH:
         raise ConfigError(f"search.spec_width must be 1..{MAX_SPEC_WIDTH}, got {cfg.search.spec_width}")
+    if cfg.search.spec_stages != 0 and not 2 <= cfg.search.spec_stages <= MAX_SPEC_STAGES:
+        raise ConfigError(f"search.spec_stages must be 0 (k + 1) or 2..{MAX_SPEC_STAGES}, got {cfg.search.spec_stages}")
     if cfg.search.spec_rows < 0:
         raise ConfigError(f"search.spec_rows must be >= 0 (0: a chain's rows), got {cfg.search.spec_rows}")
     if cfg.search.root not in ("puct", "gumbel"):

@@ -237,17 +237,18 @@ class SelfPlay:
         self.cache = cache
         self.concurrent = max(1, min(cfg.selfplay.concurrent, cfg.selfplay.games))
         self.k = cfg.search.speculate
-        width, trees = cfg.search.spec_width, speculation_trees(cfg.search, self.k)
+        width, trees, stages = cfg.search.spec_width, speculation_trees(cfg.search, self.k), cfg.search.spec_stages
         self.auto = None  # SpeculationPlan of --speculate auto
         if self.k < 0:
             self.auto = plan_speculation(measured_cost(evaluator), cfg.search.leaves_per_tree, self.concurrent,
                                          int(evaluator.max_batch))
-            self.k, width, trees = self.auto.k, self.auto.width, self.auto.trees
+            self.k, width, trees, stages = self.auto.k, self.auto.width, self.auto.trees, self.auto.stages
         self.search = Search(self.rules, cfg.search, evaluator, cache,
                              num_trees=self.concurrent * trees + int(cfg.search.tree_reuse))  # reuse needs one spare slot
         self.policy = SelfPlayPolicy(cfg, self.rules)
         self.pipeline = Pipeline(self.search, self.k, self.policy, tree_reuse=cfg.search.tree_reuse,
-                                 width=width, trees=trees, sure=cfg.search.spec_sure)
+                                 width=width, trees=trees, sure=cfg.search.spec_sure,
+                                 stages=stages)
         self.writer = RunWriter(out, self.rules, model_id, cfg.selfplay.shard_games, tensorboard)
         self.progress = progress
         self.max_moves = cfg.selfplay.max_moves or self.rules.max_moves
@@ -391,6 +392,7 @@ class SelfPlay:
             "speculate": self.k,
             "speculation_width": self.pipeline.width,
             "speculation_trees": self.pipeline.trees,
+            "speculation_stages": self.pipeline.stages,
             "speculation_auto": self.auto is not None,
             "sure_moves": spec.sure,
             "prediction_accuracy": spec.accuracy() if self.k else None,

@@ -1,24 +1,31 @@
 """The inter-decision pipeline: search future moves speculatively while the current one finishes.
 
-Each game owns a chain of *levels*, each a search in its own tree slot: level 0 searches the move the game
-is at (the committed position), level ``d`` searches the position reached by the moves predicted at the
-levels above it. A move's ``sims`` simulations are cut into ``k + 1`` equal stages; when a level crosses a
-stage boundary it predicts its move from the partial visit counts (the same pick rule, and for
-temperature moves the same pre-drawn uniform, as the final pick) and (re)starts level ``d + 1`` from the
-predicted position if that prediction is new. At most ``k`` levels run beyond level 0.
+Each game owns a *speculation tree* of levels, each a search in its own tree slot: level 0 searches the
+move the game is at (the committed position), a level at depth ``d`` searches the position reached by
+moves guessed at the levels above it. A move's ``sims`` simulations are cut into ``stages`` equal stages
+(``k + 1`` by default, the paper's); when a level crosses a stage boundary it predicts its move from the
+partial visit counts (the same pick rule, and for temperature moves the same pre-drawn uniform, as the
+final pick) and ranks its candidates: the prediction, then the other moves by visits. Levels at depth
+``< k`` propose children for their ``width`` best candidates; each game runs at most ``trees`` searches
+at once, and they go to the positions most likely to be reached (the product of calibrated odds along the
+path), so the tree is deep where predictions are sure and wide where they are not. Width 1 is the paper's
+chain. A greedy move whose lead cannot be caught with the simulations left is *sure*: its child gets odds 1
+and never rolls back.
 
-When level 0 finishes, the caller picks the real move and calls ``advance``: if level 1 was rooted at that
-move it becomes level 0 (commit; its tree simply continues), otherwise every speculative level is thrown
-away and level 0 restarts at the true position (rollback). NN-cache entries stay valid either way.
+When level 0 finishes, the caller picks the real move and calls ``advance``: the child rooted at that move
+becomes level 0 (commit; its tree simply continues, and so does everything speculated below it), its
+siblings are thrown away; without such a child level 0 restarts at the true position (rollback). NN-cache
+entries stay valid either way.
 
 Exactness: a tree's batches depend only on the tree (``select_leaves`` takes a tree's batch whole or not
 at all, and ``Search.wanted`` depends only on its own counts), noise and uniforms are drawn per
 (game, move number), so with a deterministic evaluator a level that is committed has searched exactly
-what a fresh search at k = 0 would have: the game records are identical for every k.
+what a fresh search at k = 0 would have: the game records are identical for every depth, width, budget
+and stage count. The odds only decide which searches run, never what a search does.
 
 The scheduler is a thin layer over ``Search``: it decides which slots step and with which roots; all
-per-node work stays in the kernels. Slots are listed level by level, so when the evaluator batch is
-full the speculative trees are the ones that wait.
+per-node work stays in the kernels. Every level 0 comes first in a batch, then the likeliest speculation,
+so when the evaluator batch is full the least likely trees are the ones that wait.
 """
 from __future__ import annotations
 
@@ -48,15 +55,21 @@ def correct_from_stage(stage_predictions: list, action: int, k: int) -> int:
     ``stage_predictions`` holds (stage, guess) in order; a boundary passed in the same batch as a later one
     has no entry of its own and takes the later guess. This is the quantity the analytical model needs:
     the speculative child rooted at the right move lives from stage J on."""
-    guess_at = [None] * (k + 2)
+    return right_from_stage([(stage, guess == action) for stage, guess in stage_predictions], k)
+
+
+def right_from_stage(stage_right: list, k: int) -> int:
+    """The first stage J from which every boundary was right (k + 1: never), from (stage, right) pairs in
+    order; a boundary without an entry (passed in the same batch as a later one) takes the later entry."""
+    right_at = [None] * (k + 2)
     previous = 0
-    for stage, guess in stage_predictions:
+    for stage, right in stage_right:
         for j in range(previous + 1, stage + 1):
-            guess_at[j] = guess
+            right_at[j] = right
         previous = stage
     first = k + 1
     for j in range(k, 0, -1):
-        if guess_at[j] is None or guess_at[j] != action:
+        if not right_at[j]:
             break
         first = j
     return first
@@ -90,34 +103,44 @@ class MovePolicy(Protocol):
 
 RANKS = 4  # candidates per boundary the calibration tells apart (rank 0: the policy's pick; then by visits)
 SHARE_EDGES = np.array([0.1, 0.25, 0.5, 0.75])  # visit-share buckets of the calibration
-SHARE_PRIOR = np.array([0.05, 0.17, 0.37, 0.62, 0.87])  # each bucket's prior odds: its middle share
+PROGRESS_BUCKETS = 4  # stage boundaries pooled by how far the search is (quarters of its simulations)
+# Prior odds [rank, share bucket], measured on 9x9 with a trained 3x32 net (800 sims, 16 stages): the
+# policy's pick becomes the move 0.65-0.95 of the time whatever its share; the runner-up 0.1-0.3; the rest
+# rarely. Each cell then learns from the moves played.
+PRIOR_ODDS = np.array([[0.60, 0.70, 0.75, 0.85, 0.95],
+                       [0.03, 0.10, 0.30, 0.30, 0.30],
+                       [0.01, 0.03, 0.05, 0.05, 0.05],
+                       [0.01, 0.02, 0.03, 0.03, 0.03]])
 PRIOR_WEIGHT = 4.0  # the prior counts as this many observed moves
-KEEP = 1.25  # a running search keeps its slot against a new one unless that one is this much likelier
+KEEP = 2.0  # a running search keeps its slot against a new one unless that one is this much likelier
 
 
 class Calibration:
     """How often a candidate seen at a stage boundary became the move actually played, learned online.
 
-    A candidate is described by the game phase, the stage boundary (1..k), its rank among the candidates
-    (0: what the move policy picks from the partial counts, then by visits) and its share of the visits so
-    far (bucketed by ``SHARE_EDGES``). Each cell starts from a prior, the bucket's middle share with weight
-    ``PRIOR_WEIGHT``, and counts every move that is played. The odds decide which speculative searches run
-    (the budget goes to the likeliest), never what a search does, so they cannot touch exactness."""
+    A candidate is described by the game phase, how far its search was (the stage boundary, pooled into
+    ``PROGRESS_BUCKETS``), its rank among the candidates (0: what the move policy picks from the partial
+    counts, then by visits) and its share of the visits so far (bucketed by ``SHARE_EDGES``). Each cell
+    starts from ``PRIOR_ODDS`` with weight ``PRIOR_WEIGHT`` and counts every move that is played. The odds
+    decide which speculative searches run (the budget goes to the likeliest), never what a search does, so
+    they cannot touch exactness."""
 
-    def __init__(self, k: int):
-        shape = (len(PHASES), k + 1, RANKS, len(SHARE_EDGES) + 1)
+    def __init__(self, stages: int):
+        self.stages = stages
+        shape = (len(PHASES), PROGRESS_BUCKETS, RANKS, len(SHARE_EDGES) + 1)
         self.hits = np.zeros(shape)
         self.seen = np.zeros(shape)
 
     def _cells(self, phase: str, stage: int, shares: np.ndarray) -> tuple:
         ranks = np.minimum(np.arange(len(shares)), RANKS - 1)
         buckets = np.searchsorted(SHARE_EDGES, shares, side="right")
-        return PHASES.index(phase), stage, ranks, buckets
+        progress = min(PROGRESS_BUCKETS - 1, PROGRESS_BUCKETS * stage // self.stages)
+        return PHASES.index(phase), progress, ranks, buckets
 
     def odds(self, phase: str, stage: int, shares: np.ndarray) -> np.ndarray:
         """P(move = candidate) for candidates ranked 0, 1, ... with these visit shares."""
         cells = self._cells(phase, stage, shares)
-        prior = SHARE_PRIOR[cells[3]]
+        prior = PRIOR_ODDS[cells[2], cells[3]]
         return (self.hits[cells] + PRIOR_WEIGHT * prior) / (self.seen[cells] + PRIOR_WEIGHT)
 
     def record(self, phase: str, stage: int, actions: np.ndarray, shares: np.ndarray, played: int) -> None:
@@ -135,8 +158,8 @@ class Level:
     via: int  # the parent's action that leads here (-1 at depth 0)
     parent: "Level | None" = None
     depth: int = 0
-    boundaries: list = field(default_factory=list)  # boundaries[j]: simulations at stage boundary j (1..k)
-    stage: int = 1  # next stage boundary to cross (1..k)
+    boundaries: list = field(default_factory=list)  # boundaries[j]: simulations at stage boundary j
+    stage: int = 1  # next stage boundary to cross (1..boundaries)
     stage_predictions: list = field(default_factory=list)  # (stage, predicted action)
     seen: list = field(default_factory=list)  # (stage, ranked candidate actions, their visit shares)
     candidates: list = field(default_factory=list)  # [(action, odds)]: moves a child may start from
@@ -159,9 +182,9 @@ def walk(level: Level) -> list[Level]:
 
 @dataclass
 class SpeculationStats:
-    k: int = 0
-    predictions: np.ndarray = None  # [k + 1] predictions made at stage boundary j (index 1..k)
-    correct: np.ndarray = None  # [k + 1] of those, equal to the final move
+    boundaries: int = 0  # stage boundaries per search, 1..boundaries (k at the default k + 1 stages)
+    predictions: np.ndarray = None  # [boundaries + 1] predictions made at stage boundary j (index 1..boundaries)
+    correct: np.ndarray = None  # [boundaries + 1] of those, equal to the final move
     phase_predictions: dict = None
     phase_correct: dict = None
     spawned: int = 0  # speculative searches started
@@ -169,23 +192,28 @@ class SpeculationStats:
     rolled_back: int = 0  # speculative subtrees thrown away (a misprediction, or the budget went elsewhere)
     wasted_sims: int = 0  # simulations done in searches thrown away
     useful_sims: int = 0  # simulations of searches that decided a move
-    correct_from: np.ndarray = None  # [k + 2] moves whose predictions were right from stage J on (J = k + 1: never)
+    correct_from: np.ndarray = None  # [boundaries + 2] moves whose predictions were right from stage J on
+    #                                  (J = boundaries + 1: never)
+    within_from: np.ndarray = None  # [RANKS + 1, boundaries + 2] [w, J]: moves among the top w candidates from J on
     sure: int = 0  # searches whose move was decided before their last simulation (the lead could not be caught)
     sure_sims_left: int = 0  # simulations those searches still had to do when their move was decided
     sure_wrong: int = 0  # sure moves that were not played (a resignation aside): must stay 0
+    sure_moves: int = 0  # moves played whose search had been sure before its end
     widest: int = 0  # most children one level had at once
     deepest: int = 0  # deepest level started
 
     def __post_init__(self):
-        self.correct_from = np.zeros(self.k + 2, np.int64)
-        self.predictions = np.zeros(self.k + 1, np.int64)
-        self.correct = np.zeros(self.k + 1, np.int64)
+        b = self.boundaries
+        self.correct_from = np.zeros(b + 2, np.int64)
+        self.within_from = np.zeros((RANKS + 1, b + 2), np.int64)
+        self.predictions = np.zeros(b + 1, np.int64)
+        self.correct = np.zeros(b + 1, np.int64)
         self.phase_predictions = {p: 0 for p in PHASES}
         self.phase_correct = {p: 0 for p in PHASES}
 
     def accuracy_by_stage(self) -> list[float]:
         return [float(self.correct[j] / self.predictions[j]) if self.predictions[j] else float("nan")
-                for j in range(1, self.k + 1)]
+                for j in range(1, self.boundaries + 1)]
 
     def accuracy_by_phase(self) -> dict[str, float]:
         return {p: (self.phase_correct[p] / self.phase_predictions[p]) if self.phase_predictions[p] else float("nan")
@@ -222,7 +250,7 @@ class Pipeline:
     """
 
     def __init__(self, search: Search, k: int, policy: MovePolicy, tree_reuse: bool = False, width: int = 1,
-                 trees: int = 0, sure: bool = True):
+                 trees: int = 0, sure: bool = True, stages: int = 0):
         if k < 0:
             raise ValueError("speculation depth k must be >= 0")
         if width < 1:
@@ -236,8 +264,12 @@ class Pipeline:
         # Reusing the played move's subtree keeps more search but breaks exactness across k (a committed
         # speculative tree is fresh, a reused one is not): the lossless guarantee holds with fresh trees.
         self.tree_reuse = tree_reuse
-        self.stats = SpeculationStats(k=k)
-        self.calibration = Calibration(k)
+        # a search's simulations are cut into `stages` equal stages (default k + 1, the paper's); each
+        # boundary between two is a prediction, and a place where the tree below may change
+        self.stages = max(2, stages or k + 1) if k > 0 else 1
+        self.boundaries = self.stages - 1
+        self.stats = SpeculationStats(boundaries=self.boundaries)
+        self.calibration = Calibration(self.stages)
         self.heads: dict[Hashable, Level] = {}
         self.free_slots: list[int] = list(range(search.num_trees - 1, -1, -1))
         self._order = None  # cached slot order, rebuilt when levels change
@@ -381,8 +413,8 @@ class Pipeline:
         return self._level(game, slot, state, via, parent, setup.sims)
 
     def _level(self, game, slot: int, state: GoState, via: int, parent: Level | None, sims: int) -> Level:
-        """A level searching ``sims`` simulations in ``slot``: its budget cut into k + 1 equal stages."""
-        bounds = [int(np.ceil(sims * j / (self.k + 1))) for j in range(self.k + 1)]
+        """A level searching ``sims`` simulations in ``slot``: its budget cut into ``stages`` equal stages."""
+        bounds = [int(np.ceil(sims * j / self.stages)) for j in range(self.stages)]
         level = Level(slot=slot, state=state, via=via, parent=parent, boundaries=bounds,
                       depth=0 if parent is None else parent.depth + 1,
                       greedy=self.sure and self.policy.greedy(game, state.move_number))
@@ -399,13 +431,13 @@ class Pipeline:
         """``level`` reached its next stage boundary (or several): predict, and rank its candidates."""
         done = int(self.search.completed([level.slot])[0])
         crossed = level.stage
-        while crossed <= self.k and done >= level.boundaries[crossed]:
+        while crossed <= self.boundaries and done >= level.boundaries[crossed]:
             crossed += 1
         if crossed == level.stage:
             return False
         stage = crossed - 1  # the latest boundary passed
         level.stage = crossed
-        self._slot_next_event[level.slot] = level.boundaries[crossed] if crossed <= self.k else np.iinfo(np.int64).max
+        self._slot_next_event[level.slot] = level.boundaries[crossed] if crossed <= self.boundaries else np.iinfo(np.int64).max
         guess = self.policy.pick(game, level.state.move_number, self.search, level.slot)
         level.stage_predictions.append((stage, guess))
         actions, shares = self._ranked(level, guess)
@@ -519,10 +551,16 @@ class Pipeline:
                 self.stats.phase_correct[phase] += 1
         for stage, actions, shares in level.seen:
             self.calibration.record(phase, stage, actions, shares, action)
-        if level.decided >= 0 and level.decided != action and action != level.state.rules.resign_action:
-            self.stats.sure_wrong += 1
+        if level.decided >= 0:
+            self.stats.sure_moves += 1
+            if level.decided != action and action != level.state.rules.resign_action:
+                self.stats.sure_wrong += 1
         if self.k and level.stage_predictions:
-            self.stats.correct_from[correct_from_stage(level.stage_predictions, action, self.k)] += 1
+            self.stats.correct_from[correct_from_stage(level.stage_predictions, action, self.boundaries)] += 1
+            for w in range(1, RANKS + 1):
+                j = right_from_stage([(stage, action in actions[:w]) for stage, actions, _ in level.seen],
+                                     self.boundaries)
+                self.stats.within_from[w, j] += 1
 
 
 def speculation_trees(cfg, k: int) -> int:
@@ -536,6 +574,9 @@ def speculation_trees(cfg, k: int) -> int:
 LATENCY_TOLERANCE = 1.3  # one game: a batch may cost this much more than k = 0's for the rows speculation adds
 THROUGHPUT_TOLERANCE = 1.05  # many games: at most 5 % more per batch, so moves/s never drops more than that
 AUTO_TREES = (2, 3, 4, 6, 9, 12, 17)  # budgets tried, in searches per game
+AUTO_STAGES_PER_LEVEL = 3  # finer stages than the paper's k + 1: a level's child starts sooner, and the tree
+#                            reacts sooner to a changed prediction (measured: 9x9, k = 16, 17 -> 49 stages,
+#                            17.3 -> 16.3 batches per move)
 
 
 @dataclass
@@ -545,6 +586,7 @@ class SpeculationPlan:
     k: int
     width: int
     trees: int
+    stages: int
     timings: dict  # rows -> seconds per evaluator call
     tolerance: float
 
@@ -556,7 +598,8 @@ def plan_speculation(cost, leaves: int, concurrent: int, max_batch: int) -> Spec
     One game (latency mode) may pay ``LATENCY_TOLERANCE`` per batch for the rows, since it saves batches;
     many games (throughput mode) ``THROUGHPUT_TOLERANCE``: speculation never adds level-0 batches (those go
     first in every batch), so moves/s falls by at most what a batch costs more. Depth is the budget's chain
-    depth (deep where predictions are sure); budgets of 6 searches and more branch 2 wide where they are not.
+    depth (deep where predictions are sure); budgets of 6 searches and more branch 2 wide where they are not;
+    a search is cut into ``AUTO_STAGES_PER_LEVEL`` stages per level of depth.
     On a GPU a few hundred rows cost about one; on a CPU cost grows with rows and the plan is k = 0."""
     base_rows = max(1, min(concurrent * leaves, max_batch))
     tolerance = LATENCY_TOLERANCE if concurrent <= 1 else THROUGHPUT_TOLERANCE
@@ -571,10 +614,12 @@ def plan_speculation(cost, leaves: int, concurrent: int, max_batch: int) -> Spec
         if timings[rows] > tolerance * base:
             break
         trees = m
-    from specmcts.config import MAX_SPECULATE
+    from specmcts.config import MAX_SPEC_STAGES, MAX_SPECULATE
 
     k = min(MAX_SPECULATE, trees - 1)
-    return SpeculationPlan(k=k, width=2 if trees >= 6 else 1, trees=trees, timings=timings, tolerance=tolerance)
+    stages = min(MAX_SPEC_STAGES, AUTO_STAGES_PER_LEVEL * (k + 1)) if k else 0
+    return SpeculationPlan(k=k, width=2 if trees >= 6 else 1, trees=trees, stages=stages, timings=timings,
+                           tolerance=tolerance)
 
 
 def measured_cost(evaluator, repeats: int = 5):

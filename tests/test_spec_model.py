@@ -48,22 +48,36 @@ def test_correct_from_stage():
     assert correct_from_stage([(2, 7)], action=7, k=2) == 1
 
 
-def test_model_predicts_the_measured_pipeline():
-    """Measured latency in evaluator batches (deterministic) against the model fed the measured J."""
-    for k in (1, 3):
-        steps = {}
-        stats = None
-        for kk in (0, k):
-            cfg = Config()
-            cfg.search.sims = 256
-            cfg.search.speculate = kk
-            cfg.selfplay.games = cfg.selfplay.concurrent = 1
-            cfg.selfplay.max_moves = 50
-            sp = SelfPlay(cfg, HashEvaluator(9, seed=5, max_batch=64), NNCache(1 << 14, 82, 163), tensorboard=False)
-            steps[kk] = sp.run()["mean_move_steps"]
-            stats = sp.pipeline.stats
-        measured = steps[0] / steps[k]
-        dist = np.concatenate([[0.0], stats.correct_from[1:] / stats.correct_from[1:].sum()])
-        predicted = simulate(k, dist, moves=50000)["speedup"]
-        assert measured > 1.0
-        assert predicted == pytest.approx(measured, rel=0.15)
+@pytest.mark.parametrize("k, stages", [(1, 0), (3, 0), (2, 6), (4, 12)])
+def test_model_predicts_the_measured_pipeline(k, stages):
+    """Measured latency in evaluator batches (deterministic) against the model fed the measured J, for the
+    paper's k + 1 stages and for finer ones (search.spec_stages)."""
+    steps = {}
+    stats = None
+    for kk in (0, k):
+        cfg = Config()
+        cfg.search.sims = 256
+        cfg.search.speculate = kk
+        cfg.search.spec_stages = stages if kk else 0
+        cfg.search.spec_sure = False  # the model knows no sure moves
+        cfg.selfplay.games = cfg.selfplay.concurrent = 1
+        cfg.selfplay.max_moves = 50
+        sp = SelfPlay(cfg, HashEvaluator(9, seed=5, max_batch=64), NNCache(1 << 14, 82, 163), tensorboard=False)
+        steps[kk] = sp.run()["mean_move_steps"]
+        stats = sp.pipeline.stats
+    assert len(stats.predictions) == (stages or k + 1)
+    measured = steps[0] / steps[k]
+    dist = np.concatenate([[0.0], stats.correct_from[1:] / stats.correct_from[1:].sum()])
+    predicted = simulate(k, dist, moves=50000, stages=stages)["speedup"]
+    assert measured > 1.0
+    assert predicted == pytest.approx(measured, rel=0.15)
+
+
+@pytest.mark.parametrize("k, stages", [(1, 4), (3, 8), (4, 16)])
+def test_finer_stages_with_perfect_prediction(k, stages):
+    """Perfect predictions, S stages, depth k: a level starts one stage after its parent, so k + 1 levels
+    overlap and the speedup is at least k + 1; never more than S (one commit per stage)."""
+    dist = np.zeros(stages + 1)
+    dist[1] = 1.0
+    speedup = simulate(k, dist, moves=2000, stages=stages)["speedup"]
+    assert k + 1 - 0.05 <= speedup <= stages + 1e-9

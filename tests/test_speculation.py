@@ -29,17 +29,17 @@ def selfplay(board: int, k: int, *, games: int = 3, concurrent: int = 3, sims: i
              max_batch: int = 512, leaves_per_tree: int = 8, evaluator: str = "hash", seed: int = 1,
              resign_threshold: float = -0.95, no_resign_fraction: float = 0.0, threads: int = 0,
              root: str = "puct", fast_sims: int = 0, score_utility: float = 0.0, width: int = 1, rows: int = 0,
-             sure: bool = True, max_moves: int = 0):
+             sure: bool = True, max_moves: int = 0, stages: int = 0):
     """Play ``games`` games at depth ``k``; returns (records by game index, summary, the SelfPlay).
     ``threads`` 1: serial batch kernels; 0: parallel over trees when a batch has 16 trees or more.
     Memoised (tests share their k = 0 references); callers must not modify what it returns."""
     return _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
-                     resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves)
+                     resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves, stages)
 
 
 @lru_cache(maxsize=None)
 def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
-              resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves):
+              resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves, stages):
     cfg = Config()
     cfg.seed = seed
     cfg.game.board = board
@@ -59,6 +59,7 @@ def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tr
     cfg.search.spec_width = width
     cfg.search.spec_rows = rows
     cfg.search.spec_sure = sure
+    cfg.search.spec_stages = stages
     cfg.selfplay.games = games
     cfg.selfplay.concurrent = concurrent
     cfg.selfplay.max_moves = max_moves
@@ -196,19 +197,22 @@ def test_lossless_with_resignations():
 
 
 @pytest.mark.parametrize("max_batch", ["large", "small"])
-@pytest.mark.parametrize("shape", [(1, 2, 3), (2, 2, 4), (3, 3, 6), (4, 2, 8), (8, 1, 9), (16, 1, 17), (16, 3, 10)],
-                         ids=lambda s: f"k{s[0]}-w{s[1]}-t{s[2]}")
+@pytest.mark.parametrize("shape", [(1, 2, 3, 0), (2, 2, 4, 0), (3, 3, 6, 0), (4, 2, 8, 0), (8, 1, 9, 0),
+                                   (16, 1, 17, 0), (16, 3, 10, 0), (2, 1, 3, 8), (4, 2, 8, 16)],
+                         ids=lambda s: f"k{s[0]}-w{s[1]}-t{s[2]}-s{s[3]}")
 @pytest.mark.parametrize("board", [9, 5])
 def test_records_at_any_tree_shape_equal_records_at_k0(board, shape, max_batch):
-    """Depth k, width w, t searches per game: wide, deep and budget-starved trees all play the k = 0 games."""
-    k, width, trees = shape
+    """Depth k, width w, t searches per game, s stages: wide, deep, budget-starved and finely staged trees
+    all play the k = 0 games."""
+    k, width, trees, stages = shape
     batch = 512 if max_batch == "large" else SMALL_BATCH[board]
     reference, _, _ = selfplay(board, 0, max_batch=batch)
-    records, summary, runner = selfplay(board, k, max_batch=batch, width=width, rows=trees * 8)
+    records, summary, runner = selfplay(board, k, max_batch=batch, width=width, rows=trees * 8, stages=stages)
     assert_same_records(records, reference)
     stats = runner.pipeline.stats
-    assert runner.pipeline.trees == trees
-    assert stats.spawned > 0 and stats.sure_wrong == 0
+    assert runner.pipeline.trees == trees and runner.pipeline.stages == (stages or k + 1)
+    assert len(stats.predictions) == runner.pipeline.stages
+    assert stats.spawned > 0 and stats.sure_wrong == 0 and stats.sure_moves <= summary["moves"]
     assert 1 <= stats.widest <= width and 1 <= stats.deepest <= k
     if width > 1 and trees > k + 1:
         assert stats.widest > 1  # a level did speculate on several moves
@@ -263,7 +267,7 @@ def test_trees_never_run_more_searches_than_the_budget(monkeypatch):
         return n
 
     monkeypatch.setattr(Pipeline, "step", checked)
-    _selfplay.__wrapped__(9, 4, 2, 2, SIMS, True, 512, 8, "hash", 3, -0.95, 0.0, 0, "puct", 0, 0.0, 3, 8 * 5, True, 0)
+    _selfplay.__wrapped__(9, 4, 2, 2, SIMS, True, 512, 8, "hash", 3, -0.95, 0.0, 0, "puct", 0, 0.0, 3, 8 * 5, True, 0, 0)
     assert seen["max"] == 5  # the budget was used in full
 
 
@@ -282,18 +286,19 @@ def test_sure_moves_are_never_wrong_and_spawn_early():
 
 
 def test_calibration_learns_what_becomes_the_move():
-    from specmcts.speculation import SHARE_PRIOR, Calibration
+    from specmcts.speculation import PRIOR_ODDS, Calibration
 
-    cal = Calibration(k=2)
+    cal = Calibration(stages=8)  # boundaries 1..7 fall in progress quarters 0, 1, 1, 2, 2, 3, 3
     shares = np.array([0.6, 0.3, 0.05])
     before = cal.odds("middle", 1, shares)
-    np.testing.assert_allclose(before, [SHARE_PRIOR[3], SHARE_PRIOR[2], SHARE_PRIOR[0]])
+    np.testing.assert_allclose(before, [PRIOR_ODDS[0, 3], PRIOR_ODDS[1, 2], PRIOR_ODDS[2, 0]])
     for _ in range(50):
         cal.record("middle", 1, np.array([7, 8, 9]), shares, played=8)  # the runner-up always wins
     after = cal.odds("middle", 1, shares)
     assert after[1] > 0.9 and after[0] < 0.1 and after[2] < 0.01
     np.testing.assert_allclose(cal.odds("opening", 1, shares), before)  # phases are apart
-    np.testing.assert_allclose(cal.odds("middle", 2, shares), before)  # and stages
+    np.testing.assert_allclose(cal.odds("middle", 7, shares), before)  # and so are late stages
+    np.testing.assert_allclose(cal.odds("middle", 1, np.array([0.3, 0.6])), PRIOR_ODDS[[0, 1], [2, 3]])  # ranks
 
 
 # ----------------------------------------------------------------------------------------------
@@ -331,6 +336,11 @@ def test_speculation_statistics_are_consistent(board, k, max_batch, sure):
     # correct_from[J]: moves whose predictions were right from stage J on (k + 1: the last one was wrong)
     assert stats.correct_from.sum() == moves
     assert stats.correct_from[1:k + 1].sum() == stats.correct[k]
+    # within_from[w, J]: among the top w from J on; w = 1 is correct_from, a wider top is reached no later
+    np.testing.assert_array_equal(stats.within_from[1], stats.correct_from)
+    assert (stats.within_from[1:].sum(axis=1) == moves).all()
+    cumulative = np.cumsum(stats.within_from[1:], axis=1)
+    assert (np.diff(cumulative, axis=0) >= 0).all()
 
     # Every spawned search is committed or thrown away (each rollback throws away at least one).
     assert 0 < stats.committed <= moves - games
@@ -395,12 +405,12 @@ def test_auto_plan_follows_the_batch_cost_curve():
     from specmcts.speculation import plan_speculation
 
     flat = plan_speculation(lambda rows: 1.0, leaves=8, concurrent=1, max_batch=512)  # a GPU: rows are free
-    assert (flat.k, flat.width, flat.trees) == (16, 2, 17)
+    assert (flat.k, flat.width, flat.trees, flat.stages) == (16, 2, 17, 51)
     assert flat.tolerance == pytest.approx(1.3)
     linear = plan_speculation(lambda rows: float(rows), leaves=8, concurrent=1, max_batch=512)  # a CPU
-    assert (linear.k, linear.width, linear.trees) == (0, 1, 1)
+    assert (linear.k, linear.width, linear.trees, linear.stages) == (0, 1, 1, 0)
     capped = plan_speculation(lambda rows: 1.0, leaves=8, concurrent=1, max_batch=40)  # 5 trees fit at most
-    assert (capped.k, capped.trees) == (3, 4)
+    assert (capped.k, capped.trees, capped.stages) == (3, 4, 12)
     # 64 games: batches of 512 rows; 1024 rows cost 4 % more (within the 5 % of throughput mode), 1536 20 %
     curve = {512: 1.0, 1024: 1.04, 1536: 1.2}
     busy = plan_speculation(lambda rows: curve.get(rows, 9.0), leaves=8, concurrent=64, max_batch=4096)
@@ -417,4 +427,5 @@ def test_auto_speculation_measures_the_evaluator_and_stays_lossless():
     plan = runner.auto
     assert summary["speculation_auto"] and summary["speculate"] == plan.k == runner.pipeline.k
     assert 0 <= plan.k <= 16 and plan.trees == runner.pipeline.trees and plan.k < plan.trees
+    assert runner.pipeline.stages == (plan.stages if plan.k else 1)
     assert all(t > 0 for t in plan.timings.values())

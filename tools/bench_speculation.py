@@ -97,7 +97,24 @@ def play(cfg: Config, evaluator, cache_entries: int):
     size = cfg.game.board
     cache = fresh_cache(cache_entries, size)
     sp = SelfPlay(cfg, evaluator, cache, out=None, tensorboard=False)
-    summary = sp.run()
+    # CPU time of everything but the forward passes, as process time: on a busy machine wall time counts
+    # the other processes too
+    forward = [0.0]
+    evaluate = evaluator.evaluate
+
+    def timed(n):
+        t0 = time.process_time()
+        out = evaluate(n)
+        forward[0] += time.process_time() - t0
+        return out
+
+    evaluator.evaluate = timed
+    t0 = time.process_time()
+    try:
+        summary = sp.run()
+    finally:
+        del evaluator.evaluate
+    summary["cpu_s_not_forward"] = time.process_time() - t0 - forward[0]
     middle = [m for m in range(size * size // 4, size * size)]
     hits = cache.hits_by_move[middle].sum() if cache.enabled else 0
     total = hits + (cache.misses_by_move[middle].sum() if cache.enabled else 0)
@@ -132,13 +149,17 @@ class BatchCost:
 
 
 def parse_shape(text: str) -> dict:
-    """``K`` (a chain K deep) or ``K:W:T`` (a tree: depth K, width W, T searches per game)."""
-    parts = [int(x) for x in text.split(":")]
+    """``K`` (a chain K deep) or ``K:W:T[:S]`` (a tree: depth K, width W, T searches per game, searches cut
+    into S stages, default K + 1)."""
+    try:
+        parts = [int(x) for x in text.split(":")]
+    except ValueError:
+        parts = []
     if len(parts) == 1:
-        return {"k": parts[0], "width": 1, "trees": parts[0] + 1}
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"shape is K or K:W:T, got {text!r}")
-    return {"k": parts[0], "width": parts[1], "trees": parts[2]}
+        return {"k": parts[0], "width": 1, "trees": parts[0] + 1, "stages": parts[0] + 1}
+    if len(parts) not in (3, 4):
+        raise argparse.ArgumentTypeError(f"shape is K or K:W:T[:S], got {text!r}")
+    return {"k": parts[0], "width": parts[1], "trees": parts[2], "stages": parts[3] if len(parts) == 4 else parts[0] + 1}
 
 
 def shape_label(shape: dict) -> str:
@@ -146,6 +167,8 @@ def shape_label(shape: dict) -> str:
         base = f"chain k={shape['k']}"
     else:
         base = f"tree {shape['k']}:{shape['width']}:{shape['trees']}"
+    if shape["stages"] != shape["k"] + 1:
+        base += f" S={shape['stages']}"
     return base + ("" if shape.get("sure", True) else " nosure")
 
 
@@ -166,6 +189,7 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
         cfg.search.spec_width = shape["width"]
         cfg.search.spec_rows = shape["trees"] * leaves
         cfg.search.spec_sure = shape.get("sure", True)
+        cfg.search.spec_stages = shape["stages"] if k > 0 else 0
         cfg.selfplay.games = args.games
         cfg.selfplay.concurrent = 1
         cfg.selfplay.max_moves = args.max_moves
@@ -180,20 +204,23 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
         identical = all(ra.moves == rb.moves and all(np.array_equal(x, y) for x, y in zip(ra.targets, rb.targets))
                         for ra, rb in zip(recs, b_recs))
         stats = sp.pipeline.stats
-        chain = shape["width"] == 1 and shape["trees"] == k + 1
-        if k > 0 and chain and stats.correct_from[1:].sum():
-            dist = np.concatenate([[0.0], stats.correct_from[1:] / stats.correct_from[1:].sum()])
-            predicted = simulate(k, dist, 50_000, seed=args.seed)["speedup"]
+        # The chain model fed J, the first stage from which the prediction stayed right; for a tree, J of
+        # "among the top `width` candidates": the tree's speedup if its budget held every such branch (a bound).
+        within = stats.within_from[min(shape["width"], len(stats.within_from) - 1)]
+        if k > 0 and within[1:].sum():
+            dist = np.concatenate([[0.0], within[1:] / within[1:].sum()])
+            predicted = simulate(k, dist, 50_000, seed=args.seed, stages=shape["stages"])["speedup"]
         else:
-            dist, predicted = None, (1.0 if k == 0 else float("nan"))
+            dist, predicted = None, 1.0
         st = sp.search.stats
         moves = max(s["moves"], 1)
         hist = st.batch_rows
         gpu_ms = float((hist * cost(np.arange(len(hist)))).sum()) / moves
-        cpu_ms = s["mean_move_ms"] - 1000 * st.seconds["forward"] / moves  # everything but the forward pass
+        cpu_ms = 1000 * s["cpu_s_not_forward"] / moves  # select, cache, encode, backup, scheduling
         rows.append({
             "net": label(net_name), "leaves": leaves, "cache": bool(cache_entries), "shape": shape_label(shape),
-            "k": k, "width": shape["width"], "trees": shape["trees"], "sure": shape.get("sure", True),
+            "k": k, "width": shape["width"], "trees": shape["trees"], "stages": shape["stages"],
+            "sure": shape.get("sure", True),
             "move_ms": s["mean_move_ms"], "move_batches": s["mean_move_steps"], "game_s": s["mean_game_s"],
             "rows_per_batch": float((hist * np.arange(len(hist))).sum() / max(hist.sum(), 1)),
             "speedup_wall": b_s["mean_move_ms"] / s["mean_move_ms"] if s["mean_move_ms"] else float("nan"),
@@ -205,7 +232,8 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
             "wasted": s["wasted_sims_fraction"], "cache_hit": s["cache_hit_rate"],
             "cache_hit_middle": s["cache_hit_rate_middle"], "agreement": agree, "identical": identical,
             "moves": s["moves"], "correct_from": None if dist is None else stats.correct_from.tolist(),
-            "sure_fraction": stats.sure / moves, "committed": stats.committed, "spawned": stats.spawned,
+            "within_from": stats.within_from.tolist(),
+            "sure_fraction": stats.sure_moves / moves, "committed": stats.committed, "spawned": stats.spawned,
             "widest": stats.widest, "deepest": stats.deepest,
         })
         r = rows[-1]
@@ -220,11 +248,13 @@ def print_latency(rows: list[dict], args) -> None:
     cost = BatchCost(board_of(args.nets[0]))
     print(f"\nLatency: one game at a time, {args.sims} sims/move, evaluator {args.evaluator} on {args.device}"
           f"{f', first {args.max_moves} moves' if args.max_moves else ''}. Speedups are vs k=0 in the same run.")
+    print("model: the analytical pipeline (tools/spec_model.py) fed the measured J; for trees J of 'among the top "
+          "width candidates', i.e. the speedup were every such branch within the budget (an upper bound).")
     print(f"Modelled GPU ms/move (GPU ms*) = sum over batches of {cost.label} at that batch's rows + this "
-          f"machine's measured CPU time per move (wall time less the forward passes: select, cache, encode, "
-          f"backup and scheduling).")
+          f"machine's CPU time per move outside the forward passes (CPU ms: process time of select, cache, "
+          f"encode, backup and scheduling, one thread). wall ms: this CPU's own latency, forward included.")
     head = (f"{'net':>10} {'L':>3} {'cache':>5} {'shape':>18} {'batches':>8} {'speedup':>8} {'model':>6} {'rows':>5} "
-            f"{'CPU ms':>7} {'GPU ms*':>8} {'acc 1st/mid/last':>17} {'open/mid/end':>15} {'sure':>5} {'waste':>6} "
+            f"{'wall ms':>7} {'CPU ms':>7} {'GPU ms*':>8} {'acc 1st/mid/last':>17} {'open/mid/end':>15} {'sure':>5} {'waste':>6} "
             f"{'hit':>4} {'mid':>4} {'agree':>6}")
     print(head)
     for r in rows:
@@ -235,7 +265,7 @@ def print_latency(rows: list[dict], args) -> None:
         model = "-" if r["predicted_speedup"] != r["predicted_speedup"] else f"{r['predicted_speedup']:.2f}x"
         print(f"{r['net']:>10} {r['leaves']:>3} {'on' if r['cache'] else 'off':>5} {r['shape']:>18} "
               f"{r['move_batches']:>8.2f} {r['speedup_batches']:>7.2f}x {model:>6} {r['rows_per_batch']:>5.0f} "
-              f"{r['move_ms']:>7.1f} {r['model_latency_ms']:>8.2f} {acc_s:>17} {ph_s:>15} "
+              f"{r['move_ms']:>7.1f} {r['cpu_ms']:>7.1f} {r['model_latency_ms']:>8.2f} {acc_s:>17} {ph_s:>15} "
               f"{100 * r['sure_fraction']:>4.0f}% {100 * r['wasted']:>5.1f}% {100 * r['cache_hit']:>3.0f}% "
               f"{100 * r['cache_hit_middle']:>3.0f}% {r['agreement']:>6.3f}")
 
@@ -325,8 +355,8 @@ def main(argv=None) -> int:
             print(f"{r['net']:>13} {str(r['k']):>8} {r['evals_per_s']:>10,.0f} {r['moves_per_s']:>9.1f} "
                   f"{r['relative_moves_per_s']:>6.2f}x")
     best = max(rows, key=lambda r: r["speedup_batches"])
-    chains = [r for r in rows if r["shape"].startswith("chain") and r["k"] > 0]
-    trees = [r for r in rows if r["shape"].startswith("tree")]
+    chains = [r for r in rows if r["shape"].startswith("chain") and r["k"] > 0 and r["sure"]]
+    trees = [r for r in rows if r["shape"].startswith("tree") and r["sure"]]
     versus = ""
     if chains and trees:
         bc = max(chains, key=lambda r: r["speedup_batches"])

@@ -48,18 +48,25 @@ def j_distribution_from_p(p: list[float]) -> np.ndarray:
     return dist
 
 
-def simulate(k: int, j_dist: np.ndarray, moves: int = 100_000, seed: int = 0, batch_cost: float = 0.0) -> dict:
-    """Mean time per move (in stages of one tree) of the pipeline, and the speedup over k = 0."""
+def simulate(k: int, j_dist: np.ndarray, moves: int = 100_000, seed: int = 0, batch_cost: float = 0.0,
+             stages: int = 0) -> dict:
+    """Mean time per move (in stages of one tree) of the pipeline, and the speedup over k = 0. A search is
+    ``stages`` stages (default k + 1) with boundaries 1..stages - 1; ``j_dist`` is P(J = j), j = 1..stages."""
     if k == 0:
         return {"k": 0, "stages_per_move": 1.0, "time_per_move": 1.0, "speedup": 1.0}
+    s_count = stages or k + 1
+    final_boundary = s_count - 1
     rng = np.random.default_rng(seed)
-    probs = np.asarray(j_dist[1:k + 2], float)
+    probs = np.asarray(j_dist[1:s_count + 1], float)
     probs = probs / probs.sum()
-    draws = rng.choice(np.arange(1, k + 2), size=moves * (k + 2) + 16, p=probs)
+    draws = rng.choice(np.arange(1, s_count + 1), size=moves * (k + 2) + 16, p=probs)
     cursor = 0
 
     def new_level(right: bool) -> _Level:
-        nonlocal cursor
+        nonlocal cursor, draws
+        if cursor == len(draws):  # restarts at every boundary can outrun the first batch of draws
+            draws = rng.choice(np.arange(1, s_count + 1), size=len(draws), p=probs)
+            cursor = 0
         j = int(draws[cursor])
         cursor += 1
         return _Level(progress=0, j=j, right=right)
@@ -71,14 +78,14 @@ def simulate(k: int, j_dist: np.ndarray, moves: int = 100_000, seed: int = 0, ba
         # one stage of time: every level advances one stage
         time += 1.0 + batch_cost * (len(chain) - 1)
         for level in chain:
-            if level.progress < k + 1:
+            if level.progress < s_count:
                 level.progress += 1
         # boundaries crossed (in depth order, so a restart below is seen by deeper levels)
         d = 0
         while d < len(chain):
             level = chain[d]
             b = level.progress
-            if 1 <= b <= k and d < k:
+            if 1 <= b <= final_boundary and d < k:
                 right = level.right and b >= level.j
                 if len(chain) > d + 1:
                     if chain[d + 1].right != right or not right:
@@ -88,7 +95,7 @@ def simulate(k: int, j_dist: np.ndarray, moves: int = 100_000, seed: int = 0, ba
                     chain.append(new_level(right))
             d += 1
         # commits (possibly several in a row when the committed level had finished already)
-        while chain[0].progress >= k + 1:
+        while chain[0].progress >= s_count:
             commits += 1
             if len(chain) > 1 and chain[1].right:
                 chain.pop(0)
@@ -101,7 +108,8 @@ def simulate(k: int, j_dist: np.ndarray, moves: int = 100_000, seed: int = 0, ba
             if commits >= moves:
                 break
     per_move = time / moves
-    return {"k": k, "time_per_move": per_move / (k + 1), "stages_per_move": per_move, "speedup": (k + 1) / per_move}
+    return {"k": k, "stages": s_count, "time_per_move": per_move / s_count, "stages_per_move": per_move,
+            "speedup": s_count / per_move}
 
 
 def main(argv=None) -> int:
