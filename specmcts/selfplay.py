@@ -6,6 +6,7 @@ not depend on how its searches were scheduled (speculation depth, batch composit
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -23,6 +24,13 @@ from specmcts.speculation import (Pipeline, RootSetup, game_phase, measured_cost
                                    speculation_trees)
 
 SHARD_VERSION = 2  # 2: ownership, score, aux_weight and policy_weight (version 1 shards still load)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _uniform(seed: int, game: int, move_number: int, stream: int) -> float:
+    """The first uniform of the stream ``SelfPlayPolicy._rng`` makes; memoised, since speculation asks for a
+    move's uniform at every stage boundary of every search of that move (a generator costs ~25 us)."""
+    return float(np.random.default_rng([seed, game, move_number, stream]).random())
 
 
 class SelfPlayPolicy:
@@ -51,14 +59,14 @@ class SelfPlayPolicy:
         return self.search.temperature if move_number < self.temperature_moves else 0.0
 
     def uniform(self, game: int, move_number: int) -> float:
-        return float(self._rng(game, move_number, 0).random())
+        return _uniform(self.seed, int(game), move_number, 0)
 
     def full_search(self, game, move_number: int) -> bool:
         """Playout cap randomization: does this move get the full search (and a trained policy target)?"""
         s = self.search
         if s.fast_sims <= 0:
             return True
-        return bool(self._rng(game, move_number, 3).random() < s.full_search_fraction)
+        return _uniform(self.seed, int(game), move_number, 3) < s.full_search_fraction
 
     def pick(self, game, move_number: int, search: Search, slot: int) -> int:
         if self.gumbel:
@@ -93,7 +101,7 @@ class SelfPlayPolicy:
         return setup
 
     def no_resign(self, game: int) -> bool:
-        return bool(self._rng(game, 0, 2).random() < self.search.no_resign_fraction)
+        return _uniform(self.seed, int(game), 0, 2) < self.search.no_resign_fraction
 
 
 @dataclass

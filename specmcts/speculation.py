@@ -417,7 +417,7 @@ class Pipeline:
         bounds = [int(np.ceil(sims * j / self.stages)) for j in range(self.stages)]
         level = Level(slot=slot, state=state, via=via, parent=parent, boundaries=bounds,
                       depth=0 if parent is None else parent.depth + 1,
-                      greedy=self.sure and self.policy.greedy(game, state.move_number))
+                      greedy=self.k > 0 and self.policy.greedy(game, state.move_number))
         self._slot_target[slot] = sims
         self._slot_next_event[slot] = bounds[1] if self.k > 0 else np.iinfo(np.int64).max
         return level

@@ -9,6 +9,7 @@ goes. Meant for the GPU machine (``--device cuda``); runs on a CPU too (small ne
 
     python tools/bench_search.py                      # CPU table
     python tools/bench_search.py --net --device cuda  # + GPU self-play vs forward
+    python tools/bench_search.py --sizes 9 --model shipped --concurrent 16 --net-sims 100   # a trained net
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
@@ -97,10 +99,19 @@ def bench_net(name: str, device: str, concurrent: int, sims: int, leaves: int, m
     from specmcts.nncache import NNCache
     from specmcts.selfplay import SelfPlay
 
-    size, blocks, channels = NETS[name]
     cfg = Config()
+    if name in NETS:
+        size, blocks, channels = NETS[name]
+        cfg.net = NetConfig(blocks=blocks, channels=channels, value_hidden=channels)
+        torch.manual_seed(0)
+        net = build_net(size, cfg.net)
+    else:  # a trained net: a checkpoint, or 'shipped'
+        from specmcts.network import load_model, resolve_model
+
+        net, meta = load_model(resolve_model(name, 9))
+        size = int(meta["board_size"])
+        name = Path(name).stem
     cfg.game.board = size
-    cfg.net = NetConfig(blocks=blocks, channels=channels, value_hidden=channels)
     cfg.search.sims = sims
     cfg.search.leaves_per_tree = leaves
     cfg.selfplay.games = concurrent
@@ -109,8 +120,6 @@ def bench_net(name: str, device: str, concurrent: int, sims: int, leaves: int, m
     cfg.evaluator.device = device
     batch = concurrent * leaves
     cfg.evaluator.max_batch = batch
-    torch.manual_seed(0)
-    net = build_net(size, cfg.net)
     ev = make_evaluator(cfg, size, net)
     # pure forward throughput at the self-play batch size, same evaluator, same run
     ev.inputs[:batch] = np.random.default_rng(0).integers(0, 2, ev.inputs[:batch].shape, dtype=np.uint8)
@@ -142,12 +151,16 @@ def main(argv=None) -> int:
     ap.add_argument("--leaves", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--net", nargs="*", default=None, help=f"self-play vs forward for these nets ({', '.join(NETS)})")
+    ap.add_argument("--model", nargs="+", default=[], metavar="PATH",
+                    help="self-play vs forward for trained nets instead: checkpoints, or 'shipped'")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--concurrent", type=int, default=64)
     ap.add_argument("--net-sims", type=int, default=200)
     ap.add_argument("--max-moves", type=int, default=20, help="moves per game in the net benchmark")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.model:
+        args.net = list(args.model)
 
     results = {"cpu": [], "net": []}
     if args.device == "cpu":

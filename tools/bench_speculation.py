@@ -97,24 +97,7 @@ def play(cfg: Config, evaluator, cache_entries: int):
     size = cfg.game.board
     cache = fresh_cache(cache_entries, size)
     sp = SelfPlay(cfg, evaluator, cache, out=None, tensorboard=False)
-    # CPU time of everything but the forward passes, as process time: on a busy machine wall time counts
-    # the other processes too
-    forward = [0.0]
-    evaluate = evaluator.evaluate
-
-    def timed(n):
-        t0 = time.process_time()
-        out = evaluate(n)
-        forward[0] += time.process_time() - t0
-        return out
-
-    evaluator.evaluate = timed
-    t0 = time.process_time()
-    try:
-        summary = sp.run()
-    finally:
-        del evaluator.evaluate
-    summary["cpu_s_not_forward"] = time.process_time() - t0 - forward[0]
+    summary = sp.run()
     middle = [m for m in range(size * size // 4, size * size)]
     hits = cache.hits_by_move[middle].sum() if cache.enabled else 0
     total = hits + (cache.misses_by_move[middle].sum() if cache.enabled else 0)
@@ -216,7 +199,9 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
         moves = max(s["moves"], 1)
         hist = st.batch_rows
         gpu_ms = float((hist * cost(np.arange(len(hist)))).sum()) / moves
-        cpu_ms = 1000 * s["cpu_s_not_forward"] / moves  # select, cache, encode, backup, scheduling
+        # wall time outside the forward passes: select, cache, encode, backup, scheduling (one thread; give
+        # the benchmark a core of its own, other processes' time would count)
+        cpu_ms = s["mean_move_ms"] - 1000 * st.seconds["forward"] / moves
         rows.append({
             "net": label(net_name), "leaves": leaves, "cache": bool(cache_entries), "shape": shape_label(shape),
             "k": k, "width": shape["width"], "trees": shape["trees"], "stages": shape["stages"],
@@ -239,7 +224,7 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
         r = rows[-1]
         print(f"  {label(net_name)} L={leaves} cache={'on' if cache_entries else 'off'} {r['shape']}: "
               f"{r['move_batches']:.2f} batches/move ({r['speedup_batches']:.2f}x, model {predicted:.2f}x), "
-              f"{r['rows_per_batch']:.0f} rows/batch, {r['move_ms']:.1f} ms/move CPU, modelled GPU "
+              f"{r['rows_per_batch']:.0f} rows/batch, {r['move_ms']:.1f} ms/move wall, modelled GPU "
               f"{r['model_latency_ms']:.2f} ms/move, agreement {agree:.3f}", file=sys.stderr, flush=True)
     return rows
 
@@ -251,8 +236,8 @@ def print_latency(rows: list[dict], args) -> None:
     print("model: the analytical pipeline (tools/spec_model.py) fed the measured J; for trees J of 'among the top "
           "width candidates', i.e. the speedup were every such branch within the budget (an upper bound).")
     print(f"Modelled GPU ms/move (GPU ms*) = sum over batches of {cost.label} at that batch's rows + this "
-          f"machine's CPU time per move outside the forward passes (CPU ms: process time of select, cache, "
-          f"encode, backup and scheduling, one thread). wall ms: this CPU's own latency, forward included.")
+          f"machine's time per move outside the forward passes (CPU ms: select, cache, encode, backup and "
+          f"scheduling, one thread). wall ms: this CPU's own latency, forward included.")
     head = (f"{'net':>10} {'L':>3} {'cache':>5} {'shape':>18} {'batches':>8} {'speedup':>8} {'model':>6} {'rows':>5} "
             f"{'wall ms':>7} {'CPU ms':>7} {'GPU ms*':>8} {'acc 1st/mid/last':>17} {'open/mid/end':>15} {'sure':>5} {'waste':>6} "
             f"{'hit':>4} {'mid':>4} {'agree':>6}")

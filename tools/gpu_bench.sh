@@ -18,11 +18,15 @@ nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/gpu.txt"
 python3 tools/bench_search.py --net 9x9-6x64 19x19-10x128 --device cuda --concurrent 64 --net-sims 200 \
   --max-moves 30 --sims 800 2>&1 | tee "$out/bench_search.txt"
 
-# Issue 4: latency per k (one game at a time, 800 sims), cache on/off, L = 8 and 16, predicted vs measured
-python3 tools/bench_speculation.py --device cuda --nets 9x9-6x64 9x9-10x128 --sims 800 --games 1 \
-  --leaves 8 16 --cache both --max-moves 60 --json "$out/spec9.json" 2>&1 | tee "$out/bench_spec9.txt"
-python3 tools/bench_speculation.py --device cuda --nets 19x19-10x128 --sims 800 --games 1 --k 0 1 2 3 4 \
-  --leaves 8 16 --cache on --max-moves 60 --json "$out/spec19.json" 2>&1 | tee "$out/bench_spec19.txt"
-# Issue 4 item 6: throughput load (64 concurrent games), evals/s cost of speculation, what auto picks
-python3 tools/bench_speculation.py --device cuda --nets 9x9-6x64 --sims 800 --k 0 1 2 3 4 --leaves 8 \
+# Speculation (issue 11): latency per shape with the shipped (trained) 9x9 net, 800 sims, L = 8: chains vs
+# trees at the same budget, measured batch costs instead of the H100 model; then random nets of the sizes
+# the anchors table has, and 19x19
+python3 tools/bench_speculation.py --device cuda --model shipped --sims 800 --games 2 --leaves 8 --cache on \
+  --k 0 4 8 16 --tree 16:2:17 16:3:17 16:2:17:51 --json "$out/spec9_trained.json" 2>&1 | tee "$out/bench_spec9_trained.txt"
+python3 tools/bench_speculation.py --device cuda --nets 9x9-6x64 --sims 800 --games 1 --leaves 8 --cache on \
+  --k 0 4 16 --tree 16:2:17:51 --max-moves 60 --json "$out/spec9.json" 2>&1 | tee "$out/bench_spec9.txt"
+python3 tools/bench_speculation.py --device cuda --nets 19x19-10x128 --sims 800 --games 1 --k 0 4 8 \
+  --tree 8:2:9:27 --leaves 8 --cache on --max-moves 60 --json "$out/spec19.json" 2>&1 | tee "$out/bench_spec19.txt"
+# Throughput load (64 concurrent games): evals/s cost of speculation, what auto picks (within 5 % of k = 0)
+python3 tools/bench_speculation.py --device cuda --nets 9x9-6x64 --sims 800 --k 0 1 2 --leaves 8 \
   --cache on --throughput 64 --max-moves 20 --games 1 --json "$out/through9.json" 2>&1 | tee "$out/bench_through9.txt"
