@@ -161,13 +161,14 @@ class Level:
     boundaries: list = field(default_factory=list)  # boundaries[j]: simulations at stage boundary j
     stage: int = 1  # next stage boundary to cross (1..boundaries)
     stage_predictions: list = field(default_factory=list)  # (stage, predicted action)
-    seen: list = field(default_factory=list)  # (stage, ranked candidate actions, their visit shares)
+    seen: list = field(default_factory=list)  # (stage, ranked candidate actions, their visit shares, sims done)
     candidates: list = field(default_factory=list)  # [(action, odds)]: moves a child may start from
     children: dict = field(default_factory=dict)  # action -> Level
     odds: float = 1.0  # P(the parent plays ``via``), as far as the parent's search tells
     path: float = 1.0  # P(this position is reached): the product of the odds above it
     greedy: bool = False  # the move is the most visited one: a big enough lead decides it early
     decided: int = -1  # the move, once no simulation left can change it (sure), else -1
+    decided_at: int = -1  # simulations done when it was decided
 
 
 def walk(level: Level) -> list[Level]:
@@ -271,6 +272,7 @@ class Pipeline:
         self.stats = SpeculationStats(boundaries=self.boundaries)
         self.calibration = Calibration(self.stages)
         self.heads: dict[Hashable, Level] = {}
+        self.traces: list | None = None  # a list: every move played leaves its trace (tools/spec_model.py)
         self.free_slots: list[int] = list(range(search.num_trees - 1, -1, -1))
         self._order = None  # cached slot order, rebuilt when levels change
         self._slot_next_event = np.zeros(search.num_trees, np.int64)
@@ -441,7 +443,7 @@ class Pipeline:
         guess = self.policy.pick(game, level.state.move_number, self.search, level.slot)
         level.stage_predictions.append((stage, guess))
         actions, shares = self._ranked(level, guess)
-        level.seen.append((stage, actions, shares))
+        level.seen.append((stage, actions, shares, done))
         if level.decided < 0:
             self._candidates(level, stage, actions, shares)
         return True
@@ -465,6 +467,7 @@ class Pipeline:
     def _decide(self, level: Level, action: int, left: int) -> None:
         """No simulation left can change ``level``'s move: its child there is sure, the others go."""
         level.decided = action
+        level.decided_at = int(self._slot_target[level.slot]) - left
         level.candidates = [(action, 1.0)]
         for a, child in level.children.items():
             child.odds = 1.0 if a == action else 0.0
@@ -541,6 +544,12 @@ class Pipeline:
         self.stats.widest = max(self.stats.widest, len(parent.children))
         self.stats.deepest = max(self.stats.deepest, child.depth)
 
+    def _trace(self, level: Level, phase: str, action: int) -> None:
+        """Record the move's trace with the odds the calibration gave its candidates before this move."""
+        odds = [self.calibration.odds(phase, stage, shares) for stage, _, shares, _ in level.seen]
+        self.traces.append(trace_of(level.seen, odds, action, self._slot_target[level.slot], level.decided_at,
+                                    level.state.move_number == 0))
+
     def _score_predictions(self, level: Level, action: int) -> None:
         phase = game_phase(level.state.move_number, level.state.size)
         for stage, guess in level.stage_predictions:
@@ -549,7 +558,9 @@ class Pipeline:
             if guess == action:
                 self.stats.correct[stage] += 1
                 self.stats.phase_correct[phase] += 1
-        for stage, actions, shares in level.seen:
+        if self.traces is not None:
+            self._trace(level, phase, action)
+        for stage, actions, shares, _ in level.seen:
             self.calibration.record(phase, stage, actions, shares, action)
         if level.decided >= 0:
             self.stats.sure_moves += 1
@@ -558,9 +569,18 @@ class Pipeline:
         if self.k and level.stage_predictions:
             self.stats.correct_from[correct_from_stage(level.stage_predictions, action, self.boundaries)] += 1
             for w in range(1, RANKS + 1):
-                j = right_from_stage([(stage, action in actions[:w]) for stage, actions, _ in level.seen],
+                j = right_from_stage([(stage, action in actions[:w]) for stage, actions, _, _ in level.seen],
                                      self.boundaries)
                 self.stats.within_from[w, j] += 1
+
+
+def trace_of(level_seen: list, odds: list, action: int, sims: int, decided_at: int, first: bool) -> dict:
+    """A move's trace: at each boundary its ranked candidates with their odds and the simulations done,
+    the move played, the search's budget, when it became sure (-1: never) and whether it is a game's first
+    move; what the tree model (``tools/spec_model.py``) replays."""
+    return {"seen": [(int(stage), [int(a) for a in actions], [float(o) for o in o_], int(done))
+                     for (stage, actions, _, done), o_ in zip(level_seen, odds)],
+            "final": int(action), "sims": int(sims), "sure_at": int(decided_at), "first": bool(first)}
 
 
 def speculation_trees(cfg, k: int) -> int:

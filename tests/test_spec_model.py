@@ -81,3 +81,25 @@ def test_finer_stages_with_perfect_prediction(k, stages):
     dist[1] = 1.0
     speedup = simulate(k, dist, moves=2000, stages=stages)["speedup"]
     assert k + 1 - 0.05 <= speedup <= stages + 1e-9
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 4, 4), (4, 2, 8, 12), (8, 2, 9, 27), (16, 3, 17, 51)],
+                         ids=lambda s: "k{}-w{}-t{}-s{}".format(*s))
+def test_tree_model_replays_the_measured_pipeline(shape):
+    """The tree model (tools/spec_model.simulate_tree) fed the run's own move traces predicts its batches per
+    move: chains and trees, coarse and fine stages."""
+    from spec_model import simulate_tree
+
+    k, width, trees, stages = shape
+    cfg = Config()
+    cfg.search.sims = 256
+    cfg.search.speculate, cfg.search.spec_width, cfg.search.spec_rows, cfg.search.spec_stages = k, width, trees * 8, stages
+    cfg.selfplay.games, cfg.selfplay.concurrent, cfg.selfplay.max_moves = 2, 1, 40
+    sp = SelfPlay(cfg, HashEvaluator(9, seed=5, max_batch=trees * 8), NNCache(1 << 14, 82, 163), tensorboard=False)
+    sp.pipeline.traces = []
+    measured = sp.run()["mean_move_steps"]
+    traces = sp.pipeline.traces
+    assert len(traces) == 80 and sum(t["first"] for t in traces) == 2
+    assert all(t["sims"] == 256 and t["seen"] for t in traces)
+    model = simulate_tree(traces, k, width, trees, stages, leaves=8, moves=len(traces))
+    assert model["batches_per_move"] == pytest.approx(measured, rel=0.1)

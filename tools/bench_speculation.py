@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from spec_model import simulate  # noqa: E402
+from spec_model import simulate, simulate_tree  # noqa: E402
 from specmcts.config import Config, NetConfig  # noqa: E402
 
 NETS = {
@@ -97,6 +97,7 @@ def play(cfg: Config, evaluator, cache_entries: int):
     size = cfg.game.board
     cache = fresh_cache(cache_entries, size)
     sp = SelfPlay(cfg, evaluator, cache, out=None, tensorboard=False)
+    sp.pipeline.traces = []  # the move traces the tree model replays
     summary = sp.run()
     middle = [m for m in range(size * size // 4, size * size)]
     hits = cache.hits_by_move[middle].sum() if cache.enabled else 0
@@ -195,6 +196,9 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
             predicted = simulate(k, dist, 50_000, seed=args.seed, stages=shape["stages"])["speedup"]
         else:
             dist, predicted = None, 1.0
+        replay = (simulate_tree(sp.pipeline.traces, k, shape["width"], shape["trees"], shape["stages"], leaves,
+                                moves=len(sp.pipeline.traces), seed=args.seed)["batches_per_move"]
+                  if k > 0 and sp.pipeline.traces else float(s["mean_move_steps"]))
         st = sp.search.stats
         moves = max(s["moves"], 1)
         hist = st.batch_rows
@@ -210,7 +214,7 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
             "rows_per_batch": float((hist * np.arange(len(hist))).sum() / max(hist.sum(), 1)),
             "speedup_wall": b_s["mean_move_ms"] / s["mean_move_ms"] if s["mean_move_ms"] else float("nan"),
             "speedup_batches": b_s["mean_move_steps"] / s["mean_move_steps"] if s["mean_move_steps"] else float("nan"),
-            "predicted_speedup": predicted,
+            "predicted_speedup": predicted, "model_batches": replay,
             "model_gpu_forward_ms": gpu_ms, "cpu_ms": cpu_ms, "model_latency_ms": gpu_ms + cpu_ms,
             "accuracy_by_stage": s["prediction_accuracy_by_stage"], "accuracy": s["prediction_accuracy"],
             "accuracy_by_phase": s["prediction_accuracy_by_phase"],
@@ -223,7 +227,8 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
         })
         r = rows[-1]
         print(f"  {label(net_name)} L={leaves} cache={'on' if cache_entries else 'off'} {r['shape']}: "
-              f"{r['move_batches']:.2f} batches/move ({r['speedup_batches']:.2f}x, model {predicted:.2f}x), "
+              f"{r['move_batches']:.2f} batches/move (replay model {replay:.2f}; {r['speedup_batches']:.2f}x, "
+              f"J model {predicted:.2f}x), "
               f"{r['rows_per_batch']:.0f} rows/batch, {r['move_ms']:.1f} ms/move wall, modelled GPU "
               f"{r['model_latency_ms']:.2f} ms/move, agreement {agree:.3f}", file=sys.stderr, flush=True)
     return rows
@@ -233,12 +238,13 @@ def print_latency(rows: list[dict], args) -> None:
     cost = BatchCost(board_of(args.nets[0]))
     print(f"\nLatency: one game at a time, {args.sims} sims/move, evaluator {args.evaluator} on {args.device}"
           f"{f', first {args.max_moves} moves' if args.max_moves else ''}. Speedups are vs k=0 in the same run.")
-    print("model: the analytical pipeline (tools/spec_model.py) fed the measured J; for trees J of 'among the top "
-          "width candidates', i.e. the speedup were every such branch within the budget (an upper bound).")
+    print("replay: batches per move of the tree model (tools/spec_model.simulate_tree) replaying this run's move "
+          "traces. J model: the chain model fed the measured J (chains: a prediction; trees: J of 'among the top "
+          "width candidates', the speedup were every such branch within the budget, a bound).")
     print(f"Modelled GPU ms/move (GPU ms*) = sum over batches of {cost.label} at that batch's rows + this "
           f"machine's time per move outside the forward passes (CPU ms: select, cache, encode, backup and "
           f"scheduling, one thread). wall ms: this CPU's own latency, forward included.")
-    head = (f"{'net':>10} {'L':>3} {'cache':>5} {'shape':>18} {'batches':>8} {'speedup':>8} {'model':>6} {'rows':>5} "
+    head = (f"{'net':>10} {'L':>3} {'cache':>5} {'shape':>18} {'batches':>8} {'replay':>7} {'speedup':>8} {'J model':>7} {'rows':>5} "
             f"{'wall ms':>7} {'CPU ms':>7} {'GPU ms*':>8} {'acc 1st/mid/last':>17} {'open/mid/end':>15} {'sure':>5} {'waste':>6} "
             f"{'hit':>4} {'mid':>4} {'agree':>6}")
     print(head)
@@ -249,7 +255,7 @@ def print_latency(rows: list[dict], args) -> None:
         ph_s = "/".join("-" if v is None or v != v else f"{v:.2f}" for v in ph.values()) if ph else "-"
         model = "-" if r["predicted_speedup"] != r["predicted_speedup"] else f"{r['predicted_speedup']:.2f}x"
         print(f"{r['net']:>10} {r['leaves']:>3} {'on' if r['cache'] else 'off':>5} {r['shape']:>18} "
-              f"{r['move_batches']:>8.2f} {r['speedup_batches']:>7.2f}x {model:>6} {r['rows_per_batch']:>5.0f} "
+              f"{r['move_batches']:>8.2f} {r['model_batches']:>7.2f} {r['speedup_batches']:>7.2f}x {model:>7} {r['rows_per_batch']:>5.0f} "
               f"{r['move_ms']:>7.1f} {r['cpu_ms']:>7.1f} {r['model_latency_ms']:>8.2f} {acc_s:>17} {ph_s:>15} "
               f"{100 * r['sure_fraction']:>4.0f}% {100 * r['wasted']:>5.1f}% {100 * r['cache_hit']:>3.0f}% "
               f"{100 * r['cache_hit_middle']:>3.0f}% {r['agreement']:>6.3f}")
@@ -349,9 +355,12 @@ def main(argv=None) -> int:
         versus = (f"; best tree {bt['shape']} {bt['speedup_batches']:.2f}x vs best chain {bc['shape']} "
                   f"{bc['speedup_batches']:.2f}x ({bt['speedup_batches'] / bc['speedup_batches']:.2f}x)")
     all_identical = all(r["identical"] for r in rows)
+    worst = max(rows, key=lambda r: abs(r["model_batches"] / r["move_batches"] - 1))
     print(f"\nsummary: best {best['speedup_batches']:.2f}x fewer batches per move than k=0 at {best['shape']} "
           f"({best['net']}, L={best['leaves']}, cache {'on' if best['cache'] else 'off'}), modelled GPU "
-          f"{best['model_latency_ms']:.2f} ms/move{versus}; records identical to k=0: {all_identical}; "
+          f"{best['model_latency_ms']:.2f} ms/move{versus}; replay model within "
+          f"{100 * abs(worst['model_batches'] / worst['move_batches'] - 1):.1f}% of every row; "
+          f"records identical to k=0: {all_identical}; "
           f"{time.perf_counter() - started:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({"latency": rows, "throughput": through}, default=float, indent=1))

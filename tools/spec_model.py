@@ -112,6 +112,165 @@ def simulate(k: int, j_dist: np.ndarray, moves: int = 100_000, seed: int = 0, ba
             "speedup": s_count / per_move}
 
 
+@dataclass(eq=False)
+class _Search:
+    """One search of the tree model: replays a move's trace (the real one on the real path)."""
+
+    trace: dict
+    move: int  # index into the traces of the real path (-1 off it)
+    parent: "_Search | None" = None
+    depth: int = 0
+    via: int = -1  # the parent's action that leads here
+    batches: int = 0
+    next_b: int = 1
+    odds: float = 1.0
+    path: float = 1.0
+    decided: bool = False
+    candidates: list = None
+    children: dict = None
+
+    def __post_init__(self):
+        self.candidates, self.children = [], {}
+        self.at = {stage: (actions, odds) for stage, actions, odds, _ in self.trace["seen"]}
+
+    def done(self, leaves: int) -> int:
+        """Simulations done: the root's own evaluation takes the first batch, then ``leaves`` per batch."""
+        return max(0, min(self.trace["sims"], (self.batches - 1) * leaves))
+
+
+def _walk(node: _Search) -> list:
+    out, todo = [], [node]
+    while todo:
+        n = todo.pop()
+        out.append(n)
+        todo.extend(reversed(list(n.children.values())))
+    return out
+
+
+def simulate_tree(traces: list[dict], k: int, width: int, trees: int, stages: int, leaves: int,
+                  moves: int = 20_000, seed: int = 0, keep: float = 2.0) -> dict:
+    """The speculation tree (``specmcts/speculation.py``) replayed on recorded move traces, in evaluator
+    batches of one game. The real path replays the traces in order (a trace with ``first`` starts a new
+    game); a search off the real path borrows a random trace, so it ranks and spends the budget like a
+    real one, and everything below it is wrong. Each batch every live search gets ``leaves`` simulations;
+    stage boundaries, the calibrated odds of the candidates, sure moves, the budget of ``trees`` searches
+    with at most ``width`` children each, the keep bonus, commits and rollbacks follow the pipeline.
+    What it leaves out: collisions, the NN cache, batches too small for every search. Returns mean batches
+    per move and the speedup over one search per move (its batches)."""
+    rng = np.random.default_rng(seed)
+    n = len(traces)
+
+    def bound(node: _Search, j: int) -> int:
+        return int(np.ceil(node.trace["sims"] * j / stages))
+
+    def real(move: int, parent=None) -> _Search:
+        return _Search(traces[move % n], move, parent, 0 if parent is None else parent.depth + 1)
+
+    def candidates_at(node: _Search, stage: int) -> None:
+        if node.decided:
+            return
+        entry = node.at.get(stage)
+        if entry is None:  # a boundary the real search passed together with a later one: take the nearest
+            later = [s for s in node.at if s >= stage] or list(node.at)
+            if not later:
+                return
+            entry = node.at[min(later, key=lambda s: (abs(s - stage), -s))]
+        actions, odds = entry
+        node.candidates = list(zip(actions[:width], odds[:width]))
+        current = dict(node.candidates)
+        for action, child in node.children.items():
+            child.odds = current.get(action, 0.0)
+
+    def spawn(parent: _Search, action: int, odds: float) -> None:
+        right = parent.move >= 0 and action == parent.trace["final"]
+        if right:
+            if traces[(parent.move + 1) % n].get("first"):
+                return  # the game ended with that move
+            child = real(parent.move + 1, parent)
+        else:
+            child = _Search(traces[int(rng.integers(n))], -1, parent, parent.depth + 1)
+        child.odds, child.path, child.via = odds, parent.path * odds, action
+        parent.children[action] = child
+
+    def plan(head: _Search) -> None:
+        levels = _walk(head)
+        for lv in levels[1:]:
+            lv.path = lv.parent.path * lv.odds
+        options, proposals = [], []
+        for i, lv in enumerate(levels):
+            if i and lv.odds > 0:
+                options.append((-lv.path * keep, lv.depth, 0, i))
+            if lv.depth < k:
+                for action, odds in lv.candidates:
+                    if action not in lv.children:
+                        options.append((-lv.path * odds, lv.depth + 1, 1, len(proposals)))
+                        proposals.append((lv, action, odds))
+        options.sort()
+        kept, start, room = {id(head)}, [], trees - 1
+        for _, _, kind, i in options:
+            if room <= 0:
+                break
+            parent = levels[i].parent if kind == 0 else proposals[i][0]
+            if id(parent) not in kept:
+                continue
+            if kind == 0:
+                kept.add(id(levels[i]))
+            else:
+                start.append(proposals[i])
+            room -= 1
+        for lv in levels[1:]:
+            if id(lv) not in kept and id(lv.parent) in kept:
+                del lv.parent.children[lv.via]
+        for parent, action, odds in start:
+            spawn(parent, action, odds)
+
+    head = real(0)
+    batches, commits, move = 0, 0, 0
+    while commits < moves:
+        while head.done(leaves) >= head.trace["sims"]:
+            commits += 1
+            move = head.move + 1
+            child = head.children.get(head.trace["final"])
+            if child is not None and child.move == move:
+                child.parent, child.odds, child.path = None, 1.0, 1.0
+                for lv in _walk(child):
+                    lv.depth -= 1
+                head = child
+                for lv in _walk(head):  # leaves past a boundary rank their candidates now (see _refresh_leaves)
+                    if not lv.children and lv.depth < k and lv.next_b > 1:
+                        candidates_at(lv, lv.next_b - 1)
+                plan(head)
+            else:
+                head = real(move)
+            if commits >= moves:
+                break
+        batches += 1
+        touched = False
+        for lv in _walk(head):
+            lv.batches += 1
+            done = lv.done(leaves)
+            crossed = lv.next_b
+            while crossed <= stages - 1 and done >= bound(lv, crossed):
+                crossed += 1
+            if crossed > lv.next_b:
+                lv.next_b = crossed
+                candidates_at(lv, crossed - 1)
+                touched = True
+            sure = lv.trace["sure_at"]
+            if not lv.decided and 0 <= sure <= done and done < lv.trace["sims"]:
+                final = lv.trace["final"]
+                lv.candidates = [(final, 1.0)]
+                for action, child in lv.children.items():
+                    child.odds = 1.0 if action == final else 0.0
+                lv.decided = touched = True
+        if touched:
+            plan(head)
+    per_move = batches / moves
+    single = float(np.mean([1 + int(np.ceil(t["sims"] / leaves)) for t in traces]))
+    return {"k": k, "width": width, "trees": trees, "stages": stages, "batches_per_move": per_move,
+            "speedup": single / per_move}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--k", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
