@@ -31,6 +31,7 @@ class SearchStats:
     evals: int = 0  # rows sent to the network
     cache_hits: int = 0
     terminal: int = 0  # leaves scored by the rules
+    parallel_steps: int = 0  # steps whose batch kernels ran in parallel over trees
     # wall seconds per phase of step(): where the time goes (select, cache, encode, forward, backup)
     seconds: dict = field(default_factory=lambda: dict.fromkeys(("select", "cache", "encode", "forward", "backup"), 0.0))
     batch_rows: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # [r]: batches that sent r rows
@@ -307,6 +308,7 @@ class Search:
         parallel = self._threads > 1 and len(slots) >= self.cfg.parallel_min_trees
         if parallel:
             numba.set_num_threads(self._threads)
+            self.stats.parallel_steps += 1
         select = kernels.select_leaves_parallel if parallel else kernels.select_leaves
         n, collisions = select(
             slots, wanted, row_start,

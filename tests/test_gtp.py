@@ -453,12 +453,21 @@ def test_genmove_analyze_streams_then_plays(engine):
 
 
 def test_gogui_analyze_commands(engine):
-    commands = ok(engine, "gogui-analyze_commands").split("\n")
-    for entry in commands:
-        kind, label, command = entry.split("/", 2)
-        assert ok(engine, command) is not None
-    rows = ok(engine, "specmcts-policy").split("\n")
-    assert len(rows) == 9 and all(len(r.split()) == 9 for r in rows)
+    """Each advertised command answers in the format its GoGui kind promises."""
+    ok(engine, "play b e5")
+    ok(engine, "play w c3")
+    commands = [entry.split("/", 2) for entry in ok(engine, "gogui-analyze_commands").split("\n")]
+    assert [kind for kind, _, _ in commands] == ["dboard", "plist", "string"]
+    for kind, label, command in commands:
+        answer = ok(engine, command)
+        if kind == "dboard":  # one row of N numbers per board line
+            rows = answer.split("\n")
+            values = [float(v) for r in rows for v in r.split()]
+            assert len(rows) == 9 and len(values) == 81 and all(0.0 <= v <= 1.0 for v in values)
+        elif kind == "plist":  # vertices, possibly none
+            assert all(re.fullmatch(r"[A-HJ-T]\d{1,2}", v) for v in answer.split()), answer
+        else:
+            assert re.fullmatch(r"(B|W)\+\d+(\.\d)?|0", answer), answer
 
 
 # -- a real process ----------------------------------------------------------------------------------

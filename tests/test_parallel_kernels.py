@@ -1,4 +1,5 @@
 """The batch kernels run serially or in parallel over trees; both must give the same trees."""
+import numba
 import numpy as np
 
 from games.go import GoRules, GoState
@@ -32,8 +33,10 @@ def run(threads, positions, sims=96):
 
 
 def test_parallel_and_serial_kernels_build_identical_trees():
+    assert numba.config.NUMBA_NUM_THREADS >= 2, "needs numba with 2 or more threads (a machine with 2+ cores)"
     positions = roots(32)
     serial, parallel = run(1, positions), run(2, positions)
+    assert serial.stats.parallel_steps == 0 and parallel.stats.parallel_steps == parallel.stats.steps > 0
     tr_s, tr_p = serial.trees, parallel.trees
     np.testing.assert_array_equal(tr_s.node_count, tr_p.node_count)
     for name in ("visits", "value_sum", "parent", "action", "status", "children", "prior"):

@@ -29,17 +29,17 @@ def selfplay(board: int, k: int, *, games: int = 3, concurrent: int = 3, sims: i
              max_batch: int = 512, leaves_per_tree: int = 8, evaluator: str = "hash", seed: int = 1,
              resign_threshold: float = -0.95, no_resign_fraction: float = 0.0, threads: int = 0,
              root: str = "puct", fast_sims: int = 0, score_utility: float = 0.0, width: int = 1, rows: int = 0,
-             sure: bool = True, max_moves: int = 0, stages: int = 0):
+             sure: bool = True, max_moves: int = 0, stages: int = 0, parallel_min_trees: int = 16):
     """Play ``games`` games at depth ``k``; returns (records by game index, summary, the SelfPlay).
     ``threads`` 1: serial batch kernels; 0: parallel over trees when a batch has 16 trees or more.
     Memoised (tests share their k = 0 references); callers must not modify what it returns."""
     return _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
-                     resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves, stages)
+                     resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves, stages, parallel_min_trees)
 
 
 @lru_cache(maxsize=None)
 def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
-              resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves, stages):
+              resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves, stages, parallel_min_trees):
     cfg = Config()
     cfg.seed = seed
     cfg.game.board = board
@@ -60,6 +60,7 @@ def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tr
     cfg.search.spec_rows = rows
     cfg.search.spec_sure = sure
     cfg.search.spec_stages = stages
+    cfg.search.parallel_min_trees = parallel_min_trees
     cfg.selfplay.games = games
     cfg.selfplay.concurrent = concurrent
     cfg.selfplay.max_moves = max_moves
@@ -142,12 +143,12 @@ def test_lossless_when_leaves_per_tree_exceeds_the_evaluator_batch(k):
 
 @pytest.mark.parametrize("k", [2, 4])
 def test_lossless_with_parallel_batch_kernels(k):
-    """Six games, up to 6 * (k + 1) trees per batch: the batch kernels run in parallel over trees, and the
-    records still equal a serial k = 0 run."""
-    reference, _, _ = selfplay(5, 0, games=6, concurrent=6, threads=1)
-    records, _, runner = selfplay(5, k, games=6, concurrent=6)
+    """Six games, up to 6 * (k + 1) trees per batch: the batch kernels run in parallel over trees (from 4
+    trees in a batch on), and the records still equal a serial k = 0 run."""
+    reference, _, ref_runner = selfplay(5, 0, games=6, concurrent=6, threads=1)
+    records, _, runner = selfplay(5, k, games=6, concurrent=6, parallel_min_trees=4)
     assert_same_records(records, reference)
-    assert runner.search.cfg.parallel_min_trees <= 6 * (k + 1)
+    assert ref_runner.search.stats.parallel_steps == 0 and runner.search.stats.parallel_steps > 0
 
 
 @pytest.mark.parametrize("max_batch", ["large", "small"])
@@ -267,7 +268,7 @@ def test_trees_never_run_more_searches_than_the_budget(monkeypatch):
         return n
 
     monkeypatch.setattr(Pipeline, "step", checked)
-    _selfplay.__wrapped__(9, 4, 2, 2, SIMS, True, 512, 8, "hash", 3, -0.95, 0.0, 0, "puct", 0, 0.0, 3, 8 * 5, True, 0, 0)
+    _selfplay.__wrapped__(9, 4, 2, 2, SIMS, True, 512, 8, "hash", 3, -0.95, 0.0, 0, "puct", 0, 0.0, 3, 8 * 5, True, 0, 0, 16)
     assert seen["max"] == 5  # the budget was used in full
 
 
