@@ -14,7 +14,6 @@ from specmcts import cli
 from specmcts.config import load_config
 from specmcts.elo import elo_from_score, estimate, score_from_elo, wilson_interval
 from specmcts.evaluate import GTPSide, RandomSide, Side, gate, net_side, play_match
-from specmcts.gtp_client import find_gnugo
 from specmcts.network import build_net, save_model
 from specmcts.sgf import read_sgf
 
@@ -159,8 +158,7 @@ def test_an_illegal_gtp_move_forfeits_the_game(tmp_path):
     assert "forfeits" in (sgf.game_comment or "")
 
 
-@pytest.mark.skipif(find_gnugo() is None, reason="GnuGo not installed (apt-get install gnugo)")
-def test_match_against_gnugo(tmp_path):
+def test_match_against_gnugo(tmp_path, gnugo):
     cfg = tiny_config()
     a = net_side("net", build_net(SIZE, cfg.net), cfg, concurrent=2)
     from specmcts.evaluate import opponent_side
