@@ -123,3 +123,45 @@ def test_kill_9_then_resume(tmp_path):
     assert not list(models.glob(".*.tmp")) and not list(data.glob("*.tmp"))  # leftovers of the kill cleaned up
     pointer = json.loads((models / "selfplay.json").read_text())
     assert (models / pointer["path"]).exists()
+
+
+@pytest.mark.slow
+def test_lock_refuses_a_second_run_and_signals_stop_gracefully(tmp_path):
+    """While a run holds its directory a second run there is refused with one line. SIGTERM stops a run after
+    its current chunk or step: its summary with stop reason 'interrupted', a final checkpoint, exit 130 (the
+    CLI's status for an interrupted command). SIGINT twice stops it at once: exit 130, no summary, no
+    traceback, every checkpoint still readable."""
+    config = tmp_path / "kill5.yaml"
+    config.write_text(yaml.safe_dump(KILL_CONFIG))
+    run = tmp_path / "run"
+    models = run / "models"
+
+    first = start_run(run, config)
+    wait_for(first, lambda: len(listing(models, "model_*.pt")) >= 2, "two checkpoints")
+    second = start_run(run, config, "--resume")
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 1 and out == ""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "in use by another specmcts run" in lines[0], err
+
+    first.send_signal(signal.SIGTERM)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "stopping after the current chunk or step" in err
+    summary = json.loads(out)
+    assert summary["stop_reason"] == "interrupted"
+    assert f"model_{summary['step']:08d}.pt" in listing(models, "model_*.pt")
+
+    third = start_run(run, config, "--resume")
+    newest = summary["step"]
+    wait_for(third, lambda: max(int(p.name[6:14]) for p in models.glob("model_*.pt")) > newest,
+             "a checkpoint after the resume")
+    third.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    third.send_signal(signal.SIGINT)
+    out, err = third.communicate(timeout=120)
+    assert third.returncode == 130 and out == "", err[-2000:]
+    assert "Traceback" not in err and err.strip().endswith("specmcts: interrupted")
+    for path in models.glob("model_*.pt"):
+        read_checkpoint(path)
+    assert not list(models.glob(".*.tmp"))
