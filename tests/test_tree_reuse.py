@@ -85,3 +85,37 @@ def test_selfplay_with_tree_reuse_needs_fewer_batches_per_move():
         assert not sp.search.trees.virtual_loss.any()
         results[reuse] = summary["mean_move_steps"]
     assert results[True] < results[False]
+
+
+def test_tree_reuse_with_speculation(monkeypatch):
+    """Tree reuse beside a speculation tree: a commit keeps the speculative tree (already fresh), a
+    rollback reuses the played move's subtree. Games finish, targets are distributions, no slot leaks,
+    and the reuse path really ran. (Records differ from k = 0 here: a reused tree is not a fresh one.)"""
+    calls = []
+    original = Search.reuse
+
+    def counted(self, *args, **kwargs):
+        calls.append(original(self, *args, **kwargs))
+        return calls[-1]
+
+    monkeypatch.setattr(Search, "reuse", counted)
+    for width, rows in ((1, 0), (2, 8 * 6)):
+        calls.clear()
+        cfg = Config()
+        cfg.search.sims = 48
+        cfg.search.tree_reuse = True
+        cfg.search.speculate, cfg.search.spec_width, cfg.search.spec_rows = 3, width, rows
+        cfg.selfplay.games = cfg.selfplay.concurrent = 3
+        cfg.selfplay.max_moves = 30
+        sp = SelfPlay(cfg, HashEvaluator(9, seed=1, max_batch=256), NNCache(1 << 12, 82, 163), tensorboard=False)
+        summary = sp.run()
+        assert summary["games"] == 3 and summary["moves"] == 90
+        for rec in sp.records:
+            replay = GoState(GoRules(9))
+            for action, target in zip(rec.moves, rec.targets):
+                assert replay.legal_mask()[action] and abs(float(target.sum()) - 1.0) < 1e-5
+                replay.play(action)
+        assert any(calls), "a rollback should have reused the played move's subtree"
+        assert sp.pipeline.stats.committed > 0
+        assert len(sp.pipeline.free_slots) == sp.search.num_trees == len(set(sp.pipeline.free_slots))
+        assert not sp.search.trees.virtual_loss.any()
