@@ -184,3 +184,22 @@ def test_cli_eval_against_gnugo_reports_the_judges(tmp_path, capsys):
     line = capsys.readouterr().out
     assert line.startswith("eval: net vs gnugo-l0") and line.count("\n") == 1
     assert "final_score" in line and "disagree" in line
+
+
+def test_cli_eval_against_any_gtp_engine(tmp_path, capsys, gnugo):
+    """``--opponent gtp:<command line>``: any GTP engine (here GnuGo started by hand, without the referee's
+    flags) plays the match; the opponent is named by its command, and the games are judged and saved."""
+    cfg = tiny_config()
+    model = tmp_path / "net.pt"
+    save_model(model, build_net(5, cfg.net))
+    common = ["--config", "configs/tiny.yaml", "--board", "5", "--sims", "8", "--device", "cpu", "--quiet",
+              "--out", str(tmp_path / "run"), "--model", str(model), "--games", "2"]
+    assert cli.main(["eval", "--json", *common, "--opponent", f"gtp:{gnugo} --mode gtp --level 0"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["games"] == 2 and s["a"] == "net" and "gnugo" in s["b"]
+    assert s["wins"] + s["losses"] + s["draws"] == 2
+    assert len(list((tmp_path / "run" / "eval" / "sgf").glob("*.sgf"))) == 2
+    # a command that is not a GTP engine fails with one line, not a hang or a traceback
+    assert cli.main(["eval", *common, "--opponent", "gtp:false"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("specmcts eval:"), err
