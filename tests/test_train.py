@@ -257,3 +257,42 @@ def test_amp_training_on_cuda(tmp_path, data_dir):
         path = trainer.save()
         resumed, _ = Trainer.resume(cfg, tmp_path / dtype, buf, device="cuda")
         assert resumed.step == 40 and path.exists()
+
+
+@pytest.mark.slow
+def test_kill_9_of_train_then_resume(tmp_path, data_dir, capsys):
+    """`kill -9` of `specmcts train` while it writes checkpoints: every checkpoint left is whole (written to a
+    temporary file, then renamed), and `--resume` continues from the newest."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from specmcts.network import read_checkpoint
+
+    out = tmp_path / "run"
+    models = out / "models"
+    args = ["train", "--config", "configs/tiny.yaml", "--board", "5", "--device", "cpu", "--out", str(out),
+            "--data", str(data_dir), "--batch-size", "16", "--set", "train.min_samples=16",
+            "--set", "train.checkpoint_every=2", "--set", "train.keep_checkpoints=0", "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "specmcts", *args, "--steps", "100000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.monotonic() + 300
+    while len(list(models.glob("model_*.pt"))) < 6:
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.monotonic() < deadline, "train wrote no checkpoints"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stderr.close()
+    left = sorted(models.glob("model_*.pt"))
+    steps = [read_checkpoint(p)["step"] for p in left]  # every one whole
+    newest = max(steps)
+    assert cli.main(args + ["--steps", str(newest + 4), "--resume", "--json"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["step"] == newest + 4 and summary["steps"] == 4  # continued from the newest checkpoint
+    assert not list(models.glob(".*.tmp")) and not list(models.glob("*.tmp"))
