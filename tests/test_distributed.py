@@ -26,7 +26,9 @@ RAY_CONFIG = {
     "evaluator": {"device": "cpu", "max_batch": 128, "cache_entries": 16384, "torch_threads": 1},
     "selfplay": {"concurrent": 4},
     "train": {"batch_size": 32, "min_samples": 64, "checkpoint_every": 5, "log_every": 5},
-    "run": {"mode": "async", "workers": 2, "chunk_games": 4, "train_samples_per_sample": 2.0, "minutes": 3.0},
+    # minutes: a safety net only (each test stops on steps or generations; the per-test timeout is 15 minutes),
+    # long enough that a slow, loaded CI machine never stops on time instead
+    "run": {"mode": "async", "workers": 2, "chunk_games": 4, "train_samples_per_sample": 2.0, "minutes": 12.0},
 }
 
 
