@@ -4,9 +4,17 @@ Hypothesis profiles: the numba kernels compile on first call (seconds), so per-e
 ``HYPOTHESIS_PROFILE=ci`` (what CI should set) also derandomizes, so a red CI run replays the same examples.
 """
 import os
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+# Tests import helpers from each other (``from tests.test_replay import write_shard``): the repository root
+# on sys.path makes that work from any working directory, not only from the root.
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(

@@ -182,7 +182,7 @@ def test_cli_eval(tmp_path, capsys):
     cfg = tiny_config()
     a = tmp_path / "a.pt"
     save_model(a, build_net(SIZE, cfg.net))
-    common = ["--config", "configs/tiny.yaml", "--board", "5", "--sims", "8", "--device", "cpu", "--quiet",
+    common = ["--config", "tiny", "--board", "5", "--sims", "8", "--device", "cpu", "--quiet",
               "--out", str(tmp_path / "run")]
     assert cli.main(["eval", "--model", str(a), "--opponent", "random", "--games", "4", "--json", *common]) == 0
     s = json.loads(capsys.readouterr().out)

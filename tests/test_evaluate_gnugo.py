@@ -166,7 +166,7 @@ def test_cli_eval_against_gnugo_reports_the_judges(tmp_path, capsys):
     cfg = tiny_config()
     model = tmp_path / "net.pt"
     save_model(model, build_net(5, cfg.net))
-    common = ["--config", "configs/tiny.yaml", "--board", "5", "--sims", "8", "--device", "cpu", "--quiet",
+    common = ["--config", "tiny", "--board", "5", "--sims", "8", "--device", "cpu", "--quiet",
               "--out", str(tmp_path / "run"), "--model", str(model), "--opponent", "gnugo", "--gnugo-level", "0",
               "--games", "2"]
     assert cli.main(["eval", "--json", *common]) == 0
@@ -192,7 +192,7 @@ def test_cli_eval_against_any_gtp_engine(tmp_path, capsys, gnugo):
     cfg = tiny_config()
     model = tmp_path / "net.pt"
     save_model(model, build_net(5, cfg.net))
-    common = ["--config", "configs/tiny.yaml", "--board", "5", "--sims", "8", "--device", "cpu", "--quiet",
+    common = ["--config", "tiny", "--board", "5", "--sims", "8", "--device", "cpu", "--quiet",
               "--out", str(tmp_path / "run"), "--model", str(model), "--games", "2"]
     assert cli.main(["eval", "--json", *common, "--opponent", f"gtp:{gnugo} --mode gtp --level 0"]) == 0
     s = json.loads(capsys.readouterr().out)

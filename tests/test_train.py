@@ -195,7 +195,7 @@ def test_cli_train_resume_and_errors(tmp_path, data_dir, capsys):
     import json
 
     out = tmp_path / "run"
-    args = ["train", "--config", "configs/tiny.yaml", "--board", "5", "--device", "cpu", "--out", str(out),
+    args = ["train", "--config", "tiny", "--board", "5", "--device", "cpu", "--out", str(out),
             "--data", str(data_dir), "--batch-size", "16", "--set", "train.min_samples=16",
             "--set", "train.checkpoint_every=5", "--quiet"]
     assert cli.main(args + ["--steps", "5", "--json"]) == 0
@@ -213,12 +213,12 @@ def test_cli_train_resume_and_errors(tmp_path, data_dir, capsys):
     assert "model_00000005.pt" in captured.err and "unreadable" in captured.err and "Traceback" not in captured.err
     assert "to step 10" in captured.out and "10 steps to step 10" in captured.out
     # No shards: one line, no traceback.
-    assert cli.main(["train", "--config", "configs/tiny.yaml", "--board", "5", "--device", "cpu", "--out",
+    assert cli.main(["train", "--config", "tiny", "--board", "5", "--device", "cpu", "--out",
                      str(tmp_path / "empty"), "--steps", "3", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "samples" in err and err.count("\n") == 1
     # A checkpoint for another board.
-    assert cli.main(["train", "--config", "configs/tiny.yaml", "--board", "7", "--device", "cpu", "--out",
+    assert cli.main(["train", "--config", "tiny", "--board", "7", "--device", "cpu", "--out",
                      str(tmp_path / "other"), "--data", str(data_dir), "--model", str(out / "models" / "model_00000000.pt"),
                      "--steps", "3", "--quiet"]) == 1
     err = capsys.readouterr().err.splitlines()
@@ -274,7 +274,7 @@ def test_kill_9_of_train_then_resume(tmp_path, data_dir, capsys):
 
     out = tmp_path / "run"
     models = out / "models"
-    args = ["train", "--config", "configs/tiny.yaml", "--board", "5", "--device", "cpu", "--out", str(out),
+    args = ["train", "--config", "tiny", "--board", "5", "--device", "cpu", "--out", str(out),
             "--data", str(data_dir), "--batch-size", "16", "--set", "train.min_samples=16",
             "--set", "train.checkpoint_every=2", "--set", "train.keep_checkpoints=0", "--quiet"]
     proc = subprocess.Popen([sys.executable, "-m", "specmcts", *args, "--steps", "100000"],
