@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: a wheel install has the presets too
 
 
 class ConfigError(ValueError):

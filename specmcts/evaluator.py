@@ -140,10 +140,6 @@ class Evaluator:
         """Fill ``self._policy[:n]``, ``self._value[:n]`` and ``self._score[:n]`` from ``self.inputs[:n]``."""
         raise NotImplementedError
 
-    def reset_counters(self) -> None:
-        self.evals = 0
-        self.batches = 0
-
     def close(self) -> None:
         """Release device resources (CUDA graphs); the evaluator is unusable afterwards."""
 

@@ -417,9 +417,6 @@ class Trainer:
     def model_id(self) -> str:
         return self.net.model_id
 
-    def state_dict_for_inference(self) -> dict:
-        return {k: v.detach() for k, v in self.net.state_dict().items()}
-
 
 def open_writer(run_dir: Path, purge_step: int | None = None):
     """A TensorBoard writer on ``<run>/tb``; ``purge_step`` hides points at or after it that an earlier,

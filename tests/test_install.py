@@ -1,0 +1,61 @@
+"""A normal (non-editable) install works on its own: the presets and the shipped net travel as package data.
+
+The wheel is built from this checkout and installed into a fresh venv without network: its dependencies are
+this interpreter's (a ``.pth`` line puts their folder on the path, after the venv's own site-packages, so
+the installed specmcts is the wheel's, not this checkout's). The commands run from an empty folder."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_wheel_install_finds_presets_and_the_shipped_net(tmp_path):
+    wheels = tmp_path / "wheels"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                            "-w", str(wheels), str(ROOT)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    wheel = next(wheels.glob("specmcts-*.whl"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+                                "--no-index", str(wheel)], capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+
+    work = tmp_path / "work"
+    work.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS="1", NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    where = subprocess.run([str(python), "-c", "import specmcts, specmcts.config as c; print(specmcts.__file__); "
+                            "print(sorted(p.name for p in c.CONFIG_DIR.glob('*.yaml')))"],
+                           capture_output=True, text=True, cwd=work, env=env, check=True).stdout.splitlines()
+    assert where[0].startswith(str(site)), where  # the wheel's package, not this checkout
+    assert where[1] == str(["go19.yaml", "go9.yaml", "go9cpu.yaml", "tiny.yaml"])
+
+    play = subprocess.run([str(venv / "bin" / "specmcts"), "selfplay", "--board", "9", "--games", "1", "--config",
+                           "go9cpu", "--sims", "16", "--set", "selfplay.max_moves=6", "--device", "cpu", "--out",
+                           str(work / "run"), "--quiet", "--json"], capture_output=True, text=True, cwd=work, env=env)
+    assert play.returncode == 0, play.stderr[-2000:]
+    summary = json.loads(play.stdout)
+    assert summary["games"] == 1 and summary["moves"] == 6
+    assert len(list((work / "run" / "sgf").glob("*.sgf"))) == 1
+    preset = subprocess.run([str(python), "-c", "from specmcts.config import load_config; c = load_config('go9cpu'); "
+                             "print(c.name, c.search.root, c.net.blocks)"],
+                            capture_output=True, text=True, cwd=work, env=env, check=True).stdout.split()
+    assert preset == ["go9cpu", "gumbel", "3"]  # the preset, not the defaults
+
+    info = subprocess.run([str(venv / "bin" / "specmcts"), "model", "info", "shipped", "--json"],
+                          capture_output=True, text=True, cwd=work, env=env)
+    assert info.returncode == 0, info.stderr[-2000:]
+    assert json.loads(info.stdout)["board_size"] == 9
