@@ -5,6 +5,7 @@ The dataclass defaults are the embedded default (the go9 preset), so the CLI wor
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -316,8 +317,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"net.heads must be kata or fc, got {cfg.net.heads!r}")
     if min(cfg.net.head_channels, cfg.net.gpool_every, cfg.net.gpool_channels) < 0:
         raise ConfigError("net.head_channels, net.gpool_every and net.gpool_channels must be >= 0")
-    if cfg.evaluator.device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"evaluator.device must be auto, cpu or cuda, got {cfg.evaluator.device!r}")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(cfg.evaluator.device)):
+        raise ConfigError(f"evaluator.device must be auto, cpu, cuda or cuda:N, got {cfg.evaluator.device!r}")
 
 
 # Applied on a CPU when no --config is given: `specmcts selfplay --board 9` finishes in about a minute on

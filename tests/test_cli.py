@@ -175,3 +175,20 @@ def test_model_shipped_is_the_embedded_net_or_a_one_line_error(tmp_path, monkeyp
     code = cli.main(["model", "info", "shipped"])
     err = capsys.readouterr().err
     assert code != 0 and "no net ships for 9x9" in err and err.count("\n") == 1
+
+
+def test_cuda_n_is_a_device_everywhere(capsys):
+    """`--device cuda:N` passes the CLI and the config's validation; what happens next is the evaluator's:
+    without a GPU, one line that says so (with one, the run uses that GPU)."""
+    import torch
+
+    from specmcts.config import ConfigError, load_config
+
+    assert load_config(None, ["evaluator.device=cuda:1"]).evaluator.device == "cuda:1"
+    for bad in ("cuda:x", "gpu", "cuda:"):
+        with pytest.raises(ConfigError, match="auto, cpu, cuda or cuda:N"):
+            load_config(None, [f"evaluator.device={bad}"])
+    if not torch.cuda.is_available():
+        code = cli.main(["selfplay", "--board", "5", "--games", "1", "--sims", "4", "--device", "cuda:0", "--quiet"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and len(err) == 1 and "no CUDA GPU is available" in err[0], err
