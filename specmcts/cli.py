@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from specmcts import __version__
+from specmcts.config import AUTO, MAX_SPECULATE  # config imports only yaml: --help stays light
 
 PROG = "specmcts"
 MIN_BOARD = 5  # native.layout.MIN_SIZE / MAX_SIZE, repeated here so --help imports nothing heavy
@@ -74,11 +75,14 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _speculate(text: str) -> int:
-    """``K >= 0`` or ``auto`` (stored as -1, the config's auto)."""
-    if text.strip().lower() == "auto":
-        return -1
-    return _non_negative_int(text)
+def _speculate(text: str) -> int | str:
+    """``K`` in 0..16, or ``auto``."""
+    if text.strip().lower() == AUTO:
+        return AUTO
+    value = _non_negative_int(text)
+    if value > MAX_SPECULATE:
+        raise argparse.ArgumentTypeError(f"expected 0..{MAX_SPECULATE} or auto, got {value}")
+    return value
 
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")

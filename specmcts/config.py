@@ -44,6 +44,7 @@ class NetConfig:
     gpool_channels: int = 0  # channels pooled in those blocks (0: channels // 4)
 
 
+AUTO = "auto"  # the value of settings chosen by measurement at start (search.speculate)
 MAX_SPECULATE = 16  # deepest speculation (search.speculate)
 MAX_SPEC_WIDTH = 8  # most candidate moves one level speculates on
 MAX_SPEC_STAGES = 64  # finest cut of a search into stages
@@ -66,7 +67,9 @@ class SearchConfig:
     no_resign_fraction: float = 0.1  # games that never resign (to measure false resignations)
     threads: int = 0  # CPU threads for the batch kernels: 0 = all cores, 1 = serial
     parallel_min_trees: int = 16  # below this many trees in a batch the kernels run serially
-    speculate: int = 0  # look-ahead depth k of the inter-decision pipeline (0..16); 0 = off, -1 = auto (measured)
+    # look-ahead depth k of the inter-decision pipeline: 0..16 (0 = off), or "auto": the shape the evaluator's
+    # measured batch-cost curve affords (self-play; GTP ponders up to 16 moves deep)
+    speculate: int | str = field(default=0, metadata={"auto": True})
     # Speculation trees: a level may start searches for its spec_width best candidate moves, not only its
     # prediction; spec_rows bounds the evaluator rows one game's searches take per batch (0: a chain's,
     # (k + 1) * leaves_per_tree); the likeliest positions get them. spec_sure: a move decided early (its
@@ -230,6 +233,8 @@ def _merge(obj, data: dict, where: str):
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             _merge(current, value, f"{where}.{key}")
+        elif names[key].metadata.get("auto") and str(value).strip().lower() == AUTO:
+            setattr(obj, key, AUTO)
         else:
             setattr(obj, key, _coerce(value, current, f"{where}.{key}"))
 
@@ -293,8 +298,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"game.board must be {MIN_SIZE}..{MAX_SIZE}, got {cfg.game.board}")
     if cfg.search.sims < 1:
         raise ConfigError("search.sims must be >= 1")
-    if not -1 <= cfg.search.speculate <= MAX_SPECULATE:
-        raise ConfigError(f"search.speculate must be 0..{MAX_SPECULATE}, or -1 (auto), got {cfg.search.speculate}")
+    if cfg.search.speculate != AUTO and not 0 <= cfg.search.speculate <= MAX_SPECULATE:
+        raise ConfigError(f"search.speculate must be 0..{MAX_SPECULATE} or auto, got {cfg.search.speculate}")
     if not 1 <= cfg.search.spec_width <= MAX_SPEC_WIDTH:
         raise ConfigError(f"search.spec_width must be 1..{MAX_SPEC_WIDTH}, got {cfg.search.spec_width}")
     if cfg.search.spec_stages != 0 and not 2 <= cfg.search.spec_stages <= MAX_SPEC_STAGES:

@@ -71,6 +71,7 @@ import numpy as np
 from games.go import BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp, gtp_to_action
 from native import board as board_kernels
 from native import layout
+from specmcts.config import AUTO, MAX_SPECULATE
 
 PROTOCOL_VERSION = "2"
 ENGINE_NAME = "specmcts"
@@ -691,7 +692,7 @@ class EngineOptions:
     analysis_visits: int = 20000  # tree capacity: an analysis stops growing there (and waits)
     resign_threshold: float = 0.025  # winrate; 0 disables resigning
     resign_consecutive: int = 3
-    speculate: int = 0  # pondering depth after our genmove (0: off)
+    speculate: int | str = 0  # pondering depth after our genmove (0: off; auto: as deep as the time allows)
     playouts: int = DEFAULT_PLAYOUTS
     quiet: bool = False
 
@@ -803,6 +804,12 @@ class GtpEngine:
     def size(self) -> int:
         return self.record.rules.size
 
+    @property
+    def ponder_depth(self) -> int:
+        """Moves to ponder ahead: the option, or with ``auto`` as many as the opponent's time allows (the
+        pondering stops at the next command) up to ``MAX_SPECULATE``."""
+        return MAX_SPECULATE if self.options.speculate == AUTO else int(self.options.speculate)
+
     def player(self):
         """The MCTS player for the current board size (built on first use)."""
         size = self.size
@@ -889,7 +896,7 @@ class GtpEngine:
                     break
                 if not self.execute(raw):
                     break
-                if self._ponder_due and self.options.speculate > 0 and not self.input.pending():
+                if self._ponder_due and self.ponder_depth > 0 and not self.input.pending():
                     self.ponder()
         finally:
             self.input = None
@@ -1235,7 +1242,7 @@ class GtpEngine:
         visits, seconds = self._budget(state.to_play)
         line: list[int] = []
         player = self.player()
-        for _ in range(self.options.speculate):
+        for _ in range(self.ponder_depth):
             if state.is_over or self._interrupted():
                 break
             analysis = player.analyze(state, sims=visits, seconds=seconds, stop=self._interrupted)
@@ -1392,7 +1399,8 @@ def run_gtp(cfg, model_path: str | None, options: EngineOptions) -> int:
         engine.log(f"ready: {engine.size}x{engine.size}, komi {engine.rules.komi:g}, "
                    + (f"{options.visits} visits" if options.visits else f"{cfg.search.sims} visits (config)")
                    + (f", {options.seconds:g} s per move" if options.seconds else "")
-                   + (f", pondering {options.speculate} deep" if options.speculate else ""))
+                   + (f", pondering {options.speculate} deep" if options.speculate not in (0, AUTO) else
+                      f", pondering until interrupted, up to {MAX_SPECULATE} deep" if options.speculate == AUTO else ""))
         engine.player()  # build the net now: the first genmove should not pay for it
         return engine.serve(sys.stdin.buffer, gtp_out)
     finally:

@@ -18,7 +18,7 @@ import numpy as np
 from games.go import BLACK, EMPTY, GoRules, GoState, action_to_gtp
 from native import tree as tree_kernels
 from specmcts.atomic import atomic_open
-from specmcts.config import Config, dirichlet_alpha, temperature_moves
+from specmcts.config import AUTO, Config, dirichlet_alpha, temperature_moves
 from specmcts.search import Search, dirichlet_noise
 from specmcts.speculation import (Pipeline, RootSetup, game_phase, measured_cost, plan_speculation,
                                    speculation_trees)
@@ -244,10 +244,11 @@ class SelfPlay:
         self.evaluator = evaluator
         self.cache = cache
         self.concurrent = max(1, min(cfg.selfplay.concurrent, cfg.selfplay.games))
-        self.k = cfg.search.speculate
+        auto = cfg.search.speculate == AUTO
+        self.k = 0 if auto else cfg.search.speculate
         width, trees, stages = cfg.search.spec_width, speculation_trees(cfg.search, self.k), cfg.search.spec_stages
         self.auto = None  # SpeculationPlan of --speculate auto
-        if self.k < 0:
+        if auto:
             self.auto = plan_speculation(measured_cost(evaluator), cfg.search.leaves_per_tree, self.concurrent,
                                          int(evaluator.max_batch))
             self.k, width, trees, stages = self.auto.k, self.auto.width, self.auto.trees, self.auto.stages

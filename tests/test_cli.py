@@ -81,7 +81,7 @@ def test_selfplay_defaults_leave_room_for_the_config():
 
 
 @pytest.mark.parametrize("bad", [["--board", "3"], ["--board", "x"], ["--device", "tpu"], ["--set", "novalue"],
-                                 ["--speculate", "-1"], ["--no-such-flag"]])
+                                 ["--speculate", "-1"], ["--speculate", "17"], ["--no-such-flag"]])
 def test_bad_flags_are_usage_errors(bad, capsys):
     assert cli.main(["selfplay", *bad]) == 2
     err = capsys.readouterr().err
@@ -192,3 +192,18 @@ def test_cuda_n_is_a_device_everywhere(capsys):
         code = cli.main(["selfplay", "--board", "5", "--games", "1", "--sims", "4", "--device", "cuda:0", "--quiet"])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 1 and len(err) == 1 and "no CUDA GPU is available" in err[0], err
+
+
+def test_speculate_auto_is_a_value(tmp_path):
+    """`auto` is written as itself on the command line, in YAML and in --set; -1 means nothing."""
+    from specmcts.config import ConfigError, load_config
+
+    assert cli.build_parser().parse_args(["selfplay", "--speculate", "auto"]).speculate == "auto"
+    assert cli.build_parser().parse_args(["selfplay", "--speculate", "16"]).speculate == 16
+    assert load_config(None, ["search.speculate=auto"]).search.speculate == "auto"
+    path = tmp_path / "c.yaml"
+    path.write_text("search:\n  speculate: Auto\n")
+    assert load_config(path).search.speculate == "auto"
+    for bad in ("-1", "17", "deep"):
+        with pytest.raises(ConfigError, match="search.speculate"):
+            load_config(None, [f"search.speculate={bad}"])

@@ -266,6 +266,21 @@ def test_pondering_warms_the_cache_for_the_predicted_reply():
     assert e.handle("reg_genmove b") and e._ponder_line == []
 
 
+def test_auto_pondering_goes_as_deep_as_it_is_let():
+    """speculate=auto ponders until a command arrives, at most 16 moves ahead (never silently off)."""
+    cfg = load_config(None, TINY[:-1] + ["evaluator.cache_entries=65536"])
+    e = GtpEngine(cfg, options=EngineOptions(visits=8, quiet=True, speculate="auto"))
+    assert e.ponder_depth == 16
+    ok(e, "genmove b")
+    player = e.player()
+    searched = []
+    analyze = player.analyze
+    player.analyze = lambda *args, **kw: searched.append(1) or analyze(*args, **kw)
+    e._interrupted = lambda: len(searched) >= 5  # the opponent's move arrives during the fifth search
+    line = e.ponder()
+    assert len(line) == 4 and len(searched) == 5
+
+
 # -- setup positions, handicap, SGF ----------------------------------------------------------------
 
 

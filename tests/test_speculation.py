@@ -423,7 +423,7 @@ def test_auto_speculation_measures_the_evaluator_and_stays_lossless():
     """On a real (CPU) evaluator: whatever the measured curve says, the plan is a valid shape, the summary
     says it was chosen automatically, and the games equal k = 0's."""
     reference, _, _ = selfplay(9, 0, games=2, concurrent=2)
-    records, summary, runner = selfplay(9, -1, games=2, concurrent=2)
+    records, summary, runner = selfplay(9, "auto", games=2, concurrent=2)
     assert_same_records(records, reference)
     plan = runner.auto
     assert summary["speculation_auto"] and summary["speculate"] == plan.k == runner.pipeline.k

@@ -271,7 +271,7 @@ def throughput_rows(args, net_name: str) -> list[dict]:
         cfg.game.board = size
         cfg.search.sims = args.sims
         cfg.search.leaves_per_tree = args.leaves[0]
-        cfg.search.speculate = -1 if k == "auto" else k
+        cfg.search.speculate = k  # an int, or "auto"
         cfg.selfplay.games = args.throughput
         cfg.selfplay.concurrent = args.throughput
         cfg.selfplay.max_moves = args.max_moves
