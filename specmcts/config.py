@@ -5,6 +5,7 @@ The dataclass defaults are the embedded default (the go9 preset), so the CLI wor
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,6 +325,30 @@ def validate(cfg: Config) -> None:
         raise ConfigError("net.head_channels, net.gpool_every and net.gpool_channels must be >= 0")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(cfg.evaluator.device)):
         raise ConfigError(f"evaluator.device must be auto, cpu, cuda or cuda:N, got {cfg.evaluator.device!r}")
+    # ranges of the values that used to be accepted and then misbehaved (NaN, 0, negative)
+    ranges = [
+        ("game.komi", cfg.game.komi, "a finite number", math.isfinite),
+        ("search.c_puct", cfg.search.c_puct, "> 0", lambda v: v > 0),
+        ("search.temperature", cfg.search.temperature, ">= 0", lambda v: v >= 0),
+        ("search.dirichlet_fraction", cfg.search.dirichlet_fraction, "in [0, 1]", lambda v: 0 <= v <= 1),
+        ("search.dirichlet_alpha", cfg.search.dirichlet_alpha, ">= 0 (0: scaled to the board)", lambda v: v >= 0),
+        ("search.virtual_loss", cfg.search.virtual_loss, ">= 0", lambda v: v >= 0),
+        ("search.fpu_reduction", cfg.search.fpu_reduction, ">= 0", lambda v: v >= 0),
+        ("search.threads", cfg.search.threads, ">= 0 (0: all cores)", lambda v: v >= 0),
+        ("selfplay.games", cfg.selfplay.games, ">= 1", lambda v: v >= 1),
+        ("selfplay.concurrent", cfg.selfplay.concurrent, ">= 1", lambda v: v >= 1),
+        ("selfplay.max_moves", cfg.selfplay.max_moves, ">= 0 (0: the rules' limit)", lambda v: v >= 0),
+        ("selfplay.shard_games", cfg.selfplay.shard_games, ">= 1", lambda v: v >= 1),
+        ("evaluator.max_batch", cfg.evaluator.max_batch, ">= 1", lambda v: v >= 1),
+        ("evaluator.cache_entries", cfg.evaluator.cache_entries, ">= 0 (0: no cache)", lambda v: v >= 0),
+        ("evaluator.torch_threads", cfg.evaluator.torch_threads, ">= 0 (0: torch's default)", lambda v: v >= 0),
+        ("net.blocks", cfg.net.blocks, ">= 0", lambda v: v >= 0),
+        ("net.channels", cfg.net.channels, ">= 1", lambda v: v >= 1),
+        ("net.value_hidden", cfg.net.value_hidden, ">= 1", lambda v: v >= 1),
+    ]
+    for key, value, what, ok in ranges:
+        if not (math.isfinite(value) and ok(value)):
+            raise ConfigError(f"{key} must be {what}, got {value}")
 
 
 # Applied on a CPU when no --config is given: `specmcts selfplay --board 9` finishes in about a minute on
@@ -343,9 +368,10 @@ def preset_for_board(board: int) -> str | None:
 
 
 def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu' (imports torch only for 'auto')."""
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu' (imports torch only for 'auto'); anything else,
+    'cuda:N' included, as it is."""
     if device != "auto":
-        return device.split(":")[0]
+        return device
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -207,3 +207,21 @@ def test_speculate_auto_is_a_value(tmp_path):
     for bad in ("-1", "17", "deep"):
         with pytest.raises(ConfigError, match="search.speculate"):
             load_config(None, [f"search.speculate={bad}"])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("selfplay.games=0", "selfplay.games"), ("selfplay.max_moves=-1", "selfplay.max_moves"),
+    ("search.temperature=-0.5", "search.temperature"), ("search.dirichlet_fraction=1.5", "search.dirichlet_fraction"),
+    ("evaluator.torch_threads=-2", "evaluator.torch_threads"), ("search.c_puct=0", "search.c_puct"),
+    ("game.komi=.nan", "game.komi"), ("net.blocks=-1", "net.blocks"), ("selfplay.concurrent=0", "selfplay.concurrent"),
+])
+def test_out_of_range_settings_are_refused_by_name(override, key, capsys):
+    """One place validates every range (specmcts.config.validate); the error names the key, on one line."""
+    from specmcts.config import ConfigError, load_config, resolve_device
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+    assert cli.main(["selfplay", "--board", "5", "--set", override, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and key in err[0], err
+    assert resolve_device("cuda:1") == "cuda:1"  # the GPU asked for, not GPU 0
