@@ -15,6 +15,7 @@ Flags left at ``None`` mean "take it from the config": defaults < ``--config FIL
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -73,6 +74,24 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return value
+
+
+def _finite(value):
+    """JSON has no NaN or infinity: such values (a rate with nothing to count) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def summary_json(summary: dict) -> str:
+    """A command's summary as one line of valid JSON (``--json``)."""
+    import json
+
+    return json.dumps(_finite(json.loads(json.dumps(summary, default=float))), sort_keys=True)
 
 
 def _speculate(text: str) -> int | str:
@@ -299,7 +318,6 @@ def config_from_args(args: argparse.Namespace):
 
 
 def cmd_selfplay(args: argparse.Namespace) -> int:
-    import json as json_module
     from pathlib import Path
 
     from specmcts.selfplay import format_summary, run_selfplay
@@ -314,7 +332,7 @@ def cmd_selfplay(args: argparse.Namespace) -> int:
         summary = run_selfplay(cfg, out, model_path=args.model, progress=not (args.quiet or args.json))
     except (ValueError, OSError) as err:
         raise CommandError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
-    print(json_module.dumps(summary, default=float, sort_keys=True) if args.json else format_summary(summary))
+    print(summary_json(summary) if args.json else format_summary(summary))
     return EXIT_OK
 
 
@@ -341,7 +359,6 @@ def _one_line(err: BaseException) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import json as json_module
 
     from specmcts.config import resolve_device
     from specmcts.train import format_train_summary, train_run
@@ -356,12 +373,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                             progress=not (args.quiet or args.json))
     except _learning_errors() as err:
         raise CommandError(_one_line(err)) from None
-    print(json_module.dumps(summary, default=float, sort_keys=True) if args.json else format_train_summary(summary))
+    print(summary_json(summary) if args.json else format_train_summary(summary))
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import json as json_module
 
     from specmcts.config import resolve_device
     from specmcts.loop import format_run_summary, run_loop
@@ -387,14 +403,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                          init_model=args.model, progress=not (args.quiet or args.json))
     except _learning_errors() as err:
         raise CommandError(_one_line(err)) from None
-    print(json_module.dumps(summary, default=float, sort_keys=True) if args.json else formatter(summary))
+    print(summary_json(summary) if args.json else formatter(summary))
     if summary["stop_reason"] == "self-play failed":
         return EXIT_FAILURE
     return EXIT_INTERRUPTED if summary["stop_reason"] == "interrupted" else EXIT_OK
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import json as json_module
 
     from specmcts.config import resolve_device
     from specmcts.evaluate import eval_run, format_eval_summary
@@ -418,7 +433,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                            gnugo_level=args.gnugo_level, progress=not (args.quiet or args.json))
     except _learning_errors() as err:
         raise CommandError(_one_line(err)) from None
-    print(json_module.dumps(summary, default=float, sort_keys=True) if args.json else format_eval_summary(summary))
+    print(summary_json(summary) if args.json else format_eval_summary(summary))
     return EXIT_OK
 
 

@@ -7,7 +7,6 @@ not depend on how its searches were scheduled (speculation depth, batch composit
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -451,16 +450,15 @@ def format_summary(s: dict) -> str:
             f"{s['sims_per_s']:.0f} sims/s, {s['evals_per_s']:.0f} evals/s, cache hit {100 * s['cache_hit_rate']:.1f}% | "
             f"mean length {s['mean_game_length']:.1f}, move latency {s['mean_move_ms']:.1f} ms ({s['mean_move_steps']:.1f} batches)")
     if s["speculate"]:
-        stages = "/".join(f"{100 * a:.0f}" for a in s["prediction_accuracy_by_stage"])
+        acc = s["prediction_accuracy_by_stage"]
+        if len(acc) > 6:  # first, middle and last boundary
+            acc = [acc[0], acc[len(acc) // 2], acc[-1]]
+        stages = "/".join("-" if a != a else f"{100 * a:.0f}" for a in acc)
         shape = (f"k={s['speculate']}" if s["speculation_width"] == 1 and s["speculation_trees"] == s["speculate"] + 1
                  else f"tree k={s['speculate']} width {s['speculation_width']} {s['speculation_trees']} searches")
         line += (f" | {'auto ' if s['speculation_auto'] else ''}{shape}: prediction {100 * s['prediction_accuracy']:.1f}% (by stage {stages}), "
                  f"wasted {100 * s['wasted_sims_fraction']:.1f}% sims")
     return line
-
-
-def summary_json(s: dict) -> str:
-    return json.dumps(s, default=float, sort_keys=True)
 
 
 

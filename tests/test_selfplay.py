@@ -22,7 +22,8 @@ from games.go import BLACK, EMPTY, WHITE, GoRules
 from native.features import NUM_PLANES
 from specmcts import cli
 from specmcts.config import CONFIG_DIR, CPU_FALLBACK, load_config
-from specmcts.selfplay import SelfPlay, format_summary, run_selfplay, summary_json
+from specmcts.cli import summary_json
+from specmcts.selfplay import SelfPlay, format_summary, run_selfplay
 from specmcts.sgf import read_sgf
 
 TINY = CONFIG_DIR / "tiny.yaml"
@@ -293,3 +294,9 @@ def test_explicit_config_never_falls_back(monkeypatch):
     cfg = cli.config_from_args(parse("--config", str(CONFIG_DIR / "go9.yaml"), "--board", "9"))
     assert not cfg.cpu_fallback
     assert cfg.search.sims == load_config("go9").search.sims
+
+
+def test_json_summaries_are_valid_json():
+    """A rate with nothing to count (a stage that never predicted) is NaN in Python and null in --json."""
+    text = summary_json({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": float("nan"), "e": 2}})
+    assert text == '{"a": null, "b": [1.0, null], "c": {"d": null, "e": 2}}'
