@@ -223,8 +223,7 @@ class GoState:
             return "0"
         if self.resigned != EMPTY:
             return f"{colour_name(w)}+R"
-        margin = abs(self.score())
-        return f"{colour_name(w)}+{margin:g}"
+        return result_string(self.score())
 
     # -- network input -------------------------------------------------------------------------
     def features(self, dtype=np.float32) -> np.ndarray:
@@ -283,6 +282,22 @@ class GoState:
         state.core[layout.M_PASSES] = 0
         state.core[layout.M_GAME_OVER] = 0
         return state
+
+
+def area_score_of(rules: GoRules, board: np.ndarray) -> tuple[int, int]:
+    """Tromp-Taylor area (black, white) of any [N, N] board, e.g. one whose dead stones were removed: the
+    native count (``GoState.area_score``) on a scratch state holding ``board``."""
+    state = GoState(rules)
+    n = rules.size
+    area = (n + 2) ** 2
+    start = layout.META_LEN + layout.F_BOARD * area
+    state.core[start:start + area].reshape(n + 2, n + 2)[1:-1, 1:-1] = board
+    return state.area_score()
+
+
+def result_string(score: float) -> str:
+    """A score (black minus white minus komi) as SGF and GTP write it: 'B+3.5', 'W+12', '0'."""
+    return "0" if score == 0 else f"{'B' if score > 0 else 'W'}+{abs(score):g}"
 
 
 def action_to_gtp(size: int, action: int) -> str:

@@ -68,7 +68,8 @@ from typing import Callable, TextIO
 
 import numpy as np
 
-from games.go import BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp, gtp_to_action
+from games.go import (BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp, area_score_of,
+                      gtp_to_action, result_string)
 from native import board as board_kernels
 from native import layout
 from specmcts.config import AUTO, MAX_SPECULATE
@@ -309,35 +310,6 @@ def chains(board: np.ndarray) -> list[tuple[int, list[int]]]:
     return out
 
 
-def area(board: np.ndarray) -> tuple[int, int]:
-    """Tromp-Taylor area (black, white) of an [N, N] board: stones plus empty regions reaching one colour."""
-    n = board.shape[0]
-    flat = board.reshape(-1)
-    black = int((flat == BLACK).sum())
-    white = int((flat == WHITE).sum())
-    seen = np.zeros(n * n, bool)
-    for start in range(n * n):
-        if flat[start] != EMPTY or seen[start]:
-            continue
-        seen[start] = True
-        stack, region, touches = [start], 0, set()
-        while stack:
-            a = stack.pop()
-            region += 1
-            for b in _neighbours(n, a):
-                if flat[b] == EMPTY:
-                    if not seen[b]:
-                        seen[b] = True
-                        stack.append(b)
-                else:
-                    touches.add(int(flat[b]))
-        if touches == {BLACK}:
-            black += region
-        elif touches == {WHITE}:
-            white += region
-    return black, white
-
-
 def _owners(board: np.ndarray) -> np.ndarray:
     """+1 black, -1 white, 0 neither, per point of a board at the end of a random playout (where every empty
     point left is a one-point eye or a point both sides share, so its neighbours decide)."""
@@ -388,8 +360,7 @@ class Status:
         return self.black_area - self.white_area - self.komi
 
     def result(self) -> str:
-        s = self.score
-        return "0" if s == 0 else f"{'B' if s > 0 else 'W'}+{abs(s):g}"
+        return result_string(self.score)
 
 
 def estimate_status(state: GoState, playouts: int = DEFAULT_PLAYOUTS) -> Status:
@@ -411,7 +382,7 @@ def estimate_status(state: GoState, playouts: int = DEFAULT_PLAYOUTS) -> Status:
         doubtful += not lost and mean < SETTLED_ABOVE
         if lost:
             cleaned.reshape(-1)[stones] = EMPTY
-    black, white = area(cleaned)
+    black, white = area_score_of(state.rules, cleaned)
     return Status(dead, alive, doubtful, black, white, state.rules.komi)
 
 

@@ -23,7 +23,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from games.go import BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp, gtp_to_action
+from games.go import (BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp, gtp_to_action,
+                      result_string)
 from specmcts.gtp import parse_score
 from specmcts.gtp_client import GTPEngine, GTPError, gnugo_command
 
@@ -207,7 +208,7 @@ def judge_game(state: GoState, scores: dict[str, str | None]) -> Judgement:
     if values and None not in values and max(values) - min(values) < 1e-6:
         v = values[0]
         winner = EMPTY if v == 0 else (BLACK if v > 0 else WHITE)
-        result = "0" if v == 0 else f"{'B' if v > 0 else 'W'}+{abs(v):g}"
+        result = result_string(v)
         return Judgement(result, winner, FINAL_SCORE, ours, dict(scores), winner != our_winner)
     return Judgement(ours, our_winner, TROMP_TAYLOR, ours, dict(scores), False)
 

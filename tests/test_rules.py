@@ -786,3 +786,25 @@ def test_random_playouts_match_reference(size, seed):
             check_kernel_invariants(state, ref)
     check_kernel_invariants(state, ref)
     assert state.area_score() == ref.area()
+
+
+def test_area_of_any_board_is_the_native_count():
+    """``area_score_of`` (GTP's scoring after dead stones are removed) counts a board exactly as the game's
+    own Tromp-Taylor score does, with stones taken off as well."""
+    from games.go import area_score_of, result_string
+
+    rng = np.random.default_rng(5)
+    for size in (5, 9, 19):
+        rules = GoRules(size)
+        state = GoState(rules)
+        for _ in range(size * size):
+            state.play_random()
+            if state.is_over:
+                break
+            board = state.board()
+            assert area_score_of(rules, board) == state.area_score()
+        cleaned = state.board()
+        cleaned[rng.random(cleaned.shape) < 0.3] = 0  # some stones removed ("dead")
+        black, white = area_score_of(rules, cleaned)
+        assert 0 <= black + white <= size * size and black >= int((cleaned == 1).sum())
+    assert [result_string(s) for s in (3.5, -12.0, 0.0)] == ["B+3.5", "W+12", "0"]
