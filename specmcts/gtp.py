@@ -801,17 +801,8 @@ class GtpEngine:
 
     def _tree_pv(self, action: int) -> list[int]:
         """``action`` and the most visited line below it in the tree just searched. ``MCTSPlayer`` keeps the
-        variations of its ten most visited moves with ties in action order, while GUIs are shown the moves of
-        ``Analysis.ranked()`` (ties by prior): with many ties (a young net) those need not have one."""
-        from native import tree as tree_kernels
-
-        trees = self.player().search.trees
-        child = int(trees.children[0, tree_kernels.ROOT, action])
-        if child < 0:
-            return [action]
-        out = np.zeros(32, np.int32)
-        n = tree_kernels.principal_variation(0, child, trees.visits, trees.children, out)
-        return [action] + [int(x) for x in out[:n]]
+        variations of its ten most visited moves, while GUIs may ask for any move of ``Analysis.ranked()``."""
+        return self.player().principal_variation(action)
 
     def _set_record(self, record: GameRecord) -> None:
         state = record.replay()  # raises before anything changes

@@ -114,8 +114,16 @@ class MCTSPlayer:
         analysis = Analysis(counts=counts, q=q.astype(np.float32), prior=self.search.root_prior(0),
                             root_value=self.search.root_value(0), sims=int(self.search.completed([0])[0]),
                             seconds=time.perf_counter() - start, pvs={})
-        buf = np.zeros(PV_MAX, np.int32)
         for a in analysis.ranked()[:10]:  # the moves a GUI shows, in the order it shows them
-            n = tree_kernels.principal_variation(0, int(children[a]), tr.visits, tr.children, buf)
-            analysis.pvs[a] = [a] + [int(x) for x in buf[:n]]
+            analysis.pvs[a] = self.principal_variation(a)
         return analysis
+
+    def principal_variation(self, action: int) -> list[int]:
+        """``action`` and the most visited line below it in the tree just searched (up to ``PV_MAX`` moves)."""
+        tr = self.search.trees
+        child = int(tr.children[0, tree_kernels.ROOT, action])
+        if child < 0:
+            return [action]
+        buf = np.zeros(PV_MAX, np.int32)
+        n = tree_kernels.principal_variation(0, child, tr.visits, tr.children, buf)
+        return [action] + [int(x) for x in buf[:n]]
