@@ -128,7 +128,7 @@ class SelfPlayWorker:
         self.net_spec = dataclasses.asdict(cfg.net)
         # Placeholder weights: the first chunk brings the run's net (its model id differs from this one).
         self.evaluator = make_evaluator(cfg, board, build_net(board, cfg.net), device=device)
-        self.cache = NNCache(cfg.evaluator.cache_entries, board * board + 1, 2 * board * board + 1)
+        self.cache = NNCache.for_board(cfg.evaluator.cache_entries, board)
 
     def info(self) -> dict:
         import ray

@@ -92,7 +92,7 @@ class NetSide(Side):
         board = self.rules.size
         search_cfg = dataclasses.replace(cfg.search, sims=self.sims)
         if cache is None:
-            cache = NNCache(cfg.evaluator.cache_entries, board * board + 1, 2 * board * board + 1)
+            cache = NNCache.for_board(cfg.evaluator.cache_entries, board)
         self.cache = cache
         self.evaluator = evaluator
         self.search = Search(self.rules, search_cfg, evaluator, cache, num_trees=max(1, concurrent))

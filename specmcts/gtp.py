@@ -792,7 +792,7 @@ class GtpEngine:
             cfg = dataclasses.replace(self.cfg, evaluator=dataclasses.replace(
                 self.cfg.evaluator, max_batch=max(1, self.cfg.search.leaves_per_tree)))
             evaluator = make_evaluator(cfg, size, self.source.net(size))
-            cache = NNCache(min(self.cfg.evaluator.cache_entries, 1 << 18), size * size + 1, 2 * size * size + 1)
+            cache = NNCache.for_board(min(self.cfg.evaluator.cache_entries, 1 << 18), size)
             capacity = max(self.options.analysis_visits, self.options.visits or 0, self.cfg.search.sims)
             self._players = {size: MCTSPlayer(GoRules(size, self.rules.komi, self.rules.superko), cfg, evaluator,
                                               cache, sims=capacity)}

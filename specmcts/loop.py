@@ -197,7 +197,7 @@ def selfplay_worker(config_path: str, run_dir: str, worker: int, device: str, th
         board = cfg.game.board
         net, pointer = _load_selfplay_net(store, board, device)
         evaluator = make_evaluator(cfg, board, net, device=device)
-        cache = NNCache(cfg.evaluator.cache_entries, board * board + 1, 2 * board * board + 1)
+        cache = NNCache.for_board(cfg.evaluator.cache_entries, board)
         games = cfg.run.chunk_games or cfg.selfplay.concurrent
         chunk = 0
         while not stop.is_set():
@@ -516,7 +516,7 @@ class RunLoop:
         board = cfg.game.board
         net, pointer = _load_selfplay_net(self.store, board, self.device)
         evaluator = make_evaluator(cfg, board, net, device=self.device)
-        cache = NNCache(cfg.evaluator.cache_entries, board * board + 1, 2 * board * board + 1)
+        cache = NNCache.for_board(cfg.evaluator.cache_entries, board)
         chunk_games = cfg.run.chunk_games or cfg.selfplay.concurrent
         per_gen = cfg.run.games_per_generation
         while not self._should_stop():

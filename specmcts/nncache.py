@@ -41,6 +41,11 @@ class NNCache:
         self.hits_by_move = np.zeros(self.max_moves, np.int64)
         self.misses_by_move = np.zeros(self.max_moves, np.int64)
 
+    @classmethod
+    def for_board(cls, capacity: int, board: int) -> "NNCache":
+        """A cache for ``board`` x ``board`` Go: N * N + 1 actions, counters for every move a game can have."""
+        return cls(capacity, board * board + 1, 2 * board * board + 1)
+
     @property
     def enabled(self) -> bool:
         return self.capacity > 0

@@ -481,7 +481,7 @@ def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, p
         net = build_net(board, cfg.net)
         net.model_id = "fresh-" + make_model_id(net)
     evaluator = make_evaluator(cfg, board, net)
-    cache = NNCache(cfg.evaluator.cache_entries, board * board + 1, 2 * board * board + 1)
+    cache = NNCache.for_board(cfg.evaluator.cache_entries, board)
     runner = SelfPlay(cfg, evaluator, cache, out=out, model_id=net.model_id, progress=progress)
     summary = runner.run()
     summary["model_id"] = net.model_id

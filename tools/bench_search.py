@@ -131,7 +131,7 @@ def bench_net(name: str, device: str, concurrent: int, sims: int, leaves: int, m
         ev.evaluate(batch)
     forward = batch * reps / (time.perf_counter() - t0)
     # self-play, cache off so every leaf is a network row
-    sp = SelfPlay(cfg, ev, NNCache(0, size * size + 1, 2 * size * size + 1), out=None, tensorboard=False)
+    sp = SelfPlay(cfg, ev, NNCache.for_board(0, size), out=None, tensorboard=False)
     summary = sp.run()
     st = sp.search.stats
     sec = st.seconds

@@ -80,7 +80,7 @@ def fresh_cache(entries: int, size: int):
 
     key = (entries, size)
     if key not in _CACHES:
-        cache = NNCache(entries, size * size + 1, 2 * size * size + 1)
+        cache = NNCache.for_board(entries, size)
         for arr in vars(cache).values():
             if isinstance(arr, np.ndarray):
                 arr.fill(0)  # touch every page now (clear() below sets the keys)
