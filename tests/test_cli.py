@@ -139,7 +139,12 @@ def test_model_info_on_a_corrupt_file_is_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and str(bad) in err and "Traceback" not in err
 
 
-def test_bench_runs_a_tool(capsys):
+def test_bench_runs_a_tool(capsys, monkeypatch):
+    import numba
+
+    # The tools default NUMBA_NUM_THREADS to 1 for their own process; run in this one, they must not leave
+    # that behind for the tests after (numba rereads it, and the parallel-kernel tests need their threads).
+    monkeypatch.setenv("NUMBA_NUM_THREADS", str(numba.config.NUMBA_NUM_THREADS))
     assert cli.main(["bench", "rules", "--seconds", "0.5", "--sizes", "5", "--repeats", "1", "--no-openspiel"]) == 0
     assert "moves/s" in capsys.readouterr().out
 
