@@ -140,12 +140,19 @@ def test_model_info_on_a_corrupt_file_is_one_line(tmp_path, capsys):
 
 
 def test_bench_runs_a_tool(capsys, monkeypatch):
+    import os
+
     import numba
 
-    # The tools default NUMBA_NUM_THREADS to 1 for their own process; run in this one, they must not leave
-    # that behind for the tests after (numba rereads it, and the parallel-kernel tests need their threads).
+    # A benchmark pins its process to one core and defaults NUMBA_NUM_THREADS to 1. Run in this process, it
+    # must not leave either behind for the tests after it: numba rereads its thread count when it compiles
+    # (from the affinity when the variable is unset), and the parallel-kernel tests need two threads.
     monkeypatch.setenv("NUMBA_NUM_THREADS", str(numba.config.NUMBA_NUM_THREADS))
-    assert cli.main(["bench", "rules", "--seconds", "0.5", "--sizes", "5", "--repeats", "1", "--no-openspiel"]) == 0
+    cores = os.sched_getaffinity(0)
+    try:
+        assert cli.main(["bench", "rules", "--seconds", "0.5", "--sizes", "5", "--repeats", "1", "--no-openspiel"]) == 0
+    finally:
+        os.sched_setaffinity(0, cores)
     assert "moves/s" in capsys.readouterr().out
 
 
