@@ -276,6 +276,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="info: describe a checkpoint; init: write a fresh net; export: weights for inference")
     p.add_argument("path", nargs="?", metavar="PATH", help="checkpoint to read or write")
     p.add_argument("--out", metavar="FILE", help="export: where to write (default: PATH with .export.pt)")
+    p.add_argument("--force", action="store_true", help="init: replace an existing file at PATH")
     _add_common(p, json=True)
 
 
@@ -473,6 +474,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_model(args: argparse.Namespace) -> int:
     import json as json_module
     import os
+    from pathlib import Path
 
     from specmcts.network import (SHIPPED, CheckpointError, build_net, count_parameters, load_model, provenance,
                                   resolve_model, save_model)
@@ -485,6 +487,11 @@ def cmd_model(args: argparse.Namespace) -> int:
         if args.action == "init":
             import torch
 
+            target = Path(args.path)
+            if target.is_dir():
+                raise CommandError(f"model init: {target} is a directory; give the checkpoint's file name")
+            if target.exists() and not args.force:
+                raise CommandError(f"model init: {target} exists; it is kept (--force to replace it with a fresh net)")
             cfg = config_from_args(args)
             torch.manual_seed(cfg.seed)
             net = build_net(cfg.game.board, cfg.net)

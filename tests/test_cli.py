@@ -131,6 +131,26 @@ def test_model_init_info_export(tmp_path, capsys):
     assert (tmp_path / "e.pt").is_file()
 
 
+def test_model_init_never_replaces_a_checkpoint_unasked(tmp_path, capsys):
+    """`model init` on an existing file (one letter from `model info`) keeps it, with one line; --force
+    replaces it; a directory is refused by name."""
+    path = tmp_path / "trained.pt"
+    small = ["--board", "5", "--set", "net.blocks=1", "--set", "net.channels=8"]
+    assert cli.main(["model", "init", str(path), *small, "--seed", "1"]) == 0
+    before = path.read_bytes()
+    capsys.readouterr()
+    assert cli.main(["model", "init", str(path), *small, "--seed", "2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "exists" in err[0] and "--force" in err[0]
+    assert path.read_bytes() == before
+    assert cli.main(["model", "init", str(path), *small, "--seed", "2", "--force"]) == 0
+    assert path.read_bytes() != before
+    capsys.readouterr()
+    assert cli.main(["model", "init", str(tmp_path), *small]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a directory" in err[0] and "Traceback" not in err[0]
+
+
 def test_model_info_on_a_corrupt_file_is_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
