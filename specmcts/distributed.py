@@ -541,9 +541,7 @@ class DistributedRun(RunLoop):
         last_refresh = 0.0
         try:
             while not self._should_stop():
-                lead = cfg.run.max_lead_samples
-                behind = self.buffer.total_samples - self.trainer.samples_trained / cfg.run.train_samples_per_sample
-                if not (lead > 0 and behind > lead):  # else self-play pauses: the trainer is behind the ratio
+                if not self._selfplay_paused():
                     for w in pool.free(cfg.ray.chunks_in_flight):
                         session = self._session(w)
                         seed = chunk_seed(cfg.seed, w, int(session.split("-")[0]), self._chunks_asked)

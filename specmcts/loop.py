@@ -348,6 +348,15 @@ class RunLoop:
             "sessions": int(before.get("sessions", 0)) + 1,
         }
 
+    def _selfplay_paused(self) -> bool:
+        """Async runs: self-play waits while it is more than ``run.max_lead_samples`` ahead of the train
+        ratio, but only once the buffer holds ``train.min_samples``: before that the trainer cannot catch up,
+        and pausing would wait until the time budget ends. One rule for local and Ray runs."""
+        cfg = self.cfg
+        lead = cfg.run.max_lead_samples
+        behind = self.buffer.total_samples - self.trainer.samples_trained / cfg.run.train_samples_per_sample
+        return lead > 0 and behind > lead and self.buffer.total_samples >= cfg.train.min_samples
+
     # -- stopping --------------------------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
         self._stop_requests += 1
@@ -581,10 +590,7 @@ class RunLoop:
                 if got_chunk:
                     self._log_selfplay()
                 target = self.target_step()
-                lead = cfg.run.max_lead_samples
-                behind = self.buffer.total_samples - self.trainer.samples_trained / cfg.run.train_samples_per_sample
-                # Pause self-play only while the trainer can catch up (it cannot before train.min_samples).
-                if lead > 0 and behind > lead and self.buffer.total_samples >= cfg.train.min_samples:
+                if self._selfplay_paused():
                     allowed.clear()
                 else:
                     allowed.set()

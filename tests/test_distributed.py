@@ -55,6 +55,16 @@ def write_config(tmp_path, **sections) -> str:
     return str(path)
 
 
+def test_ray_lead_pause_waits_for_min_samples(tmp_path, capsys, ray_cluster):
+    """run.max_lead_samples below train.min_samples: self-play must not pause before the trainer can start
+    (the rule the local loop had and the Ray loop lacked: it waited until the time budget ran out)."""
+    run = tmp_path / "run"
+    config = write_config(tmp_path, run={"max_steps": 10, "max_lead_samples": 16})
+    assert cli.main(["run", "--config", config, "--out", str(run), "--ray", "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["stop_reason"] == "max steps" and summary["step"] == 10
+
+
 def test_ray_run_games_from_two_workers_and_checkpoints(tmp_path, capsys, ray_cluster):
     """`specmcts run --ray`: the single-machine layout, shards named by worker from both actors, checkpoints."""
     run = tmp_path / "run"
