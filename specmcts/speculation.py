@@ -181,6 +181,41 @@ def walk(level: Level) -> list[Level]:
     return out
 
 
+def plan_tree(levels: list, k: int, trees: int, keep: float = KEEP) -> tuple[set, list]:
+    """The budget rule of the speculation tree, over ``levels`` (``walk`` order, the head first; anything with
+    ``parent``, ``depth``, ``odds``, ``path``, ``candidates`` and ``children``): refresh each level's path odds,
+    then keep or start the ``trees - 1`` likeliest searches below the head. A running level scores ``keep``
+    times its path odds (near-ties do not churn); a new child needs a kept parent and one of its ``width``
+    candidates. Returns (ids of the levels kept, the head's included; [(parent, action, odds)] to start).
+    Shared by ``Pipeline`` and the tree model (``tools/spec_model.simulate_tree``)."""
+    for level in levels[1:]:
+        level.path = level.parent.path * level.odds
+    options = []  # (-score, depth, kind, index); kind 0: a running level, 1: a new child
+    proposals = []
+    for i, level in enumerate(levels):
+        if i and level.odds > 0:
+            options.append((-level.path * keep, level.depth, 0, i))
+        if level.depth < k:
+            for action, odds in level.candidates:
+                if action not in level.children:
+                    options.append((-level.path * odds, level.depth + 1, 1, len(proposals)))
+                    proposals.append((level, action, odds))
+    options.sort()
+    kept, start, room = {id(levels[0])}, [], trees - 1
+    for _, _, kind, i in options:
+        if room <= 0:
+            break
+        parent = levels[i].parent if kind == 0 else proposals[i][0]
+        if id(parent) not in kept:
+            continue
+        if kind == 0:
+            kept.add(id(levels[i]))
+        else:
+            start.append(proposals[i])
+        room -= 1
+    return kept, start
+
+
 @dataclass
 class SpeculationStats:
     boundaries: int = 0  # stage boundaries per search, 1..boundaries (k at the default k + 1 stages)
@@ -490,33 +525,7 @@ class Pipeline:
         a child only below a kept parent and only for one of the parent's ``width`` candidates."""
         head = self.heads[game]
         levels = walk(head)
-        for level in levels[1:]:
-            level.path = level.parent.path * level.odds
-        options = []  # (-score, depth, kind, index) ; kind 0: running level, 1: a new child
-        proposals = []
-        for i, level in enumerate(levels):
-            if i and level.odds > 0:
-                options.append((-level.path * KEEP, level.depth, 0, i))
-            if level.depth < self.k:
-                for action, odds in level.candidates:
-                    if action not in level.children:
-                        options.append((-level.path * odds, level.depth + 1, 1, len(proposals)))
-                        proposals.append((level, action, odds))
-        options.sort()
-        keep = {id(head)}
-        start = []
-        room = self.trees - 1
-        for _, _, kind, i in options:
-            if room <= 0:
-                break
-            parent = levels[i].parent if kind == 0 else proposals[i][0]
-            if id(parent) not in keep:
-                continue
-            if kind == 0:
-                keep.add(id(levels[i]))
-            else:
-                start.append(proposals[i])
-            room -= 1
+        keep, start = plan_tree(levels, self.k, self.trees)
         changed = bool(start)
         for level in levels[1:]:
             if id(level) in keep:

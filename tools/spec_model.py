@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from specmcts.speculation import KEEP, plan_tree, walk
+
 
 @dataclass
 class _Level:
@@ -138,17 +140,8 @@ class _Search:
         return max(0, min(self.trace["sims"], (self.batches - 1) * leaves))
 
 
-def _walk(node: _Search) -> list:
-    out, todo = [], [node]
-    while todo:
-        n = todo.pop()
-        out.append(n)
-        todo.extend(reversed(list(n.children.values())))
-    return out
-
-
 def simulate_tree(traces: list[dict], k: int, width: int, trees: int, stages: int, leaves: int,
-                  moves: int = 20_000, seed: int = 0, keep: float = 2.0) -> dict:
+                  moves: int = 20_000, seed: int = 0, keep: float = KEEP) -> dict:
     """The speculation tree (``specmcts/speculation.py``) replayed on recorded move traces, in evaluator
     batches of one game. The real path replays the traces in order (a trace with ``first`` starts a new
     game); a search off the real path borrows a random trace, so it ranks and spends the budget like a
@@ -193,31 +186,8 @@ def simulate_tree(traces: list[dict], k: int, width: int, trees: int, stages: in
         parent.children[action] = child
 
     def plan(head: _Search) -> None:
-        levels = _walk(head)
-        for lv in levels[1:]:
-            lv.path = lv.parent.path * lv.odds
-        options, proposals = [], []
-        for i, lv in enumerate(levels):
-            if i and lv.odds > 0:
-                options.append((-lv.path * keep, lv.depth, 0, i))
-            if lv.depth < k:
-                for action, odds in lv.candidates:
-                    if action not in lv.children:
-                        options.append((-lv.path * odds, lv.depth + 1, 1, len(proposals)))
-                        proposals.append((lv, action, odds))
-        options.sort()
-        kept, start, room = {id(head)}, [], trees - 1
-        for _, _, kind, i in options:
-            if room <= 0:
-                break
-            parent = levels[i].parent if kind == 0 else proposals[i][0]
-            if id(parent) not in kept:
-                continue
-            if kind == 0:
-                kept.add(id(levels[i]))
-            else:
-                start.append(proposals[i])
-            room -= 1
+        levels = walk(head)
+        kept, start = plan_tree(levels, k, trees, keep)
         for lv in levels[1:]:
             if id(lv) not in kept and id(lv.parent) in kept:
                 del lv.parent.children[lv.via]
@@ -233,10 +203,10 @@ def simulate_tree(traces: list[dict], k: int, width: int, trees: int, stages: in
             child = head.children.get(head.trace["final"])
             if child is not None and child.move == move:
                 child.parent, child.odds, child.path = None, 1.0, 1.0
-                for lv in _walk(child):
+                for lv in walk(child):
                     lv.depth -= 1
                 head = child
-                for lv in _walk(head):  # leaves past a boundary rank their candidates now (see _refresh_leaves)
+                for lv in walk(head):  # leaves past a boundary rank their candidates now (see _refresh_leaves)
                     if not lv.children and lv.depth < k and lv.next_b > 1:
                         candidates_at(lv, lv.next_b - 1)
                 plan(head)
@@ -246,7 +216,7 @@ def simulate_tree(traces: list[dict], k: int, width: int, trees: int, stages: in
                 break
         batches += 1
         touched = False
-        for lv in _walk(head):
+        for lv in walk(head):
             lv.batches += 1
             done = lv.done(leaves)
             crossed = lv.next_b
