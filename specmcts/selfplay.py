@@ -402,7 +402,7 @@ class SelfPlay:
             "speculation_trees": self.pipeline.trees,
             "speculation_stages": self.pipeline.stages,
             "speculation_auto": self.auto is not None,
-            "sure_moves": spec.sure,
+            "sure_moves": spec.sure_moves,  # moves played whose search was sure before its end
             "prediction_accuracy": spec.accuracy() if self.k else None,
             "prediction_accuracy_by_stage": spec.accuracy_by_stage() if self.k else [],
             "prediction_accuracy_by_phase": spec.accuracy_by_phase() if self.k else {},

@@ -282,6 +282,7 @@ def test_sure_moves_are_never_wrong_and_spawn_early():
     assert_same_records(off, base)
     stats = r_on.pipeline.stats
     assert stats.sure > 0 and stats.sure_wrong == 0 and stats.sure_sims_left > 0
+    assert 0 < s_on["sure_moves"] == stats.sure_moves <= s_on["moves"]  # played moves, not every sure search
     assert r_off.pipeline.stats.sure == 0
     assert s_on["mean_move_steps"] <= s_off["mean_move_steps"]
 
