@@ -1,7 +1,7 @@
 """``specmcts run --ray [ADDRESS]``: the run loop with its self-play workers as Ray actors.
 
-Everything but where self-play happens is the single-machine run (``specmcts.loop.RunLoop``, subclassed
-here): the same run directory (``data/``, ``sgf/``, ``models/`` with ``selfplay.json``, ``tb/``,
+Everything but where self-play happens is the single-machine run (``specmcts.loop.RunLoop`` with the
+``RayBackend`` defined here, one of the backends of ``specmcts.backends``): the same run directory (``data/``, ``sgf/``, ``models/`` with ``selfplay.json``, ``tb/``,
 ``config.yaml``, ``run.lock``), the same checkpoints, ratio control, gating, Elo, ``--resume`` and summary. A
 user switches by one flag.
 
@@ -26,10 +26,10 @@ Who does what::
   respawned, its queued chunks are lost (async mode) or played again by whoever is free (generations mode,
   whose chunks are named and seeded by generation and index). A Python exception inside a chunk, an actor
   that cannot start, or more than ``ray.max_restarts`` deaths stop the run with the reason in one line.
-- Schedules: ``async`` keeps ``ray.chunks_in_flight`` chunks queued per worker while the driver trains
-  (pausing at ``run.max_lead_samples``); ``generations`` spreads a generation's chunks over the workers and
-  trains when all are on disk. Shard names are those of the single-machine run (``<ms>-w<worker>-0000`` and
-  ``g<gen>-c<chunk>-0000``), with the time stamped by the driver, so they sort in the order they were asked for.
+- Schedules: the run loop's own (one schedule for every backend). ``async`` keeps ``ray.chunks_in_flight``
+  chunks queued per worker while the driver trains (pausing at ``run.max_lead_samples``); ``generations``
+  spreads a generation's chunks over the workers and trains when all are on disk. Shard names are those of
+  the single-machine run (``<ms>-w<worker>-0000`` and ``g<gen>-c<chunk>-0000``), stamped by the driver.
 
 Ray is an optional extra (``pip install 'specmcts[ray]'``): this module imports it only when a run starts.
 """
@@ -44,24 +44,20 @@ import socket
 import sys
 import tempfile
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from specmcts.atomic import atomic_write_bytes
+from specmcts.backends import Chunk, WorkerFailed, play_chunk
 from specmcts.config import Config, ConfigError
-from specmcts.loop import RunLoop, chunk_seed, format_run_summary, play_chunk
+from specmcts.loop import RunLoop, format_run_summary
 
 NAMESPACE = "specmcts"  # Ray namespace of the named worker actors (`ray list actors`, `ray.get_actor`)
 
 
 class RayUnavailable(RuntimeError):
     """``--ray`` without Ray installed."""
-
-
-class WorkerFailed(RuntimeError):
-    """Self-play cannot go on: a chunk raised, an actor cannot start, or too many actors died."""
 
 
 def _stderr_report(message: str) -> None:
@@ -195,13 +191,6 @@ def _remove_stale_scratch() -> None:
 
 
 # -- the driver's side ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class Chunk:
-    session: str
-    games: int
-    seed: int
 
 
 @dataclass
@@ -437,59 +426,80 @@ def _reason(text: str) -> str:
     return _first_line(text)
 
 
-# -- the loop ------------------------------------------------------------------------------------------------
+# -- the backend ---------------------------------------------------------------------------------------------
 
 
-class DistributedRun(RunLoop):
-    """``RunLoop`` whose self-play happens in a ``WorkerPool`` of Ray actors; training, checkpoints, gating,
-    Elo and TensorBoard stay in this process (the driver)."""
+class RayBackend:
+    """The run's self-play on a ``WorkerPool`` of Ray actors (``specmcts.backends`` has the interface):
+    the driver broadcasts each published net once and writes the chunks' files into the run directory."""
 
-    def __init__(self, cfg: Config, run_dir: str | Path, device: str = "cpu", resume: bool = False,
-                 init_model: str | None = None, progress: bool = False,
+    name = "ray"
+    separate = True
+
+    def __init__(self, cfg: Config, run_dir: Path, device: str = "cpu",
                  report: Callable[[str], None] = _stderr_report):
         validate_ray_config(cfg)
-        super().__init__(cfg, run_dir, device, resume, init_model, progress, report)
-        self.pool: WorkerPool | None = None
+        self.cfg, self.run_dir, self.report = cfg, Path(run_dir), report
+        self.pool = WorkerPool(cfg, self.run_dir, report)
+        self.workers = self.pool.workers
         self.weights: dict | None = None  # {"model_id", "step", "refs": [ObjectRef]} of the self-play net
         self.broadcasts = 0
-        self._last_session_ms = 0
-        self._chunks_asked = 0
-
-    # -- setup and weights -----------------------------------------------------------------------
-    def _prepare(self) -> None:
-        # The pool first: a cluster that cannot hold a worker fails before the run directory is touched, and
-        # the actors start (import torch, build their evaluators) while the trainer is set up.
-        self.pool = WorkerPool(self.cfg, self.run_dir, self.report)
+        self.loop = None
+        # The actors start (import torch, build their evaluators) while the trainer is set up.
         self.pool.start()
-        super()._prepare()
+
+    def start(self, loop) -> None:
+        self.loop = loop
         self._broadcast()
         pool = self.pool
         self.report(f"ray: {pool.workers} self-play worker(s), {pool.cpus:g} CPU and {pool.gpus:g} GPU each, "
                     f"shards via {'shared storage' if self.cfg.ray.shared_storage else 'the object store'}")
-        if self.device == "cpu" and self.cfg.evaluator.torch_threads <= 0:
-            import torch
 
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // (pool.workers + 1)))
+    def handle(self, worker: int):
+        """The live actor of worker ``worker`` (e.g. to ``ray.kill`` it in a test)."""
+        return self.pool.handle(worker)
 
-    def _publish(self, path: Path) -> None:
-        super()._publish(path)
+    def free(self) -> list[int]:
+        return self.pool.free(self.cfg.ray.chunks_in_flight)
+
+    def submit(self, worker: int, chunk: Chunk) -> None:
+        self.pool.submit(worker, chunk, self.weights)
+
+    def busy(self) -> bool:
+        return self.pool.busy()
+
+    def collect(self, timeout: float) -> tuple[list[dict], list[Chunk]]:
+        done, lost = self.pool.wait(timeout)
+        for _worker, _chunk, result in done:
+            self._store(result["files"])
+        return [result["summary"] for _w, _c, result in done], lost
+
+    def published(self) -> None:
         self._broadcast()
+
+    def stop(self) -> list[dict]:
+        self.pool.stop()
+        return []
+
+    def summary(self) -> dict:
+        return {**self.pool.summary(), "broadcasts": self.broadcasts}
 
     def _broadcast(self) -> None:
         """Put the net ``models/selfplay.json`` names into the object store, once per model id."""
-        if self.pool is None or self.pool.closed:
+        if self.pool.closed or self.loop is None:
             return
-        pointer = self.store.read_pointer()
+        pointer = self.loop.store.read_pointer()
         if pointer is None or (self.weights and self.weights["model_id"] == pointer.get("model_id")):
             return
         import torch
 
-        if pointer.get("model_id") == self.trainer.model_id:
-            net = self.trainer.net
+        trainer = self.loop.trainer
+        if pointer.get("model_id") == trainer.model_id:
+            net = trainer.net
         else:
             from specmcts.network import load_model
 
-            net, _meta = load_model(self.store.dir / pointer["path"], expect_board=self.cfg.game.board)
+            net, _meta = load_model(self.loop.store.dir / pointer["path"], expect_board=self.cfg.game.board)
             net.model_id = pointer.get("model_id", net.model_id)
         with torch.no_grad():
             state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
@@ -499,14 +509,6 @@ class DistributedRun(RunLoop):
         self.weights = {"model_id": net.model_id, "step": int(pointer.get("step", 0)), "refs": [ref]}
         self.broadcasts += 1
 
-    # -- chunks ----------------------------------------------------------------------------------
-    def _session(self, worker: int) -> str:
-        """``<ms>-w<worker>``, as the single-machine async workers name theirs; stamped by the driver and
-        strictly increasing, so names are unique and sort in the order the chunks were asked for."""
-        ms = max(time.time_ns() // 1_000_000, self._last_session_ms + 1)
-        self._last_session_ms = ms
-        return f"{ms:013d}-w{worker:02d}"
-
     def _store(self, files: dict[str, bytes]) -> None:
         """Write a chunk's files into the run directory: SGFs first, the shard last; each to a temp name and
         renamed, so a reader (the replay buffer) never sees half a file."""
@@ -514,109 +516,7 @@ class DistributedRun(RunLoop):
             sub, _, name = rel.partition("/")
             if sub not in ("sgf", "data") or not name or "/" in name or name.startswith("."):
                 raise WorkerFailed(f"a self-play worker returned an unexpected file {rel!r}")
-            path = self.run_dir / sub / name
-            atomic_write_bytes(path, files[rel])
-
-    def _accept(self, done: list) -> bool:
-        for _worker, _chunk, result in done:
-            self._store(result["files"])
-            summary = result["summary"]
-            self.stats.add(summary)
-        return bool(done)
-
-    def _collect(self, timeout: float) -> tuple[bool, list[Chunk]]:
-        try:
-            done, lost = self.pool.wait(timeout)
-        except WorkerFailed as e:
-            self.report(f"run: {e}")
-            self.stop_reason = "self-play failed"
-            return False, []
-        return self._accept(done), lost
-
-    # -- async -----------------------------------------------------------------------------------
-    def _run_async(self) -> None:
-        cfg = self.cfg
-        pool = self.pool
-        games = cfg.run.chunk_games or cfg.selfplay.concurrent
-        last_refresh = 0.0
-        try:
-            while not self._should_stop():
-                if not self._selfplay_paused():
-                    for w in pool.free(cfg.ray.chunks_in_flight):
-                        session = self._session(w)
-                        seed = chunk_seed(cfg.seed, w, int(session.split("-")[0]), self._chunks_asked)
-                        pool.submit(w, Chunk(session, games, seed), self.weights)
-                        self._chunks_asked += 1
-                train = self.trainer.step < self.target_step()
-                got, _lost = self._collect(0.0 if train else 0.5)  # async: a lost chunk is simply not played
-                if self.stop_reason:
-                    break
-                now = time.perf_counter()
-                if got or now - last_refresh > 2.0:
-                    self.buffer.refresh()
-                    last_refresh = now
-                if got:
-                    self._log_selfplay()
-                target = self.target_step()
-                burst_end = time.perf_counter() + 1.0
-                while self.trainer.step < target and time.perf_counter() < burst_end and not self._should_stop():
-                    self._train_one()
-        finally:
-            pool.stop()
-            self.buffer.refresh()
-            self._log_selfplay()
-
-    # -- generations -----------------------------------------------------------------------------
-    def _run_generations(self) -> None:
-        cfg = self.cfg
-        pool = self.pool
-        chunk_games = cfg.run.chunk_games or cfg.selfplay.concurrent
-        per_gen = cfg.run.games_per_generation
-        try:
-            while not self._should_stop():
-                g = self.generation
-                self._broadcast()
-                todo: deque[Chunk] = deque()
-                for c in range(math.ceil(per_gen / chunk_games)):
-                    session = f"g{g:05d}-c{c:04d}"
-                    if not (self.run_dir / "data" / f"{session}-0000.npz").exists():  # else played before a stop
-                        games = min(chunk_games, per_gen - c * chunk_games)
-                        todo.append(Chunk(session, games, chunk_seed(cfg.seed, g, c)))
-                while (todo or pool.busy()) and not self._should_stop():
-                    for w in pool.free(cfg.ray.chunks_in_flight):
-                        if todo:
-                            pool.submit(w, todo.popleft(), self.weights)
-                    _got, lost = self._collect(0.5)
-                    todo.extendleft(reversed(lost))  # the same chunk, the same seed, on another worker
-                if self.stop_reason:
-                    break
-                self.buffer.refresh()
-                self._log_selfplay()
-                target = self.target_step()
-                while self.trainer.step < target and not self._should_stop():
-                    self._train_one()
-                if self.stop_reason and self.trainer.step < target:
-                    break
-                self.generation = g + 1
-                self.trainer.flush_log()
-                self._end_generation()
-        finally:
-            pool.stop()
-
-    # -- entry point -----------------------------------------------------------------------------
-    def run(self) -> dict:
-        try:
-            return super().run()
-        finally:
-            if self.pool is not None:
-                self.pool.stop()
-
-    def summary(self, start_step: int, wall: float) -> dict:
-        out = super().summary(start_step, wall)
-        ray_summary = self.pool.summary() if self.pool is not None else {}
-        ray_summary["broadcasts"] = self.broadcasts
-        out["ray"] = ray_summary
-        return out
+            atomic_write_bytes(self.run_dir / sub / name, files[rel])
 
 
 def format_distributed_summary(s: dict) -> str:
@@ -651,8 +551,7 @@ def run_distributed(cfg: Config, run_dir: str | Path, address: str | None = None
                f"({resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs, {len(ray.nodes())} node(s))"
                + (f"; dashboard http://{dashboard}" if dashboard else ""))
     try:
-        loop = DistributedRun(cfg, run_dir, device, resume, init_model, progress, report)
-        summary = loop.run()
+        summary = RunLoop(cfg, run_dir, device, resume, init_model, progress, report, backend="ray").run()
         r = summary["ray"]
         report(f"ray: {r['workers']} workers on {r['nodes']} node(s), {r['restarts']} restarts, games by worker "
                + ", ".join(f"{w} {n}" for w, n in r["games_by_worker"].items()))

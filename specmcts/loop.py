@@ -10,6 +10,9 @@ Two schedules (``run.mode``):
   published net (they look for a new one between chunks: no restart), while this process trains. Workers die
   with this process (``PR_SET_PDEATHSIG``), so a ``kill -9`` leaves no orphan writing into the run.
 
+One schedule for both, whoever plays the games: a self-play *backend* (``specmcts.backends``: this process,
+local processes, or Ray actors with ``--ray``) takes chunks and hands back their summaries.
+
 Ratio control (both modes): the trainer may reach step ``floor(run.train_samples_per_sample * samples produced /
 train.batch_size)`` and waits for self-play beyond it, so it never over-fits a small window; in async mode
 self-play pauses when it is ``run.max_lead_samples`` ahead of that ratio, so the trainer is not left behind.
@@ -25,24 +28,22 @@ games/h, samples), ``elo/vs_first`` and ``elo/vs_gnugo_l<L>`` (evaluation), ``ga
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import multiprocessing
 import os
-import queue as queue_module
 import signal
 import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import yaml
 
-from specmcts.config import Config, ConfigError, load_config
-from specmcts.network import CheckpointError, load_model
+from specmcts.backends import Chunk, WorkerFailed, chunk_seed, make_backend
+from specmcts.config import Config, ConfigError
+from specmcts.network import CheckpointError
 from specmcts.replay import ReplayBuffer
 from specmcts.train import CheckpointStore, Trainer, apply_torch_threads, open_writer, validate_train_config
 
@@ -70,35 +71,7 @@ def validate_run_config(cfg: Config) -> None:
         raise ConfigError("run.minutes and run.cpu_minutes must be >= 0")
 
 
-# -- self-play chunks (both modes) ---------------------------------------------------------------------------
-
-
-def chunk_config(cfg: Config, games: int, seed: int) -> Config:
-    """The config of one self-play chunk: ``games`` games, all in one shard, seeded with ``seed``."""
-    sp = dataclasses.replace(cfg.selfplay, games=games, shard_games=games, concurrent=min(cfg.selfplay.concurrent, games))
-    return dataclasses.replace(cfg, seed=int(seed), selfplay=sp)
-
-
-def play_chunk(cfg: Config, run_dir: Path, evaluator, cache, session: str, games: int, seed: int) -> dict:
-    """Play ``games`` self-play games into ``run_dir`` (SGF + one shard named ``<session>-0000.npz``)."""
-    from specmcts.selfplay import SelfPlay
-
-    runner = SelfPlay(chunk_config(cfg, games, seed), evaluator, cache, out=run_dir, model_id=evaluator.model_id,
-                      progress=False, tensorboard=False)
-    # The loop names its shards (sequence or time + worker) so that they sort in the order they were made and
-    # a resumed generation can tell which chunks are done.
-    runner.writer.session = session
-    summary = runner.run()
-    summary["samples"] = summary["moves"]
-    summary["model_id"] = evaluator.model_id
-    # Speculation per stage/phase and cache hit rate per game phase, as self-play names them in TensorBoard.
-    summary["scalars"] = {k: v for k, v in runner._tb_scalars(summary).items()
-                          if k.startswith(("speculation/", "cache/")) and v is not None}
-    return summary
-
-
-def chunk_seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
+# -- self-play statistics -------------------------------------------------------------------------------------
 
 
 class SelfPlayStats:
@@ -144,89 +117,6 @@ class SelfPlayStats:
         return out
 
 
-# -- async workers -------------------------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when its parent dies (a kill -9 of `specmcts run` leaves no orphans)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def _load_selfplay_net(store: CheckpointStore, board: int, device: str):
-    """The net the pointer names (else the newest good checkpoint), on CPU first."""
-    pointer = store.read_pointer()
-    if pointer is not None:
-        try:
-            net, _meta = load_model(store.dir / pointer["path"], expect_board=board)
-            return net, pointer
-        except CheckpointError:
-            pass
-    found = store.latest_good(lambda _m: None)
-    if found is None:
-        raise CheckpointError(f"no usable checkpoint in {store.dir} for self-play")
-    net, meta = load_model(found[0], expect_board=board)
-    return net, {"path": found[0].name, "model_id": net.model_id, "step": int(meta.get("step", 0))}
-
-
-def selfplay_worker(config_path: str, run_dir: str, worker: int, device: str, threads: int, stop, allowed,
-                    messages, parent_pid: int) -> None:
-    """Async self-play process: chunks of games with the newest published net, until ``stop`` is set."""
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    try:
-        import torch
-
-        from specmcts.evaluator import make_evaluator
-        from specmcts.nncache import NNCache
-
-        cfg = load_config(config_path)
-        # Each worker gets its share of the cores (torch and the numba batch kernels), unless the config says.
-        torch.set_num_threads(cfg.evaluator.torch_threads or max(1, threads))
-        if cfg.search.threads <= 0:
-            cfg.search.threads = max(1, threads)
-        run_path = Path(run_dir)
-        store = CheckpointStore(run_path)
-        board = cfg.game.board
-        net, pointer = _load_selfplay_net(store, board, device)
-        evaluator = make_evaluator(cfg, board, net, device=device)
-        cache = NNCache.for_board(cfg.evaluator.cache_entries, board)
-        games = cfg.run.chunk_games or cfg.selfplay.concurrent
-        chunk = 0
-        while not stop.is_set():
-            if os.getppid() != parent_pid:
-                return
-            current = store.read_pointer()
-            if current is not None and current.get("model_id") != pointer.get("model_id"):
-                try:
-                    new_net, _meta = load_model(store.dir / current["path"], expect_board=board)
-                    evaluator.load_state_dict(new_net.state_dict(), new_net.model_id)
-                    cache.clear()  # cached evaluations belong to the old weights
-                    pointer = current
-                    messages.put(("model", worker, current.get("model_id")))
-                except CheckpointError as e:
-                    messages.put(("warning", worker, str(e)))
-            if not allowed.wait(timeout=0.5):
-                continue
-            session = f"{time.time_ns() // 1_000_000:013d}-w{worker:02d}"
-            summary = play_chunk(cfg, run_path, evaluator, cache, session, games,
-                                 chunk_seed(cfg.seed, worker, time.time_ns() % (1 << 32), chunk))
-            messages.put(("chunk", worker, summary))
-            chunk += 1
-    except KeyboardInterrupt:
-        return
-    except Exception as e:  # reported by the parent in one line
-        text = str(e).strip().splitlines()
-        messages.put(("error", worker, f"{type(e).__name__}: {text[0] if text else ''}"))
-
-
 # -- the loop ------------------------------------------------------------------------------------------------
 
 
@@ -258,9 +148,13 @@ class RunLock:
 class RunLoop:
     def __init__(self, cfg: Config, run_dir: str | Path, device: str = "cpu", resume: bool = False,
                  init_model: str | None = None, progress: bool = False,
-                 report: Callable[[str], None] = _stderr_report):
+                 report: Callable[[str], None] = _stderr_report, backend: str = "auto"):
         validate_run_config(cfg)
         self.cfg = cfg
+        self.backend_kind = backend  # where self-play plays (specmcts.backends.make_backend)
+        self.backend = None
+        self._last_session_ms = 0
+        self._chunks_asked = 0
         self.run_dir = Path(run_dir)
         self.device = device
         self.resume = resume
@@ -420,6 +314,11 @@ class RunLoop:
 
     def _publish(self, path: Path) -> None:
         """Hand a new checkpoint to self-play, through gating when it is on."""
+        self._gate(path)
+        if self.backend is not None:
+            self.backend.published()
+
+    def _gate(self, path: Path) -> None:
         r = self.cfg.run
         step = self.trainer.step
         if r.gating_games <= 0:
@@ -516,43 +415,63 @@ class RunLoop:
         if self.bar is not None:
             self.bar.set_postfix(games=self.stats.games_total, samples=self.buffer.total_samples, refresh=True)
 
-    # -- generations -----------------------------------------------------------------------------
-    def _run_generations(self) -> None:
-        from specmcts.evaluator import make_evaluator
-        from specmcts.nncache import NNCache
+    # -- self-play -----------------------------------------------------------------------------
+    def _session(self, worker: int) -> str:
+        """``<ms>-w<worker>``: stamped when the chunk is asked for and strictly increasing, so names are unique
+        and sort in the order the chunks were asked for."""
+        ms = max(time.time_ns() // 1_000_000, self._last_session_ms + 1)
+        self._last_session_ms = ms
+        return f"{ms:013d}-w{worker:02d}"
 
+    def _collect(self, timeout: float) -> tuple[bool, list[Chunk]]:
+        """Finished chunks into the statistics; the chunks lost with a dead worker are returned."""
+        try:
+            done, lost = self.backend.collect(timeout)
+        except WorkerFailed as e:
+            self.report(f"run: {e}")
+            self.stop_reason = e.reason
+            return False, []
+        for summary in done:
+            self.stats.add(summary)
+        return bool(done), lost
+
+    def _generation_chunks(self, g: int) -> deque[Chunk]:
+        """Generation ``g``'s chunks not yet on disk (named and seeded by generation and index, so a resumed
+        generation skips what was played before a stop, and who plays a chunk does not matter)."""
         cfg = self.cfg
-        board = cfg.game.board
-        net, pointer = _load_selfplay_net(self.store, board, self.device)
-        evaluator = make_evaluator(cfg, board, net, device=self.device)
-        cache = NNCache.for_board(cfg.evaluator.cache_entries, board)
         chunk_games = cfg.run.chunk_games or cfg.selfplay.concurrent
         per_gen = cfg.run.games_per_generation
+        todo: deque[Chunk] = deque()
+        for c in range(math.ceil(per_gen / chunk_games)):
+            session = f"g{g:05d}-c{c:04d}"
+            if not (self.run_dir / "data" / f"{session}-0000.npz").exists():
+                todo.append(Chunk(session, min(chunk_games, per_gen - c * chunk_games), chunk_seed(cfg.seed, g, c)))
+        return todo
+
+    def _train_to(self, target: int, seconds: float | None = None) -> None:
+        """Train up to step ``target`` (for at most ``seconds``: a burst between self-play results)."""
+        end = time.perf_counter() + seconds if seconds is not None else math.inf
+        while self.trainer.step < target and time.perf_counter() < end and not self._should_stop():
+            self._train_one()
+
+    # -- generations -----------------------------------------------------------------------------
+    def _run_generations(self) -> None:
+        backend = self.backend
         while not self._should_stop():
             g = self.generation
-            current = self.store.read_pointer()
-            if current is not None and current.get("model_id") != pointer.get("model_id"):
-                new_net, _meta = load_model(self.store.dir / current["path"], expect_board=board)
-                evaluator.load_state_dict(new_net.state_dict(), new_net.model_id)
-                cache.clear()
-                pointer = current
-            chunks = math.ceil(per_gen / chunk_games)
-            for c in range(chunks):
-                if self._should_stop():
-                    break
-                session = f"g{g:05d}-c{c:04d}"
-                if (self.run_dir / "data" / f"{session}-0000.npz").exists():
-                    continue  # played before an interruption
-                games = min(chunk_games, per_gen - c * chunk_games)
-                self.stats.add(play_chunk(cfg, self.run_dir, evaluator, cache, session, games,
-                                          chunk_seed(cfg.seed, g, c)))
+            todo = self._generation_chunks(g)
+            while (todo or backend.busy()) and not self._should_stop():
+                for w in backend.free():
+                    if todo:
+                        backend.submit(w, todo.popleft())
+                _got, lost = self._collect(0.5)
+                todo.extendleft(reversed(lost))  # the same chunk, the same seed, on another worker
             if self.stop_reason:
                 break
             self.buffer.refresh()
             self._log_selfplay()
             target = self.target_step()
-            while self.trainer.step < target and not self._should_stop():
-                self._train_one()
+            self._train_to(target)
             if self.stop_reason and self.trainer.step < target:
                 break
             self.generation = g + 1
@@ -562,124 +481,81 @@ class RunLoop:
     # -- async -----------------------------------------------------------------------------------
     def _run_async(self) -> None:
         cfg = self.cfg
-        ctx = multiprocessing.get_context("spawn")
-        stop, allowed = ctx.Event(), ctx.Event()
-        allowed.set()
-        messages = ctx.Queue()
-        workers = []
-        cpus = os.cpu_count() or 1
-        threads = max(1, cpus // (cfg.run.workers + 1))
-        for w in range(cfg.run.workers):
-            p = ctx.Process(target=selfplay_worker, name=f"selfplay-{w}", daemon=True,
-                            args=(str(self.run_dir / CONFIG_NAME), str(self.run_dir), w, self.device, threads,
-                                  stop, allowed, messages, os.getpid()))
-            p.start()
-            workers.append(p)
-        if self.device == "cpu" and cfg.evaluator.torch_threads <= 0:
-            import torch
-
-            torch.set_num_threads(threads)
+        backend = self.backend
+        games = cfg.run.chunk_games or cfg.selfplay.concurrent
         last_refresh = 0.0
-        try:
-            while not self._should_stop():
-                got_chunk = self._drain(messages)
-                now = time.perf_counter()
-                if got_chunk or now - last_refresh > 2.0:
-                    self.buffer.refresh()
-                    last_refresh = now
-                if got_chunk:
-                    self._log_selfplay()
-                target = self.target_step()
-                if self._selfplay_paused():
-                    allowed.clear()
-                else:
-                    allowed.set()
-                if self.trainer.step < target:
-                    burst_end = time.perf_counter() + 1.0
-                    while self.trainer.step < target and time.perf_counter() < burst_end and not self._should_stop():
-                        self._train_one()
-                else:
-                    self._wait(messages, 0.5)
-                if not any(p.is_alive() for p in workers) and not self.stop_reason:
-                    self._drain(messages)
-                    if not self.stop_reason:
-                        self.stop_reason = "self-play workers exited"
-        finally:
-            stop.set()
-            allowed.set()
-            deadline = time.perf_counter() + 3.0
-            for p in workers:
-                p.join(timeout=max(0.1, deadline - time.perf_counter()))
-            for p in workers:
-                if p.is_alive():
-                    p.terminate()  # games in flight are lost; every finished shard is already on disk
-                    p.join(timeout=5)
-            self._drain(messages)
-            self.buffer.refresh()
-            self._log_selfplay()
-
-    def _wait(self, messages, timeout: float) -> None:
-        try:
-            item = messages.get(timeout=timeout)
-        except queue_module.Empty:
-            return
-        self._handle(item)
-
-    def _drain(self, messages) -> bool:
-        got = False
-        while True:
-            try:
-                item = messages.get_nowait()
-            except queue_module.Empty:
-                return got
-            got = self._handle(item) or got
-
-    def _handle(self, item) -> bool:
-        kind, worker, payload = item
-        if kind == "chunk":
-            self.stats.add(payload)
-            return True
-        if kind == "error":
-            self.report(f"run: self-play worker {worker} failed: {payload}")
-            self.stop_reason = "self-play failed"
-        elif kind == "warning":
-            self.report(f"run: self-play worker {worker}: {payload}")
-        return False
+        while not self._should_stop():
+            if not self._selfplay_paused():
+                for w in backend.free():
+                    session = self._session(w)
+                    seed = chunk_seed(cfg.seed, w, int(session.split("-")[0]), self._chunks_asked)
+                    backend.submit(w, Chunk(session, games, seed))
+                    self._chunks_asked += 1
+            train = self.trainer.step < self.target_step()
+            got, _lost = self._collect(0.0 if train else 0.5)  # async: a lost chunk is simply not played
+            if self.stop_reason:
+                break
+            now = time.perf_counter()
+            if got or now - last_refresh > 2.0:
+                self.buffer.refresh()
+                last_refresh = now
+            if got:
+                self._log_selfplay()
+            self._train_to(self.target_step(), seconds=1.0)
 
     # -- entry point -----------------------------------------------------------------------------
     def run(self) -> dict:
         apply_torch_threads(self.cfg)
         with RunLock(self.run_dir):
-            self._prepare()
-            self.started = time.perf_counter()
-            start_step = self.trainer.step
-            old_handlers = {}
-            if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
-                old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-            if self.progress:
-                from tqdm import tqdm
+            # The backend first: a Ray cluster that cannot hold a worker fails before the directory is touched.
+            self.backend = make_backend(self.backend_kind, self.cfg, self.run_dir, self.device, self.report)
+            try:
+                return self._run()
+            finally:
+                self.backend.stop()
 
-                total = self.cfg.run.max_steps - start_step if self.cfg.run.max_steps > 0 else None
-                self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, leave=False)
+    def _run(self) -> dict:
+        self._prepare()
+        self.backend.start(self)
+        if self.backend.separate and self.device == "cpu" and self.cfg.evaluator.torch_threads <= 0:
+            import torch  # the trainer's share of the cores, beside the self-play workers
+
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // (self.backend.workers + 1)))
+        self.started = time.perf_counter()
+        start_step = self.trainer.step
+        old_handlers = {}
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        if self.progress:
+            from tqdm import tqdm
+
+            total = self.cfg.run.max_steps - start_step if self.cfg.run.max_steps > 0 else None
+            self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, leave=False)
+        try:
             try:
                 if self.cfg.run.mode == "generations":
                     self._run_generations()
                 else:
                     self._run_async()
-                self.trainer.flush_log()
-                if self.trainer.last_checkpoint != self.store.path(self.trainer.step):
-                    path = self._save()
-                    if self.cfg.run.mode == "async":  # a generation's net changes only at its end
-                        self._publish(path)
             finally:
-                for s, h in old_handlers.items():
-                    signal.signal(s, h)
-                if self.bar is not None:
-                    self.bar.close()
-                self.writer.flush()
-                self.writer.close()
-            wall = self._elapsed()
-            return self.summary(start_step, wall)
+                for summary in self.backend.stop():  # chunks that finished while the workers stopped
+                    self.stats.add(summary)
+                self.buffer.refresh()
+                self._log_selfplay()
+            self.trainer.flush_log()
+            if self.trainer.last_checkpoint != self.store.path(self.trainer.step):
+                path = self._save()
+                if self.cfg.run.mode == "async":  # a generation's net changes only at its end
+                    self._publish(path)
+        finally:
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+            if self.bar is not None:
+                self.bar.close()
+            self.writer.flush()
+            self.writer.close()
+        wall = self._elapsed()
+        return self.summary(start_step, wall)
 
     def summary(self, start_step: int, wall: float) -> dict:
         t = self.trainer
@@ -701,6 +577,7 @@ class RunLoop:
             "gating": self.gating,
             "totals": self.compute_totals(),
             **self.buffer.stats(),
+            **({self.backend.name: self.backend.summary()} if self.backend and self.backend.summary() else {}),
         }
 
 
@@ -716,5 +593,6 @@ def format_run_summary(s: dict) -> str:
 
 
 def run_loop(cfg: Config, run_dir: str | Path, device: str = "cpu", resume: bool = False,
-             init_model: str | None = None, progress: bool = False) -> dict:
-    return RunLoop(cfg, run_dir, device, resume, init_model, progress).run()
+             init_model: str | None = None, progress: bool = False, backend: str = "auto",
+             report: Callable[[str], None] = _stderr_report) -> dict:
+    return RunLoop(cfg, run_dir, device, resume, init_model, progress, report, backend).run()

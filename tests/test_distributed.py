@@ -93,14 +93,13 @@ def test_killed_worker_is_respawned_and_its_chunk_replayed(tmp_path, ray_cluster
     write into the run directory themselves here (ray.shared_storage), the other path of the shards."""
     import numpy as np
 
-    from specmcts.distributed import DistributedRun
-    from specmcts.loop import run_loop
+    from specmcts.loop import RunLoop, run_loop
 
     cfg = load_config(write_config(tmp_path, run={"mode": "generations", "generations": 2, "games_per_generation": 8,
                                                   "chunk_games": 2}), ["ray.shared_storage=true"])
     run = tmp_path / "run"
     messages: list[str] = []
-    loop = DistributedRun(cfg, run, report=messages.append)
+    loop = RunLoop(cfg, run, report=messages.append, backend="ray")
     result: dict = {}
     thread = threading.Thread(target=lambda: result.update(loop.run()), daemon=True)
     thread.start()
@@ -108,7 +107,7 @@ def test_killed_worker_is_respawned_and_its_chunk_replayed(tmp_path, ray_cluster
     while loop.stats.games_total < 2:  # mid-run: a chunk is on disk, the rest of the generation is not
         assert thread.is_alive() and time.monotonic() < deadline, messages
         time.sleep(0.05)
-    ray_cluster.kill(loop.pool.handle(0))
+    ray_cluster.kill(loop.backend.handle(0))
     thread.join(timeout=240)
     assert not thread.is_alive(), "the run did not finish after a worker was killed"
     assert result["stop_reason"] == "generations", messages

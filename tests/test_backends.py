@@ -1,0 +1,137 @@
+"""One run-loop schedule, several self-play backends (`specmcts.backends`): who plays a chunk does not change
+what is played, and a dead local worker costs its chunks, not the run. The Ray backend's tests are in
+test_distributed.py (they need a Ray cluster)."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from specmcts.backends import Chunk, InProcess, LocalProcesses, make_backend
+from specmcts.config import Config, load_config
+from specmcts.loop import RunLoop, run_loop
+
+CONFIG = {
+    "name": "backends5",
+    "seed": 11,
+    "game": {"board": 5},
+    "net": {"blocks": 1, "channels": 16, "value_hidden": 16},
+    "search": {"sims": 16, "leaves_per_tree": 8, "threads": 1},
+    "evaluator": {"device": "cpu", "max_batch": 128, "cache_entries": 16384, "torch_threads": 1},
+    "selfplay": {"concurrent": 4},
+    "train": {"batch_size": 32, "min_samples": 64, "checkpoint_every": 5, "log_every": 5},
+    "run": {"mode": "generations", "generations": 2, "games_per_generation": 8, "chunk_games": 2, "workers": 2,
+            "train_samples_per_sample": 2.0, "minutes": 12.0},
+}
+
+
+def config(**sections) -> Config:
+    overrides = [f"{section}.{k}={v}" for sections_ in (CONFIG, sections)
+                 for section, values in sections_.items() if isinstance(values, dict) for k, v in values.items()]
+    return load_config(None, overrides + [f"seed={CONFIG['seed']}"])
+
+
+def shards(run) -> dict[str, dict]:
+    out = {}
+    for p in sorted((run / "data").glob("*.npz")):
+        with np.load(p) as z:
+            out[p.name] = {k: z[k] for k in ("features", "policy", "value", "model_id")}
+    return out
+
+
+def test_make_backend_by_mode_and_name(tmp_path):
+    assert isinstance(make_backend("auto", config(), tmp_path, "cpu", print), InProcess)
+    assert isinstance(make_backend("auto", config(run={"mode": "async"}), tmp_path, "cpu", print), LocalProcesses)
+    assert isinstance(make_backend("processes", config(), tmp_path, "cpu", print), LocalProcesses)
+    with pytest.raises(ValueError, match="unknown self-play backend"):
+        make_backend("gpu-farm", config(), tmp_path, "cpu", print)
+
+
+def test_generations_on_local_processes_equal_in_process(tmp_path):
+    """The same schedule on two backends: the very shards (named and seeded by generation and chunk) and the
+    very net, whether this process or two worker processes play the chunks."""
+    here = run_loop(config(), tmp_path / "here", report=lambda _m: None)
+    there = run_loop(config(), tmp_path / "there", backend="processes", report=lambda _m: None)
+    assert here["stop_reason"] == there["stop_reason"] == "generations"
+    assert (here["step"], here["model_id"]) == (there["step"], there["model_id"])
+    assert there["processes"]["workers"] == 2 and there["processes"]["chunks_lost"] == 0
+    assert sum(there["processes"]["games_by_worker"].values()) == there["games"] == 16
+    assert "processes" not in here and "in-process" not in here  # the in-process backend has nothing to add
+    a, b = shards(tmp_path / "here"), shards(tmp_path / "there")
+    assert list(a) == [f"g{g:05d}-c{c:04d}-0000.npz" for g in range(2) for c in range(4)] == list(b)
+    for name in a:
+        assert all(np.array_equal(a[name][k], b[name][k]) for k in a[name]), name
+
+
+def test_a_killed_local_worker_costs_its_chunks_not_the_run(tmp_path):
+    """Generations on two local processes; one is killed (-9) mid-generation: its chunks are lost, played
+    again by the other (same name, same seed), and the run ends as the undisturbed one does."""
+    messages: list[str] = []
+    loop = RunLoop(config(), tmp_path / "run", report=messages.append, backend="processes")
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(loop.run()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 180
+    while loop.stats.games_total < 2:  # a chunk is on disk, the rest of the first generation is not
+        assert thread.is_alive() and time.monotonic() < deadline, messages
+        time.sleep(0.05)
+    victim = loop.backend.procs[0]
+    os.kill(victim.pid, signal.SIGKILL)
+    thread.join(timeout=240)
+    assert not thread.is_alive(), "the run did not finish after a worker was killed"
+    assert result["stop_reason"] == "generations", messages
+    assert result["games"] >= 16 and result["generation"] == 2
+    alone = run_loop(config(), tmp_path / "alone", report=lambda _m: None)
+    assert (alone["step"], alone["model_id"]) == (result["step"], result["model_id"])
+    assert list(shards(tmp_path / "run")) == list(shards(tmp_path / "alone"))
+
+
+def test_every_worker_gone_stops_the_run_with_its_reason(tmp_path):
+    """Async on one local process, killed: the run stops (it does not wait out its time budget) and says why."""
+    messages: list[str] = []
+    loop = RunLoop(config(run={"mode": "async", "workers": 1}), tmp_path / "run", report=messages.append)
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(loop.run()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while loop.backend is None or not loop.backend.procs:
+        assert thread.is_alive() and time.monotonic() < deadline, messages
+        time.sleep(0.05)
+    os.kill(loop.backend.procs[0].pid, signal.SIGKILL)
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert result["stop_reason"] == "self-play workers exited", messages
+    assert any("every self-play worker exited" in m for m in messages), messages
+
+
+def test_in_process_backend_plays_what_it_is_given(tmp_path):
+    """The interface in miniature: free slot, submit, collect returns the summary, lost is empty."""
+    from specmcts.train import CheckpointStore, Trainer
+    from specmcts.replay import ReplayBuffer
+
+    cfg = config()
+    for sub in ("data", "sgf", "models"):
+        (tmp_path / sub).mkdir()
+    trainer = Trainer.create(cfg, tmp_path, ReplayBuffer(tmp_path / "data", 5, cfg.train), "cpu", report=lambda _m: None)
+    path = trainer.save({})
+    store = CheckpointStore(tmp_path)
+    store.write_pointer(path, trainer.model_id, 0)
+
+    class Loop:
+        pass
+
+    loop = Loop()
+    loop.store = store
+    backend = InProcess(cfg, tmp_path, "cpu")
+    backend.start(loop)
+    assert backend.free() == [0] and not backend.busy()
+    backend.submit(0, Chunk("x00001-w00", 2, 5))
+    assert backend.free() == [] and backend.busy()
+    done, lost = backend.collect(0.0)
+    assert [d["games"] for d in done] == [2] and lost == [] and not backend.busy()
+    assert (tmp_path / "data" / "x00001-w00-0000.npz").is_file()
+    assert backend.stop() == []
