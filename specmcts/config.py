@@ -64,7 +64,7 @@ class SearchConfig:
     temperature_moves: int = 0  # moves sampled with temperature; 0: N*N // 8 (10 on 9x9, 45 on 19x19)
     tree_reuse: bool = False
     resign_threshold: float = -0.95  # resign when the root value is below this
-    resign_consecutive: int = 3  # ... for this many of the player's moves in a row
+    resign_consecutive: int = 3  # ... for this many of the player's moves in a row (0: never resign)
     no_resign_fraction: float = 0.1  # games that never resign (to measure false resignations)
     threads: int = 0  # CPU threads for the batch kernels: 0 = all cores, 1 = serial
     parallel_min_trees: int = 16  # below this many trees in a batch the kernels run serially
@@ -335,6 +335,8 @@ def validate(cfg: Config) -> None:
         ("search.virtual_loss", cfg.search.virtual_loss, ">= 0", lambda v: v >= 0),
         ("search.fpu_reduction", cfg.search.fpu_reduction, ">= 0", lambda v: v >= 0),
         ("search.threads", cfg.search.threads, ">= 0 (0: all cores)", lambda v: v >= 0),
+        ("search.resign_consecutive", cfg.search.resign_consecutive, ">= 0 (0: never resign)", lambda v: v >= 0),
+        ("search.no_resign_fraction", cfg.search.no_resign_fraction, "in [0, 1]", lambda v: 0 <= v <= 1),
         ("selfplay.games", cfg.selfplay.games, ">= 1", lambda v: v >= 1),
         ("selfplay.concurrent", cfg.selfplay.concurrent, ">= 1", lambda v: v >= 1),
         ("selfplay.max_moves", cfg.selfplay.max_moves, ">= 0 (0: the rules' limit)", lambda v: v >= 0),

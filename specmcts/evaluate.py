@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from games.go import BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp, gtp_to_action
-from native import tree as tree_kernels
 from specmcts import elo as elo_module
 from specmcts.config import Config, EvalConfig
 from specmcts.gtp_client import GTPEngine, GTPError
 from specmcts.gtp_match import FINAL_SCORE, gnugo_spec, judge_game
+from specmcts.player import MoveRule, ResignStreak
 from specmcts.search import Search
 
 
@@ -97,16 +97,14 @@ class NetSide(Side):
         self.evaluator = evaluator
         self.search = Search(self.rules, search_cfg, evaluator, cache, num_trees=max(1, concurrent))
         self.seed = int(seed)
-        self.temperature_moves = eval_temperature_moves(cfg.eval, board)
-        self.temperature = cfg.eval.temperature
-        self.resign = cfg.eval.resign
+        self.rule = MoveRule(seed, cfg.eval.temperature, eval_temperature_moves(cfg.eval, board))
+        self.resign = ResignStreak(cfg.search.resign_threshold, cfg.search.resign_consecutive if cfg.eval.resign else 0)
         self._free = list(range(max(1, concurrent)))[::-1]
         self._slot: dict[int, int] = {}
-        self._low_streak: dict[int, int] = {}
 
     def new_game(self, game: int, colour: int) -> None:
         self._slot[game] = self._free.pop()
-        self._low_streak[game] = 0
+        self.resign.forget(game)
 
     def genmove(self, requests):
         slots = np.array([self._slot[g] for g, _ in requests], np.int32)
@@ -114,25 +112,18 @@ class NetSide(Side):
             self.search.reset(int(slot), state)
         self.search.run(slots, self.sims)
         out = []
-        s = self.cfg.search
         for (g, state), slot in zip(requests, slots):
             counts = self.search.visit_counts(int(slot))
             value = self.search.root_value(int(slot))
-            m = state.move_number
-            if m < self.temperature_moves and self.temperature > 0:
-                u = float(np.random.default_rng([self.seed, g, m]).random())
-                action = int(tree_kernels.pick_from_counts(counts, self.temperature, u))
-            else:
-                action = int(tree_kernels.pick_from_counts(counts, 0.0, 0.0))
-            self._low_streak[g] = self._low_streak[g] + 1 if value < s.resign_threshold else 0
-            if self.resign and self._low_streak[g] >= s.resign_consecutive:
+            action = self.rule.pick(counts, g, state.move_number)
+            if self.resign.observe(g, value):
                 action = self.rules.resign_action
             out.append((action, f"{self.name}: v={value:+.3f} n={int(counts.sum())}"))
         return out
 
     def end_game(self, game: int) -> None:
         self._free.append(self._slot.pop(game))
-        self._low_streak.pop(game, None)
+        self.resign.forget(game)
 
 
 class GTPSide(Side):

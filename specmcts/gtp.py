@@ -73,6 +73,7 @@ from games.go import (BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError, a
 from native import board as board_kernels
 from native import layout
 from specmcts.config import AUTO, MAX_SPECULATE
+from specmcts.player import ResignStreak
 
 PROTOCOL_VERSION = "2"
 ENGINE_NAME = "specmcts"
@@ -712,7 +713,7 @@ class GtpEngine:
         self.quit_requested = False
         self.clock = Clock()
         self._players: dict[int, object] = {}
-        self._low_winrate = {BLACK: 0, WHITE: 0}
+        self._resign = ResignStreak(-1.0, 0)  # per colour; thresholds from the options when asked
         self._ponder_line: list[int] = []  # the continuation pondered after our last genmove
         self._ponder_due = False  # set by a genmove that played: ponder if no command is waiting
         size = self.source.fixed_size or cfg.game.board
@@ -898,7 +899,7 @@ class GtpEngine:
     def cmd_clear_board(self, args):
         _arity(args, 0)
         self._set_record(GameRecord(self.rules))
-        self._low_winrate = {BLACK: 0, WHITE: 0}
+        self._resign = ResignStreak(-1.0, 0)  # per colour; thresholds from the options when asked
         self.clock.left.clear()
         return ""
 
@@ -1184,11 +1185,10 @@ class GtpEngine:
         return action, ""
 
     def _should_resign(self, colour: int, analysis) -> bool:
-        o = self.options
-        if o.resign_threshold <= 0:
-            return False
-        self._low_winrate[colour] = self._low_winrate[colour] + 1 if analysis.winrate < o.resign_threshold else 0
-        return self._low_winrate[colour] >= max(1, o.resign_consecutive)
+        o = self.options  # a winrate threshold, the player layer's rule on the root value
+        self._resign.threshold = 2.0 * o.resign_threshold - 1.0
+        self._resign.consecutive = max(1, o.resign_consecutive) if o.resign_threshold > 0 else 0
+        return self._resign.observe(colour, analysis.root_value)
 
     def _note_opponent_move(self, action: int) -> None:
         if self._ponder_line:

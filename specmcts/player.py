@@ -1,10 +1,20 @@
-"""A search-backed Go player for one game at a time: GTP, matches, analysis.
+"""The player layer over ``Search``: how a finished search becomes a move, one rule for self-play,
+evaluation and GTP, and a search-backed player for one game at a time (GTP, analysis).
 
-Self-play drives ``Search`` through the speculation pipeline for many games; a player searches one
-position when asked (``genmove``), and can stream what it is thinking (``analyze``) for GUIs.
+- ``MoveRule``: the move from visit counts, a pure function of (seed, game, move number): the first
+  ``temperature_moves`` moves are drawn from ``counts ** (1 / temperature)`` with a uniform drawn before the
+  search (speculation applies the same uniform to partial counts to predict the move), later moves are the
+  most visited action.
+- ``draw`` / ``rng``: every random number a game uses, by (seed, game, move number, stream), so a record does
+  not depend on how its searches were scheduled (speculation, batch composition, concurrency).
+- ``root_noise``: the Dirichlet noise mixed into a root's priors.
+- ``ResignStreak``: resign after ``consecutive`` moves in a row whose root value was below ``threshold``.
+- ``MCTSPlayer``: searches one position when asked, within a visit and time budget, streams what it is
+  thinking (``analyze``) and gives principal variations; GTP uses it.
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -12,8 +22,70 @@ import numpy as np
 
 from games.go import GoRules, GoState
 from native import tree as tree_kernels
-from specmcts.config import Config, dirichlet_alpha
+from specmcts.config import Config
 from specmcts.search import Search, dirichlet_noise
+
+# The random streams of a (seed, game, move number).
+UNIFORM, NOISE, PER_GAME, FULL_SEARCH, GUMBEL = range(5)
+
+
+def rng(seed: int, game: int, move_number: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(game), int(move_number), stream])
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def draw(seed: int, game: int, move_number: int, stream: int) -> float:
+    """The first uniform of ``rng(seed, game, move_number, stream)``; memoised, since speculation asks for a
+    move's uniform at every stage boundary of every search of that move (a generator costs ~25 us)."""
+    return float(rng(seed, game, move_number, stream).random())
+
+
+def root_noise(seed: int, game: int, state: GoState, alpha: float) -> np.ndarray:
+    """Dirichlet(``alpha``) noise over the legal moves of ``state`` for game ``game`` of seed ``seed``."""
+    return dirichlet_noise(rng(seed, game, state.move_number, NOISE), state.legal_mask(), alpha)
+
+
+class MoveRule:
+    """The move from a finished search's visit counts (see the module docstring)."""
+
+    def __init__(self, seed: int, temperature: float, temperature_moves: int):
+        self.seed = int(seed)
+        self.temperature_value = float(temperature)
+        self.temperature_moves = int(temperature_moves)
+
+    def temperature(self, move_number: int) -> float:
+        return self.temperature_value if move_number < self.temperature_moves else 0.0
+
+    def greedy(self, move_number: int) -> bool:
+        """Is the move simply the most visited action?"""
+        return self.temperature(move_number) <= 0.0
+
+    def uniform(self, game: int, move_number: int) -> float:
+        return draw(self.seed, int(game), move_number, UNIFORM)
+
+    def pick(self, counts: np.ndarray, game: int, move_number: int) -> int:
+        t = self.temperature(move_number)
+        return int(tree_kernels.pick_from_counts(counts, t, self.uniform(game, move_number) if t > 0 else 0.0))
+
+
+class ResignStreak:
+    """Resign after ``consecutive`` moves in a row (per key: a game, a colour) whose root value, from the
+    mover's view in [-1, 1], was below ``threshold``. ``consecutive`` <= 0 never resigns."""
+
+    def __init__(self, threshold: float, consecutive: int):
+        self.threshold = float(threshold)
+        self.consecutive = int(consecutive)
+        self.streak: dict = {}
+
+    def observe(self, key, value: float) -> bool:
+        """Record a move's root value; True when the mover should resign now."""
+        n = self.streak.get(key, 0) + 1 if value < self.threshold else 0
+        self.streak[key] = n
+        return self.consecutive > 0 and n >= self.consecutive
+
+    def forget(self, key) -> None:
+        self.streak.pop(key, None)
+
 
 PV_MAX = 32
 
@@ -45,33 +117,21 @@ class Analysis:
 
 
 class MCTSPlayer:
-    def __init__(self, rules: GoRules, cfg: Config, evaluator, cache, *, sims: int | None = None,
-                 seed: int = 0, noise: bool = False, temperature_moves: int = 0, temperature: float = 1.0):
+    """One position at a time (no root noise): GTP's engine."""
+
+    def __init__(self, rules: GoRules, cfg: Config, evaluator, cache, *, sims: int | None = None):
         self.rules = rules
         self.cfg = cfg
         self.sims = sims or cfg.search.sims
         self.search = Search(rules, cfg.search, evaluator, cache, num_trees=1,
                              max_nodes=self.sims + cfg.search.leaves_per_tree + 2)
-        self.seed = seed
-        self.noise = noise
-        self.temperature_moves = temperature_moves
-        self.temperature = temperature
-        self.games = 0
-
-    def new_game(self) -> None:
-        self.games += 1
 
     def analyze(self, state: GoState, sims: int | None = None, seconds: float | None = None,
                 stop=None, callback=None, every: float = 0.1) -> Analysis:
         """Search ``state`` until ``sims`` simulations, ``seconds`` of wall time, or ``stop()`` is true;
         ``callback(analysis)`` every ``every`` seconds (GUI analysis streams)."""
         sims = min(sims or self.sims, self.search.max_nodes - self.cfg.search.leaves_per_tree - 2)
-        noise, fraction = None, 0.0
-        if self.noise:
-            rng = np.random.default_rng([self.seed, self.games, state.move_number, 1])
-            noise = dirichlet_noise(rng, state.legal_mask(), dirichlet_alpha(self.cfg.search, self.rules.size))
-            fraction = self.cfg.search.dirichlet_fraction
-        self.search.reset(0, state, noise, fraction)
+        self.search.reset(0, state)
         slots = np.zeros(1, np.int32)
         start = time.perf_counter()
         last = start
@@ -93,15 +153,6 @@ class MCTSPlayer:
         if callback is not None:
             callback(result)
         return result
-
-    def genmove(self, state: GoState, sims: int | None = None, seconds: float | None = None) -> tuple[int, Analysis]:
-        analysis = self.analyze(state, sims, seconds)
-        if state.move_number < self.temperature_moves:
-            u = float(np.random.default_rng([self.seed, self.games, state.move_number, 0]).random())
-            action = int(tree_kernels.pick_from_counts(analysis.counts, self.temperature, u))
-        else:
-            action = int(tree_kernels.pick_from_counts(analysis.counts, 0.0, 0.0))
-        return action, analysis
 
     def _analysis(self, start: float) -> Analysis:
         tr = self.search.trees

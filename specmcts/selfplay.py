@@ -6,7 +6,6 @@ not depend on how its searches were scheduled (speculation depth, batch composit
 """
 from __future__ import annotations
 
-import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -15,21 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from games.go import BLACK, EMPTY, GoRules, GoState, action_to_gtp
-from native import tree as tree_kernels
 from specmcts.atomic import atomic_open
 from specmcts.config import AUTO, Config, dirichlet_alpha, temperature_moves
-from specmcts.search import Search, dirichlet_noise
+from specmcts.player import FULL_SEARCH, GUMBEL, PER_GAME, MoveRule, ResignStreak, draw, rng, root_noise
+from specmcts.search import Search
 from specmcts.speculation import (Pipeline, RootSetup, game_phase, measured_cost, plan_speculation,
                                    speculation_trees)
 
 SHARD_VERSION = 2  # 2: ownership, score, aux_weight and policy_weight (version 1 shards still load)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _uniform(seed: int, game: int, move_number: int, stream: int) -> float:
-    """The first uniform of the stream ``SelfPlayPolicy._rng`` makes; memoised, since speculation asks for a
-    move's uniform at every stage boundary of every search of that move (a generator costs ~25 us)."""
-    return float(np.random.default_rng([seed, game, move_number, stream]).random())
 
 
 class SelfPlayPolicy:
@@ -47,35 +39,31 @@ class SelfPlayPolicy:
         self.search = cfg.search
         self.rules = rules
         self.gumbel = cfg.search.root == "gumbel"
-        self.temperature_moves = temperature_moves(cfg.search, rules.size)
+        self.rule = MoveRule(cfg.seed, cfg.search.temperature, temperature_moves(cfg.search, rules.size))
         self.alpha = dirichlet_alpha(cfg.search, rules.size)
-
-    def _rng(self, game: int, move_number: int, stream: int) -> np.random.Generator:
-        # stream 0: the move's uniform, 1: its root noise, 2: per-game draws, 3: full or fast search, 4: Gumbel
-        return np.random.default_rng([self.seed, int(game), move_number, stream])
+        self.resign = ResignStreak(cfg.search.resign_threshold, cfg.search.resign_consecutive)
 
     def temperature(self, move_number: int) -> float:
-        return self.search.temperature if move_number < self.temperature_moves else 0.0
+        return self.rule.temperature(move_number)
 
     def uniform(self, game: int, move_number: int) -> float:
-        return _uniform(self.seed, int(game), move_number, 0)
+        return self.rule.uniform(game, move_number)
 
     def full_search(self, game, move_number: int) -> bool:
         """Playout cap randomization: does this move get the full search (and a trained policy target)?"""
         s = self.search
         if s.fast_sims <= 0:
             return True
-        return _uniform(self.seed, int(game), move_number, 3) < s.full_search_fraction
+        return draw(self.seed, int(game), move_number, FULL_SEARCH) < s.full_search_fraction
 
     def pick(self, game, move_number: int, search: Search, slot: int) -> int:
         if self.gumbel:
             return search.gumbel_action(slot)
-        counts = search.visit_counts(slot)
-        return int(tree_kernels.pick_from_counts(counts, self.temperature(move_number), self.uniform(game, move_number)))
+        return self.rule.pick(search.visit_counts(slot), game, move_number)
 
     def greedy(self, game, move_number: int) -> bool:
         """PUCT moves after the temperature moves are the most visited root action."""
-        return not self.gumbel and self.temperature(move_number) == 0.0
+        return not self.gumbel and self.rule.greedy(move_number)
 
     def target(self, search: Search, slot: int) -> np.ndarray:
         """The policy training target of a finished search (float32 [A], sums to 1)."""
@@ -92,15 +80,15 @@ class SelfPlayPolicy:
         setup = RootSetup(sims=s.sims if full else s.fast_sims)
         if self.gumbel:
             legal = state.legal_mask()
-            g = self._rng(game, m, 4).gumbel(size=legal.shape[0]).astype(np.float32)
+            g = rng(self.seed, game, m, GUMBEL).gumbel(size=legal.shape[0]).astype(np.float32)
             setup.gumbel = np.where(legal, g, 0.0).astype(np.float32)
         elif full and s.dirichlet_fraction > 0:
-            setup.noise = dirichlet_noise(self._rng(game, m, 1), state.legal_mask(), self.alpha)
+            setup.noise = root_noise(self.seed, game, state, self.alpha)
             setup.noise_fraction = s.dirichlet_fraction
         return setup
 
     def no_resign(self, game: int) -> bool:
-        return _uniform(self.seed, int(game), 0, 2) < self.search.no_resign_fraction
+        return draw(self.seed, int(game), 0, PER_GAME) < self.search.no_resign_fraction
 
 
 @dataclass
@@ -117,7 +105,6 @@ class GameRecord:
     comments: list = field(default_factory=list)
     move_seconds: list = field(default_factory=list)  # wall time per move (latency)
     move_steps: list = field(default_factory=list)  # evaluator batches per move (latency, noise-free)
-    low_value_streak: dict = field(default_factory=lambda: {BLACK: 0, 3 - BLACK: 0})
     would_resign: int = EMPTY  # in a no-resign game: who would have resigned first
     started: float = 0.0
     last_decision: float = 0.0
@@ -279,9 +266,7 @@ class SelfPlay:
         rec.last_decision, rec.last_step = now, self.steps
 
         mover = state.to_play
-        s = self.cfg.search
-        rec.low_value_streak[mover] = rec.low_value_streak[mover] + 1 if value < s.resign_threshold else 0
-        resign = rec.low_value_streak[mover] >= s.resign_consecutive
+        resign = self.policy.resign.observe((g, mover), value)
         if resign and rec.no_resign:
             if rec.would_resign == EMPTY:
                 rec.would_resign = mover
@@ -310,6 +295,8 @@ class SelfPlay:
     def _finish(self, rec: GameRecord) -> None:
         rec.winner = rec.state.winner()
         rec.result = rec.state.result_string()
+        for colour in (BLACK, 3 - BLACK):
+            self.policy.resign.forget((rec.index, colour))
         self.records.append(rec)
         self.writer.game(rec, len(self.records))
 
