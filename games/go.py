@@ -82,6 +82,11 @@ class GoState:
         kernels.copy_state(self.core, self.hist, self.past, other.core, other.hist, other.past)
         return other
 
+    @property
+    def history_words(self) -> int:
+        """Words of ``hist`` in use: the superko Bloom filter and one hash per position so far."""
+        return layout.BLOOM_WORDS + self.move_number + 1
+
     # -- scalars -------------------------------------------------------------------------------
     @property
     def size(self) -> int:
@@ -263,25 +268,17 @@ class GoState:
 
     @classmethod
     def from_text(cls, rules: GoRules, rows: str, to_play: int = BLACK) -> "GoState":
-        """A position drawn as text (``X`` black, ``O`` white, ``.`` empty, row 0 at the top), built by
-        alternating legal moves with passes in between; for tests and Go problems."""
+        """A position drawn as text (``X`` black, ``O`` white, ``.`` empty, row 0 at the top) with ``to_play``
+        to move, as setup stones (``games.position.setup_state``: move 0, no history, as in SGF and GTP); for
+        tests and Go problems."""
+        from games.position import setup_state
+
         grid = [r.split() if " " in r.strip() else list(r.strip()) for r in rows.strip().splitlines()]
         if len(grid) != rules.size or any(len(r) != rules.size for r in grid):
             raise ValueError(f"expected {rules.size} rows of {rules.size} points")
-        state = cls(rules)
-        for colour, glyph in ((BLACK, "X"), (WHITE, "O")):
-            for r, row in enumerate(grid):
-                for c, g in enumerate(row):
-                    if g == glyph:
-                        if state.to_play != colour:
-                            state.play(rules.pass_action)
-                        state.play(r * rules.size + c)
-        if state.to_play != to_play:
-            state.play(rules.pass_action)
-        # Setup moves are not part of the game: forget the passes so two of them do not end it.
-        state.core[layout.M_PASSES] = 0
-        state.core[layout.M_GAME_OVER] = 0
-        return state
+        points = {glyph: [r * rules.size + c for r, row in enumerate(grid) for c, g in enumerate(row) if g == glyph]
+                  for glyph in "XO"}
+        return setup_state(rules, points["X"], points["O"], to_play)
 
 
 def area_score_of(rules: GoRules, board: np.ndarray) -> tuple[int, int]:

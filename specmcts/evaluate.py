@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,12 +35,16 @@ from pathlib import Path
 import numpy as np
 
 from games.go import BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp, gtp_to_action
+from games.scoring import FINAL_SCORE, judge_game
 from specmcts import elo as elo_module
 from specmcts.config import Config, EvalConfig
 from specmcts.gtp_client import GTPEngine, GTPError
-from specmcts.gtp_match import FINAL_SCORE, gnugo_spec, judge_game
+from specmcts.gtp_match import gnugo_spec
 from specmcts.player import MoveRule, ResignStreak
 from specmcts.search import Search
+
+
+UNREADABLE = -1  # a genmove answer that is no move: the side forfeits the game
 
 
 class MatchError(RuntimeError):
@@ -131,10 +136,12 @@ class GTPSide(Side):
 
     judges = True
 
-    def __init__(self, name: str, command: list[str], rules: GoRules, concurrent: int, setup: tuple[str, ...] = ()):
+    def __init__(self, name: str, command: list[str], rules: GoRules, concurrent: int, setup: tuple[str, ...] = (),
+                 log_path: Path | None = None):
         self.name = name
         self.command = list(command)
         self.setup = tuple(setup)  # GTP commands sent once to each new process (e.g. set_random_seed)
+        self.log_path = log_path  # the engines' stderr is appended there (else discarded)
         self.rules = rules
         self.engines: list[GTPEngine] = []
         self._free: list[int] = []
@@ -151,7 +158,12 @@ class GTPSide(Side):
     def new_game(self, game: int, colour: int) -> None:
         if not self._free:
             try:
-                self.engines.append(GTPEngine(self.command))
+                stderr = open(self.log_path, "a") if self.log_path is not None else subprocess.DEVNULL
+                try:
+                    self.engines.append(GTPEngine(self.command, stderr=stderr))
+                finally:
+                    if self.log_path is not None:
+                        stderr.close()  # the child holds its own descriptor
             except OSError as e:
                 raise MatchError(f"cannot start {self.name} ({shlex.join(self.command)}): {e}") from None
             for line in self.setup:
@@ -167,11 +179,11 @@ class GTPSide(Side):
         def ask(item):
             g, state = item
             colour = "b" if state.to_play == BLACK else "w"
-            answer = self._send(self._slot[g], f"genmove {colour}")
+            answer = self._send(self._slot[g], f"genmove {colour}").strip()
             try:
                 return gtp_to_action(self.rules.size, answer), None
             except ValueError:
-                raise MatchError(f"{self.name} answered genmove with {answer!r}, not a vertex") from None
+                return UNREADABLE, f"answered genmove with {answer[:80]!r}, not a vertex"  # forfeits the game
 
         return list(self.pool.map(ask, requests))
 
@@ -227,6 +239,11 @@ class GameResult:
     tromp_taylor: str | None = None  # our count of the board as it stands
     final_score: dict = field(default_factory=dict)  # GTP side's name -> its final_score answer
     disagreement: bool = False  # final_score (the result) and our count name different winners
+    end: str = ""  # passes | length limit | resignation | illegal move
+    actions: list = field(default_factory=list)  # the moves played (a forfeited move is not among them)
+    note: str = ""  # why a game ended early (a forfeit)
+    seconds: float = 0.0
+    sgf: str | None = None
 
     @property
     def a_score(self) -> float:
@@ -293,17 +310,24 @@ class _Live:
     result: str = ""
     winner: int = EMPTY
     note: str = ""  # why a game ended early (a forfeit), written as the SGF game comment
+    end: str = ""
+    started: float = 0.0
 
 
 def play_match(rules: GoRules, a: Side, b: Side, games: int, concurrent: int = 64, sgf_dir: str | Path | None = None,
-               prefix: str = "game", progress: bool = False, first_game: int = 0) -> MatchResult:
+               prefix: str = "game", progress: bool = False, first_game: int = 0, max_moves: int | None = None,
+               on_game=None) -> MatchResult:
     """``games`` games between ``a`` and ``b``, ``a`` Black in even games; at most ``concurrent`` at once.
-    Writes ``<sgf_dir>/<prefix>-<i>.sgf`` for every game when ``sgf_dir`` is given."""
+    Writes ``<sgf_dir>/<prefix>-<i>.sgf`` for every game when ``sgf_dir`` is given. ``max_moves`` (default:
+    the rules' limit) ends a game early, scored as it stands; ``on_game(GameResult)`` is called as each ends.
+    The one match loop: ``specmcts eval``, the run loop's Elo and gating, and ``gtp_match`` (engine against
+    engine) all play through it."""
     from specmcts.sgf import write_sgf
 
     started = time.perf_counter()
     result = MatchResult(a.name, b.name)
     concurrent = max(1, min(concurrent, games))
+    limit = min(max_moves or rules.max_moves, rules.max_moves)
     live: dict[int, _Live] = {}
     next_game = first_game
     end = first_game + games
@@ -318,7 +342,7 @@ def play_match(rules: GoRules, a: Side, b: Side, games: int, concurrent: int = 6
         i = next_game
         next_game += 1
         black, white = (a, b) if (i - first_game) % 2 == 0 else (b, a)
-        live[i] = _Live(i, GoState(rules), black, white)
+        live[i] = _Live(i, GoState(rules), black, white, started=time.perf_counter())
         black.new_game(i, BLACK)
         white.new_game(i, WHITE)
 
@@ -327,6 +351,8 @@ def play_match(rules: GoRules, a: Side, b: Side, games: int, concurrent: int = 6
         if not g.result:
             g.winner = g.state.winner()
             g.result = g.state.result_string()
+            g.end = "resignation" if g.state.resigned != EMPTY else (
+                "passes" if g.state.consecutive_passes >= 2 else "length limit")
             if g.state.resigned == EMPTY:  # passes or the length limit: the GTP sides judge too
                 judgement = judge_game(g.state, {s.name: s.final_score(g.index) for s in (g.black, g.white)
                                                  if s.judges})
@@ -335,19 +361,24 @@ def play_match(rules: GoRules, a: Side, b: Side, games: int, concurrent: int = 6
         g.white.end_game(g.index)
         del live[g.index]
         a_colour = BLACK if g.black is a else WHITE
-        record = GameResult(g.index, g.black.name, g.white.name, g.winner, g.result, len(g.moves), a_colour)
+        record = GameResult(g.index, g.black.name, g.white.name, g.winner, g.result, len(g.moves), a_colour,
+                            end=g.end, actions=list(g.moves), note=g.note,
+                            seconds=time.perf_counter() - g.started)
         if judgement is not None:
             record.judge, record.tromp_taylor = judgement.judge, judgement.tromp_taylor
             record.final_score, record.disagreement = judgement.scores, judgement.disagree
         result.games.append(record)
         if sgf_dir is not None:
             lines = ([g.note] if g.note else []) + (judgement.comment_lines() if judgement and judgement.scores else [])
-            write_sgf(Path(sgf_dir) / f"{prefix}-{g.index:04d}.sgf", rules, g.moves, result=g.result,
+            record.sgf = str(Path(sgf_dir) / f"{prefix}-{g.index:04d}.sgf")
+            write_sgf(record.sgf, rules, g.moves, result=g.result,
                       players=(g.black.name, g.white.name), comments=g.comments,
                       game_comment="\n".join(lines) or None)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(score=f"{result.score:.2f}", refresh=False)
+        if on_game is not None:
+            on_game(record)
 
     try:
         while next_game < end and len(live) < concurrent:
@@ -364,10 +395,13 @@ def play_match(rules: GoRules, a: Side, b: Side, games: int, concurrent: int = 6
                     mover = g.state.to_play
                     other = g.white if mover == BLACK else g.black
                     try:
+                        if action == UNREADABLE:
+                            raise IllegalMoveError(comment)
                         g.state.play(action)
                     except IllegalMoveError as e:
                         g.winner = 3 - mover
                         g.result = f"{'W' if mover == BLACK else 'B'}+F"
+                        g.end = "illegal move"
                         g.note = f"{side.name} forfeits with an illegal move ({e})"
                         finish(g)
                         if next_game < end:
@@ -377,7 +411,7 @@ def play_match(rules: GoRules, a: Side, b: Side, games: int, concurrent: int = 6
                     g.comments.append(comment)
                     if action != rules.resign_action and not g.state.is_over:
                         other.observe(i, mover, action)
-                    if g.state.is_over or g.state.move_number >= rules.max_moves:
+                    if g.state.is_over or g.state.move_number >= limit:
                         finish(g)
                         if next_game < end:
                             start()

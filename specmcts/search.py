@@ -130,7 +130,7 @@ class StatePool:
         )
 
     def load(self, row: int, state: GoState) -> None:
-        used = layout.BLOOM_WORDS + state.move_number + 1
+        used = state.history_words
         self.core[row] = state.core
         self.hist[row, :used] = state.hist[:used]
         self.past[row] = state.past

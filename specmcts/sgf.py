@@ -29,6 +29,7 @@ from typing import Mapping, Sequence
 from sgfmill import sgf as sgfmill_sgf
 
 from games.go import BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError
+from games.position import setup_state
 from native import layout
 from specmcts.atomic import atomic_write_bytes
 
@@ -118,21 +119,10 @@ class SgfGame:
         return bool(self.result) and self.result.strip().upper()[1:] in ("+R", "+RESIGN")
 
     def initial_state(self) -> GoState:
-        """The position before the first move: empty, or the setup stones with ``first_player`` to move."""
-        if not self.setup_black and not self.setup_white:
-            state = GoState(self.rules)
-            if self.first_player == WHITE:
-                _play_setup_pass(state)
-            return state
-        n = self.rules.size
-        grid = [["."] * n for _ in range(n)]
-        for glyph, stones in (("X", self.setup_black), ("O", self.setup_white)):
-            for a in stones:
-                r, c = divmod(a, n)
-                grid[r][c] = glyph
-        text = "\n".join("".join(row) for row in grid)
+        """The position before the first move: the setup stones (if any) with ``first_player`` to move, at
+        move 0 with no history (``games.position.setup_state``, as GTP's ``loadsgf`` builds it)."""
         try:
-            return GoState.from_text(self.rules, text, to_play=self.first_player)
+            return setup_state(self.rules, self.setup_black, self.setup_white, self.first_player)
         except (IllegalMoveError, ValueError) as e:
             raise SgfError(self.source, f"setup stones do not form a legal position: {e}") from None
 
@@ -151,12 +141,6 @@ class SgfGame:
             if state.to_play == loser:
                 state.play(self.rules.resign_action)
         return state
-
-
-def _play_setup_pass(state: GoState) -> None:
-    """White moves first without setup stones: a pass that does not count towards ending the game."""
-    state.play(state.rules.pass_action)
-    state.core[layout.M_PASSES] = 0
 
 
 # ----------------------------------------------------------------------------------------------

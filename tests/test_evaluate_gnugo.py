@@ -85,7 +85,7 @@ def test_gnugo_opponent_is_started_like_gtp_match():
 @needs_gnugo
 def test_judge_game_prefers_gnugo_final_score_over_tromp_taylor():
     """The judge alone: a real GnuGo loaded with the position by `play` commands, a dead stone on the board."""
-    from specmcts.gtp_match import judge_game
+    from games.scoring import judge_game
 
     state = GoState(RULES7)
     with GTPEngine(list(gnugo_spec(level=0).command)) as gnugo:

@@ -17,7 +17,9 @@ import torch
 from games.go import BLACK, WHITE, GoRules, GoState
 from specmcts import __version__, cli
 from specmcts.config import load_config
-from specmcts.gtp import Clock, EngineOptions, GtpEngine, parse_score, setup_state
+from games.position import setup_state
+from games.scoring import parse_score
+from specmcts.gtp import Clock, EngineOptions, GtpEngine
 from specmcts.network import build_net, save_model
 from specmcts.sgf import read_sgf, write_sgf
 
@@ -547,3 +549,29 @@ def test_default_net_is_the_one_that_ships_and_fresh_asks_for_an_untrained_one(t
     assert "embedded net go9.pt" in logs[-1]
     assert NetSource(cfg, "fresh", log=logs.append).net(9).model_id.startswith("fresh-")
     assert NetSource(cfg, None, log=logs.append).net(7).model_id.startswith("fresh-")  # nothing ships for 7x7
+
+
+def test_one_setup_path_for_sgf_gtp_and_text(engine, tmp_path):
+    """The same position with setup stones, from SGF (read_sgf), GTP (loadsgf) and a drawn board
+    (GoState.from_text): the same network input and the same NN-cache key, wherever it comes from."""
+    import numpy as np
+
+    from native import tree as tree_kernels
+
+    rows = ["..X......", ".XO......", "..X.....O", ".........", "....X....",
+            ".........", "......O..", ".........", "........."]
+    rules = GoRules(9, engine.rules.komi)
+    drawn = GoState.from_text(rules, "\n".join(rows), to_play=WHITE)
+    black = [r * 9 + c for r, row in enumerate(rows) for c, g in enumerate(row) if g == "X"]
+    white = [r * 9 + c for r, row in enumerate(rows) for c, g in enumerate(row) if g == "O"]
+    path = tmp_path / "setup.sgf"
+    path.write_text(write_sgf(None, rules, [], setup_black=black, setup_white=white, first_player=WHITE, result="?",
+                              validate=False).replace("RE[?]", ""))
+    from_sgf = read_sgf(path).initial_state()
+    ok(engine, f"loadsgf {path}")
+    from_gtp = engine.state
+    for state in (from_sgf, from_gtp):
+        assert state.move_number == drawn.move_number == 0 and state.to_play == drawn.to_play == WHITE
+        assert np.array_equal(state.features(), drawn.features())
+        assert tree_kernels.input_key(state.core, state.hist) == tree_kernels.input_key(drawn.core, drawn.hist)
+    assert np.array_equal(from_sgf.board(), drawn.board())

@@ -70,7 +70,8 @@ def test_our_final_score_agrees_with_gnugo_on_positions_with_dead_stones(tmp_pat
     import torch
 
     from specmcts.config import load_config
-    from specmcts.gtp import EngineOptions, GtpEngine, parse_score
+    from games.scoring import parse_score
+    from specmcts.gtp import EngineOptions, GtpEngine
     from specmcts.gtp_match import EngineSpec
 
     def gnugo(name, seed):

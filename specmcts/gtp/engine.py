@@ -1,660 +1,35 @@
-"""GTP v2 engine on stdin/stdout, with the analysis extensions Go GUIs use (Sabaki, Lizzie, GoGui, KGS).
+"""The GTP engine: the game, every command, the search behind ``genmove`` and analysis, pondering.
 
-Protocol (GTP v2, https://www.lysator.liu.se/~gunnar/gtp/): one command per line, ``[id] name args``; the
-answer is ``=[id] result`` or ``?[id] message``, ended by an empty line. Every input line gets exactly one
-answer (empty and comment-only lines get none); nothing but answers is written to stdout: logs go to stderr.
-Malformed, out-of-range or illegal input is answered ``? ...`` and the engine keeps going.
-
-Analysis (what GUIs parse):
-
-- ``lz-analyze [colour] [interval] [key value ...]`` (Leela Zero) and ``kata-analyze`` (KataGo): the answer
-  ``=[id]`` comes at once, then one line every ``interval`` centiseconds, each ``info move D4 visits 12
-  winrate 5123 prior 830 lcb 4800 order 0 pv D4 E5 ...`` repeated for every candidate on that one line
-  (KataGo format: the same keys with ``winrate``/``prior``/``lcb`` in [0, 1] and ``utility`` in [-1, 1]).
-  The search runs until the next command arrives; an empty line then ends the answer and the command runs.
-  Keys: ``interval``, ``minmoves``, ``maxmoves``; ``ownership``/``pvVisits``/... are accepted and ignored.
-- ``lz-genmove_analyze`` / ``kata-genmove_analyze``: a ``genmove`` that streams the same lines while it
-  thinks and ends with ``play <vertex>``.
-
-Winrates are from the side to move's point of view (what both formats specify). ``lcb`` is a normal
-approximation ``winrate - 1.96 * sqrt(winrate * (1 - winrate) / visits)``: the tree does not keep value
-variances. No score lead: the net has no score head.
-
-Positions. ``GoState`` has no undo and no setup stones, so the engine keeps the game as data (``GameRecord``:
-setup stones, who moves first, the list of ``(colour, action)`` moves) and rebuilds the state by replaying it
-(``undo``, ``komi`` changes). GTP lets a colour move twice in a row: the record stores that as is and the
-replay inserts a pass for the other colour that does not count towards ending the game. Two passes do not end
-a GTP game either: the controller decides, so a later ``play``/``genmove`` continues it. Setup stones
-(handicap, SGF ``AB``/``AW``) are placed by ``setup_state``: a position at move 0 with those stones and no
-history, like an SGF root with AB/AW. Limit: the rules kernels store at most 2·N² moves per game (moves,
-setup passes and inserted passes); past that ``play`` answers ``? illegal move`` and ``genmove`` passes.
-
-Scoring (``final_score``, ``final_status_list``): area scoring after removing dead stones, which are found by
-random playouts from the final position (``estimate_status``): a chain that its opponent owns at the end of
-most playouts is dead, and so is one the playouts leave in doubt that sits in the opponent's area without two
-eyes (uniform random play cannot see that a lone invader in a large open territory is lost). Seki is not
-recognised (``final_status_list seki`` is always empty). Good enough for finished games (it agreed with
-GnuGo's ``final_score`` on 40 of 40 finished GnuGo-vs-GnuGo 9x9 games, 25 of them with dead stones); a
-referee, not a judge of unfinished fights.
-
-Passing and resigning. The move is the most visited one (ties: higher prior), except: after the opponent
-passed, the engine passes too when the scored result (dead stones removed) is already a win for it or when no
-chain's status is in doubt (the game is over; playing on would only fill the board); and it resigns when its
-winrate stayed below ``resign_threshold`` for ``resign_consecutive`` of its moves in a row (0 disables).
-
-Time. ``--visits`` caps each search, ``--time-per-move`` caps its wall time; with ``time_settings`` /
-``kgs-time_settings`` and ``time_left`` the engine also spreads its remaining time over the moves it expects
-to play. Without any of these a move gets the config's ``search.sims`` visits.
-
-Pondering (``speculate > 0``): after its own ``genmove`` the engine searches the predicted continuation while
-the opponent thinks: the position after its move, then the position after the predicted reply, ... ``K``
-positions along the line, each for the genmove budget, stopping the moment a command arrives. This only warms
-the NN cache (its keys are exact), so when the prediction was right the next ``genmove`` finds most of its
-evaluations there; when it was wrong nothing is lost but idle time. Nothing is written to stdout meanwhile.
-"""
+Read ``specmcts/gtp/__init__.py`` first for what the engine does; this file is the commands."""
 from __future__ import annotations
 
-import collections
 import dataclasses
-import math
-import os
 import re
 import sys
-import threading
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TextIO
 
 import numpy as np
 
-from games.go import (BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp, area_score_of,
-                      gtp_to_action, result_string)
-from native import board as board_kernels
-from native import layout
+from games.go import BLACK, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp
+from games.position import GameLine, apply_move, reopen, setup_state, to_move
+from games.scoring import DEFAULT_PLAYOUTS, estimate_status
 from specmcts.config import AUTO, MAX_SPECULATE
+from specmcts.gtp.analysis import format_info
+from specmcts.gtp.clock import Clock
+from specmcts.gtp.nets import NetSource
+from specmcts.gtp.protocol import (PROTOCOL_VERSION, GtpError, LineQueue, answer, arity, clean_line, colour_letter,
+                                   one_line, parse_colour, parse_float, parse_int, parse_vertex, split_command)
 from specmcts.player import ResignStreak
 
-PROTOCOL_VERSION = "2"
 ENGINE_NAME = "specmcts"
 MAX_KOMI = 1000.0  # the kernels keep komi in half points in an int32; anything this large is a typo anyway
 MAX_SGF_BYTES = 4 << 20  # loadsgf refuses bigger files (and anything that is not a regular file)
 DEFAULT_INTERVAL_CS = 100  # analysis output period when the command gives none (centiseconds)
-DEFAULT_PLAYOUTS = 200  # random playouts behind final_score / final_status_list
-DEAD_BELOW = 0.0  # a chain is dead when its mean ownership (own colour +1, opponent -1) is below this
-SETTLED_ABOVE = 0.6  # ... and its status is in doubt while |ownership| is below this
-LCB_Z = 1.96
 LOG_PREFIX = "specmcts gtp:"
-
-
-class GtpError(Exception):
-    """A command that cannot be executed: answered ``? message``, the engine carries on."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Parsing
-
-
-def parse_colour(token: str) -> int:
-    t = token.lower()
-    if t in ("b", "black"):
-        return BLACK
-    if t in ("w", "white"):
-        return WHITE
-    raise GtpError(f"syntax error (expected a colour b, w, black or white, got {token!r})")
-
-
-def colour_letter(colour: int) -> str:
-    return "B" if colour == BLACK else "W"
-
-
-def parse_int(token: str, what: str, low: int | None = None, high: int | None = None) -> int:
-    if not re.fullmatch(r"[+-]?[0-9]{1,18}", token):
-        raise GtpError(f"syntax error ({what} must be an integer, got {token!r})")
-    value = int(token)
-    if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"{low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
-        raise GtpError(f"syntax error ({what} must be in {bounds}, got {value})")
-    return value
-
-
-def parse_float(token: str, what: str) -> float:
-    try:
-        value = float(token)
-    except ValueError:
-        raise GtpError(f"syntax error ({what} must be a number, got {token!r})") from None
-    if not math.isfinite(value):
-        raise GtpError(f"syntax error ({what} must be finite, got {token!r})")
-    return value
-
-
-def parse_vertex(size: int, token: str) -> int:
-    """A board point or pass (GTP ``resign`` is not a move one can ``play``)."""
-    try:
-        action = gtp_to_action(size, token)
-    except ValueError:
-        raise GtpError(f"syntax error (invalid vertex {token!r} for a {size}x{size} board)") from None
-    if action > size * size:
-        raise GtpError(f"syntax error ({token!r} is not a move)")
-    return action
-
-
-def clean_line(raw: str) -> str:
-    """GTP preprocessing: drop control characters but HT and LF, HT becomes a space, drop comments, trim."""
-    text = "".join(" " if ch == "\t" else ch for ch in raw if ch == "\t" or ch == "\n" or not _is_control(ch))
-    return text.split("#", 1)[0].strip()
-
-
-def _is_control(ch: str) -> bool:
-    o = ord(ch)
-    return o < 32 or o == 127
-
-
-def split_command(line: str) -> tuple[str | None, str, list[str]]:
-    """``(id or None, command name, arguments)`` of a cleaned, non-empty line; the id is the leading
-    unsigned integer, if any (an id alone leaves the name empty)."""
-    tokens = line.split()
-    ident = None
-    if tokens and tokens[0].isdigit() and tokens[0].isascii():
-        ident = tokens.pop(0)
-    if not tokens:
-        return ident, "", []
-    return ident, tokens[0], tokens[1:]
-
-
-# ----------------------------------------------------------------------------------------------
-# Positions: setup stones, inserted passes, finished games that go on
-
-
-def forget_history(state: GoState) -> GoState:
-    """Make the current board the start of the game (move 0, no earlier positions, no captures): what an SGF
-    root with setup stones is. The network's history planes show empty boards before it, as they do before
-    move 0 of any game, which is also what the NN cache key (``native.tree.input_key``) assumes."""
-    core = state.core
-    h = state.hash
-    state.hist[layout.BLOOM_WORDS] = h  # already in the Bloom filter: it was recorded when it arose
-    core[layout.M_MOVE_NUMBER] = 0
-    core[layout.M_PASSES] = 0
-    core[layout.M_GAME_OVER] = 0
-    core[layout.M_LAST_MOVE] = -1
-    core[layout.M_CAPTURES_BLACK] = 0
-    core[layout.M_CAPTURES_WHITE] = 0
-    nn = state.size * state.size
-    head = int(core[layout.M_PAST_HEAD])
-    current = state.past[head * nn:(head + 1) * nn].copy()
-    state.past[:] = EMPTY
-    state.past[head * nn:(head + 1) * nn] = current
-    return state
-
-
-def setup_state(rules: GoRules, black=(), white=(), to_play: int = BLACK) -> GoState:
-    """A position with setup stones (handicap, SGF AB/AW) and ``to_play`` to move, at move 0.
-
-    Stones are placed by alternating moves (passes only where one colour has run out), so a placement
-    takes at most 2 * max(#black, #white) moves. If the final position is legal (every chain has a
-    liberty), every intermediate one is too: a partial chain either is the whole chain or touches one of its
-    unplaced stones, an empty point then. ValueError if the stones overlap, are off the board, or form an
-    illegal position."""
-    n = rules.size
-    black, white = [int(a) for a in black], [int(a) for a in white]
-    if set(black) & set(white) or len(set(black)) != len(black) or len(set(white)) != len(white):
-        raise ValueError("setup stones overlap")
-    if any(not 0 <= a < n * n for a in black + white):
-        raise ValueError("setup stone off the board")
-    if 2 * max(len(black), len(white)) + 1 >= rules.max_moves:
-        raise ValueError("too many setup stones")
-    state = GoState(rules)
-    todo = {BLACK: collections.deque(black), WHITE: collections.deque(white)}
-    while todo[BLACK] or todo[WHITE]:
-        stones = todo[state.to_play]
-        if stones:
-            try:
-                state.play(stones.popleft())
-            except IllegalMoveError as e:
-                raise ValueError(f"setup stones do not form a legal position ({e})") from None
-            if sum(state.captures):
-                raise ValueError("setup stones do not form a legal position (a chain without liberties)")
-        else:
-            state.play(rules.pass_action)
-            state.core[layout.M_PASSES] = 0
-    if state.to_play != to_play:
-        state.play(rules.pass_action)
-    return forget_history(state)
-
-
-def reopen(state: GoState) -> GoState:
-    """A game ended by two passes goes on (GTP leaves the end of the game to the controller)."""
-    if state.is_over and state.resigned == EMPTY and state.move_number < state.rules.max_moves:
-        state.core[layout.M_PASSES] = 0
-        state.core[layout.M_GAME_OVER] = 0
-    return state
-
-
-def insert_pass(state: GoState) -> GoState:
-    """The other colour passes so that the same colour can move again; the pass does not count towards
-    ending the game. IllegalMoveError when the game has reached the maximum length."""
-    reopen(state)
-    state.play(state.rules.pass_action)
-    state.core[layout.M_PASSES] = 0
-    state.core[layout.M_GAME_OVER] = 0 if state.move_number < state.rules.max_moves else 1
-    return state
-
-
-def to_move(state: GoState, colour: int) -> GoState:
-    """``state`` (in place) with ``colour`` to move and not over unless the length limit is reached."""
-    reopen(state)
-    if state.to_play != colour and not state.is_over:
-        insert_pass(state)
-    return state
-
-
-@dataclass
-class GameRecord:
-    """A GTP game as data; ``replay()`` builds its ``GoState``."""
-
-    rules: GoRules
-    setup_black: list[int] = field(default_factory=list)
-    setup_white: list[int] = field(default_factory=list)
-    first_player: int = BLACK
-    moves: list[tuple[int, int]] = field(default_factory=list)  # (colour, action)
-
-    def initial_state(self) -> GoState:
-        return setup_state(self.rules, self.setup_black, self.setup_white, self.first_player)
-
-    def replay(self) -> GoState:
-        state = self.initial_state()
-        for colour, action in self.moves:
-            apply_move(state, colour, action)
-        return state
-
-    def actions(self) -> list[int]:
-        """The moves as alternating actions from ``first_player`` (inserted passes written out): for SGF."""
-        out, expected = [], self.first_player
-        for colour, action in self.moves:
-            if colour != expected:
-                out.append(self.rules.pass_action)
-            out.append(action)
-            expected = 3 - colour
-        return out
-
-
-def apply_move(state: GoState, colour: int, action: int) -> None:
-    """Play ``colour``'s ``action`` in place (IllegalMoveError leaves ``state`` unusable: apply to a copy)."""
-    to_move(state, colour)
-    state.play(action)
-
-
-# ----------------------------------------------------------------------------------------------
-# Dead stones and the final score
-
-
-def chains(board: np.ndarray) -> list[tuple[int, list[int]]]:
-    """``(colour, [actions])`` of every chain on an [N, N] board."""
-    n = board.shape[0]
-    flat = board.reshape(-1)
-    seen = np.zeros(n * n, bool)
-    out = []
-    for start in range(n * n):
-        colour = int(flat[start])
-        if colour == EMPTY or seen[start]:
-            continue
-        seen[start] = True
-        stack, stones = [start], []
-        while stack:
-            a = stack.pop()
-            stones.append(a)
-            for b in _neighbours(n, a):
-                if not seen[b] and flat[b] == colour:
-                    seen[b] = True
-                    stack.append(b)
-        out.append((colour, sorted(stones)))
-    return out
-
-
-def _owners(board: np.ndarray) -> np.ndarray:
-    """+1 black, -1 white, 0 neither, per point of a board at the end of a random playout (where every empty
-    point left is a one-point eye or a point both sides share, so its neighbours decide)."""
-    p = np.pad(board, 1)
-    neighbours = (p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:])
-    black_adj = np.zeros(board.shape, bool)
-    white_adj = np.zeros(board.shape, bool)
-    for nb in neighbours:
-        black_adj |= nb == BLACK
-        white_adj |= nb == WHITE
-    out = np.where(black_adj & ~white_adj, 1.0, np.where(white_adj & ~black_adj, -1.0, 0.0))
-    out[board == BLACK] = 1.0
-    out[board == WHITE] = -1.0
-    return out
-
-
-def ownership(state: GoState, playouts: int = DEFAULT_PLAYOUTS, seed: int | None = None) -> np.ndarray:
-    """Mean owner of every point ([N, N], +1 black .. -1 white) over random playouts (uniform legal moves
-    that do not fill one's own eye) from ``state``'s board to the end. Deterministic for a position."""
-    base = forget_history(reopen(state.copy()))  # full move budget for the playouts
-    seed = state.hash % (2 ** 31) if seed is None else seed
-    board_kernels.seed_kernels(seed)
-    core, hist, past = np.empty_like(base.core), np.zeros_like(base.hist), np.empty_like(base.past)
-    moves = np.empty(base.rules.max_moves + 2, np.int32)
-    probe = GoState(base.rules, _arrays=(core, hist, past))
-    total = np.zeros((state.size, state.size))
-    for _ in range(max(1, playouts)):
-        board_kernels.copy_state(base.core, base.hist, base.past, core, hist, past)
-        board_kernels.play_random_game(core, hist, past, moves)
-        total += _owners(probe.board())
-    return total / max(1, playouts)
-
-
-@dataclass
-class Status:
-    """Life and death at the end of a game, from ``estimate_status``."""
-
-    dead: list[list[int]]  # chains (actions) judged dead
-    alive: list[list[int]]
-    doubtful: int  # chains whose status is unclear (|mean ownership| < SETTLED_ABOVE)
-    black_area: int  # Tromp-Taylor area after removing the dead chains
-    white_area: int
-    komi: float
-
-    @property
-    def score(self) -> float:
-        """Black minus white minus komi."""
-        return self.black_area - self.white_area - self.komi
-
-    def result(self) -> str:
-        return result_string(self.score)
-
-
-def estimate_status(state: GoState, playouts: int = DEFAULT_PLAYOUTS) -> Status:
-    """Dead and alive chains of ``state``'s board, and the area score once the dead ones are removed.
-
-    A chain is dead when its opponent owns its points at the end of most random playouts. Uniform random
-    play cannot see that a lone stone inside a large open territory is lost (both sides fill the territory
-    at the same rate there, so the invader lives about half the time), so a chain the playouts leave in
-    doubt is also dead when it sits in the opponent's area without two eyes (``_lost_inside``)."""
-    board = state.board()
-    own = ownership(state, playouts)
-    dead, alive, doubtful = [], [], 0
-    cleaned = board.copy()
-    for colour, stones in chains(board):
-        sign = 1.0 if colour == BLACK else -1.0
-        mean = sign * float(own.reshape(-1)[stones].mean())
-        lost = mean < DEAD_BELOW or (mean < SETTLED_ABOVE and _lost_inside(board, own, stones, colour))
-        (dead if lost else alive).append(stones)
-        doubtful += not lost and mean < SETTLED_ABOVE
-        if lost:
-            cleaned.reshape(-1)[stones] = EMPTY
-    black, white = area_score_of(state.rules, cleaned)
-    return Status(dead, alive, doubtful, black, white, state.rules.komi)
-
-
-BIG_EYE = 7  # an enclosed empty area this large holds two eyes whatever the opponent does
-
-
-def _lost_inside(board: np.ndarray, own: np.ndarray, stones: list[int], colour: int) -> bool:
-    """True if the chain's enclosure (the points reachable from it without crossing an opponent stone) covers
-    at most half the board, is mostly the opponent's by ``own``, and holds fewer than two eyes (empty areas no
-    opponent stone touches) for ``colour``."""
-    n = board.shape[0]
-    flat, owner = board.reshape(-1), own.reshape(-1)
-    opponent = 3 - colour
-    sign = 1.0 if opponent == BLACK else -1.0
-    enclosure = np.zeros(n * n, bool)
-    enclosure[stones] = True
-    stack = list(stones)
-    while stack:
-        a = stack.pop()
-        for b in _neighbours(n, a):
-            if not enclosure[b] and flat[b] != opponent:
-                enclosure[b] = True
-                stack.append(b)
-    empties = np.flatnonzero(enclosure & (flat == EMPTY))
-    if len(empties) == 0 or enclosure.sum() > n * n // 2 or sign * owner[empties].mean() <= 0:
-        return False  # no area around it, an open board (no one's area yet), or not the opponent's
-    eyes, seen = 0, np.zeros(n * n, bool)
-    for start in empties:
-        if seen[start]:
-            continue
-        seen[start] = True
-        region, touches_opponent, stack = 0, False, [int(start)]
-        while stack:
-            a = stack.pop()
-            region += 1
-            for b in _neighbours(n, a):
-                if flat[b] == opponent:
-                    touches_opponent = True
-                elif flat[b] == EMPTY and not seen[b]:
-                    seen[b] = True
-                    stack.append(b)
-        if not touches_opponent:
-            eyes += 2 if region >= BIG_EYE else 1
-    return eyes < 2
-
-
-def _neighbours(n: int, a: int):
-    r, c = divmod(a, n)
-    if r > 0:
-        yield a - n
-    if r < n - 1:
-        yield a + n
-    if c > 0:
-        yield a - 1
-    if c < n - 1:
-        yield a + 1
-
-
-def parse_score(text: str) -> float | None:
-    """``'B+3.5'`` -> 3.5, ``'W+R'`` -> None (not a score), ``'0'`` -> 0.0; ValueError if unreadable."""
-    t = text.strip().upper()
-    if t in ("0", "DRAW", "JIGO", "B+0", "W+0"):
-        return 0.0
-    m = re.fullmatch(r"([BW])\+(\d+(?:\.\d*)?)", t)
-    if m:
-        v = float(m.group(2))
-        return v if m.group(1) == "B" else -v
-    if re.fullmatch(r"[BW]\+(R|RESIGN|T|TIME|F|FORFEIT)", t):
-        return None
-    raise ValueError(f"not a GTP score: {text!r}")
-
-
-# ----------------------------------------------------------------------------------------------
-# Time
-
-
-@dataclass
-class Clock:
-    """GTP time settings: ``kind`` none | absolute | canadian | byoyomi (KGS Japanese byo-yomi)."""
-
-    kind: str = "none"
-    main: float = 0.0
-    byo_time: float = 0.0
-    byo_stones: int = 0  # canadian: stones per period; byoyomi: periods
-    left: dict = field(default_factory=dict)  # colour -> (seconds, stones) from time_left
-    margin: float = 0.2  # seconds kept back per move for the controller's latency
-
-    def budget(self, colour: int, move_number: int, size: int) -> float | None:
-        """Seconds to spend on this move, or None without a limit."""
-        if self.kind == "none":
-            return None
-        seconds, stones = self.left.get(colour, (self.main, 0 if self.main > 0 else self.byo_stones))
-        if stones > 0 or (self.main <= 0 and seconds <= 0):  # in byo-yomi
-            if self.kind == "canadian":
-                per_move = (seconds if seconds > 0 else self.byo_time) / max(stones, 1)
-            elif self.kind == "byoyomi":
-                per_move = seconds if seconds > 0 else self.byo_time
-            else:
-                per_move = seconds / 30.0
-        else:
-            # Expect about 0.6 * N^2 moves in a game, half of them ours, and keep a floor of N^2 / 12.
-            moves_left = max(size * size / 12.0, (0.6 * size * size - move_number) / 2.0)
-            per_move = seconds / moves_left
-            if self.kind == "canadian" and self.byo_stones > 0:
-                per_move = max(per_move, min(seconds, self.byo_time / self.byo_stones))
-            elif self.kind == "byoyomi":
-                per_move = max(per_move, min(seconds, self.byo_time))
-        return max(0.01, 0.9 * per_move - self.margin)
-
-
-# ----------------------------------------------------------------------------------------------
-# Analysis output
-
-
-def format_info(analysis, state: GoState, style: str, min_moves: int = 0, max_moves: int = 0,
-                pv: Callable[[int], list[int]] | None = None) -> str:
-    """One analysis line (``info move ... info move ...``) in Leela Zero (``lz``) or KataGo (``kata``) style;
-    empty when nothing has been searched yet (an empty line would end the GTP answer). ``pv(action)`` gives
-    a move's principal variation where ``analysis.pvs`` has none."""
-    size = state.size
-    ranked = analysis.ranked()
-    if min_moves > len(ranked):  # unvisited moves by prior, as KataGo's minmoves does
-        extra = [int(a) for a in np.argsort(-analysis.prior, kind="stable")
-                 if analysis.prior[a] >= 0 and analysis.counts[a] == 0]
-        ranked = ranked + extra[:min_moves - len(ranked)]
-    if max_moves > 0:
-        ranked = ranked[:max_moves]
-    parts = []
-    root_winrate = analysis.winrate
-    for order, a in enumerate(ranked):
-        visits = int(analysis.counts[a])
-        q = float(analysis.q[a]) if visits > 0 and np.isfinite(analysis.q[a]) else analysis.root_value
-        winrate = min(1.0, max(0.0, (q + 1.0) / 2.0)) if visits > 0 else root_winrate
-        lcb = max(0.0, winrate - LCB_Z * math.sqrt(winrate * (1.0 - winrate) / max(visits, 1)))
-        prior = max(0.0, float(analysis.prior[a]))
-        line = analysis.pvs.get(a) or (pv(a) if pv is not None else [a])
-        variation = " ".join(action_to_gtp(size, x) for x in line)
-        move = action_to_gtp(size, a)
-        if style == "kata":
-            parts.append(f"info move {move} visits {visits} utility {2 * winrate - 1:.6f} winrate {winrate:.6f} "
-                         f"prior {prior:.6f} lcb {lcb:.6f} order {order} pv {variation}")
-        else:
-            parts.append(f"info move {move} visits {visits} winrate {round(winrate * 10000)} "
-                         f"prior {round(prior * 10000)} lcb {round(lcb * 10000)} order {order} pv {variation}")
-    return " ".join(parts)
-
-
-# ----------------------------------------------------------------------------------------------
-# Input: a reader thread, so that a search can stop when the next command arrives
-
-
-class LineQueue:
-    """Lines of a binary stream read by a daemon thread; ``None`` marks the end of input.
-
-    A stream with a file descriptor is read with ``os.read``: a daemon thread blocked there holds no Python
-    lock, so the interpreter can exit after ``quit`` while the thread still waits for input (blocked in a
-    ``BufferedReader`` it would hold the buffer's lock and make the interpreter abort at shutdown)."""
-
-    def __init__(self, stream):
-        self._lines: collections.deque = collections.deque()
-        self._ready = threading.Condition()
-        self._thread = threading.Thread(target=self._read, args=(stream,), name="gtp-stdin", daemon=True)
-        self._thread.start()
-
-    def _put(self, line) -> None:
-        with self._ready:
-            self._lines.append(line)
-            self._ready.notify_all()
-
-    @staticmethod
-    def _chunks(stream):
-        try:
-            fd = stream.fileno()
-        except (AttributeError, OSError, ValueError):
-            fd = None
-        if fd is None:
-            yield from stream
-            return
-        while True:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                return
-            yield chunk
-
-    def _read(self, stream) -> None:
-        pending = b""
-        try:
-            for chunk in self._chunks(stream):
-                if isinstance(chunk, str):
-                    chunk = chunk.encode("utf-8", "surrogateescape")
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    self._put(line.decode("utf-8", "replace") + "\n")
-        except (OSError, ValueError):
-            pass
-        finally:
-            if pending:
-                self._put(pending.decode("utf-8", "replace"))
-            self._put(None)
-
-    def pending(self) -> bool:
-        return bool(self._lines)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        with self._ready:
-            return self._ready.wait_for(lambda: bool(self._lines), timeout)
-
-    def get(self) -> str | None:
-        with self._ready:
-            self._ready.wait_for(lambda: bool(self._lines))
-            line = self._lines[0]
-            if line is not None:  # the end-of-input mark stays for every later caller
-                self._lines.popleft()
-            return line
-
-
-# ----------------------------------------------------------------------------------------------
-# Networks: one per board size
-
-
-FRESH = "fresh"  # --model fresh: play with an untrained net, seeded by the config's seed
-
-
-class NetSource:
-    """Where nets come from: a checkpoint (one board size), else an embedded default for the size if one
-    ships in ``specmcts/weights/go<N>.pt`` (not with ``--model fresh``), else a fresh net seeded by the
-    config's seed."""
-
-    def __init__(self, cfg, model_path: str | None = None, log: Callable[[str], None] = lambda message: None):
-        self.cfg = cfg
-        self.log = log
-        self._loaded = None
-        self._fixed_size = None
-        self._fresh = model_path == FRESH  # --model fresh: an untrained net even where one ships
-        if model_path and not self._fresh:
-            from specmcts.network import load_model
-
-            self._loaded, _meta = load_model(model_path, device="cpu")
-            self._fixed_size = self._loaded.board_size
-            log(f"model {model_path} ({self._loaded.model_id}), {self._fixed_size}x{self._fixed_size}")
-
-    @property
-    def fixed_size(self) -> int | None:
-        return self._fixed_size
-
-    def supports(self, size: int) -> bool:
-        return layout.MIN_SIZE <= size <= layout.MAX_SIZE and (self._fixed_size is None or size == self._fixed_size)
-
-    def net(self, size: int):
-        if self._loaded is not None:
-            return self._loaded
-        from specmcts.network import build_net, embedded_model, load_model, make_model_id
-
-        embedded = None if self._fresh else embedded_model(size)
-        if embedded is not None:
-            net, _ = load_model(embedded, device="cpu", expect_board=size)
-            self.log(f"no --model: using the embedded net {embedded.name} ({net.model_id})")
-            return net
-        import torch
-
-        torch.manual_seed(self.cfg.seed)
-        net = build_net(size, self.cfg.net)
-        net.model_id = "fresh-" + make_model_id(net)
-        self.log(f"no --model and no embedded net for {size}x{size}: playing with a fresh, untrained "
-                 f"{self.cfg.net.blocks}x{self.cfg.net.channels} net ({net.model_id})")
-        return net
-
-
-# ----------------------------------------------------------------------------------------------
-# The engine
+_STREAMING = frozenset({"lz-analyze", "kata-analyze", "lz-genmove_analyze", "kata-genmove_analyze"})
 
 
 @dataclass
@@ -717,7 +92,7 @@ class GtpEngine:
         self._ponder_line: list[int] = []  # the continuation pondered after our last genmove
         self._ponder_due = False  # set by a genmove that played: ponder if no command is waiting
         size = self.source.fixed_size or cfg.game.board
-        self.record = GameRecord(GoRules(size, cfg.game.komi, cfg.game.superko))
+        self.record = GameLine(GoRules(size, cfg.game.komi, cfg.game.superko))
         self.state = self.record.replay()
         self.commands: dict[str, Callable[[list[str]], str | None]] = {
             "protocol_version": self.cmd_protocol_version,
@@ -805,7 +180,7 @@ class GtpEngine:
         variations of its ten most visited moves, while GUIs may ask for any move of ``Analysis.ranked()``."""
         return self.player().principal_variation(action)
 
-    def _set_record(self, record: GameRecord) -> None:
+    def _set_record(self, record: GameLine) -> None:
         state = record.replay()  # raises before anything changes
         self.record, self.state = record, state
         self._ponder_line = []
@@ -825,14 +200,14 @@ class GtpEngine:
                 raise GtpError("unknown command")
             result = handler(args) if name not in _STREAMING else handler(args, tag)
         except GtpError as e:
-            self._write(f"?{tag} {_one_line(str(e))}\n\n")
+            self._write(f"?{tag} {one_line(str(e))}\n\n")
         except Exception as e:  # a bug must not kill the engine: answer, log, carry on
             self.log(f"internal error in {name!r}: {type(e).__name__}: {e}")
             self.log(" | ".join(traceback.format_exc().splitlines()))
-            self._write(f"?{tag} internal error: {_one_line(f'{type(e).__name__}: {e}')}\n\n")
+            self._write(f"?{tag} internal error: {one_line(f'{type(e).__name__}: {e}')}\n\n")
         else:
             if result is not None:  # streaming commands answered themselves
-                self._write(_answer(tag, result))
+                self._write(answer(tag, result))
         return not self.quit_requested
 
     def handle(self, raw: str) -> str:
@@ -878,7 +253,7 @@ class GtpEngine:
         return __version__
 
     def cmd_known_command(self, args):
-        _arity(args, 1)
+        arity(args, 1)
         return "true" if args[0] in self.commands else "false"
 
     def cmd_list_commands(self, args):
@@ -889,22 +264,22 @@ class GtpEngine:
         return ""
 
     def cmd_boardsize(self, args):
-        _arity(args, 1)
+        arity(args, 1)
         size = parse_int(args[0], "board size")
         if not self.source.supports(size):
             raise GtpError("unacceptable size")
-        self._set_record(GameRecord(GoRules(size, self.rules.komi, self.rules.superko)))
+        self._set_record(GameLine(GoRules(size, self.rules.komi, self.rules.superko)))
         return ""
 
     def cmd_clear_board(self, args):
-        _arity(args, 0)
-        self._set_record(GameRecord(self.rules))
+        arity(args, 0)
+        self._set_record(GameLine(self.rules))
         self._resign = ResignStreak(-1.0, 0)  # per colour; thresholds from the options when asked
         self.clock.left.clear()
         return ""
 
     def cmd_komi(self, args):
-        _arity(args, 1)
+        arity(args, 1)
         komi = parse_float(args[0], "komi")
         if abs(komi) > MAX_KOMI:
             raise GtpError(f"komi out of range (|komi| <= {MAX_KOMI:g})")
@@ -918,7 +293,7 @@ class GtpEngine:
         return f"{self.rules.komi:g}"
 
     def cmd_play(self, args):
-        _arity(args, 2)
+        arity(args, 2)
         colour = parse_colour(args[0])
         action = parse_vertex(self.size, args[1])
         probe = self.state.copy()
@@ -933,7 +308,7 @@ class GtpEngine:
         return ""
 
     def cmd_undo(self, args):
-        _arity(args, 0)
+        arity(args, 0)
         if not self.record.moves:
             raise GtpError("cannot undo")
         record = dataclasses.replace(self.record, moves=self.record.moves[:-1])
@@ -953,7 +328,7 @@ class GtpEngine:
         return estimate_status(self.state, self.options.playouts).result()
 
     def cmd_final_status_list(self, args):
-        _arity(args, 1)
+        arity(args, 1)
         which = args[0].lower()
         if which not in ("alive", "dead", "seki"):
             raise GtpError("syntax error (expected alive, dead or seki)")
@@ -965,7 +340,7 @@ class GtpEngine:
 
     # -- time --------------------------------------------------------------------------------------
     def cmd_time_settings(self, args):
-        _arity(args, 3)
+        arity(args, 3)
         main = parse_int(args[0], "main time", 0)
         byo = parse_int(args[1], "byo-yomi time", 0)
         stones = parse_int(args[2], "byo-yomi stones", 0)
@@ -982,13 +357,13 @@ class GtpEngine:
             raise GtpError("syntax error (expected none, absolute, byoyomi or canadian)")
         kind, rest = args[0].lower(), args[1:]
         if kind == "none":
-            _arity(rest, 0)
+            arity(rest, 0)
             self.clock = Clock()
         elif kind == "absolute":
-            _arity(rest, 1)
+            arity(rest, 1)
             self.clock = Clock("absolute", parse_int(rest[0], "main time", 0))
         elif kind in ("byoyomi", "canadian"):
-            _arity(rest, 3)
+            arity(rest, 3)
             main = parse_int(rest[0], "main time", 0)
             byo = parse_int(rest[1], "byo-yomi time", 0)
             count = parse_int(rest[2], "byo-yomi periods" if kind == "byoyomi" else "byo-yomi stones", 0)
@@ -998,7 +373,7 @@ class GtpEngine:
         return ""
 
     def cmd_time_left(self, args):
-        _arity(args, 3)
+        arity(args, 3)
         colour = parse_colour(args[0])
         seconds = parse_int(args[1], "time", 0)
         stones = parse_int(args[2], "stones", 0)
@@ -1024,7 +399,7 @@ class GtpEngine:
             raise GtpError("unacceptable size")
         moves = game.moves if upto is None else game.moves[:upto - 1]
         colours = [game.first_player if i % 2 == 0 else 3 - game.first_player for i in range(len(moves))]
-        record = GameRecord(game.rules, list(game.setup_black), list(game.setup_white), game.first_player,
+        record = GameLine(game.rules, list(game.setup_black), list(game.setup_white), game.first_player,
                             list(zip(colours, moves)))
         try:
             self._set_record(record)
@@ -1063,7 +438,7 @@ class GtpEngine:
             raise GtpError("board not empty")
 
     def _place_handicap(self, points: list[int]) -> str:
-        record = GameRecord(self.rules, sorted(points), [], WHITE)
+        record = GameLine(self.rules, sorted(points), [], WHITE)
         try:
             self._set_record(record)
         except ValueError as e:
@@ -1075,13 +450,13 @@ class GtpEngine:
         return self.size * self.size // 4
 
     def cmd_fixed_handicap(self, args):
-        _arity(args, 1)
+        arity(args, 1)
         stones = parse_int(args[0], "number of stones")
         self._require_empty()
         return self._place_handicap(fixed_handicap_points(self.size, stones))
 
     def cmd_place_free_handicap(self, args):
-        _arity(args, 1)
+        arity(args, 1)
         stones = parse_int(args[0], "number of stones")
         self._require_empty()
         if not 2 <= stones <= self._max_handicap():
@@ -1135,7 +510,7 @@ class GtpEngine:
         return self.player().analyze(state, sims=1).prior
 
     def _genmove(self, args, play: bool, on_info: Callable | None = None, every: float = 1.0) -> str:
-        _arity(args, 1)
+        arity(args, 1)
         colour = parse_colour(args[0])
         state = to_move(self.state.copy(), colour)
         if state.is_over:  # only the length limit ends a GTP game
@@ -1318,36 +693,12 @@ class GtpEngine:
 
     def cmd_policy(self, args):
         """The network's prior for the side to move, one board row per line (GoGui ``dboard``)."""
-        _arity(args, 0)
+        arity(args, 0)
         state = reopen(self.state.copy())
         if state.is_over:
             raise GtpError("the game is over")
         prior = np.maximum(self._prior(state)[:self.size * self.size], 0.0).reshape(self.size, self.size)
         return "\n".join(" ".join(f"{p:.4f}" for p in row) for row in prior)
-
-
-_STREAMING = frozenset({"lz-analyze", "kata-analyze", "lz-genmove_analyze", "kata-genmove_analyze"})
-
-
-def _arity(args: list[str], n: int) -> None:
-    if len(args) != n:
-        raise GtpError(f"syntax error (expected {n} argument{'s' if n != 1 else ''}, got {len(args)})")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _answer(tag: str, result: str) -> str:
-    """``=id result`` + empty line; multi-line results keep their lines, never an empty one inside."""
-    lines = [line.rstrip() for line in result.split("\n")]
-    head, body = lines[0], [line for line in lines[1:] if line.strip()]
-    first = f"={tag} {head}" if head else f"={tag}"
-    return "\n".join([first] + body) + "\n\n"
-
-
-# ----------------------------------------------------------------------------------------------
-# Entry point used by ``specmcts gtp``
 
 
 def run_gtp(cfg, model_path: str | None, options: EngineOptions) -> int:

@@ -1,0 +1,48 @@
+"""Analysis output in the formats GUIs parse: Leela Zero's ``lz-analyze`` and KataGo's ``kata-analyze`` lines.
+
+Winrates are from the side to move's point of view (what both formats specify). ``lcb`` is a normal
+approximation ``winrate - 1.96 * sqrt(winrate * (1 - winrate) / visits)``: the tree does not keep value
+variances."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from games.go import GoState, action_to_gtp
+
+LCB_Z = 1.96
+
+
+def format_info(analysis, state: GoState, style: str, min_moves: int = 0, max_moves: int = 0,
+                pv: Callable[[int], list[int]] | None = None) -> str:
+    """One analysis line (``info move ... info move ...``) in Leela Zero (``lz``) or KataGo (``kata``) style;
+    empty when nothing has been searched yet (an empty line would end the GTP answer). ``pv(action)`` gives
+    a move's principal variation where ``analysis.pvs`` has none."""
+    size = state.size
+    ranked = analysis.ranked()
+    if min_moves > len(ranked):  # unvisited moves by prior, as KataGo's minmoves does
+        extra = [int(a) for a in np.argsort(-analysis.prior, kind="stable")
+                 if analysis.prior[a] >= 0 and analysis.counts[a] == 0]
+        ranked = ranked + extra[:min_moves - len(ranked)]
+    if max_moves > 0:
+        ranked = ranked[:max_moves]
+    parts = []
+    root_winrate = analysis.winrate
+    for order, a in enumerate(ranked):
+        visits = int(analysis.counts[a])
+        q = float(analysis.q[a]) if visits > 0 and np.isfinite(analysis.q[a]) else analysis.root_value
+        winrate = min(1.0, max(0.0, (q + 1.0) / 2.0)) if visits > 0 else root_winrate
+        lcb = max(0.0, winrate - LCB_Z * math.sqrt(winrate * (1.0 - winrate) / max(visits, 1)))
+        prior = max(0.0, float(analysis.prior[a]))
+        line = analysis.pvs.get(a) or (pv(a) if pv is not None else [a])
+        variation = " ".join(action_to_gtp(size, x) for x in line)
+        move = action_to_gtp(size, a)
+        if style == "kata":
+            parts.append(f"info move {move} visits {visits} utility {2 * winrate - 1:.6f} winrate {winrate:.6f} "
+                         f"prior {prior:.6f} lcb {lcb:.6f} order {order} pv {variation}")
+        else:
+            parts.append(f"info move {move} visits {visits} winrate {round(winrate * 10000)} "
+                         f"prior {round(prior * 10000)} lcb {round(lcb * 10000)} order {order} pv {variation}")
+    return " ".join(parts)
