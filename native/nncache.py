@@ -1,10 +1,12 @@
-"""NN cache kernels: a bounded, direct-mapped table of network outputs, and a 64-bit hash of network inputs.
+"""NN cache kernels: a bounded, direct-mapped table of network outputs, and a hash evaluator for tests.
 
-Table (preallocated by ``specmcts.nncache.NNCache``; ``cap`` a power of two, or 0 for a disabled cache):
+``Table`` (preallocated by ``specmcts.nncache.NNCache``; ``cap`` a power of two, or 0 for a disabled cache):
 
-    table_keys    uint64  [cap]      key of the entry in each slot; EMPTY_KEY (0) marks an empty slot
-    table_policy  float32 [cap, A]   policy probabilities, stored exactly as the evaluator returned them
-    table_value   float32 [cap]      value, same
+    keys      uint64  [cap]      key of the entry in each slot; EMPTY_KEY (0) marks an empty slot
+    policy    float32 [cap, A]   policy probabilities, stored exactly as the evaluator returned them
+    value     float32 [cap]      value, same
+    score     float32 [cap]      score, same (0 for nets without a score head)
+    hits_by_move, misses_by_move  int64 [moves]  counters by the root's move number
 
 A key lives in exactly one slot, ``mix(key) & (cap - 1)``; a new entry overwrites whatever was there (KataGo's
 ``NNCacheTable`` works the same way: bounded memory, no eviction bookkeeping). A real key equal to EMPTY_KEY
@@ -13,10 +15,11 @@ is stored as 1 (``cache_key``), so keys 0 and 1 share an entry; at 2^-64 per pai
 Outputs are stored as float32 without compression, so a hit is bit-identical to the evaluation that was
 inserted: speculation relies on a cached result being the result the search would have received fresh.
 
-``hash_rows`` is an xxHash64-style hash (single lane) over the exact bytes of an input row, seeded with
-``extra`` (komi, rules, model, ...); ``hash_evaluate`` turns the same hash into a deterministic pseudo-random
-policy and value (``specmcts.evaluator.HashEvaluator``).
+``hash_evaluate`` turns an xxHash64-style hash (single lane) of the exact bytes of an input row, seeded,
+into a deterministic pseudo-random policy and value (``specmcts.evaluator.HashEvaluator``).
 """
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -70,9 +73,28 @@ def _slot(key, cap):
     return np.int64(_splitmix_finalize(key) & np.uint64(cap - 1))
 
 
+class Table(NamedTuple):
+    """A direct-mapped cache of ``capacity`` entries (a power of two, or 0: disabled): per slot the stored key
+    (``EMPTY_KEY``: empty), policy [A], value and score; and hit and miss counters by move number."""
+
+    keys: np.ndarray
+    policy: np.ndarray
+    value: np.ndarray
+    score: np.ndarray
+    hits_by_move: np.ndarray
+    misses_by_move: np.ndarray
+
+    @classmethod
+    def allocate(cls, capacity: int, num_actions: int, max_moves: int) -> "Table":
+        return cls(keys=np.zeros(capacity, np.uint64), policy=np.zeros((capacity, num_actions), np.float32),
+                   value=np.zeros(capacity, np.float32), score=np.zeros(capacity, np.float32),
+                   hits_by_move=np.zeros(max_moves, np.int64), misses_by_move=np.zeros(max_moves, np.int64))
+
+
 @njit(cache=True)
-def _probe(table_keys, table_policy, table_value, table_score, key, out_policy, out_value, out_score, row):
+def _probe(table, key, out_policy, out_value, out_score, row):
     """Copy the entry of ``key`` into ``out_policy[row]``/``out_value[row]``/``out_score[row]``; False if absent."""
+    table_keys = table.keys
     cap = table_keys.shape[0]
     if cap == 0:
         return False
@@ -80,28 +102,29 @@ def _probe(table_keys, table_policy, table_value, table_score, key, out_policy, 
     s = _slot(key, cap)
     if table_keys[s] != key:
         return False
-    out_policy[row, :] = table_policy[s, :]
-    out_value[row] = table_value[s]
-    out_score[row] = table_score[s]
+    out_policy[row, :] = table.policy[s, :]
+    out_value[row] = table.value[s]
+    out_score[row] = table.score[s]
     return True
 
 
 @njit(cache=True)
-def _store(table_keys, table_policy, table_value, table_score, key, policy, value, score, row):
+def _store(table, key, policy, value, score, row):
     """Store ``policy[row]``/``value[row]``/``score[row]`` under ``key``, overwriting whatever shared its slot."""
-    cap = table_keys.shape[0]
+    cap = table.keys.shape[0]
     if cap == 0:
         return
     key = cache_key(key)
     s = _slot(key, cap)
-    table_keys[s] = key
-    table_policy[s, :] = policy[row, :]
-    table_value[s] = value[row]
-    table_score[s] = score[row]
+    table.keys[s] = key
+    table.policy[s, :] = policy[row, :]
+    table.value[s] = value[row]
+    table.score[s] = score[row]
 
 
 @njit(cache=True)
-def _count(hits_by_move, misses_by_move, move_number, found):
+def _count(table, move_number, found):
+    hits_by_move, misses_by_move = table.hits_by_move, table.misses_by_move
     last_move = hits_by_move.shape[0] - 1
     if last_move < 0:
         return
@@ -113,41 +136,38 @@ def _count(hits_by_move, misses_by_move, move_number, found):
 
 
 @njit(cache=True)
-def lookup(table_keys, table_policy, table_value, table_score, keys, move_numbers, out_policy, out_value, out_score,
-           hit, hits_by_move, misses_by_move):
+def lookup(table, keys, move_numbers, out_policy, out_value, out_score, hit):
     """Answer ``keys[n]`` from the table: for each hit copy its row into ``out_policy[i]``/``out_value[i]``/
     ``out_score[i]`` and set ``hit[i]``; rows that miss are left untouched. Counts hits and misses per move number (clipped
     to ``0..len(hits_by_move) - 1``). Returns the number of hits."""
     hits = 0
     for i in range(keys.shape[0]):
-        found = _probe(table_keys, table_policy, table_value, table_score, keys[i], out_policy, out_value, out_score, i)
+        found = _probe(table, keys[i], out_policy, out_value, out_score, i)
         hit[i] = found
-        _count(hits_by_move, misses_by_move, move_numbers[i], found)
+        _count(table, move_numbers[i], found)
         hits += found
     return hits
 
 
 @njit(cache=True)
-def insert(table_keys, table_policy, table_value, table_score, keys, policy, value, score):
+def insert(table, keys, policy, value, score):
     """Store ``policy[i]``/``value[i]``/``score[i]`` under ``keys[i]``, overwriting the slot's previous entry."""
     for i in range(keys.shape[0]):
-        _store(table_keys, table_policy, table_value, table_score, keys[i], policy, value, score, i)
+        _store(table, keys[i], policy, value, score, i)
 
 
 @njit(cache=True)
-def lookup_leaves(table_keys, table_policy, table_value, table_score, n, leaf_kind, eval_kind, leaf_key,
-                  leaf_move_number, leaf_policy, leaf_value, leaf_score, miss_rows, hits_by_move, misses_by_move):
-    """The search's fused lookup: for leaves ``0..n-1`` of kind ``eval_kind``, copy a hit straight into
-    ``leaf_policy[j]``/``leaf_value[j]``/``leaf_score[j]`` and list a miss in ``miss_rows``. Returns (hits,
-    misses)."""
+def lookup_leaves(table, leaves, n, eval_kind, miss_rows):
+    """The search's fused lookup: for rows ``0..n-1`` of ``leaves`` (``native.tree.Leaves``) of kind
+    ``eval_kind``, copy a hit straight into the leaf's policy, value and score and list a miss in
+    ``miss_rows``. Returns (hits, misses)."""
     hits = 0
     misses = 0
     for j in range(n):
-        if leaf_kind[j] != eval_kind:
+        if leaves.kind[j] != eval_kind:
             continue
-        found = _probe(table_keys, table_policy, table_value, table_score, leaf_key[j], leaf_policy, leaf_value,
-                       leaf_score, j)
-        _count(hits_by_move, misses_by_move, leaf_move_number[j], found)
+        found = _probe(table, leaves.key[j], leaves.policy, leaves.value, leaves.score, j)
+        _count(table, leaves.move_number[j], found)
         if found:
             hits += 1
         else:
@@ -157,15 +177,14 @@ def lookup_leaves(table_keys, table_policy, table_value, table_score, n, leaf_ki
 
 
 @njit(cache=True)
-def insert_leaves(table_keys, table_policy, table_value, table_score, miss_rows, m, leaf_key, policy, value, score,
-                  leaf_policy, leaf_value, leaf_score):
-    """Scatter the network's answers for ``miss_rows[:m]`` into the leaf arrays and store them."""
+def insert_leaves(table, leaves, miss_rows, m, policy, value, score):
+    """Scatter the network's answers for ``miss_rows[:m]`` into ``leaves`` and store them."""
     for i in range(m):
         j = miss_rows[i]
-        leaf_policy[j, :] = policy[i, :]
-        leaf_value[j] = value[i]
-        leaf_score[j] = score[i]
-        _store(table_keys, table_policy, table_value, table_score, leaf_key[j], policy, value, score, i)
+        leaves.policy[j, :] = policy[i, :]
+        leaves.value[j] = value[i]
+        leaves.score[j] = score[i]
+        _store(table, leaves.key[j], policy, value, score, i)
 
 
 @njit(cache=True)
@@ -194,13 +213,6 @@ def _hash_row(rows, i, seed):
 
 
 @njit(cache=True)
-def hash_rows(rows, seed, out):
-    """``out[i]`` = 64-bit hash of the bytes of ``rows[i]`` (uint8 [n, L], C-contiguous rows) and ``seed``."""
-    for i in range(rows.shape[0]):
-        out[i] = _hash_row(rows, i, seed)
-
-
-@njit(cache=True)
 def hash_evaluate(rows, seed, out_policy, out_value):
     """Deterministic pseudo-random (policy, value) per row, a function of the row's bytes and ``seed`` only.
 
@@ -225,28 +237,6 @@ def hash_evaluate(rows, seed, out_policy, out_value):
         out_value[i] = np.float32(2.0 * u - 1.0)
 
 
-def as_rows(features: np.ndarray) -> np.ndarray:
-    """View input planes ``[C, N, N]`` or ``[n, C, N, N]`` (uint8) as C-contiguous bytes ``[n, C*N*N]``."""
-    features = np.asarray(features)
-    if features.dtype != np.uint8:
-        raise TypeError(f"network inputs are hashed as uint8 bytes, got {features.dtype}")
-    if features.ndim == 3:
-        features = features[None]
-    if features.ndim != 4:
-        raise ValueError(f"expected planes [C, N, N] or [n, C, N, N], got shape {features.shape}")
-    return np.ascontiguousarray(features).reshape(features.shape[0], -1)
-
-
 def seed_u64(extra) -> np.uint64:
     """Any Python int (negative included) as a uint64 seed."""
     return np.uint64(int(extra) & 0xFFFFFFFFFFFFFFFF)
-
-
-def hash_features(features: np.ndarray, extra: int = 0):
-    """64-bit hash of the exact network input: uint64 [n] for ``[n, C, N, N]``, one ``np.uint64`` for
-    ``[C, N, N]``. ``extra`` is mixed in (e.g. komi and rules, which the planes do not show)."""
-    single = np.ndim(features) == 3
-    rows = as_rows(features)
-    out = np.empty(rows.shape[0], np.uint64)
-    hash_rows(rows, seed_u64(extra), out)
-    return out[0] if single else out

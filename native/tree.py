@@ -48,6 +48,7 @@ evaluator has answered, ``expand_and_backup`` sets priors from the policy (maske
 renormalised) and adds the value along the path, alternating sign, removing the virtual loss.
 """
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -74,20 +75,112 @@ LEAF_NONE = 2  # a row whose walk collided: no leaf
 KEY_HISTORY = 8  # positions mixed into a leaf's NN-cache key (the network sees the last 8 boards)
 
 
+# -- the records the kernels take (numba types a NamedTuple of arrays by its fields) ---------------------------
+
+
+class Tree(NamedTuple):
+    """``T`` tree slots of ``M`` nodes and ``A`` actions: the fields of the table above."""
+
+    node_count: np.ndarray
+    visits: np.ndarray
+    value_sum: np.ndarray
+    virtual_loss: np.ndarray
+    parent: np.ndarray
+    action: np.ndarray
+    status: np.ndarray
+    nn_value: np.ndarray
+    children: np.ndarray
+    prior: np.ndarray
+    root_noise: np.ndarray
+    noise_fraction: np.ndarray
+    root_budget: np.ndarray
+    gumbel: np.ndarray
+    gumbel_table: np.ndarray
+    score_sum: np.ndarray
+    score_center: np.ndarray
+
+    @classmethod
+    def allocate(cls, num_trees: int, max_nodes: int, num_actions: int) -> "Tree":
+        t, m, a = num_trees, max_nodes, num_actions
+        return cls(
+            node_count=np.zeros(t, np.int32),
+            visits=np.zeros((t, m), np.int32),
+            value_sum=np.zeros((t, m), np.float64),
+            virtual_loss=np.zeros((t, m), np.int32),
+            parent=np.full((t, m), NO_PARENT, np.int32),
+            action=np.full((t, m), -1, np.int32),
+            status=np.zeros((t, m), np.int8),
+            nn_value=np.zeros((t, m), np.float32),
+            children=np.full((t, m, a), UNVISITED, np.int32),
+            prior=np.full((t, m, a), ILLEGAL, np.float32),
+            root_noise=np.zeros((t, a), np.float32),
+            noise_fraction=np.zeros(t, np.float32),
+            root_budget=np.zeros(t, np.int32),
+            gumbel=np.zeros((t, a), np.float32),
+            gumbel_table=np.zeros((t, m), np.int32),
+            score_sum=np.zeros((t, m), np.float64),
+            score_center=np.zeros(t, np.float32),
+        )
+
+
+class States(NamedTuple):
+    """Go states stacked in rows (``layout``): the roots (one per tree) or the scratch rows (one per leaf)."""
+
+    core: np.ndarray
+    hist: np.ndarray
+    past: np.ndarray
+
+
+class Leaves(NamedTuple):
+    """One batch's leaves, row ``j`` for scratch row ``j``: the tree and node, what the leaf needs
+    (``LEAF_*``), its value and score (from the rules, the cache or the network, side to move's view), its
+    NN-cache key, its root's move number, and the policy the network or the cache gave it."""
+
+    slot: np.ndarray
+    node: np.ndarray
+    kind: np.ndarray
+    value: np.ndarray
+    score: np.ndarray
+    key: np.ndarray
+    move_number: np.ndarray
+    policy: np.ndarray
+
+    @classmethod
+    def allocate(cls, rows: int, num_actions: int) -> "Leaves":
+        return cls(slot=np.zeros(rows, np.int32), node=np.zeros(rows, np.int32), kind=np.zeros(rows, np.int8),
+                   value=np.zeros(rows, np.float32), score=np.zeros(rows, np.float32),
+                   key=np.zeros(rows, np.uint64), move_number=np.zeros(rows, np.int32),
+                   policy=np.zeros((rows, num_actions), np.float32))
+
+
+class Params(NamedTuple):
+    """Selection constants: PUCT (``c_puct``, first-play urgency reduction, the value of a virtual loss),
+    the Gumbel root's sigma (``c_visit``, ``c_scale``), the score utility (``su_weight``, 0: off;
+    ``su_scale``, in points)."""
+
+    c_puct: float
+    fpu_reduction: float
+    vl_value: float
+    c_visit: float
+    c_scale: float
+    su_weight: float
+    su_scale: float
+
+
 @njit(cache=True)
-def reset_tree(t, node_count, visits, value_sum, virtual_loss, parent, action, status, children, prior, score_sum):
-    """Make slot ``t`` a fresh tree whose root is unexpanded (only the root's rows are cleared; a node
-    is initialised when it is allocated)."""
-    node_count[t] = 1
-    visits[t, 0] = 0
-    value_sum[t, 0] = 0.0
-    virtual_loss[t, 0] = 0
-    parent[t, 0] = NO_PARENT
-    action[t, 0] = -1
-    status[t, 0] = UNEXPANDED
-    children[t, 0, :] = UNVISITED
-    prior[t, 0, :] = ILLEGAL
-    score_sum[t, 0] = 0.0
+def reset_tree(tr, t):
+    """Make slot ``t`` of ``tr`` a fresh tree whose root is unexpanded (only the root's rows are cleared; a
+    node is initialised when it is allocated)."""
+    tr.node_count[t] = 1
+    tr.visits[t, 0] = 0
+    tr.value_sum[t, 0] = 0.0
+    tr.virtual_loss[t, 0] = 0
+    tr.parent[t, 0] = NO_PARENT
+    tr.action[t, 0] = -1
+    tr.status[t, 0] = UNEXPANDED
+    tr.children[t, 0, :] = UNVISITED
+    tr.prior[t, 0, :] = ILLEGAL
+    tr.score_sum[t, 0] = 0.0
 
 
 @njit(cache=True)
@@ -123,10 +216,12 @@ def input_key(core, hist):
 
 
 @njit(cache=True)
-def _pick_child(t, node, visits, value_sum, virtual_loss, children, prior, c_puct, fpu_reduction, vl_value,
-                score_sum, center, su_weight, su_scale):
+def _pick_child(tr, t, node, p, center):
     """PUCT over the legal actions of an expanded node (ties: lowest action); with ``su_weight`` > 0 the
     q of a child adds the score utility of its mean score around ``center`` (the chooser's view)."""
+    visits, value_sum, virtual_loss, children, prior, score_sum = (tr.visits, tr.value_sum, tr.virtual_loss,
+                                                                    tr.children, tr.prior, tr.score_sum)
+    c_puct, fpu_reduction, vl_value, su_weight, su_scale = p.c_puct, p.fpu_reduction, p.vl_value, p.su_weight, p.su_scale
     num_actions = prior.shape[2]
     parent_n = visits[t, node] + virtual_loss[t, node]
     # value of the node for the player to move there = minus the value for the player who moved into it
@@ -148,8 +243,8 @@ def _pick_child(t, node, visits, value_sum, virtual_loss, children, prior, c_puc
     best = -1
     best_score = -1e30
     for a in range(num_actions):
-        p = prior[t, node, a]
-        if p < 0.0:
+        pa = prior[t, node, a]
+        if pa < 0.0:
             continue
         c = children[t, node, a]
         n = 0
@@ -163,7 +258,7 @@ def _pick_child(t, node, visits, value_sum, virtual_loss, children, prior, c_puc
                         q += su_weight * score_utility(score_sum[t, c] / visits[t, c], center, su_scale)
                     else:
                         q += parent_u
-        score = q + explore * p / (1 + n)
+        score = q + explore * pa / (1 + n)
         if score > best_score:
             best_score = score
             best = a
@@ -171,22 +266,22 @@ def _pick_child(t, node, visits, value_sum, virtual_loss, children, prior, c_puc
 
 
 @njit(cache=True)
-def _root_child_q(t, c, visits, value_sum, score_sum, score_center, su_weight, su_scale):
+def _root_child_q(tr, t, c, p):
     """A visited root child's completed q: its mean value, plus its score utility around the root's score."""
-    q = value_sum[t, c] / visits[t, c]
-    if su_weight > 0.0:
-        q += su_weight * score_utility(score_sum[t, c] / visits[t, c], score_center[t], su_scale)
+    q = tr.value_sum[t, c] / tr.visits[t, c]
+    if p.su_weight > 0.0:
+        q += p.su_weight * score_utility(tr.score_sum[t, c] / tr.visits[t, c], tr.score_center[t], p.su_scale)
     return q
 
 
 @njit(cache=True)
-def root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, sigma,
-               score_sum, score_center, su_weight, su_scale):
+def root_sigma(tr, t, p, sigma):
     """``sigma(completed q)`` of every root action into ``sigma`` [A] (0 for illegal ones), as mctx's
     ``qtransform_completed_by_mix_value``: a visited child's q is its mean value (plus its score utility
     when ``su_weight`` > 0: the root's own score is the centre, so the root's utility is 0), an unvisited one's the
     mixed value (the root's own evaluation mixed with the prior-weighted q of the visited children); the q's
     are rescaled to [0, 1] by their min and max and multiplied by ``(c_visit + max visits) * c_scale``."""
+    visits, nn_value, children, prior = tr.visits, tr.nn_value, tr.children, tr.prior
     num_actions = prior.shape[2]
     sum_n = 0
     max_n = 0
@@ -200,8 +295,7 @@ def root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale
             if n > max_n:
                 max_n = n
             sum_p += prior[t, ROOT, a]
-            weighted_q += prior[t, ROOT, a] * _root_child_q(t, c, visits, value_sum, score_sum, score_center,
-                                                            su_weight, su_scale)
+            weighted_q += prior[t, ROOT, a] * _root_child_q(tr, t, c, p)
     v_mix = float(nn_value[t, ROOT])
     if sum_n > 0 and sum_p > 0.0:
         v_mix = (v_mix + sum_n * weighted_q / sum_p) / (sum_n + 1)
@@ -214,11 +308,11 @@ def root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale
         c = children[t, ROOT, a]
         q = v_mix
         if c >= 0 and visits[t, c] > 0:
-            q = _root_child_q(t, c, visits, value_sum, score_sum, score_center, su_weight, su_scale)
+            q = _root_child_q(tr, t, c, p)
         sigma[a] = q
         q_min = min(q_min, q)
         q_max = max(q_max, q)
-    scale = (c_visit + max_n) * c_scale
+    scale = (p.c_visit + max_n) * p.c_scale
     spread = max(q_max - q_min, 1e-8)
     for a in range(num_actions):
         if prior[t, ROOT, a] >= 0.0:
@@ -226,32 +320,31 @@ def root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale
 
 
 @njit(cache=True)
-def _pick_root_gumbel(t, visits, value_sum, virtual_loss, nn_value, children, prior, root_budget, gumbel,
-                      gumbel_table, c_visit, c_scale, score_sum, score_center, su_weight, su_scale):
+def _pick_root_gumbel(tr, t, p):
     """Sequential halving at an expanded root: the action for the next simulation, or -1 when no legal
     action has the visit count the table asks for (more simulations than the budget: PUCT takes over)."""
-    num_actions = prior.shape[2]
+    num_actions = tr.prior.shape[2]
     total = 0
     for a in range(num_actions):
-        c = children[t, ROOT, a]
+        c = tr.children[t, ROOT, a]
         if c >= 0:
-            total += visits[t, c] + virtual_loss[t, c]
-    considered = gumbel_table[t, min(total, root_budget[t] - 1, gumbel_table.shape[1] - 1)]
+            total += tr.visits[t, c] + tr.virtual_loss[t, c]
+    considered = tr.gumbel_table[t, min(total, tr.root_budget[t] - 1, tr.gumbel_table.shape[1] - 1)]
     sigma = np.empty(num_actions, np.float64)
-    root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, sigma,
-               score_sum, score_center, su_weight, su_scale)
-    return _best_considered(t, visits, virtual_loss, children, prior, gumbel, sigma, considered, True)
+    root_sigma(tr, t, p, sigma)
+    return _best_considered(tr, t, sigma, considered, True)
 
 
 @njit(cache=True)
-def _best_considered(t, visits, virtual_loss, children, prior, gumbel, sigma, considered, in_flight):
+def _best_considered(tr, t, sigma, considered, in_flight):
     """Among the legal root actions whose visit count (walks in flight included when ``in_flight``) equals
     ``considered``, the one with the highest ``g + log prior + sigma`` (lowest action on ties); -1 if none."""
+    visits, virtual_loss, children, prior, gumbel = tr.visits, tr.virtual_loss, tr.children, tr.prior, tr.gumbel
     best = -1
     best_score = -1e300
     for a in range(prior.shape[2]):
-        p = prior[t, ROOT, a]
-        if p < 0.0:
+        pa = prior[t, ROOT, a]
+        if pa < 0.0:
             continue
         c = children[t, ROOT, a]
         n = 0
@@ -259,7 +352,7 @@ def _best_considered(t, visits, virtual_loss, children, prior, gumbel, sigma, co
             n = visits[t, c] + virtual_loss[t, c] if in_flight else visits[t, c]
         if n != considered:
             continue
-        score = gumbel[t, a] + math.log(max(p, 1e-30)) + sigma[a]
+        score = gumbel[t, a] + math.log(max(pa, 1e-30)) + sigma[a]
         if score > best_score:
             best_score = score
             best = a
@@ -267,32 +360,30 @@ def _best_considered(t, visits, virtual_loss, children, prior, gumbel, sigma, co
 
 
 @njit(cache=True)
-def gumbel_root_action(t, visits, value_sum, nn_value, children, prior, gumbel, c_visit, c_scale,
-                       score_sum, score_center, su_weight, su_scale):
+def gumbel_root_action(tr, t, p):
     """The move of a Gumbel search (final or partial): among the legal root actions with the most completed
     visits, the one with the highest ``g + log prior + sigma(q)`` (lowest action on ties); -1 if the root
     is not expanded."""
+    visits, children, prior = tr.visits, tr.children, tr.prior
     num_actions = prior.shape[2]
     sigma = np.empty(num_actions, np.float64)
-    root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, sigma,
-               score_sum, score_center, su_weight, su_scale)
+    root_sigma(tr, t, p, sigma)
     max_n = 0
     for a in range(num_actions):
         c = children[t, ROOT, a]
         if c >= 0 and prior[t, ROOT, a] >= 0.0 and visits[t, c] > max_n:
             max_n = visits[t, c]
-    return _best_considered(t, visits, visits, children, prior, gumbel, sigma, max_n, False)
+    return _best_considered(tr, t, sigma, max_n, False)
 
 
 @njit(cache=True)
-def gumbel_improved_policy(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, out,
-                           score_sum, score_center, su_weight, su_scale):
+def gumbel_improved_policy(tr, t, p, out):
     """The Gumbel training target: ``softmax(log prior + sigma(completed q))`` over the legal root actions
     into ``out`` [A] (0 for illegal ones)."""
+    prior = tr.prior
     num_actions = prior.shape[2]
     sigma = np.empty(num_actions, np.float64)
-    root_sigma(t, visits, value_sum, nn_value, children, prior, c_visit, c_scale, sigma,
-               score_sum, score_center, su_weight, su_scale)
+    root_sigma(tr, t, p, sigma)
     top = -1e300
     for a in range(num_actions):
         if prior[t, ROOT, a] >= 0.0:
@@ -310,10 +401,10 @@ def gumbel_improved_policy(t, visits, value_sum, nn_value, children, prior, c_vi
 
 
 @njit(cache=True)
-def _undo_path(t, node, virtual_loss, parent):
+def _undo_path(tr, t, node):
     while node != NO_PARENT:
-        virtual_loss[t, node] -= 1
-        node = parent[t, node]
+        tr.virtual_loss[t, node] -= 1
+        node = tr.parent[t, node]
 
 
 @njit(cache=True)
@@ -333,17 +424,17 @@ def reserve_rows(wanted, max_rows, row_start):
 
 
 @njit(cache=True)
-def _select_one(
-    t, row,
-    node_count, visits, value_sum, virtual_loss, parent, action, status, children, prior,
-    root_core, root_hist, root_past,
-    scratch_core, scratch_hist, scratch_past,
-    leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_key, leaf_move_number,
-    c_puct, fpu_reduction, vl_value,
-    nn_value, root_budget, gumbel, gumbel_table, c_visit, c_scale,
-    score_sum, score_center, leaf_score, su_weight, su_scale,
-):
-    """One simulation's walk down tree ``t`` into scratch row ``row``; False if it collided."""
+def _select_one(tr, t, row, roots, scratch, leaves, p):
+    """One simulation's walk down tree ``t`` of ``tr`` from its root (row ``t`` of ``roots``) into scratch row
+    ``row``, the leaf into ``leaves`` row ``row``; False if it collided."""
+    node_count, visits, value_sum, virtual_loss, parent, action, status, children, prior = (
+        tr.node_count, tr.visits, tr.value_sum, tr.virtual_loss, tr.parent, tr.action, tr.status, tr.children,
+        tr.prior)
+    score_sum, score_center, root_budget = tr.score_sum, tr.score_center, tr.root_budget
+    root_core, root_hist, root_past = roots.core, roots.hist, roots.past
+    scratch_core, scratch_hist, scratch_past = scratch.core, scratch.hist, scratch.past
+    leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_key, leaf_move_number, leaf_score = (
+        leaves.slot, leaves.node, leaves.kind, leaves.value, leaves.key, leaves.move_number, leaves.score)
     max_nodes = visits.shape[1]
     copy_state(root_core[t], root_hist[t], root_past[t], scratch_core[row], scratch_hist[row], scratch_past[row])
     node = ROOT
@@ -353,21 +444,18 @@ def _select_one(
         if st == EXPANDED:
             a = -1
             if node == ROOT and root_budget[t] > 0:
-                a = _pick_root_gumbel(t, visits, value_sum, virtual_loss, nn_value, children, prior, root_budget,
-                                      gumbel, gumbel_table, c_visit, c_scale, score_sum, score_center, su_weight,
-                                      su_scale)
+                a = _pick_root_gumbel(tr, t, p)
             if a < 0:
                 # the score utility's centre, from the view of the player choosing here
                 center = score_center[t]
                 if scratch_core[row, M_TO_PLAY] != root_core[t, M_TO_PLAY]:
                     center = -center
-                a = _pick_child(t, node, visits, value_sum, virtual_loss, children, prior, c_puct, fpu_reduction,
-                                vl_value, score_sum, center, su_weight, su_scale)
+                a = _pick_child(tr, t, node, p, center)
             child = children[t, node, a]
             if child < 0:
                 child = node_count[t]
                 if child >= max_nodes:  # tree full: this walk ends here
-                    _undo_path(t, node, virtual_loss, parent)
+                    _undo_path(tr, t, node)
                     leaf_kind[row] = LEAF_NONE
                     return False
                 node_count[t] = child + 1
@@ -386,7 +474,7 @@ def _select_one(
             virtual_loss[t, node] += 1
             continue
         if st == PENDING:  # another walk of this batch already waits for this leaf's evaluation
-            _undo_path(t, node, virtual_loss, parent)
+            _undo_path(tr, t, node)
             leaf_kind[row] = LEAF_NONE
             return False
         break
@@ -411,24 +499,15 @@ def _select_one(
     return True
 
 
-def _select_leaves(
-    slots, wanted, row_start,
-    node_count, visits, value_sum, virtual_loss, parent, action, status, children, prior,
-    root_core, root_hist, root_past,
-    scratch_core, scratch_hist, scratch_past,
-    leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_key, leaf_move_number,
-    c_puct, fpu_reduction, vl_value,
-    nn_value, root_budget, gumbel, gumbel_table, c_visit, c_scale,
-    score_sum, score_center, leaf_score, su_weight, su_scale,
-):
+def _select_leaves(slots, wanted, row_start, tr, roots, scratch, leaves, p):
     """Select ``wanted[i]`` leaves in tree ``slots[i]`` into its reserved rows (``reserve_rows``); trees run
     in parallel (each owns its rows and its tree), the walks of one tree run in order.
 
-    Returns ``(rows used, collisions)``. Row ``j`` is a leaf described by ``leaf_*[j]`` with its position in
-    scratch row ``j``, or ``LEAF_NONE`` if that walk collided with a leaf already pending in the batch
-    (its virtual loss is undone). ``leaf_move_number`` is the root's move number (statistics by phase).
+    Returns ``(rows used, collisions)``. Row ``j`` is a leaf described by ``leaves`` row ``j`` with its
+    position in scratch row ``j``, or ``LEAF_NONE`` if that walk collided with a leaf already pending in the
+    batch (its virtual loss is undone). ``leaves.move_number`` is the root's move number (statistics by phase).
     """
-    n = reserve_rows(wanted, scratch_core.shape[0], row_start)
+    n = reserve_rows(wanted, scratch.core.shape[0], row_start)
     collisions = 0
     for i in prange(slots.shape[0]):
         start = row_start[i]
@@ -436,25 +515,16 @@ def _select_leaves(
             continue
         t = slots[i]
         for j in range(wanted[i]):
-            if not _select_one(
-                t, start + j,
-                node_count, visits, value_sum, virtual_loss, parent, action, status, children, prior,
-                root_core, root_hist, root_past,
-                scratch_core, scratch_hist, scratch_past,
-                leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_key, leaf_move_number,
-                c_puct, fpu_reduction, vl_value,
-                nn_value, root_budget, gumbel, gumbel_table, c_visit, c_scale,
-                score_sum, score_center, leaf_score, su_weight, su_scale,
-            ):
+            if not _select_one(tr, t, start + j, roots, scratch, leaves, p):
                 collisions += 1
     return n, collisions
 
 
-def _encode_leaves(scratch_core, scratch_past, rows, out):
+def _encode_leaves(scratch, rows, out):
     """Feature planes of scratch rows ``rows`` into ``out[0 : len(rows)]``."""
     for i in prange(rows.shape[0]):
         r = rows[i]
-        encode(scratch_core[r], scratch_past[r], out[i])
+        encode(scratch.core[r], scratch.past[r], out[i])
 
 
 @njit(cache=True)
@@ -464,13 +534,13 @@ def _searchable_point(core, hist, point, mover, fill_eyes):
 
 
 @njit(cache=True)
-def _expand_backup_one(
-    j,
-    visits, value_sum, virtual_loss, parent, status, nn_value, prior, root_noise, noise_fraction,
-    scratch_core, scratch_hist,
-    leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_policy,
-    score_sum, score_center, leaf_score, fill_eyes,
-):
+def _expand_backup_one(tr, j, scratch, leaves, fill_eyes):
+    visits, value_sum, virtual_loss, parent, status, nn_value, prior = (
+        tr.visits, tr.value_sum, tr.virtual_loss, tr.parent, tr.status, tr.nn_value, tr.prior)
+    root_noise, noise_fraction, score_sum, score_center = tr.root_noise, tr.noise_fraction, tr.score_sum, tr.score_center
+    scratch_core, scratch_hist = scratch.core, scratch.hist
+    leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_policy, leaf_score = (
+        leaves.slot, leaves.node, leaves.kind, leaves.value, leaves.policy, leaves.score)
     kind = leaf_kind[j]
     if kind == LEAF_NONE:
         return
@@ -522,33 +592,21 @@ def _expand_backup_one(
         cur = parent[t, cur]
 
 
-def _expand_and_backup(
-    slots, wanted, row_start,
-    visits, value_sum, virtual_loss, parent, status, nn_value, prior, root_noise, noise_fraction,
-    scratch_core, scratch_hist,
-    leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_policy,
-    score_sum, score_center, leaf_score, fill_eyes,
-):
+def _expand_and_backup(slots, wanted, row_start, tr, scratch, leaves, fill_eyes):
     """Expand evaluated leaves (legal-masked, renormalised priors; root noise; unless ``fill_eyes``, a move into one of the mover's own true eyes
     (``board.is_eye``) counts as illegal: Tromp-Taylor play never needs it, and a net that has not learnt to
     pass would otherwise fill its eyes until its groups die) and back up all values,
     tree by tree in parallel, each tree's leaves in their selection order (what makes it deterministic).
 
-    ``leaf_policy[j]`` / ``leaf_value[j]`` are the network's output for leaf ``j`` (value from the view of
-    the side to move at the leaf); terminal leaves carry their rules value in ``leaf_value``.
+    ``leaves.policy[j]`` / ``leaves.value[j]`` are the network's output for leaf ``j`` (value from the view
+    of the side to move at the leaf); terminal leaves carry their rules value in ``leaves.value``.
     """
     for i in prange(slots.shape[0]):
         start = row_start[i]
         if start < 0:
             continue
         for j in range(start, start + wanted[i]):
-            _expand_backup_one(
-                j,
-                visits, value_sum, virtual_loss, parent, status, nn_value, prior, root_noise, noise_fraction,
-                scratch_core, scratch_hist,
-                leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_policy,
-                score_sum, score_center, leaf_score, fill_eyes,
-            )
+            _expand_backup_one(tr, j, scratch, leaves, fill_eyes)
 
 
 # Each batch kernel exists twice: serial, and parallel over trees (numba prange, OpenMP threads). Threads pay
@@ -564,18 +622,19 @@ expand_and_backup_parallel = njit(cache=True, parallel=True)(_expand_and_backup)
 
 
 @njit(cache=True)
-def root_visit_counts(t, visits, children, out):
+def root_visit_counts(tr, t, out):
     """Visits of each root child (0 for unvisited and illegal actions)."""
     for a in range(out.shape[0]):
-        c = children[t, ROOT, a]
-        out[a] = visits[t, c] if c >= 0 else 0
+        c = tr.children[t, ROOT, a]
+        out[a] = tr.visits[t, c] if c >= 0 else 0
 
 
 @njit(cache=True)
-def root_leaders(slots, visits, children, best, margin):
+def root_leaders(tr, slots, best, margin):
     """For each tree in ``slots``: its most visited root action (the lowest on ties, as
     ``pick_from_counts`` at temperature 0) into ``best``, and its lead over the runner-up in visits into
     ``margin``. A lead larger than the simulations left means the greedy pick is already decided."""
+    visits, children = tr.visits, tr.children
     for i in range(slots.shape[0]):
         t = slots[i]
         top = -1
@@ -625,8 +684,9 @@ def pick_from_counts(counts, temperature, uniform):
 
 
 @njit(cache=True)
-def principal_variation(t, node, visits, children, out):
+def principal_variation(tr, t, node, out):
     """Most-visited path below ``node`` (actions into ``out``); returns its length."""
+    visits, children = tr.visits, tr.children
     n = 0
     while n < out.shape[0]:
         best = -1
@@ -645,10 +705,13 @@ def principal_variation(t, node, visits, children, out):
 
 
 @njit(cache=True)
-def extract_subtree(src, node, dst, node_count, visits, value_sum, virtual_loss, parent, action, status, nn_value,
-                    children, prior, queue, score_sum, score_center):
+def extract_subtree(tr, src, node, dst, queue):
     """Tree reuse: copy the subtree below ``(src, node)`` into slot ``dst`` (``src != dst``) as a tree whose
     root is that node, renumbering breadth-first. ``queue`` is int32 scratch of at least M entries."""
+    node_count, visits, value_sum, virtual_loss, parent, action, status, nn_value, children, prior = (
+        tr.node_count, tr.visits, tr.value_sum, tr.virtual_loss, tr.parent, tr.action, tr.status, tr.nn_value,
+        tr.children, tr.prior)
+    score_sum, score_center = tr.score_sum, tr.score_center
     num_actions = prior.shape[2]
     queue[0] = node
     head = 0
@@ -689,11 +752,12 @@ def extract_subtree(src, node, dst, node_count, visits, value_sum, virtual_loss,
 
 
 @njit(cache=True)
-def mix_root_noise(t, prior, root_noise, fraction):
+def mix_root_noise(tr, t, fraction):
     """Mix Dirichlet noise into an already expanded root (a reused tree)."""
+    prior = tr.prior
     for a in range(prior.shape[2]):
         if prior[t, ROOT, a] >= 0.0:
-            prior[t, ROOT, a] = (1.0 - fraction) * prior[t, ROOT, a] + fraction * root_noise[t, a]
+            prior[t, ROOT, a] = (1.0 - fraction) * prior[t, ROOT, a] + fraction * tr.root_noise[t, a]
 
 
 @njit(cache=True)

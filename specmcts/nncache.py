@@ -1,8 +1,7 @@
 """NN cache: exact network-input key -> (policy, value, score), bounded, with hit/miss counters by move number.
 
 Keys are 64-bit hashes of the exact network input (position, history, side to move, komi/rules); the
-search usually derives them from Zobrist history, ``native.nncache.hash_features`` hashes the planes
-themselves. Entries are stored bit-exactly (float32), so a hit returns what a fresh evaluation of the same
+search derives them from the Zobrist hashes of the position and its history (``native.tree.input_key``). Entries are stored bit-exactly (float32), so a hit returns what a fresh evaluation of the same
 input by the same model returned. The cache knows nothing about models: clear it when the weights change.
 
 Memory: ``capacity * (8 + 4 * (A + 2))`` bytes, about 344 MB for 2^20 entries on 9x9 and 1.5 GB on 19x19.
@@ -34,12 +33,11 @@ class NNCache:
         self.capacity = round_capacity(capacity)
         self.num_actions = int(num_actions)
         self.max_moves = int(max_moves)
-        self.keys = np.zeros(self.capacity, np.uint64)
-        self.policy = np.zeros((self.capacity, self.num_actions), np.float32)
-        self.value = np.zeros(self.capacity, np.float32)
-        self.score = np.zeros(self.capacity, np.float32)  # the score head's answer (0 for nets without one)
-        self.hits_by_move = np.zeros(self.max_moves, np.int64)
-        self.misses_by_move = np.zeros(self.max_moves, np.int64)
+        self.table = kernels.Table.allocate(self.capacity, self.num_actions, self.max_moves)
+        # the table's arrays by name (the score is the score head's answer, 0 for nets without one)
+        self.keys, self.policy, self.value, self.score = (self.table.keys, self.table.policy, self.table.value,
+                                                          self.table.score)
+        self.hits_by_move, self.misses_by_move = self.table.hits_by_move, self.table.misses_by_move
 
     @classmethod
     def for_board(cls, capacity: int, board: int) -> "NNCache":
@@ -70,8 +68,7 @@ class NNCache:
             raise ValueError(f"lookup of {n} keys: output arrays and move_numbers need at least {n} rows")
         if out_policy.shape[1] != self.num_actions:
             raise ValueError(f"out_policy has {out_policy.shape[1]} actions, cache holds {self.num_actions}")
-        return int(kernels.lookup(self.keys, self.policy, self.value, self.score, keys, np.asarray(move_numbers),
-                                  out_policy, out_value, out_score, hit, self.hits_by_move, self.misses_by_move))
+        return int(kernels.lookup(self.table, keys, np.asarray(move_numbers), out_policy, out_value, out_score, hit))
 
     def insert(self, keys: np.ndarray, policy: np.ndarray, value: np.ndarray, score: np.ndarray | None = None) -> None:
         """Store ``policy[i]``, ``value[i]`` and ``score[i]`` (default 0) under ``keys[i]`` (overwriting
@@ -83,23 +80,18 @@ class NNCache:
         if policy.shape[0] < n or value.shape[0] < n or policy.shape[1] != self.num_actions:
             raise ValueError(f"insert of {n} keys: need policy [{n}, {self.num_actions}] and value [{n}]")
         score = np.zeros(n, np.float32) if score is None else np.asarray(score, np.float32)
-        kernels.insert(self.keys, self.policy, self.value, self.score, keys,
-                       np.asarray(policy, np.float32), np.asarray(value, np.float32), score)
+        kernels.insert(self.table, keys, np.asarray(policy, np.float32), np.asarray(value, np.float32), score)
 
-    def lookup_leaves(self, n: int, leaf_kind, eval_kind: int, leaf_key, leaf_move_number, leaf_policy, leaf_value,
-                      leaf_score, miss_rows) -> tuple[int, int]:
-        """The search's fused path (no temporaries): hits go straight into the leaf arrays, misses are
-        listed in ``miss_rows``. Returns (hits, misses)."""
-        hits, misses = kernels.lookup_leaves(self.keys, self.policy, self.value, self.score, n, leaf_kind, eval_kind,
-                                             leaf_key, leaf_move_number, leaf_policy, leaf_value, leaf_score,
-                                             miss_rows, self.hits_by_move, self.misses_by_move)
+    def lookup_leaves(self, leaves, n: int, eval_kind: int, miss_rows) -> tuple[int, int]:
+        """The search's fused path (no temporaries): for the first ``n`` rows of ``leaves``
+        (``native.tree.Leaves``) of kind ``eval_kind``, hits go straight into the leaf rows, misses are listed
+        in ``miss_rows``. Returns (hits, misses)."""
+        hits, misses = kernels.lookup_leaves(self.table, leaves, n, eval_kind, miss_rows)
         return int(hits), int(misses)
 
-    def insert_leaves(self, miss_rows, m: int, leaf_key, policy, value, score, leaf_policy, leaf_value,
-                      leaf_score) -> None:
-        """Scatter the evaluator's answers for ``miss_rows[:m]`` into the leaf arrays and store them."""
-        kernels.insert_leaves(self.keys, self.policy, self.value, self.score, miss_rows, m, leaf_key, policy, value,
-                              score, leaf_policy, leaf_value, leaf_score)
+    def insert_leaves(self, leaves, miss_rows, m: int, policy, value, score) -> None:
+        """Scatter the evaluator's answers for ``miss_rows[:m]`` into ``leaves`` and store them."""
+        kernels.insert_leaves(self.table, leaves, miss_rows, m, policy, value, score)
 
     # -- statistics --------------------------------------------------------------------------------
     @property

@@ -176,5 +176,5 @@ class MCTSPlayer:
         if child < 0:
             return [action]
         buf = np.zeros(PV_MAX, np.int32)
-        n = tree_kernels.principal_variation(0, child, tr.visits, tr.children, buf)
+        n = tree_kernels.principal_variation(tr, 0, child, buf)
         return [action] + [int(x) for x in buf[:n]]

@@ -43,52 +43,6 @@ class SearchStats:
         return d
 
 
-@dataclass
-class TreeArrays:
-    """The structure-of-arrays trees; fields and shapes are documented in ``native/tree.py``."""
-
-    node_count: np.ndarray
-    visits: np.ndarray
-    value_sum: np.ndarray
-    virtual_loss: np.ndarray
-    parent: np.ndarray
-    action: np.ndarray
-    status: np.ndarray
-    nn_value: np.ndarray
-    children: np.ndarray
-    prior: np.ndarray
-    root_noise: np.ndarray
-    noise_fraction: np.ndarray
-    root_budget: np.ndarray
-    gumbel: np.ndarray
-    gumbel_table: np.ndarray
-    score_sum: np.ndarray
-    score_center: np.ndarray
-
-    @classmethod
-    def allocate(cls, num_trees: int, max_nodes: int, num_actions: int) -> "TreeArrays":
-        t, m, a = num_trees, max_nodes, num_actions
-        return cls(
-            node_count=np.zeros(t, np.int32),
-            visits=np.zeros((t, m), np.int32),
-            value_sum=np.zeros((t, m), np.float64),
-            virtual_loss=np.zeros((t, m), np.int32),
-            parent=np.full((t, m), kernels.NO_PARENT, np.int32),
-            action=np.full((t, m), -1, np.int32),
-            status=np.zeros((t, m), np.int8),
-            nn_value=np.zeros((t, m), np.float32),
-            children=np.full((t, m, a), kernels.UNVISITED, np.int32),
-            prior=np.full((t, m, a), kernels.ILLEGAL, np.float32),
-            root_noise=np.zeros((t, a), np.float32),
-            noise_fraction=np.zeros(t, np.float32),
-            root_budget=np.zeros(t, np.int32),
-            gumbel=np.zeros((t, a), np.float32),
-            gumbel_table=np.zeros((t, m), np.int32),
-            score_sum=np.zeros((t, m), np.float64),
-            score_center=np.zeros(t, np.float32),
-        )
-
-
 @functools.lru_cache(maxsize=256)
 def considered_visits(m: int, n: int) -> np.ndarray:
     """Sequential halving's table (mctx's ``get_sequence_of_considered_visits``): entry ``i`` is the visit
@@ -113,31 +67,19 @@ def considered_visits(m: int, n: int) -> np.ndarray:
     return table
 
 
-@dataclass
-class StatePool:
-    """Fixed-size Go states stacked in rows (``native/layout.py``)."""
+def allocate_states(rows: int, size: int) -> kernels.States:
+    """``rows`` Go states of a ``size`` board stacked in rows (``native/layout.py``)."""
+    return kernels.States(core=np.zeros((rows, layout.core_len(size)), np.int32),
+                          hist=np.zeros((rows, layout.hist_len(size)), np.uint64),
+                          past=np.zeros((rows, layout.past_len(size)), np.int8))
 
-    core: np.ndarray
-    hist: np.ndarray
-    past: np.ndarray
 
-    @classmethod
-    def allocate(cls, rows: int, size: int) -> "StatePool":
-        return cls(
-            core=np.zeros((rows, layout.core_len(size)), np.int32),
-            hist=np.zeros((rows, layout.hist_len(size)), np.uint64),
-            past=np.zeros((rows, layout.past_len(size)), np.int8),
-        )
-
-    def load(self, row: int, state: GoState) -> None:
-        used = state.history_words
-        self.core[row] = state.core
-        self.hist[row, :used] = state.hist[:used]
-        self.past[row] = state.past
-
-    def state(self, row: int, rules: GoRules) -> GoState:
-        """A GoState copy of a row."""
-        return GoState(rules, _arrays=(self.core[row].copy(), self.hist[row].copy(), self.past[row].copy())).copy()
+def load_state(rows: kernels.States, row: int, state: GoState) -> None:
+    """Copy ``state`` into row ``row`` (only the history words in use)."""
+    used = state.history_words
+    rows.core[row] = state.core
+    rows.hist[row, :used] = state.hist[:used]
+    rows.past[row] = state.past
 
 
 @dataclass
@@ -155,37 +97,32 @@ class Search:
         self.num_actions = self.rules.num_actions
         if self.max_nodes <= 0:
             self.max_nodes = self.cfg.sims + self.cfg.leaves_per_tree + 2
-        self.trees = TreeArrays.allocate(self.num_trees, self.max_nodes, self.num_actions)
-        self.roots = StatePool.allocate(self.num_trees, size)
+        self.trees = kernels.Tree.allocate(self.num_trees, self.max_nodes, self.num_actions)
+        self.roots = allocate_states(self.num_trees, size)
         rows = int(self.evaluator.max_batch)
         self.stats.batch_rows = np.zeros(rows + 1, np.int64)
         # A tree's batch is taken whole or not at all (``select_leaves``), so it must fit in the scratch
         # rows: asking a tree for more leaves than the evaluator takes would skip it forever.
         self.leaves_per_tree = min(int(self.cfg.leaves_per_tree), rows)
-        self.scratch = StatePool.allocate(rows, size)
-        self.leaf_slot = np.zeros(rows, np.int32)
-        self.leaf_node = np.zeros(rows, np.int32)
-        self.leaf_kind = np.zeros(rows, np.int8)
-        self.leaf_value = np.zeros(rows, np.float32)
-        self.leaf_score = np.zeros(rows, np.float32)
-        self.leaf_key = np.zeros(rows, np.uint64)
-        self.leaf_move_number = np.zeros(rows, np.int32)
-        self.leaf_policy = np.zeros((rows, self.num_actions), np.float32)
+        self.scratch = allocate_states(rows, size)
+        self.leaves = kernels.Leaves.allocate(rows, self.num_actions)
         self._miss_rows = np.zeros(rows, np.int32)
         self._row_start = np.zeros(self.num_trees, np.int32)
         self._threads = min(self.cfg.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
         self._queue = np.zeros(self.max_nodes, np.int32)
+        c = self.cfg
         # the score utility needs scores: an evaluator without a score head (fc nets) searches by value alone
-        self._su_weight = float(self.cfg.score_utility) if self.evaluator.has_score else 0.0
-        self._su_scale = float(self.cfg.score_utility_scale or size / 2.0)
+        self.params = kernels.Params(
+            c_puct=float(c.c_puct), fpu_reduction=float(c.fpu_reduction), vl_value=float(c.virtual_loss),
+            c_visit=float(c.gumbel_c_visit), c_scale=float(c.gumbel_c_scale),
+            su_weight=float(c.score_utility) if self.evaluator.has_score else 0.0,
+            su_scale=float(c.score_utility_scale or size / 2.0))
         for t in range(self.num_trees):
             self._reset_arrays(t)
 
     # -- slots -----------------------------------------------------------------------------------
     def _reset_arrays(self, slot: int) -> None:
-        tr = self.trees
-        kernels.reset_tree(slot, tr.node_count, tr.visits, tr.value_sum, tr.virtual_loss, tr.parent, tr.action,
-                           tr.status, tr.children, tr.prior, tr.score_sum)
+        kernels.reset_tree(self.trees, slot)
 
     def reset(self, slot: int, state: GoState, noise: np.ndarray | None = None, noise_fraction: float = 0.0,
               gumbel: np.ndarray | None = None, budget: int = 0) -> None:
@@ -197,7 +134,7 @@ class Search:
         None: zeros, the deterministic choice of evaluation)."""
         if state.is_over:
             raise ValueError("cannot search a finished game")
-        self.roots.load(slot, state)
+        load_state(self.roots, slot, state)
         self._reset_arrays(slot)
         tr = self.trees
         if noise is not None and noise_fraction > 0:
@@ -223,15 +160,13 @@ class Search:
         if child < 0 or tr.status[src, child] != kernels.EXPANDED:
             self.reset(dst, state, noise, noise_fraction)
             return False
-        self.roots.load(dst, state)
-        kernels.extract_subtree(src, child, dst, tr.node_count, tr.visits, tr.value_sum, tr.virtual_loss, tr.parent,
-                                tr.action, tr.status, tr.nn_value, tr.children, tr.prior, self._queue,
-                                tr.score_sum, tr.score_center)
+        load_state(self.roots, dst, state)
+        kernels.extract_subtree(tr, src, child, dst, self._queue)
         tr.noise_fraction[dst] = 0.0
         tr.root_budget[dst] = 0  # a reused root searches by PUCT
         if noise is not None and noise_fraction > 0:
             tr.root_noise[dst] = noise
-            kernels.mix_root_noise(dst, tr.prior, tr.root_noise, noise_fraction)
+            kernels.mix_root_noise(tr, dst, noise_fraction)
         return True
 
     def searchable(self, state: GoState) -> np.ndarray:
@@ -258,7 +193,7 @@ class Search:
 
     def visit_counts(self, slot: int) -> np.ndarray:
         out = np.zeros(self.num_actions, np.int32)
-        kernels.root_visit_counts(slot, self.trees.visits, self.trees.children, out)
+        kernels.root_visit_counts(self.trees, slot, out)
         return out
 
     def leaders(self, slots) -> tuple[np.ndarray, np.ndarray]:
@@ -266,7 +201,7 @@ class Search:
         slots = np.ascontiguousarray(slots, np.int32)
         best = np.zeros(len(slots), np.int32)
         margin = np.zeros(len(slots), np.int32)
-        kernels.root_leaders(slots, self.trees.visits, self.trees.children, best, margin)
+        kernels.root_leaders(self.trees, slots, best, margin)
         return best, margin
 
     def root_value(self, slot: int) -> float:
@@ -281,24 +216,18 @@ class Search:
     def gumbel_action(self, slot: int) -> int:
         """A Gumbel root's move from its (partial or final) search: the most visited candidates ranked by
         ``g + log prior + sigma(q)``."""
-        tr, c = self.trees, self.cfg
-        return int(kernels.gumbel_root_action(slot, tr.visits, tr.value_sum, tr.nn_value, tr.children, tr.prior,
-                                              tr.gumbel, c.gumbel_c_visit, c.gumbel_c_scale, tr.score_sum,
-                                              tr.score_center, self._su_weight, self._su_scale))
+        return int(kernels.gumbel_root_action(self.trees, slot, self.params))
 
     def improved_policy(self, slot: int) -> np.ndarray:
         """The Gumbel policy target: ``softmax(log prior + sigma(completed q))`` over the legal root actions."""
-        tr, c = self.trees, self.cfg
         out = np.zeros(self.num_actions, np.float32)
-        kernels.gumbel_improved_policy(slot, tr.visits, tr.value_sum, tr.nn_value, tr.children, tr.prior,
-                                       c.gumbel_c_visit, c.gumbel_c_scale, out, tr.score_sum, tr.score_center,
-                                       self._su_weight, self._su_scale)
+        kernels.gumbel_improved_policy(self.trees, slot, self.params, out)
         return out
 
     # -- the hot loop ----------------------------------------------------------------------------
     def step(self, slots: np.ndarray, wanted: np.ndarray) -> int:
         """One batch over ``slots``; returns the number of leaves evaluated and backed up."""
-        tr, sc = self.trees, self.scratch
+        tr, sc, leaves = self.trees, self.scratch, self.leaves
         clock = time.perf_counter
         spent = self.stats.seconds
         t0 = clock()
@@ -310,36 +239,23 @@ class Search:
             numba.set_num_threads(self._threads)
             self.stats.parallel_steps += 1
         select = kernels.select_leaves_parallel if parallel else kernels.select_leaves
-        n, collisions = select(
-            slots, wanted, row_start,
-            tr.node_count, tr.visits, tr.value_sum, tr.virtual_loss, tr.parent, tr.action, tr.status,
-            tr.children, tr.prior,
-            self.roots.core, self.roots.hist, self.roots.past,
-            sc.core, sc.hist, sc.past,
-            self.leaf_slot, self.leaf_node, self.leaf_kind, self.leaf_value, self.leaf_key, self.leaf_move_number,
-            self.cfg.c_puct, self.cfg.fpu_reduction, self.cfg.virtual_loss,
-            tr.nn_value, tr.root_budget, tr.gumbel, tr.gumbel_table, self.cfg.gumbel_c_visit, self.cfg.gumbel_c_scale,
-            tr.score_sum, tr.score_center, self.leaf_score, self._su_weight, self._su_scale,
-        )
+        n, collisions = select(slots, wanted, row_start, tr, self.roots, sc, leaves, self.params)
         self.stats.steps += 1
         self.stats.collisions += int(collisions)
         t1 = clock()
         spent["select"] += t1 - t0
         if n == 0:
             return 0
-        hits, misses = self.cache.lookup_leaves(n, self.leaf_kind, kernels.LEAF_EVAL, self.leaf_key,
-                                                self.leaf_move_number, self.leaf_policy, self.leaf_value,
-                                                self.leaf_score, self._miss_rows)
+        hits, misses = self.cache.lookup_leaves(leaves, n, kernels.LEAF_EVAL, self._miss_rows)
         if misses:
             t2 = clock()
             encode = kernels.encode_leaves_parallel if parallel else kernels.encode_leaves
-            encode(sc.core, sc.past, self._miss_rows[:misses], self.evaluator.inputs)
+            encode(sc, self._miss_rows[:misses], self.evaluator.inputs)
             t3 = clock()
             policy, value = self.evaluator.evaluate(misses)
             score = self.evaluator.scores(misses)
             t4 = clock()
-            self.cache.insert_leaves(self._miss_rows, misses, self.leaf_key, policy, value, score, self.leaf_policy,
-                                     self.leaf_value, self.leaf_score)
+            self.cache.insert_leaves(leaves, self._miss_rows, misses, policy, value, score)
             spent["encode"] += t3 - t2
             spent["forward"] += t4 - t3
             spent["cache"] += (t2 - t1) + (clock() - t4)
@@ -351,14 +267,7 @@ class Search:
         m = hits + misses
         t5 = clock()
         backup = kernels.expand_and_backup_parallel if parallel else kernels.expand_and_backup
-        backup(
-            slots, wanted, row_start,
-            tr.visits, tr.value_sum, tr.virtual_loss, tr.parent, tr.status, tr.nn_value, tr.prior,
-            tr.root_noise, tr.noise_fraction,
-            sc.core, sc.hist,
-            self.leaf_slot, self.leaf_node, self.leaf_kind, self.leaf_value, self.leaf_policy,
-            tr.score_sum, tr.score_center, self.leaf_score, self.cfg.fill_own_eyes,
-        )
+        backup(slots, wanted, row_start, tr, sc, leaves, self.cfg.fill_own_eyes)
         spent["backup"] += clock() - t5
         leaves = n - int(collisions)
         self.stats.leaves += leaves

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from games.go import GoRules, GoState
 from native.features import NUM_PLANES, encode
-from native.nncache import hash_features
+from native.tree import input_key
 from specmcts.config import NetConfig
 from specmcts.evaluator import HashEvaluator, NetEvaluator
 from specmcts.network import build_net
@@ -29,6 +29,11 @@ def outputs(n: int, num_actions: int = A9):
     return np.zeros((n, num_actions), np.float32), np.zeros(n, np.float32), np.zeros(n, np.bool_)
 
 
+def state_keys(states) -> np.ndarray:
+    """The NN-cache keys the search gives these positions."""
+    return np.array([input_key(s.core, s.hist) for s in states], np.uint64)
+
+
 def test_capacity_rounds_down_to_a_power_of_two():
     assert [round_capacity(c) for c in (0, -5, 1, 2, 3, 1000, 1024, 1 << 20)] == [0, 0, 1, 2, 2, 512, 1024, 1 << 20]
     cache = NNCache(1000, A9, 162)
@@ -43,7 +48,7 @@ def test_cached_equals_fresh_evaluation_through_the_net():
     for i, s in enumerate(states):
         encode(s.core, s.past, ev.inputs[i])
     n = len(states)
-    keys = hash_features(ev.inputs[:n])
+    keys = state_keys(states)
     fresh_policy, fresh_value = (a.copy() for a in ev.evaluate(n))
     fresh_score = ev.scores(n).copy()
     assert np.abs(fresh_score).max() > 0  # a kata net: the score head answers
@@ -65,7 +70,7 @@ def test_cached_equals_fresh_for_the_hash_evaluator_in_another_batch():
     ev = HashEvaluator(9, max_batch=64)
     for i, s in enumerate(states):
         encode(s.core, s.past, ev.inputs[i])
-    keys = hash_features(ev.inputs[:len(states)])
+    keys = state_keys(states)
     cache = NNCache(1 << 16, A9, 162)
     cache.insert(keys, *ev.evaluate(len(states)))
     # a later batch holds the same positions in another order, with others in between
@@ -184,21 +189,3 @@ def test_never_returns_another_keys_entry(ops, capacity):
 
 
 # -- input hashing ------------------------------------------------------------------------------------------
-def test_hash_features():
-    states = game_positions(9, 10, seed=4)
-    planes = np.stack([s.features(np.uint8) for s in states])
-    assert planes.shape == (11, NUM_PLANES, 9, 9)
-    keys = hash_features(planes)
-    assert keys.dtype == np.uint64 and len(set(keys.tolist())) == 11
-    assert hash_features(planes[3]) == keys[3]  # one row == the same row in a batch
-    assert isinstance(hash_features(planes[3]), np.uint64)
-    assert np.array_equal(hash_features(planes, extra=0), keys)
-    assert not np.any(hash_features(planes, extra=15) == keys)  # e.g. another komi
-    flipped = planes[5].copy()
-    flipped[NUM_PLANES - 2, 0, 0] ^= 1  # side to move
-    assert hash_features(flipped) != keys[5]
-    assert np.array_equal(hash_features(np.asfortranarray(planes)), keys)  # layout does not matter
-    with pytest.raises(TypeError):
-        hash_features(planes.astype(np.float32))
-    with pytest.raises(ValueError):
-        hash_features(planes[0, 0])

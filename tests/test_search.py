@@ -796,7 +796,7 @@ def test_score_utility_applies_only_with_a_score_head():
     without = make_search(rules, UniformEvaluator(9, max_batch=16), 8, score_utility=0.3)
     fc = make_search(rules, NetEvaluator(build_net(9, NetConfig(1, 8, heads="fc")), max_batch=16), 8, score_utility=0.3)
     kata = make_search(rules, NetEvaluator(build_net(9, NetConfig(1, 8)), max_batch=16), 8, score_utility=0.3)
-    assert with_score._su_weight == kata._su_weight == 0.3 and without._su_weight == fc._su_weight == 0.0
+    assert with_score.params.su_weight == kata.params.su_weight == 0.3 and without.params.su_weight == fc.params.su_weight == 0.0
 
 
 # Black owns the board; every empty point is one of its eyes. The only sound move is to pass: filling the
