@@ -5,16 +5,17 @@ Every subcommand is two functions registered in ``COMMANDS``:
 - ``add_<name>_arguments(parser)`` declares its flags (shared ones come from ``_add_common``),
 - ``cmd_<name>(args) -> int`` runs it and returns the exit status.
 
-To implement a subcommand, replace its ``cmd_<name>`` body (typically a lazy import of the module that does
-the work, so ``specmcts --help`` stays fast and never imports torch).
+A ``cmd_<name>`` imports the module that does the work lazily, so ``specmcts --help`` stays fast and never
+imports torch.
 
-Exit statuses: 0 success, 1 failure, 2 usage error or not implemented yet, 130 interrupted (Ctrl-C).
+Exit statuses: 0 success, 1 failure, 2 usage error, 130 interrupted (Ctrl-C).
 Flags left at ``None`` mean "take it from the config": defaults < ``--config FILE`` < explicit flags < ``--set``.
 ``--set KEY=VALUE`` (repeatable) arrives as ``args.overrides``, a list of raw ``"key=value"`` strings.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import re
 import sys
@@ -300,8 +301,8 @@ def config_from_args(args: argparse.Namespace):
     try:
         cfg = load_config(source, flags + list(args.overrides))
         if args.config is None and resolve_device(cfg.evaluator.device) == "cpu":
-            cfg = load_config(source, CPU_FALLBACK + flags + list(args.overrides))
-            cfg.cpu_fallback = True
+            cfg = dataclasses.replace(load_config(source, CPU_FALLBACK + flags + list(args.overrides)),
+                                      cpu_fallback=True)
     except ConfigError as err:
         raise CommandError(str(err), EXIT_USAGE) from None
     if getattr(args, "model", None) and args.command != "model":
@@ -312,7 +313,7 @@ def config_from_args(args: argparse.Namespace):
         try:
             args.model = resolve_model(args.model, cfg.game.board)
             if args.command in ("run", "train", "selfplay") and not getattr(args, "resume", False):
-                cfg.net = net_config_of(read_checkpoint(args.model)["net"])
+                cfg = dataclasses.replace(cfg, net=net_config_of(read_checkpoint(args.model)["net"]))
         except CheckpointError as err:
             raise CommandError(str(err)) from None
     return cfg

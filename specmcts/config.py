@@ -4,6 +4,7 @@ The dataclass defaults are the embedded default (the go9 preset), so the CLI wor
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
@@ -20,14 +21,14 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the file or key."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class GameConfig:
     board: int = 9
     komi: float = 7.5
     superko: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class NetConfig:
     """The network (``specmcts.network``). ``heads: kata`` (the default) is KataGo-style and fully
     convolutional: a 1x1-conv policy plane plus a pass logit from pooled features, a pooled value head, and
@@ -51,7 +52,7 @@ MAX_SPEC_WIDTH = 8  # most candidate moves one level speculates on
 MAX_SPEC_STAGES = 64  # finest cut of a search into stages
 
 
-@dataclass
+@dataclass(frozen=True)
 class SearchConfig:
     sims: int = 800  # simulations per move
     c_puct: float = 1.25
@@ -102,7 +103,7 @@ class SearchConfig:
     fill_own_eyes: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvaluatorConfig:
     device: str = "auto"  # auto | cpu | cuda
     max_batch: int = 512
@@ -112,7 +113,7 @@ class EvaluatorConfig:
     torch_threads: int = 0  # CPU inference threads; 0: torch's default (all cores)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SelfPlayConfig:
     games: int = 64  # total games to play
     concurrent: int = 16  # games in flight in one process
@@ -120,7 +121,7 @@ class SelfPlayConfig:
     shard_games: int = 32  # games per training shard
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """The trainer (``specmcts train`` and the training half of ``specmcts run``) and its replay window."""
 
@@ -153,7 +154,7 @@ class TrainConfig:
     augment: bool = True  # a random one of the 8 board symmetries per sample
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     """``specmcts run``: self-play and training on one machine."""
 
@@ -177,7 +178,7 @@ class RunConfig:
     # continued from another run's checkpoint names that run's first net here, so the Elo curve continues)
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalConfig:
     """Matches (``specmcts eval``, gating and Elo inside ``specmcts run``)."""
 
@@ -191,7 +192,7 @@ class EvalConfig:
     sgf: bool = True  # write every game under <out>/sgf/
 
 
-@dataclass
+@dataclass(frozen=True)
 class RayConfig:
     """``specmcts run --ray [ADDRESS]``: self-play workers as Ray actors (``specmcts.distributed``)."""
 
@@ -205,7 +206,7 @@ class RayConfig:
     max_restarts: int = 20  # dead actors respawned in one run at most (then the run stops)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     name: str = "go9"
     seed: int = 0
@@ -223,6 +224,11 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def override(self, *items: str) -> "Config":
+        """A new config: this one with ``a.b=value`` overrides (as ``--set`` takes them), validated. Configs
+        are frozen: this (or ``dataclasses.replace``) is how code derives one from another."""
+        return _apply(copy.deepcopy(self), items)
+
 
 def _merge(obj, data: dict, where: str):
     if not isinstance(data, dict):
@@ -235,9 +241,9 @@ def _merge(obj, data: dict, where: str):
         if dataclasses.is_dataclass(current):
             _merge(current, value, f"{where}.{key}")
         elif names[key].metadata.get("auto") and str(value).strip().lower() == AUTO:
-            setattr(obj, key, AUTO)
+            object.__setattr__(obj, key, AUTO)  # building: the config is frozen once loaded
         else:
-            setattr(obj, key, _coerce(value, current, f"{where}.{key}"))
+            object.__setattr__(obj, key, _coerce(value, current, f"{where}.{key}"))
 
 
 def _coerce(value, current, where: str):
@@ -277,6 +283,11 @@ def load_config(source: str | Path | None = None, overrides: list[str] | tuple[s
         except yaml.YAMLError as e:
             raise ConfigError(f"config {path}: not valid YAML ({str(e).splitlines()[0]})") from None
         _merge(cfg, data, str(path))
+    return _apply(cfg, overrides)
+
+
+def _apply(cfg: Config, overrides) -> Config:
+    """``a.b=value`` overrides merged into ``cfg`` (being built: not yet handed out), then validated."""
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:

@@ -35,7 +35,6 @@ Ray is an optional extra (``pip install 'specmcts[ray]'``): this module imports 
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import os
@@ -101,10 +100,9 @@ class SelfPlayWorker:
         from specmcts.network import build_net
         from specmcts.nncache import NNCache
 
-        cfg = copy.deepcopy(cfg)
         threads = max(1, int(threads))
         if cfg.search.threads <= 0:  # numba kernels: the actor's CPU share, not every core of the node
-            cfg.search.threads = threads
+            cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, threads=threads))
         torch.set_num_threads(cfg.evaluator.torch_threads if cfg.evaluator.torch_threads > 0 else threads)
         self.cfg = cfg
         self.index = index
@@ -143,7 +141,7 @@ class SelfPlayWorker:
             from specmcts.evaluator import make_evaluator
             from specmcts.network import build_net, net_config_of
 
-            self.cfg.net = net_config_of(payload["net"])
+            self.cfg = dataclasses.replace(self.cfg, net=net_config_of(payload["net"]))
             self.net_spec = dict(payload["net"])
             board = self.cfg.game.board
             self.evaluator = make_evaluator(self.cfg, board, build_net(board, self.cfg.net),
@@ -538,7 +536,7 @@ def run_distributed(cfg: Config, run_dir: str | Path, address: str | None = None
     ray = import_ray()
     validate_ray_config(cfg)
     address = address or cfg.ray.address
-    cfg.ray.address = address
+    cfg = dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, address=address))
     started_here = False
     if not ray.is_initialized():
         import logging

@@ -171,6 +171,7 @@ class RunLoop:
         self.gating: dict = {"accepted": 0, "rejected": 0}
         self.bar = None
         self._last_eval_step = 0
+        self._gnugo_failed = False  # GnuGo could not be played: no more Elo points against it this session
         self.totals_before: dict = {}  # compute of the sessions before this one (``compute_totals``)
         t = os.times()
         self._cpu_at_start = t.user + t.system + t.children_user + t.children_system
@@ -378,15 +379,15 @@ class RunLoop:
             self.writer.add_scalar("elo/score_vs_first", est.score, step)
             self.last_elo["vs_first"] = est.as_dict()
             lines.append(f"vs first {est}")
-        if r.eval_gnugo_games > 0:
+        if r.eval_gnugo_games > 0 and not self._gnugo_failed:
             from specmcts.evaluate import MatchError
 
             level = self.cfg.eval.gnugo_level
             try:
                 m = self._match("gnugo", r.eval_gnugo_games, "elo", f"vs-gnugo-l{level}-{step:08d}")
             except MatchError as e:
-                self.report(f"run: no Elo vs GnuGo: {e}")
-                self.cfg.run.eval_gnugo_games = 0
+                self.report(f"run: no Elo vs GnuGo from now on: {e}")
+                self._gnugo_failed = True
             else:
                 est = m.elo()
                 judged = {k: v for k, v in m.summary().items() if k.startswith("judge")}  # GnuGo's final_score

@@ -257,3 +257,21 @@ def test_out_of_range_settings_are_refused_by_name(override, key, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and key in err[0], err
     assert resolve_device("cuda:1") == "cuda:1"  # the GPU asked for, not GPU 0
+
+
+def test_a_loaded_config_is_frozen_and_override_derives_a_new_one():
+    """Nothing changes a config once it is loaded (a run records what it ran with); code derives a new one."""
+    import dataclasses
+
+    from specmcts.config import ConfigError, load_config
+
+    cfg = load_config(None, ["search.sims=32"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.search.sims = 8
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.net = None
+    other = cfg.override("search.sims=8", "game.board=13")
+    assert (other.search.sims, other.game.board) == (8, 13) and (cfg.search.sims, cfg.game.board) == (32, 9)
+    with pytest.raises(ConfigError, match="search.sims"):
+        cfg.override("search.sims=0")  # validated like --set
+    assert cfg.search.sims == 32

@@ -155,7 +155,7 @@ def test_ray_flag_and_resources():
     # shares fit on one node and one GPU: 3 nodes x 16 CPUs, 4 actors -> 8 CPUs (not 12); 2 GPUs, 3 actors -> 1/2
     assert worker_resources(cfg, [{"CPU": 16.0}] * 3, 4) == (8.0, 0.0)
     assert worker_resources(cfg, [{"CPU": 16.0, "GPU": 2.0}, {"CPU": 4.0}], 3) == (5.0, 0.5)
-    cfg.evaluator.device = "cpu"
+    cfg = cfg.override("evaluator.device=cpu")
     assert worker_resources(cfg, [{"CPU": 16.0, "GPU": 4.0}], 2) == (8.0, 0.0)
-    cfg.ray.num_cpus_per_worker, cfg.ray.num_gpus_per_worker = 3, 0.5
+    cfg = cfg.override("ray.num_cpus_per_worker=3", "ray.num_gpus_per_worker=0.5")
     assert worker_resources(cfg, [{"CPU": 16.0, "GPU": 4.0}], 2) == (3.0, 0.5)

@@ -192,9 +192,7 @@ def test_make_evaluator_on_cpu():
     ev = make_evaluator(EvaluatorConfig(device="cpu", max_batch=8), 9, net=build_net(9, TINY))
     assert isinstance(ev, NetEvaluator) and ev.device.type == "cpu" and ev.max_batch == 8
 
-    cfg = Config()
-    cfg.net = NetConfig(blocks=1, channels=8)
-    cfg.evaluator.max_batch = 4
+    cfg = Config().override("net.blocks=1", "net.channels=8", "evaluator.max_batch=4")
     ev = make_evaluator(cfg, 9, device="cpu")  # a fresh net shaped by cfg.net
     assert ev.net.net_cfg == cfg.net and ev.net.board_size == 9
 

@@ -55,13 +55,9 @@ def test_model_predicts_the_measured_pipeline(k, stages):
     steps = {}
     stats = None
     for kk in (0, k):
-        cfg = Config()
-        cfg.search.sims = 256
-        cfg.search.speculate = kk
-        cfg.search.spec_stages = stages if kk else 0
-        cfg.search.spec_sure = False  # the model knows no sure moves
-        cfg.selfplay.games = cfg.selfplay.concurrent = 1
-        cfg.selfplay.max_moves = 50
+        cfg = Config().override("search.sims=256", f"search.speculate={kk}", f"search.spec_stages={stages if kk else 0}",
+                                "search.spec_sure=false",  # the model knows no sure moves
+                                "selfplay.games=1", "selfplay.concurrent=1", "selfplay.max_moves=50")
         sp = SelfPlay(cfg, HashEvaluator(9, seed=5, max_batch=64), NNCache(1 << 14, 82, 163), tensorboard=False)
         steps[kk] = sp.run()["mean_move_steps"]
         stats = sp.pipeline.stats
@@ -91,10 +87,9 @@ def test_tree_model_replays_the_measured_pipeline(shape):
     from spec_model import simulate_tree
 
     k, width, trees, stages = shape
-    cfg = Config()
-    cfg.search.sims = 256
-    cfg.search.speculate, cfg.search.spec_width, cfg.search.spec_rows, cfg.search.spec_stages = k, width, trees * 8, stages
-    cfg.selfplay.games, cfg.selfplay.concurrent, cfg.selfplay.max_moves = 2, 1, 40
+    cfg = Config().override("search.sims=256", f"search.speculate={k}", f"search.spec_width={width}",
+                            f"search.spec_rows={trees * 8}", f"search.spec_stages={stages}", "selfplay.games=2",
+                            "selfplay.concurrent=1", "selfplay.max_moves=40")
     sp = SelfPlay(cfg, HashEvaluator(9, seed=5, max_batch=trees * 8), NNCache(1 << 14, 82, 163), tensorboard=False)
     sp.pipeline.traces = []
     measured = sp.run()["mean_move_steps"]

@@ -40,31 +40,15 @@ def selfplay(board: int, k: int, *, games: int = 3, concurrent: int = 3, sims: i
 @lru_cache(maxsize=None)
 def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
               resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves, stages, parallel_min_trees):
-    cfg = Config()
-    cfg.seed = seed
-    cfg.game.board = board
-    cfg.search.sims = sims
-    cfg.search.leaves_per_tree = leaves_per_tree
-    cfg.search.speculate = k
-    cfg.search.temperature_moves = TEMPERATURE_MOVES
-    cfg.search.dirichlet_fraction = 0.25
-    cfg.search.tree_reuse = False
-    cfg.search.resign_threshold = resign_threshold
-    cfg.search.resign_consecutive = 2
-    cfg.search.no_resign_fraction = no_resign_fraction
-    cfg.search.threads = threads
-    cfg.search.root = root
-    cfg.search.fast_sims = fast_sims
-    cfg.search.score_utility = score_utility
-    cfg.search.spec_width = width
-    cfg.search.spec_rows = rows
-    cfg.search.spec_sure = sure
-    cfg.search.spec_stages = stages
-    cfg.search.parallel_min_trees = parallel_min_trees
-    cfg.selfplay.games = games
-    cfg.selfplay.concurrent = concurrent
-    cfg.selfplay.max_moves = max_moves
-    cfg.evaluator.max_batch = max_batch
+    cfg = Config().override(
+        f"seed={seed}", f"game.board={board}", f"search.sims={sims}", f"search.leaves_per_tree={leaves_per_tree}",
+        f"search.speculate={k}", f"search.temperature_moves={TEMPERATURE_MOVES}", "search.dirichlet_fraction=0.25",
+        "search.tree_reuse=false", f"search.resign_threshold={resign_threshold}", "search.resign_consecutive=2",
+        f"search.no_resign_fraction={no_resign_fraction}", f"search.threads={threads}", f"search.root={root}",
+        f"search.fast_sims={fast_sims}", f"search.score_utility={score_utility}", f"search.spec_width={width}",
+        f"search.spec_rows={rows}", f"search.spec_sure={sure}", f"search.spec_stages={stages}",
+        f"search.parallel_min_trees={parallel_min_trees}", f"selfplay.games={games}",
+        f"selfplay.concurrent={concurrent}", f"selfplay.max_moves={max_moves}", f"evaluator.max_batch={max_batch}")
     if evaluator == "hash":
         ev = HashEvaluator(board, seed=7, max_batch=max_batch)
     else:

@@ -12,8 +12,7 @@ from specmcts.selfplay import SelfPlay
 
 def make_search(sims=200, trees=2):
     rules = GoRules(9)
-    cfg = Config()
-    cfg.search.sims = sims
+    cfg = Config().override(f"search.sims={sims}")
     return rules, Search(rules, cfg.search, HashEvaluator(9, seed=3, max_batch=64), NNCache(0, 82, 163), num_trees=trees)
 
 
@@ -72,11 +71,8 @@ def test_unexpanded_child_falls_back_to_a_fresh_tree():
 def test_selfplay_with_tree_reuse_needs_fewer_batches_per_move():
     results = {}
     for reuse in (False, True):
-        cfg = Config()
-        cfg.search.sims = 96
-        cfg.search.tree_reuse = reuse
-        cfg.selfplay.games = cfg.selfplay.concurrent = 2
-        cfg.selfplay.max_moves = 30
+        cfg = Config().override("search.sims=96", f"search.tree_reuse={reuse}", "selfplay.games=2",
+                                "selfplay.concurrent=2", "selfplay.max_moves=30")
         sp = SelfPlay(cfg, HashEvaluator(9, seed=1, max_batch=64), NNCache(0, 82, 163), tensorboard=False)
         summary = sp.run()
         for rec in sp.records:
@@ -101,12 +97,9 @@ def test_tree_reuse_with_speculation(monkeypatch):
     monkeypatch.setattr(Search, "reuse", counted)
     for width, rows in ((1, 0), (2, 8 * 6)):
         calls.clear()
-        cfg = Config()
-        cfg.search.sims = 48
-        cfg.search.tree_reuse = True
-        cfg.search.speculate, cfg.search.spec_width, cfg.search.spec_rows = 3, width, rows
-        cfg.selfplay.games = cfg.selfplay.concurrent = 3
-        cfg.selfplay.max_moves = 30
+        cfg = Config().override("search.sims=48", "search.tree_reuse=true", "search.speculate=3",
+                                f"search.spec_width={width}", f"search.spec_rows={rows}", "selfplay.games=3",
+                                "selfplay.concurrent=3", "selfplay.max_moves=30")
         sp = SelfPlay(cfg, HashEvaluator(9, seed=1, max_batch=256), NNCache(1 << 12, 82, 163), tensorboard=False)
         summary = sp.run()
         assert summary["games"] == 3 and summary["moves"] == 90

@@ -14,6 +14,7 @@ goes. Meant for the GPU machine (``--device cuda``); runs on a CPU too (small ne
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -67,9 +68,7 @@ def bench_cpu(size: int, sims: int, trees: int, leaves: int, repeats: int) -> di
     from specmcts.search import Search
 
     rules = GoRules(size)
-    cfg = Config()
-    cfg.search.sims = sims
-    cfg.search.leaves_per_tree = leaves
+    cfg = Config().override(f"search.sims={sims}", f"search.leaves_per_tree={leaves}")
     ev = UniformEvaluator(size, max_batch=trees * leaves)
     search = Search(rules, cfg.search, ev, NNCache(0, rules.num_actions, rules.max_moves), num_trees=trees)
     roots = midgame_roots(size, trees)
@@ -102,7 +101,7 @@ def bench_net(name: str, device: str, concurrent: int, sims: int, leaves: int, m
     cfg = Config()
     if name in NETS:
         size, blocks, channels = NETS[name]
-        cfg.net = NetConfig(blocks=blocks, channels=channels, value_hidden=channels)
+        cfg = dataclasses.replace(cfg, net=NetConfig(blocks=blocks, channels=channels, value_hidden=channels))
         torch.manual_seed(0)
         net = build_net(size, cfg.net)
     else:  # a trained net: a checkpoint, or 'shipped'
@@ -111,15 +110,10 @@ def bench_net(name: str, device: str, concurrent: int, sims: int, leaves: int, m
         net, meta = load_model(resolve_model(name, 9))
         size = int(meta["board_size"])
         name = Path(name).stem
-    cfg.game.board = size
-    cfg.search.sims = sims
-    cfg.search.leaves_per_tree = leaves
-    cfg.selfplay.games = concurrent
-    cfg.selfplay.concurrent = concurrent
-    cfg.selfplay.max_moves = max_moves
-    cfg.evaluator.device = device
     batch = concurrent * leaves
-    cfg.evaluator.max_batch = batch
+    cfg = cfg.override(f"game.board={size}", f"search.sims={sims}", f"search.leaves_per_tree={leaves}",
+                       f"selfplay.games={concurrent}", f"selfplay.concurrent={concurrent}",
+                       f"selfplay.max_moves={max_moves}", f"evaluator.device={device}", f"evaluator.max_batch={batch}")
     ev = make_evaluator(cfg, size, net)
     # pure forward throughput at the self-play batch size, same evaluator, same run
     ev.inputs[:batch] = np.random.default_rng(0).integers(0, 2, ev.inputs[:batch].shape, dtype=np.uint8)

@@ -164,19 +164,12 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
     max_trees = max(s["trees"] for s in shapes)
     for shape in shapes:
         k = shape["k"]
-        cfg = Config()
-        cfg.seed = args.seed
-        cfg.game.board = size
-        cfg.search.sims = args.sims
-        cfg.search.leaves_per_tree = leaves
-        cfg.search.speculate = k
-        cfg.search.spec_width = shape["width"]
-        cfg.search.spec_rows = shape["trees"] * leaves
-        cfg.search.spec_sure = shape.get("sure", True)
-        cfg.search.spec_stages = shape["stages"] if k > 0 else 0
-        cfg.selfplay.games = args.games
-        cfg.selfplay.concurrent = 1
-        cfg.selfplay.max_moves = args.max_moves
+        cfg = Config().override(
+            f"seed={args.seed}", f"game.board={size}", f"search.sims={args.sims}", f"search.leaves_per_tree={leaves}",
+            f"search.speculate={k}", f"search.spec_width={shape['width']}",
+            f"search.spec_rows={shape['trees'] * leaves}", f"search.spec_sure={shape.get('sure', True)}",
+            f"search.spec_stages={shape['stages'] if k > 0 else 0}", f"selfplay.games={args.games}",
+            "selfplay.concurrent=1", f"selfplay.max_moves={args.max_moves}")
         ev = make_evaluator(args.evaluator, net_name, args.device, max_batch=leaves * max_trees, seed=args.seed)
         sp, s = play(cfg, ev, cache_entries)
         recs = sorted(sp.records, key=lambda r: r.index)
@@ -266,15 +259,11 @@ def throughput_rows(args, net_name: str) -> list[dict]:
     rows = []
     base = None
     for k in [k for k in args.k if k <= 4] + ["auto"]:
-        cfg = Config()
-        cfg.seed = args.seed
-        cfg.game.board = size
-        cfg.search.sims = args.sims
-        cfg.search.leaves_per_tree = args.leaves[0]
-        cfg.search.speculate = k  # an int, or "auto"
-        cfg.selfplay.games = args.throughput
-        cfg.selfplay.concurrent = args.throughput
-        cfg.selfplay.max_moves = args.max_moves
+        cfg = Config().override(
+            f"seed={args.seed}", f"game.board={size}", f"search.sims={args.sims}",
+            f"search.leaves_per_tree={args.leaves[0]}", f"search.speculate={k}",  # an int, or "auto"
+            f"selfplay.games={args.throughput}", f"selfplay.concurrent={args.throughput}",
+            f"selfplay.max_moves={args.max_moves}")
         mb = args.throughput * args.leaves[0] * 5
         ev = make_evaluator(args.evaluator, net_name, args.device, max_batch=min(mb, 4096), seed=args.seed)
         sp, s = play(cfg, ev, 1 << 20)
@@ -323,10 +312,9 @@ def main(argv=None) -> int:
         shapes += [{**shape, "sure": on} for on in sure]
     caches = {"on": [1 << 20], "off": [0], "both": [1 << 20, 0]}[args.cache]
     started = time.perf_counter()
-    warm = Config()  # compile every kernel (and capture CUDA graphs) before anything is timed
-    warm.game.board = board_of(args.nets[0])
-    warm.search.sims, warm.search.speculate = 32, 1
-    warm.selfplay.games, warm.selfplay.concurrent, warm.selfplay.max_moves = 1, 1, 6
+    # compile every kernel (and capture CUDA graphs) before anything is timed
+    warm = Config().override(f"game.board={board_of(args.nets[0])}", "search.sims=32", "search.speculate=1",
+                             "selfplay.games=1", "selfplay.concurrent=1", "selfplay.max_moves=6")
     play(warm, make_evaluator(args.evaluator, args.nets[0], args.device, 64, args.seed), max(caches))
     rows = []
     for net_name in args.nets:

@@ -21,6 +21,7 @@ Prints a markdown table and a one-line summary; ``--json`` for one JSON object. 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -55,7 +56,7 @@ def match(model: str, opponent: str, visits: int, games: int, out: Path, level: 
     cfg = load_config(None, [f"game.board={board}", "game.komi=7.5", f"eval.sims={visits}", f"seed={seed}",
                              "evaluator.device=cpu", "evaluator.torch_threads=1", "search.threads=1",
                              f"eval.concurrent={min(games, 64)}", "eval.resign=true"])
-    cfg.net = net_config_of(meta["net"])
+    cfg = dataclasses.replace(cfg, net=net_config_of(meta["net"]))
     return eval_run(cfg, model, opponent, games, out, gnugo_level=level, progress=progress)
 
 
