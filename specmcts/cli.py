@@ -223,7 +223,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                 games_help="games in the match (default: eval.games, 40)")
     p.add_argument("--opponent", metavar="WHO", default="gnugo",
                    help="gnugo, random, a checkpoint PATH, or 'gtp:<command line>' (default: gnugo)")
-    p.add_argument("--gnugo-level", type=_non_negative_int, metavar="L",
+    p.add_argument("--gnugo-level", type=int, metavar="L",
                    help="GnuGo strength 0..10 (default: eval.gnugo_level, 1)")
     p.add_argument("--name", metavar="NAME", help="run name for the default --model and --out (default: go<board>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -335,7 +335,7 @@ def cmd_selfplay(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as err:
         raise CommandError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
     print(summary_json(summary) if args.json else format_summary(summary))
-    return EXIT_OK
+    return EXIT_INTERRUPTED if summary.get("stop_reason") == "interrupted" else EXIT_OK
 
 
 def _run_dir(args: argparse.Namespace, cfg):
@@ -376,7 +376,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except _learning_errors() as err:
         raise CommandError(_one_line(err)) from None
     print(summary_json(summary) if args.json else format_train_summary(summary))
-    return EXIT_OK
+    return EXIT_INTERRUPTED if summary["stop_reason"] == "interrupted" else EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -417,6 +417,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from specmcts.evaluate import eval_run, format_eval_summary
     from specmcts.train import CheckpointStore
 
+    if args.gnugo_level is not None:  # validated with the config (eval.gnugo_level: 0..10)
+        args.overrides = [f"eval.gnugo_level={args.gnugo_level}"] + list(args.overrides)
     cfg = config_from_args(args)
     run = _run_dir(args, cfg)
     from specmcts.network import embedded_model
@@ -432,7 +434,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     games = args.games or cfg.eval.games
     try:
         summary = eval_run(cfg, model, args.opponent, games, run / "eval", device=resolve_device(cfg.evaluator.device),
-                           gnugo_level=args.gnugo_level, progress=not (args.quiet or args.json))
+                           progress=not (args.quiet or args.json))
     except _learning_errors() as err:
         raise CommandError(_one_line(err)) from None
     print(summary_json(summary) if args.json else format_eval_summary(summary))

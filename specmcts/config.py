@@ -188,8 +188,9 @@ class EvalConfig:
     temperature_moves: int = 0  # opening moves sampled in proportion to visits, for variety (0: max(4, N*N // 16))
     temperature: float = 1.0
     resign: bool = True  # resign at search.resign_threshold for search.resign_consecutive moves
-    gnugo_level: int = 1
+    gnugo_level: int = 1  # 0..10
     sgf: bool = True  # write every game under <out>/sgf/
+    gtp_timeout: float = 120.0  # seconds an external GTP engine may take to answer one command
 
 
 @dataclass(frozen=True)
@@ -298,7 +299,11 @@ def _apply(cfg: Config, overrides) -> Config:
             if not dataclasses.is_dataclass(node) or not hasattr(node, part):
                 raise ConfigError(f"override {item!r}: unknown section {part!r}")
             node = getattr(node, part)
-        _merge(node, {parts[-1]: yaml.safe_load(raw)}, f"override {key}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: not a value ({str(e).splitlines()[0]})") from None
+        _merge(node, {parts[-1]: value}, f"override {key}")
     validate(cfg)
     return cfg
 
@@ -348,6 +353,8 @@ def validate(cfg: Config) -> None:
         ("search.threads", cfg.search.threads, ">= 0 (0: all cores)", lambda v: v >= 0),
         ("search.resign_consecutive", cfg.search.resign_consecutive, ">= 0 (0: never resign)", lambda v: v >= 0),
         ("search.no_resign_fraction", cfg.search.no_resign_fraction, "in [0, 1]", lambda v: 0 <= v <= 1),
+        ("eval.gnugo_level", cfg.eval.gnugo_level, "0..10 (GnuGo's levels)", lambda v: 0 <= v <= 10),
+        ("eval.gtp_timeout", cfg.eval.gtp_timeout, "> 0 seconds", lambda v: v > 0),
         ("selfplay.games", cfg.selfplay.games, ">= 1", lambda v: v >= 1),
         ("selfplay.concurrent", cfg.selfplay.concurrent, ">= 1", lambda v: v >= 1),
         ("selfplay.max_moves", cfg.selfplay.max_moves, ">= 0 (0: the rules' limit)", lambda v: v >= 0),

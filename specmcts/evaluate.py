@@ -38,7 +38,7 @@ from games.go import BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError, ac
 from games.scoring import FINAL_SCORE, judge_game
 from specmcts import elo as elo_module
 from specmcts.config import Config, EvalConfig
-from specmcts.gtp_client import GTPEngine, GTPError
+from specmcts.gtp_client import DEFAULT_TIMEOUT_S, GTPEngine, GTPError
 from specmcts.gtp_match import gnugo_spec
 from specmcts.player import MoveRule, ResignStreak
 from specmcts.search import Search
@@ -137,11 +137,12 @@ class GTPSide(Side):
     judges = True
 
     def __init__(self, name: str, command: list[str], rules: GoRules, concurrent: int, setup: tuple[str, ...] = (),
-                 log_path: Path | None = None):
+                 log_path: Path | None = None, timeout: float = DEFAULT_TIMEOUT_S):
         self.name = name
         self.command = list(command)
         self.setup = tuple(setup)  # GTP commands sent once to each new process (e.g. set_random_seed)
         self.log_path = log_path  # the engines' stderr is appended there (else discarded)
+        self.timeout = timeout  # seconds per answer
         self.rules = rules
         self.engines: list[GTPEngine] = []
         self._free: list[int] = []
@@ -160,7 +161,7 @@ class GTPSide(Side):
             try:
                 stderr = open(self.log_path, "a") if self.log_path is not None else subprocess.DEVNULL
                 try:
-                    self.engines.append(GTPEngine(self.command, stderr=stderr))
+                    self.engines.append(GTPEngine(self.command, stderr=stderr, timeout=self.timeout))
                 finally:
                     if self.log_path is not None:
                         stderr.close()  # the child holds its own descriptor
@@ -450,14 +451,15 @@ def opponent_side(spec: str, cfg: Config, concurrent: int, device: str = "cpu", 
             gnugo = gnugo_spec(level)  # the one way GnuGo is started for matches
         except FileNotFoundError as e:
             raise MatchError(str(e)) from None
-        return GTPSide(gnugo.name, list(gnugo.command), rules, concurrent, setup=gnugo.setup)
+        return GTPSide(gnugo.name, list(gnugo.command), rules, concurrent, setup=gnugo.setup,
+                       timeout=cfg.eval.gtp_timeout)
     if spec == "random":
         return RandomSide(seed)
     if spec.startswith("gtp:"):
         command = shlex.split(spec[4:])
         if not command:
             raise MatchError("gtp: needs a command line, e.g. gtp:'gnugo --mode gtp --level 5'")
-        return GTPSide(Path(command[0]).name, command, rules, concurrent)
+        return GTPSide(Path(command[0]).name, command, rules, concurrent, timeout=cfg.eval.gtp_timeout)
     return net_side(Path(spec).stem, spec, cfg, concurrent, device, seed=seed + 1)
 
 

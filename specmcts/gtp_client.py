@@ -5,8 +5,11 @@ Used as a rules referee in tests, as an opponent by ``specmcts eval`` and by the
 from __future__ import annotations
 
 import os
+import queue
+import shlex
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 # Debian installs GnuGo in /usr/games, which is not on the default PATH.
@@ -39,11 +42,18 @@ def gnugo_command(level: int = 1, chinese_rules: bool = True, extra: tuple[str, 
     return cmd + list(extra)
 
 
-class GTPEngine:
-    """A GTP engine process. ``send('play b d4')`` returns the response text or raises GTPError."""
+DEFAULT_TIMEOUT_S = 120.0  # per answer: GnuGo level 10 thinks seconds on 19x19; a hung engine is an error
+MAX_LINE = 1 << 20  # an answer line longer than this is not GTP
 
-    def __init__(self, command: list[str], stderr=subprocess.DEVNULL):
+
+class GTPEngine:
+    """A GTP engine process. ``send('play b d4')`` returns the response text or raises GTPError, also when
+    no complete answer arrives within ``timeout`` seconds (the message names the engine and the command)."""
+
+    def __init__(self, command: list[str], stderr=subprocess.DEVNULL, timeout: float = DEFAULT_TIMEOUT_S):
         self.command = list(command)
+        self.timeout = float(timeout)
+        self.hung = False  # an answer timed out: the engine is killed on close, not asked to quit
         self.proc = subprocess.Popen(
             self.command,
             stdin=subprocess.PIPE,
@@ -52,16 +62,38 @@ class GTPEngine:
             text=True,
             bufsize=1,
         )
+        # A reader thread, so that a read can time out (a blocked readline cannot).
+        self._lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, name=f"gtp-{Path(self.command[0]).name}", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for out in iter(lambda: self.proc.stdout.readline(MAX_LINE), ""):
+                self._lines.put(out)
+        except (OSError, ValueError):
+            pass
+        self._lines.put("")  # end of output
+
+    def _readline(self, line: str) -> str:
+        try:
+            return self._lines.get(timeout=self.timeout)
+        except queue.Empty:
+            self.hung = True
+            raise GTPError(f"engine {shlex.join(self.command)} did not answer {line.strip()[:80]!r} within "
+                           f"{self.timeout:g} s") from None
 
     def send(self, line: str) -> str:
         if self.proc.poll() is not None:
             raise GTPError(f"engine {self.command[0]} has exited with code {self.proc.returncode}")
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(line.strip() + "\n")
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(line.strip() + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError) as e:
+            raise GTPError(f"engine {self.command[0]} does not read its input ({e})") from None
         lines = []
         while True:
-            out = self.proc.stdout.readline()
+            out = self._readline(line)
             if out == "":
                 raise GTPError(f"engine {self.command[0]} closed its output after {line!r}")
             out = out.rstrip("\r\n")
@@ -79,7 +111,11 @@ class GTPEngine:
         return body
 
     def close(self):
+        if self.proc.poll() is None and self.hung:
+            self.proc.kill()
+            self.proc.wait()
         if self.proc.poll() is None:
+            self.timeout = min(self.timeout, 5.0)
             try:
                 self.send("quit")
             except (GTPError, BrokenPipeError, OSError):

@@ -31,9 +31,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -41,14 +39,16 @@ from typing import Callable
 
 import yaml
 
+from specmcts.atomic import atomic_write_bytes
 from specmcts.backends import Chunk, WorkerFailed, chunk_seed, make_backend
 from specmcts.config import Config, ConfigError
 from specmcts.network import CheckpointError
 from specmcts.replay import ReplayBuffer
+from specmcts.stopping import GracefulStop, RunLock
 from specmcts.train import CheckpointStore, Trainer, apply_torch_threads, open_writer, validate_train_config
 
 MODES = ("async", "generations")
-LOCK_NAME = "run.lock"
+
 CONFIG_NAME = "config.yaml"
 
 
@@ -120,31 +120,6 @@ class SelfPlayStats:
 # -- the loop ------------------------------------------------------------------------------------------------
 
 
-class RunLock:
-    """An exclusive ``flock`` on ``<run>/run.lock``: released by the kernel even on kill -9."""
-
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / LOCK_NAME
-        self.fd = None
-
-    def __enter__(self):
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            raise RuntimeError(f"{self.path.parent} is in use by another specmcts run (lock {self.path})") from None
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, f"{os.getpid()}\n".encode())
-        return self
-
-    def __exit__(self, *exc):
-        os.close(self.fd)
-
-
 class RunLoop:
     def __init__(self, cfg: Config, run_dir: str | Path, device: str = "cpu", resume: bool = False,
                  init_model: str | None = None, progress: bool = False,
@@ -164,7 +139,6 @@ class RunLoop:
         self.store = CheckpointStore(self.run_dir)
         self.stats = SelfPlayStats()
         self.stop_reason = ""
-        self._stop_requests = 0
         self.generation = 0
         self.started = 0.0
         self.last_elo: dict = {}
@@ -188,10 +162,6 @@ class RunLoop:
             removed += 1
         if removed:
             self.report(f"run: removed {removed} unfinished temporary file(s) of an interrupted session")
-        with open(run / CONFIG_NAME, "w") as f:
-            data = cfg.to_dict()
-            data.pop("cpu_fallback", None)
-            yaml.safe_dump(data, f, sort_keys=False)
         self.buffer = ReplayBuffer(run / "data", cfg.game.board, cfg.train, seed=cfg.seed, report=self.report)
         self.buffer.refresh()
         if self.resume:
@@ -216,6 +186,11 @@ class RunLoop:
                 self.totals_before = dict((read_checkpoint(self.init_model).get("run") or {}).get("totals") or {})
             path = self._save()
             self.store.write_pointer(path, self.trainer.model_id, 0)
+        # The config the run runs with, written once the run is accepted (a refused or failed start leaves the
+        # record of what ran before as it was).
+        data = cfg.to_dict()
+        data.pop("cpu_fallback", None)
+        atomic_write_bytes(run / CONFIG_NAME, yaml.safe_dump(data, sort_keys=False).encode())
         self.writer = open_writer(run, purge_step=self.trainer.step if self.resume else None)
         self.trainer.writer = self.writer
         self._last_eval_step = self.trainer.step
@@ -253,10 +228,7 @@ class RunLoop:
         return lead > 0 and behind > lead and self.buffer.total_samples >= cfg.train.min_samples
 
     # -- stopping --------------------------------------------------------------------------------
-    def _on_signal(self, signum, _frame) -> None:
-        self._stop_requests += 1
-        if self._stop_requests > 1:
-            raise KeyboardInterrupt
+    def _on_stop_request(self) -> None:
         self.stop_reason = "interrupted"
         self.report("run: stopping after the current chunk or step (again to stop now)")
 
@@ -524,39 +496,39 @@ class RunLoop:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // (self.backend.workers + 1)))
         self.started = time.perf_counter()
         start_step = self.trainer.step
-        old_handlers = {}
-        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
-            old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         if self.progress:
             from tqdm import tqdm
 
             total = self.cfg.run.max_steps - start_step if self.cfg.run.max_steps > 0 else None
             self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, leave=False)
         try:
-            try:
-                if self.cfg.run.mode == "generations":
-                    self._run_generations()
-                else:
-                    self._run_async()
-            finally:
-                for summary in self.backend.stop():  # chunks that finished while the workers stopped
-                    self.stats.add(summary)
-                self.buffer.refresh()
-                self._log_selfplay()
-            self.trainer.flush_log()
-            if self.trainer.last_checkpoint != self.store.path(self.trainer.step):
-                path = self._save()
-                if self.cfg.run.mode == "async":  # a generation's net changes only at its end
-                    self._publish(path)
+            with GracefulStop(self._on_stop_request):  # SIGINT/SIGTERM: stop after this chunk or step
+                self._schedule()
         finally:
-            for s, h in old_handlers.items():
-                signal.signal(s, h)
             if self.bar is not None:
                 self.bar.close()
             self.writer.flush()
             self.writer.close()
         wall = self._elapsed()
         return self.summary(start_step, wall)
+
+    def _schedule(self) -> None:
+        """The run's schedule until it stops, then what finished is logged and the net checkpointed."""
+        try:
+            if self.cfg.run.mode == "generations":
+                self._run_generations()
+            else:
+                self._run_async()
+        finally:
+            for summary in self.backend.stop():  # chunks that finished while the workers stopped
+                self.stats.add(summary)
+            self.buffer.refresh()
+            self._log_selfplay()
+        self.trainer.flush_log()
+        if self.trainer.last_checkpoint != self.store.path(self.trainer.step):
+            path = self._save()
+            if self.cfg.run.mode == "async":  # a generation's net changes only at its end
+                self._publish(path)
 
     def summary(self, start_step: int, wall: float) -> dict:
         t = self.trainer

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,9 @@ import torch
 from torch import nn
 
 from native.features import NUM_PLANES
-from specmcts.config import NetConfig
+from native.layout import MAX_SIZE, MIN_SIZE
 from specmcts.atomic import atomic_open
+from specmcts.config import Config, ConfigError, NetConfig, validate
 
 CHECKPOINT_FORMAT = 1
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # the nets that ship inside the package
@@ -314,6 +316,15 @@ def read_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise CheckpointError(f"checkpoint {path} is not a specmcts checkpoint (no model weights or board size)")
     if not isinstance(data.get("net"), dict):
         raise CheckpointError(f"checkpoint {path} does not record its network architecture")
+    board = data["board_size"]
+    if isinstance(board, bool) or not isinstance(board, numbers.Integral) or not MIN_SIZE <= board <= MAX_SIZE:
+        raise CheckpointError(f"checkpoint {path}: board_size {board!r} is not a board size {MIN_SIZE}..{MAX_SIZE}")
+    try:
+        net_cfg = net_config_of(data["net"])
+        validate(dataclasses.replace(Config(), net=net_cfg))  # the ranges of net.* (one place: config.validate)
+    except (TypeError, ValueError, ConfigError) as e:
+        why = str(e) if isinstance(e, ConfigError) else _first_line(e)
+        raise CheckpointError(f"checkpoint {path} has an unusable architecture record ({why})") from None
     return data
 
 
@@ -353,6 +364,11 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", expe
     if detail:
         raise CheckpointError(
             f"checkpoint {path}: weights do not fit its {_describe(net_cfg)} architecture ({detail})")
+    bad = next((name for name, t in data["model"].items()
+                if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {path} has non-finite weights (NaN or inf in {bad}): it can neither "
+                              f"play nor train")
     net.to(device).eval()
     meta = {k: v for k, v in data.items() if k != "model"}
     net.model_id = str(meta.get("model_id") or make_model_id(net, meta.get("step")))

@@ -249,6 +249,9 @@ class SelfPlay:
         self.max_moves = cfg.selfplay.max_moves or self.rules.max_moves
         self.records: list[GameRecord] = []  # finished games, in order of completion
         self.steps = 0
+        self.started = time.perf_counter()
+        self._bar = None
+        self.report_every = 1.0  # seconds between progress-bar and TensorBoard updates
 
     # -- one decision ----------------------------------------------------------------------------
     def _decide(self, rec: GameRecord) -> bool:
@@ -303,14 +306,14 @@ class SelfPlay:
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> dict:
         total_games = self.cfg.selfplay.games
-        started = time.perf_counter()
+        self.started = started = time.perf_counter()
         live: dict[int, GameRecord] = {}
         next_game = 0
         bar = None
         if self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=total_games, unit="game", dynamic_ncols=True, leave=False)
+            bar = self._bar = tqdm(total=total_games, unit="game", dynamic_ncols=True, leave=False)
 
         def start_game():
             nonlocal next_game
@@ -343,18 +346,26 @@ class SelfPlay:
             self.pipeline.step()
             self.steps += 1
             now = time.perf_counter()
-            if now - last_report > 2.0:
+            if now - last_report >= self.report_every:
                 last_report = now
                 summary = self.summary(now - started)
-                if bar is not None:
-                    bar.set_postfix(moves=summary["moves"], sims_s=f"{summary['sims_per_s']:.0f}",
-                                    hit=f"{summary['cache_hit_rate']:.2f}", refresh=False)
+                if bar is not None:  # moves played so far, games in progress included
+                    moves = summary["moves"] + sum(len(r.moves) for r in live.values())
+                    bar.set_postfix(moves=moves, sims_s=f"{summary['sims_per_s']:.0f}",
+                                    hit=f"{summary['cache_hit_rate']:.2f}", refresh=True)
                 self.writer.scalars(self._tb_scalars(summary), self.search.stats.leaves)
-        wall = time.perf_counter() - started
-        if bar is not None:
-            bar.close()
-        self.writer.flush()  # the last, partial shard: the summary counts it
-        summary = self.summary(wall)
+        return self.finish()
+
+    def finish(self, interrupted: bool = False) -> dict:
+        """Write what is finished (the last, partial shard: the summary counts it), close, summarise. After
+        an interrupt (``run`` raised KeyboardInterrupt) the games in flight are lost, every finished one is
+        kept, in its SGF and in a shard."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        self.writer.flush()
+        summary = self.summary(time.perf_counter() - self.started)
+        summary["stop_reason"] = "interrupted" if interrupted else "done"
         self.writer.scalars(self._tb_scalars(summary), self.search.stats.leaves)
         self.writer.cache_by_move(self.cache)
         self.writer.close()
@@ -445,8 +456,9 @@ def format_summary(s: dict) -> str:
                  else f"tree k={s['speculate']} width {s['speculation_width']} {s['speculation_trees']} searches")
         line += (f" | {'auto ' if s['speculation_auto'] else ''}{shape}: prediction {100 * s['prediction_accuracy']:.1f}% (by stage {stages}), "
                  f"wasted {100 * s['wasted_sims_fraction']:.1f}% sims")
+    if s.get("stop_reason") == "interrupted":
+        line += " | stopped: interrupted (finished games kept)"
     return line
-
 
 
 def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, progress: bool = False) -> dict:
@@ -470,7 +482,10 @@ def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, p
     evaluator = make_evaluator(cfg, board, net)
     cache = NNCache.for_board(cfg.evaluator.cache_entries, board)
     runner = SelfPlay(cfg, evaluator, cache, out=out, model_id=net.model_id, progress=progress)
-    summary = runner.run()
+    try:
+        summary = runner.run()
+    except KeyboardInterrupt:  # Ctrl-C: keep every finished game (SGF and shard), lose the ones in flight
+        summary = runner.finish(interrupted=True)
     summary["model_id"] = net.model_id
     summary["device"] = str(getattr(evaluator, "device", "cpu"))
     summary["out"] = str(out) if out is not None else None

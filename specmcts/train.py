@@ -34,6 +34,7 @@ from specmcts.atomic import atomic_write_bytes
 from specmcts.config import Config, ConfigError, TrainConfig
 from specmcts.network import CheckpointError, PolicyValueNet, build_net, load_model, read_checkpoint, save_model
 from specmcts.replay import ReplayBuffer
+from specmcts.stopping import GracefulStop, RunLock
 
 CHECKPOINT_GLOB = "model_*.pt"
 SELFPLAY_POINTER = "selfplay.json"  # which checkpoint self-play should use (written atomically)
@@ -440,6 +441,12 @@ def train_run(cfg: Config, run_dir: str | Path, data_dir: str | Path | None = No
     run_dir = Path(run_dir)
     validate_train_config(cfg.train)
     apply_torch_threads(cfg)
+    with RunLock(run_dir, "train"):  # one writer of checkpoints per run directory (specmcts run takes it too)
+        return _train(cfg, run_dir, data_dir, steps, resume, init_model, device, progress, report)
+
+
+def _train(cfg: Config, run_dir: Path, data_dir, steps, resume: bool, init_model, device: str, progress: bool,
+           report: Callable[[str], None]) -> dict:
     store = CheckpointStore(run_dir)
     store.dir.mkdir(parents=True, exist_ok=True)
     store.clean_temporaries()
@@ -468,18 +475,23 @@ def train_run(cfg: Config, run_dir: str | Path, data_dir: str | Path | None = No
 
         bar = tqdm(total=max(0, target - trainer.step), unit="step", dynamic_ncols=True, leave=False)
     last: StepMetrics | None = None
+
+    def stopping() -> None:
+        (bar.write if bar is not None else report)("train: stopping after this step, keeping it (again to stop now)")
+
     try:
-        while trainer.step < target:
-            last = trainer.train_step()
-            if trainer.step % cfg.train.checkpoint_every == 0:
+        with GracefulStop(stopping) as stop:  # Ctrl-C: finish the step in hand, checkpoint, report
+            while trainer.step < target and not stop.requested:
+                last = trainer.train_step()
+                if trainer.step % cfg.train.checkpoint_every == 0:
+                    trainer.save()
+                if bar is not None:
+                    bar.update(1)
+                    if trainer.step % 10 == 0:
+                        bar.set_postfix(loss=f"{last.loss:.3f}", refresh=False)
+            trainer.flush_log()
+            if trainer.last_checkpoint is None or trainer.last_checkpoint != store.path(trainer.step):
                 trainer.save()
-            if bar is not None:
-                bar.update(1)
-                if trainer.step % 10 == 0:
-                    bar.set_postfix(loss=f"{last.loss:.3f}", refresh=False)
-        trainer.flush_log()
-        if trainer.last_checkpoint is None or trainer.last_checkpoint != store.path(trainer.step):
-            trainer.save()
     finally:
         if bar is not None:
             bar.close()
@@ -497,6 +509,7 @@ def train_run(cfg: Config, run_dir: str | Path, data_dir: str | Path | None = No
         "wall_s": round(wall, 3),
         "checkpoint": str(trainer.last_checkpoint),
         "model_id": trainer.model_id,
+        "stop_reason": "interrupted" if stop.requested else "done",
         **buffer.stats(),
     }
 
@@ -506,4 +519,5 @@ def format_train_summary(s: dict) -> str:
         else "no step taken"
     return (f"train: {s['steps']} steps to step {s['step']} in {s['wall_s']:.1f} s | {loss} | "
             f"{s['samples_per_s']:.0f} samples/s | window {s['buffer_samples']} of {s['total_samples']} samples "
-            f"({s['shards']} shards, {s['skipped_shards']} skipped) | {s['checkpoint']}")
+            f"({s['shards']} shards, {s['skipped_shards']} skipped) | "
+            + ("stopped: interrupted | " if s.get("stop_reason") == "interrupted" else "") + f"{s['checkpoint']}")

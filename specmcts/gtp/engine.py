@@ -20,8 +20,9 @@ from specmcts.config import AUTO, MAX_SPECULATE
 from specmcts.gtp.analysis import format_info
 from specmcts.gtp.clock import Clock
 from specmcts.gtp.nets import NetSource
-from specmcts.gtp.protocol import (PROTOCOL_VERSION, GtpError, LineQueue, answer, arity, clean_line, colour_letter,
-                                   one_line, parse_colour, parse_float, parse_int, parse_vertex, split_command)
+from specmcts.gtp.protocol import (MAX_LINE, PROTOCOL_VERSION, GtpError, LineQueue, TooLong, answer, arity, clean_line,
+                                   colour_letter, one_line, parse_colour, parse_float, parse_int, parse_vertex,
+                                   split_command)
 from specmcts.player import ResignStreak
 
 ENGINE_NAME = "specmcts"
@@ -188,6 +189,10 @@ class GtpEngine:
     # -- the loop ----------------------------------------------------------------------------------
     def execute(self, raw: str) -> bool:
         """Answer one input line on ``out``; False once ``quit`` was answered."""
+        if isinstance(raw, TooLong) or len(raw) > MAX_LINE:
+            ident = split_command(clean_line(raw[:64]) or "x")[0] or ""
+            self._write(f"?{ident} command too long ({getattr(raw, 'length', len(raw))} bytes, at most {MAX_LINE})\n\n")
+            return not self.quit_requested
         line = clean_line(raw)
         if not line:
             return not self.quit_requested

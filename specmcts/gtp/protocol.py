@@ -14,6 +14,8 @@ import threading
 from games.go import BLACK, WHITE, gtp_to_action
 
 PROTOCOL_VERSION = "2"
+MAX_LINE = 1 << 16  # bytes of one command line; a longer one is answered "? command too long"
+MAX_ANSWER_ECHO = 200  # characters of an error answer (which may quote the input)
 
 
 class GtpError(Exception):
@@ -126,6 +128,7 @@ class LineQueue:
 
     def _read(self, stream) -> None:
         pending = b""
+        dropped = 0  # bytes of the current line beyond MAX_LINE, not kept
         try:
             for chunk in self._chunks(stream):
                 if isinstance(chunk, str):
@@ -133,13 +136,23 @@ class LineQueue:
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
-                    self._put(line.decode("utf-8", "replace") + "\n")
+                    self._put(self._line(line, dropped))
+                    dropped = 0
+                if len(pending) > MAX_LINE:  # a line without end in sight: keep its head only
+                    dropped += len(pending) - MAX_LINE
+                    pending = pending[:MAX_LINE]
         except (OSError, ValueError):
             pass
         finally:
-            if pending:
-                self._put(pending.decode("utf-8", "replace"))
+            if pending or dropped:
+                self._put(self._line(pending, dropped).rstrip("\n"))
             self._put(None)
+
+    @staticmethod
+    def _line(data: bytes, dropped: int) -> str:
+        if dropped or len(data) > MAX_LINE:
+            return TooLong(data[:64].decode("utf-8", "replace"), len(data) + dropped)
+        return data.decode("utf-8", "replace") + "\n"
 
     def pending(self) -> bool:
         return bool(self._lines)
@@ -162,8 +175,19 @@ def arity(args: list[str], n: int) -> None:
         raise GtpError(f"syntax error (expected {n} argument{'s' if n != 1 else ''}, got {len(args)})")
 
 
-def one_line(text: str) -> str:
-    return " ".join(text.split())
+def one_line(text: str, limit: int = MAX_ANSWER_ECHO) -> str:
+    """``text`` on one line, at most ``limit`` characters (input echoed in an error stays short)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class TooLong(str):
+    """An input line longer than ``MAX_LINE`` bytes: only its head is kept (to read the command id)."""
+
+    def __new__(cls, head: str, length: int):
+        line = super().__new__(cls, head)
+        line.length = length
+        return line
 
 
 def answer(tag: str, result: str) -> str:

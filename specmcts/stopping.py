@@ -1,0 +1,79 @@
+"""What long commands share about stopping and about owning a run directory.
+
+- ``RunLock``: an exclusive ``flock`` on ``<run>/run.lock``, taken by every command that writes checkpoints
+  into a run directory (``specmcts run`` and ``specmcts train``): two of them in one directory would write
+  checkpoints with the same names, one lineage over the other. The kernel releases it even on ``kill -9``.
+- ``GracefulStop``: the first SIGINT or SIGTERM asks the command to stop after the unit of work in hand (a
+  training step, a self-play chunk) and to keep everything finished; a second one stops at once
+  (``KeyboardInterrupt``). Handlers are installed only in the main thread (signals are delivered there).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Callable
+
+LOCK_NAME = "run.lock"
+
+
+class RunLock:
+    """``with RunLock(run_dir):`` holds ``<run_dir>/run.lock``; RuntimeError when another process holds it."""
+
+    def __init__(self, run_dir: str | Path, who: str = "specmcts"):
+        self.path = Path(run_dir) / LOCK_NAME
+        self.who = who
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            holder = ""
+            try:
+                holder = self.path.read_text().split()[0]
+            except (OSError, IndexError):
+                pass
+            raise RuntimeError(f"{self.path.parent} is in use by another specmcts run or train"
+                               + (f" (pid {holder})" if holder else "") + f" (lock {self.path})") from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"{os.getpid()} {self.who}\n".encode())
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+
+class GracefulStop:
+    """``with GracefulStop(on_request) as stop:`` then check ``stop.requested`` between units of work.
+
+    ``on_request()`` runs at the first signal (e.g. to print "stopping after the current step"); the second
+    raises ``KeyboardInterrupt``."""
+
+    def __init__(self, on_request: Callable[[], None] | None = None):
+        self.on_request = on_request
+        self.requested = False
+        self._old: dict = {}
+
+    def _handle(self, signum, _frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        if self.on_request is not None:
+            self.on_request()
+
+    def __enter__(self) -> "GracefulStop":
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old = {}
