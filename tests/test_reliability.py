@@ -274,7 +274,7 @@ def test_async_run_logs_selfplay_points_as_chunks_arrive(tmp_path):
     events.Reload()
     tags = events.Tags()["scalars"]
     selfplay = [t for t in tags if t.startswith("selfplay/")]
-    assert "selfplay/games_total" in selfplay and "cache/hit_rate" in tags or any(t.startswith("cache/") for t in tags)
+    assert "selfplay/games_total" in selfplay and any(t.startswith("cache/") for t in tags)
     assert len(events.Scalars("selfplay/games_total")) >= 2  # logged as chunks came in, not once at the end
 
 

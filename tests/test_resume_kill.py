@@ -70,7 +70,8 @@ def wait_for(proc: subprocess.Popen, condition, what: str, limit_s: float = 300.
 
 
 @pytest.mark.slow
-def test_kill_9_then_resume(tmp_path):
+@pytest.mark.parametrize("moment", [20261123, 7])
+def test_kill_9_then_resume(tmp_path, moment):
     config = tmp_path / "kill5.yaml"
     config.write_text(yaml.safe_dump(KILL_CONFIG))
     run = tmp_path / "run"
@@ -84,7 +85,7 @@ def test_kill_9_then_resume(tmp_path):
     # Self-play picks up new checkpoints without a restart: shards come from more than one net.
     wait_for(proc, lambda: len(listing(models, "model_*.pt")) >= 3 and len(model_ids()) >= 2,
              "two checkpoints after the first and shards played by two different nets")
-    time.sleep(random.Random(20261123).uniform(0.0, 2.0))  # a random moment, the same one every run
+    time.sleep(random.Random(moment).uniform(0.0, 2.0))  # a random moment, the same one every run
     before_shards, before_models = listing(data, "*.npz"), listing(models, "model_*.pt")
     workers = children(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)

@@ -260,11 +260,13 @@ def test_amp_training_on_cuda(tmp_path, data_dir):
 
 
 @pytest.mark.slow
-def test_kill_9_of_train_then_resume(tmp_path, data_dir, capsys):
+@pytest.mark.parametrize("moment", [1, 2, 3])
+def test_kill_9_of_train_then_resume(tmp_path, data_dir, capsys, moment):
     """`kill -9` of `specmcts train` while it writes checkpoints: every checkpoint left is whole (written to a
     temporary file, then renamed), and `--resume` continues from the newest."""
     import json
     import os
+    import random
     import signal
     import subprocess
     import sys
@@ -281,10 +283,13 @@ def test_kill_9_of_train_then_resume(tmp_path, data_dir, capsys):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
     deadline = time.monotonic() + 300
-    while len(list(models.glob("model_*.pt"))) < 6:
+    rng = random.Random(moment)  # seeded moments: after 2..8 checkpoints, then up to half a second more
+    wanted = rng.randint(2, 8)
+    while len(list(models.glob("model_*.pt"))) < wanted:
         assert proc.poll() is None, proc.stderr.read()[-2000:]
         assert time.monotonic() < deadline, "train wrote no checkpoints"
         time.sleep(0.05)
+    time.sleep(rng.uniform(0.0, 0.5))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     proc.stderr.close()
