@@ -1,4 +1,4 @@
-"""Command line: ``specmcts selfplay|train|run|eval|gtp|bench|model``.
+"""Command line: ``specmcts selfplay|train|run|eval|gtp|analysis|bench|model``.
 
 Every subcommand is two functions registered in ``COMMANDS``:
 
@@ -264,6 +264,16 @@ def add_gtp_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no log lines on stderr")
 
 
+def add_analysis_arguments(p: argparse.ArgumentParser) -> None:
+    _add_common(p, model=True, json=False,
+                model_help="checkpoint to analyse with, 'shipped', or 'fresh' (default: the net that ships for "
+                           "each board size, else a fresh one)")
+    p.add_argument("--slots", type=_positive_int, metavar="N", default=8,
+                   help="positions searched at once, in one batch (queries in flight share it; default 8)")
+    p.add_argument("--max-visits", type=_positive_int, metavar="N", default=100_000,
+                   help="the most visits one position gets, whatever a query asks (default 100000)")
+
+
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("what", choices=("rules", "search", "speculation"),
                    help="rules: random-play moves/s vs OpenSpiel; search: sims/s and self-play vs forward; "
@@ -459,6 +469,17 @@ def cmd_gtp(args: argparse.Namespace) -> int:
         raise CommandError(str(err)) from None
 
 
+def cmd_analysis(args: argparse.Namespace) -> int:
+    from specmcts.analysis import run_analysis
+    from specmcts.network import CheckpointError
+
+    cfg = config_from_args(args)
+    try:
+        return run_analysis(cfg, args.model, args.slots, args.max_visits)
+    except CheckpointError as err:
+        raise CommandError(str(err)) from None
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import importlib.util
     from pathlib import Path
@@ -565,6 +586,11 @@ COMMANDS: dict[str, Command] = {
         "speak GTP v2 on stdin/stdout (for GUIs and match tools)",
         "GTP v2 engine on stdin/stdout, with lz-analyze / kata-analyze for GUIs.",
         add_gtp_arguments, cmd_gtp),
+    "analysis": Command(
+        "KataGo's JSON analysis protocol on stdin/stdout (KaTrain's engine)",
+        "KataGo-compatible analysis engine: one JSON query per line on stdin, one JSON response per line on "
+        "stdout. Use it in KaTrain as a custom engine command (altcommand).",
+        add_analysis_arguments, cmd_analysis),
     "bench": Command(
         "measure rules, search, speculation or network throughput",
         "Benchmarks: runs tools/bench_<what>.py of the source checkout with the arguments that follow.",

@@ -15,6 +15,7 @@ evaluation and GTP, and a search-backed player for one game at a time (GTP, anal
 from __future__ import annotations
 
 import functools
+import math
 import time
 from dataclasses import dataclass
 
@@ -101,6 +102,8 @@ class Analysis:
     sims: int
     seconds: float
     pvs: dict  # action -> list of actions (the principal variation starting with it)
+    score: np.ndarray | None = None  # [A] mean final score (points, side to move's view), nan where unvisited
+    root_score: float = 0.0  # mean final score at the root (points, side to move's view)
 
     @property
     def winrate(self) -> float:
@@ -155,26 +158,48 @@ class MCTSPlayer:
         return result
 
     def _analysis(self, start: float) -> Analysis:
-        tr = self.search.trees
-        counts = self.search.visit_counts(0)
-        children = tr.children[0, tree_kernels.ROOT]
-        idx = np.where(children >= 0, children, 0)
-        visits = tr.visits[0, idx]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            q = np.where((children >= 0) & (visits > 0), tr.value_sum[0, idx] / np.maximum(visits, 1), np.nan)
-        analysis = Analysis(counts=counts, q=q.astype(np.float32), prior=self.search.root_prior(0),
-                            root_value=self.search.root_value(0), sims=int(self.search.completed([0])[0]),
-                            seconds=time.perf_counter() - start, pvs={})
-        for a in analysis.ranked()[:10]:  # the moves a GUI shows, in the order it shows them
-            analysis.pvs[a] = self.principal_variation(a)
-        return analysis
+        return analysis_of(self.search, 0, start)
 
     def principal_variation(self, action: int) -> list[int]:
         """``action`` and the most visited line below it in the tree just searched (up to ``PV_MAX`` moves)."""
-        tr = self.search.trees
-        child = int(tr.children[0, tree_kernels.ROOT, action])
-        if child < 0:
-            return [action]
-        buf = np.zeros(PV_MAX, np.int32)
-        n = tree_kernels.principal_variation(tr, 0, child, buf)
-        return [action] + [int(x) for x in buf[:n]]
+        return principal_variation(self.search, 0, action)
+
+
+def analysis_of(search: Search, slot: int, started: float, pv_moves: int = 10) -> Analysis:
+    """What the tree in ``slot`` says about its root (the side to move's view), with the principal
+    variations of its ``pv_moves`` most visited moves (what a GUI shows, in the order it shows them)."""
+    tr = search.trees
+    counts = search.visit_counts(slot)
+    children = tr.children[slot, tree_kernels.ROOT]
+    idx = np.where(children >= 0, children, 0)
+    visits = tr.visits[slot, idx]
+    seen = (children >= 0) & (visits > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = np.where(seen, tr.value_sum[slot, idx] / np.maximum(visits, 1), np.nan)
+        score = np.where(seen, tr.score_sum[slot, idx] / np.maximum(visits, 1), np.nan)
+    n_root = tr.visits[slot, tree_kernels.ROOT]
+    root_score = float(-tr.score_sum[slot, tree_kernels.ROOT] / n_root) if n_root > 0 else 0.0
+    analysis = Analysis(counts=counts, q=q.astype(np.float32), prior=search.root_prior(slot),
+                        root_value=search.root_value(slot), sims=int(search.completed([slot])[0]),
+                        seconds=time.perf_counter() - started, pvs={}, score=score.astype(np.float32),
+                        root_score=root_score)
+    for a in analysis.ranked()[:pv_moves]:
+        analysis.pvs[a] = principal_variation(search, slot, a)
+    return analysis
+
+
+def principal_variation(search: Search, slot: int, action: int) -> list[int]:
+    """``action`` and the most visited line below it in the tree of ``slot`` (up to ``PV_MAX`` moves)."""
+    tr = search.trees
+    child = int(tr.children[slot, tree_kernels.ROOT, action])
+    if child < 0:
+        return [action]
+    buf = np.zeros(PV_MAX, np.int32)
+    n = tree_kernels.principal_variation(tr, slot, child, buf)
+    return [action] + [int(x) for x in buf[:n]]
+
+
+def winrate_lcb(winrate: float, visits: int, z: float = 1.96) -> float:
+    """A normal-approximation lower confidence bound of a winrate over ``visits`` (Leela Zero's ``lcb``): the
+    tree keeps no value variances."""
+    return winrate - z * math.sqrt(max(winrate * (1.0 - winrate), 0.0) / max(visits, 1))

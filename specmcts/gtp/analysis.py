@@ -5,12 +5,12 @@ approximation ``winrate - 1.96 * sqrt(winrate * (1 - winrate) / visits)``: the t
 variances."""
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np
 
 from games.go import GoState, action_to_gtp
+from specmcts.player import winrate_lcb
 
 LCB_Z = 1.96
 
@@ -34,7 +34,7 @@ def format_info(analysis, state: GoState, style: str, min_moves: int = 0, max_mo
         visits = int(analysis.counts[a])
         q = float(analysis.q[a]) if visits > 0 and np.isfinite(analysis.q[a]) else analysis.root_value
         winrate = min(1.0, max(0.0, (q + 1.0) / 2.0)) if visits > 0 else root_winrate
-        lcb = max(0.0, winrate - LCB_Z * math.sqrt(winrate * (1.0 - winrate) / max(visits, 1)))
+        lcb = max(0.0, winrate_lcb(winrate, visits, LCB_Z))
         prior = max(0.0, float(analysis.prior[a]))
         line = analysis.pvs.get(a) or (pv(a) if pv is not None else [a])
         variation = " ".join(action_to_gtp(size, x) for x in line)
