@@ -284,6 +284,14 @@ class AnalysisEngine:
             self.boards[size] = Board(self.cfg, size, self.source.net(size), self.slots, self.capacity)
         return self.boards[size]
 
+    def warm_up(self, size: int) -> None:
+        """Build the net and compile the search kernels for ``size`` now, so that the first query's time
+        (``maxTime``) is spent searching."""
+        b = self.board(size)
+        b.search.reset(0, GoState(b.rules))
+        b.search.run(np.zeros(1, np.int32), 2)
+        b.search.reset(0, GoState(b.rules))
+
     def busy(self) -> bool:
         return any(b.active or b.queue for b in self.boards.values())
 
@@ -495,10 +503,14 @@ class AnalysisEngine:
 
 def run_analysis(cfg, model_path: str | None, slots: int, capacity: int) -> int:
     """``specmcts analysis`` on this process's stdin/stdout; anything a library prints goes to stderr."""
+    from specmcts.stopping import die_with_parent
+
+    die_with_parent()  # KaTrain starts us through a shell and terminates the shell: do not outlive it
     out = sys.stdout
     saved, sys.stdout = sys.stdout, sys.stderr
     try:
         engine = AnalysisEngine(cfg, model_path, slots=slots, capacity=capacity, out=out)
+        engine.warm_up(cfg.game.board)
         engine.log(f"ready: {slots} positions at once, at most {capacity} visits each; one JSON query per line")
         return engine.serve(sys.stdin.buffer)
     finally:

@@ -41,6 +41,7 @@ import numpy as np
 
 from specmcts.config import Config
 from specmcts.network import CheckpointError, load_model
+from specmcts.stopping import die_with_parent
 
 def _stderr_report(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -183,23 +184,10 @@ class InProcess:
 # -- local processes -----------------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when its parent dies (a kill -9 of `specmcts run` leaves no orphans)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def selfplay_worker(cfg: Config, run_dir: str, worker: int, device: str, threads: int, tasks, messages,
                     parent_pid: int) -> None:
     """A local self-play process: plays the chunks it is handed, with the newest published net."""
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
         import torch

@@ -3,6 +3,7 @@
 - ``RunLock``: an exclusive ``flock`` on ``<run>/run.lock``, taken by every command that writes checkpoints
   into a run directory (``specmcts run`` and ``specmcts train``): two of them in one directory would write
   checkpoints with the same names, one lineage over the other. The kernel releases it even on ``kill -9``.
+- ``die_with_parent``: a child process that must not outlive the process that started it.
 - ``GracefulStop``: the first SIGINT or SIGTERM asks the command to stop after the unit of work in hand (a
   training step, a self-play chunk) and to keep everything finished; a second one stops at once
   (``KeyboardInterrupt``). Handlers are installed only in the main thread (signals are delivered there).
@@ -11,11 +12,26 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Callable
 
 LOCK_NAME = "run.lock"
+
+
+def die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when its parent dies (a self-play worker of a killed run, an engine
+    whose GUI started it through a shell that was terminated): no orphan keeps running or holds pipes open."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 class RunLock:
