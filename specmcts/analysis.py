@@ -244,15 +244,9 @@ class Board:
     def ownership(self, states: list[GoState]) -> np.ndarray | None:
         """The net's ownership head for ``states`` ([n, N*N], each from its side to move's view), or None
         for a net without one."""
-        if not getattr(self.net, "has_aux_heads", False) or not states:
-            return None
-        import torch
+        from specmcts.player import net_ownership
 
-        x = torch.from_numpy(np.stack([s.features(np.float32) for s in states]))
-        device = next(self.net.parameters()).device
-        with torch.no_grad():
-            logit = self.net.heads(x.to(device), aux=True)["ownership_logit"]
-        return torch.tanh(logit / 2).reshape(len(states), -1).float().cpu().numpy()
+        return net_ownership(self.net, states)
 
 
 class AnalysisEngine:

@@ -199,6 +199,25 @@ def principal_variation(search: Search, slot: int, action: int) -> list[int]:
     return [action] + [int(x) for x in buf[:n]]
 
 
+def net_ownership(net, states: list[GoState]) -> np.ndarray | None:
+    """The net's ownership head for ``states`` ([n, N*N] in [-1, 1], row-major from the top left, each from
+    its side to move's view), or None for a net without one (fc heads)."""
+    if not getattr(net, "has_aux_heads", False) or not states:
+        return None
+    import torch
+
+    x = torch.from_numpy(np.stack([s.features(np.float32) for s in states]))
+    device = next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            logit = net.heads(x.to(device), aux=True)["ownership_logit"]
+    finally:
+        net.train(was_training)
+    return torch.tanh(logit / 2).reshape(len(states), -1).float().cpu().numpy()
+
+
 def winrate_lcb(winrate: float, visits: int, z: float = 1.96) -> float:
     """A normal-approximation lower confidence bound of a winrate over ``visits`` (Leela Zero's ``lcb``): the
     tree keeps no value variances."""

@@ -456,6 +456,43 @@ def test_kata_analyze_format_and_keys(engine):
         assert fails(engine, bad).startswith("syntax error"), bad
 
 
+def test_kata_analyze_reports_score_lead_and_ownership(engine):
+    """KataGo's fields as KaTrain-era GUIs read them: scoreLead/scoreMean per move from the score head, and
+    `ownership true`: N*N values in [-1, 1] after the last move's pv, the side to move's view."""
+    ok(engine, "play b e5")
+    line = split_stream(engine.handle("kata-analyze w interval 0 ownership true"), "")[-1]
+    infos, _, owned = line.partition(" ownership ")
+    entries = parse_info_line(infos)
+    assert entries and all({"scoreLead", "scoreMean"} <= set(e) for e in entries)
+    values = [float(v) for v in owned.split()]
+    assert len(values) == 81 and all(-1.0 <= v <= 1.0 for v in values)
+    plain = split_stream(engine.handle("kata-analyze w interval 0 ownership false"), "")[-1]
+    assert " ownership " not in plain
+    assert " ownership " not in split_stream(engine.handle("lz-analyze w 0"), "")[-1]  # Leela Zero has none
+
+
+def test_the_clock_bounds_the_search():
+    """time_settings / time_left really bound genmove: with one second for the game (or for 25 byo-yomi
+    stones) the search stops long before its visit budget, which it spends in full without a clock. (No
+    wall-clock number is asserted: 1,500 visits in the ~10 ms such a move gets would take 150,000 visits/s on
+    a 2x32 net.)"""
+    def visits_of_genmove(e: GtpEngine) -> int:
+        ok(e, "genmove b")
+        return int(e.player().search.completed([0])[0])  # the tree the move came from
+
+    free = make_engine(visits=None, analysis_visits=1500)
+    free.cfg = free.cfg.override("search.sims=1500")
+    assert visits_of_genmove(free) >= 1500
+    for clock in (["time_settings 0 1 25", "time_left b 1 25"],  # canadian: 1 s for 25 stones
+                  ["kgs-time_settings canadian 1 1 25"],  # the same through KGS's command
+                  ["time_settings 1 0 0"]):  # absolute: 1 s for the game
+        tight = make_engine(visits=None, analysis_visits=1500)
+        tight.cfg = tight.cfg.override("search.sims=1500")
+        for line in clock:
+            ok(tight, line)
+        assert visits_of_genmove(tight) < 1500, clock
+
+
 def test_genmove_analyze_streams_then_plays(engine):
     lines = split_stream(engine.handle("8 lz-genmove_analyze b 1"), "8")
     assert lines[-1].startswith("play ")

@@ -12,13 +12,16 @@ Analysis (what GUIs parse):
   winrate 5123 prior 830 lcb 4800 order 0 pv D4 E5 ...`` repeated for every candidate on that one line
   (KataGo format: the same keys with ``winrate``/``prior``/``lcb`` in [0, 1] and ``utility`` in [-1, 1]).
   The search runs until the next command arrives; an empty line then ends the answer and the command runs.
-  Keys: ``interval``, ``minmoves``, ``maxmoves``; ``ownership``/``pvVisits``/... are accepted and ignored.
+  Keys: ``interval``, ``minmoves``, ``maxmoves``, ``ownership true`` (KataGo style: the net's ownership head,
+  N*N values after the last move, side to move's view); ``pvVisits``/... are accepted and ignored. KataGo style
+  also reports each move's ``scoreLead``/``scoreMean`` (the search's mean final score) when the net has a score
+  head.
 - ``lz-genmove_analyze`` / ``kata-genmove_analyze``: a ``genmove`` that streams the same lines while it
   thinks and ends with ``play <vertex>``.
 
 Winrates are from the side to move's point of view (what both formats specify). ``lcb`` is a normal
 approximation ``winrate - 1.96 * sqrt(winrate * (1 - winrate) / visits)``: the tree does not keep value
-variances. No score lead: the net has no score head.
+variances.
 
 Positions (``games.position``). ``GoState`` has no undo and no setup stones, so the engine keeps the game as data (``GameLine``:
 setup stones, who moves first, the list of ``(colour, action)`` moves) and rebuilds the state by replaying it

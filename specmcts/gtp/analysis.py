@@ -16,10 +16,12 @@ LCB_Z = 1.96
 
 
 def format_info(analysis, state: GoState, style: str, min_moves: int = 0, max_moves: int = 0,
-                pv: Callable[[int], list[int]] | None = None) -> str:
+                pv: Callable[[int], list[int]] | None = None, ownership=None) -> str:
     """One analysis line (``info move ... info move ...``) in Leela Zero (``lz``) or KataGo (``kata``) style;
     empty when nothing has been searched yet (an empty line would end the GTP answer). ``pv(action)`` gives
-    a move's principal variation where ``analysis.pvs`` has none."""
+    a move's principal variation where ``analysis.pvs`` has none. KataGo style adds each move's ``scoreLead``
+    and ``scoreMean`` (the search's mean final score, side to move) when the net has a score head, and
+    ``ownership`` (N*N values, side to move, row-major from the top left) at the end when given."""
     size = state.size
     ranked = analysis.ranked()
     if min_moves > len(ranked):  # unvisited moves by prior, as KataGo's minmoves does
@@ -40,9 +42,15 @@ def format_info(analysis, state: GoState, style: str, min_moves: int = 0, max_mo
         variation = " ".join(action_to_gtp(size, x) for x in line)
         move = action_to_gtp(size, a)
         if style == "kata":
-            parts.append(f"info move {move} visits {visits} utility {2 * winrate - 1:.6f} winrate {winrate:.6f} "
-                         f"prior {prior:.6f} lcb {lcb:.6f} order {order} pv {variation}")
+            score = ""
+            if analysis.score is not None:
+                s = float(analysis.score[a]) if visits > 0 and np.isfinite(analysis.score[a]) else analysis.root_score
+                score = f" scoreLead {s:.6f} scoreMean {s:.6f}"
+            parts.append(f"info move {move} visits {visits} utility {2 * winrate - 1:.6f} winrate {winrate:.6f}"
+                         f"{score} prior {prior:.6f} lcb {lcb:.6f} order {order} pv {variation}")
         else:
             parts.append(f"info move {move} visits {visits} winrate {round(winrate * 10000)} "
                          f"prior {round(prior * 10000)} lcb {round(lcb * 10000)} order {order} pv {variation}")
+    if parts and style == "kata" and ownership is not None:
+        parts.append("ownership " + " ".join(f"{v:.6f}" for v in ownership))
     return " ".join(parts)

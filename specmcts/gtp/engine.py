@@ -599,11 +599,12 @@ class GtpEngine:
         return line
 
     # -- analysis ----------------------------------------------------------------------------------
-    def _analysis_args(self, args: list[str]) -> tuple[int, float, int, int]:
-        """(colour, interval seconds, minmoves, maxmoves) of ``[colour] [interval] [key value ...]``."""
+    def _analysis_args(self, args: list[str]) -> tuple[int, float, int, int, bool]:
+        """(colour, interval seconds, minmoves, maxmoves, ownership) of ``[colour] [interval] [key value ...]``."""
         colour = self.state.to_play
         interval_cs = DEFAULT_INTERVAL_CS
         min_moves = max_moves = 0
+        ownership = False
         rest = list(args)
         if rest and rest[0].lower() in ("b", "w", "black", "white"):
             colour = parse_colour(rest.pop(0))
@@ -626,17 +627,32 @@ class GtpEngine:
                          "pvEdgeVisits", "rootInfo", "includePolicy"):
                 if value.lower() not in ("true", "false"):
                     raise GtpError(f"syntax error ({key} takes true or false)")
+                if key == "ownership":
+                    ownership = value.lower() == "true"
             else:
                 raise GtpError(f"syntax error (unknown analysis key {key!r})")
-        return colour, interval_cs / 100.0, min_moves, max_moves
+        return colour, interval_cs / 100.0, min_moves, max_moves, ownership
+
+    def _ownership(self, state: GoState, wanted: bool):
+        """The net's ownership of ``state`` (side to move's view) for ``kata-analyze ownership true``."""
+        if not wanted:
+            return None
+        from specmcts.player import net_ownership
+
+        owned = net_ownership(self.source.net(state.size), [state])
+        if owned is None:
+            self.log("ownership: this net has no ownership head (fc heads)")
+            return None
+        return owned[0]
 
     def _analyze(self, args, tag: str, style: str) -> None:
-        colour, interval, min_moves, max_moves = self._analysis_args(args)
+        colour, interval, min_moves, max_moves, want_ownership = self._analysis_args(args)
         state = to_move(self.state.copy(), colour)
         self._write(f"={tag}\n")
+        ownership = self._ownership(state, want_ownership and style == "kata" and not state.is_over)
 
         def emit(analysis):
-            text = format_info(analysis, state, style, min_moves, max_moves, self._tree_pv)
+            text = format_info(analysis, state, style, min_moves, max_moves, self._tree_pv, ownership)
             if text:
                 self._write(text + "\n")
 
@@ -659,11 +675,12 @@ class GtpEngine:
             raise GtpError("syntax error (expected a colour)")
         colour_arg, rest = args[0], args[1:]
         state_for_info = to_move(self.state.copy(), parse_colour(colour_arg))
-        _, interval, min_moves, max_moves = self._analysis_args(rest)
+        _, interval, min_moves, max_moves, want_ownership = self._analysis_args(rest)
         self._write(f"={tag}\n")
+        ownership = self._ownership(state_for_info, want_ownership and style == "kata" and not state_for_info.is_over)
 
         def emit(analysis):
-            text = format_info(analysis, state_for_info, style, min_moves, max_moves, self._tree_pv)
+            text = format_info(analysis, state_for_info, style, min_moves, max_moves, self._tree_pv, ownership)
             if text:
                 self._write(text + "\n")
 
