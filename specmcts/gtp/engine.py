@@ -633,28 +633,31 @@ class GtpEngine:
                 raise GtpError(f"syntax error (unknown analysis key {key!r})")
         return colour, interval_cs / 100.0, min_moves, max_moves, ownership
 
-    def _ownership(self, state: GoState, wanted: bool):
-        """The net's ownership of ``state`` (side to move's view) for ``kata-analyze ownership true``."""
-        if not wanted:
-            return None
-        from specmcts.player import net_ownership
+    def _emitter(self, state: GoState, style: str, min_moves: int, max_moves: int, want_ownership: bool):
+        """The function that writes one analysis line of ``state`` (with the net's ownership for
+        ``kata-analyze ... ownership true``, side to move's view)."""
+        ownership = None
+        if want_ownership and style == "kata" and not state.is_over:
+            from specmcts.player import net_ownership
 
-        owned = net_ownership(self.source.net(state.size), [state])
-        if owned is None:
-            self.log("ownership: this net has no ownership head (fc heads)")
-            return None
-        return owned[0]
-
-    def _analyze(self, args, tag: str, style: str) -> None:
-        colour, interval, min_moves, max_moves, want_ownership = self._analysis_args(args)
-        state = to_move(self.state.copy(), colour)
-        self._write(f"={tag}\n")
-        ownership = self._ownership(state, want_ownership and style == "kata" and not state.is_over)
+            owned = net_ownership(self.source.net(state.size), [state])
+            if owned is None:
+                self.log("ownership: this net has no ownership head (fc heads)")
+            else:
+                ownership = owned[0]
 
         def emit(analysis):
             text = format_info(analysis, state, style, min_moves, max_moves, self._tree_pv, ownership)
             if text:
                 self._write(text + "\n")
+
+        return emit
+
+    def _analyze(self, args, tag: str, style: str) -> None:
+        colour, interval, min_moves, max_moves, want_ownership = self._analysis_args(args)
+        state = to_move(self.state.copy(), colour)
+        self._write(f"={tag}\n")
+        emit = self._emitter(state, style, min_moves, max_moves, want_ownership)
 
         try:
             if not state.is_over:
@@ -677,12 +680,7 @@ class GtpEngine:
         state_for_info = to_move(self.state.copy(), parse_colour(colour_arg))
         _, interval, min_moves, max_moves, want_ownership = self._analysis_args(rest)
         self._write(f"={tag}\n")
-        ownership = self._ownership(state_for_info, want_ownership and style == "kata" and not state_for_info.is_over)
-
-        def emit(analysis):
-            text = format_info(analysis, state_for_info, style, min_moves, max_moves, self._tree_pv, ownership)
-            if text:
-                self._write(text + "\n")
+        emit = self._emitter(state_for_info, style, min_moves, max_moves, want_ownership)
 
         try:
             move = self._genmove([colour_arg], play=True, on_info=emit if interval > 0 else None,
