@@ -136,6 +136,18 @@ def test_sigint_of_selfplay_writes_the_finished_games_shard(tmp_path):
     assert summary["games"] == len(sgfs) >= 3 and samples == moves == summary["moves"]
 
 
+def test_sigint_of_eval_keeps_the_finished_games(tmp_path, tiny_model):
+    out = tmp_path / "ev"
+    proc = specmcts("eval", *TINY, "--model", str(tiny_model), "--opponent", "random", "--games", "400",
+                    "--set", "eval.concurrent=2", "--out", str(out), "--quiet")
+    wait_until(proc, lambda: len(list(out.rglob("*.sgf"))) >= 2, "two finished games")
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    games = list(out.rglob("*.sgf"))
+    assert len(games) >= 2 and all(read_sgf(p).result for p in games)  # every finished game whole, with its result
+
+
 # -- 5. engines that never answer; GnuGo levels ---------------------------------------------------------------
 
 
@@ -241,6 +253,27 @@ def test_no_set_value_yields_a_traceback(key, value):
 
     try:
         load_config(None, [f"{key}={value}"])
+    except ConfigError as e:
+        assert str(e) and "\n" not in str(e).strip()
+
+
+@settings(max_examples=40)
+@given(data=st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10**9, 10**9), st.floats(), st.text(max_size=8)),
+                         lambda children: st.one_of(st.lists(children, max_size=3),
+                                                    st.dictionaries(st.sampled_from(
+                                                        ["search", "sims", "game", "board", "net", "run", "eval",
+                                                         "blocks", "komi", "mode", "x"]), children, max_size=3)),
+                         max_leaves=8))
+def test_no_yaml_config_yields_a_traceback(data, tmp_path_factory):
+    """Whatever a YAML config file holds: a config, or a ConfigError naming the problem."""
+    import yaml
+
+    from specmcts.config import ConfigError, load_config
+
+    path = tmp_path_factory.mktemp("cfg") / "fuzz.yaml"
+    path.write_text(yaml.safe_dump(data))
+    try:
+        load_config(path)
     except ConfigError as e:
         assert str(e) and "\n" not in str(e).strip()
 
