@@ -7,6 +7,7 @@ not depend on how its searches were scheduled (speculation depth, batch composit
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +139,7 @@ class RunWriter:
         self.model_id = model_id
         self.shard_games = max(1, shard_games)
         self.pending: list[GameRecord] = []
+        self.written: set[int] = set()  # games handed to a shard (pending or flushed), by index
         self.shards_written = 0
         self.tb = None
         # Names carry a session stamp, so a second session in the same run directory adds, never overwrites.
@@ -165,6 +167,7 @@ class RunWriter:
             comments=rec.comments,
         )
         self.pending.append(rec)
+        self.written.add(rec.index)
         if len(self.pending) >= self.shard_games:
             self.flush()
         if self.tb is not None:
@@ -252,6 +255,7 @@ class SelfPlay:
         self.started = time.perf_counter()
         self._bar = None
         self.report_every = 1.0  # seconds between progress-bar and TensorBoard updates
+        self.stop_requested = False  # set (e.g. by a signal handler): stop after this batch, keep what finished
 
     # -- one decision ----------------------------------------------------------------------------
     def _decide(self, rec: GameRecord) -> bool:
@@ -327,7 +331,7 @@ class SelfPlay:
         while next_game < total_games and len(live) < self.concurrent:
             start_game()
         last_report = started
-        while live:
+        while live and not self.stop_requested:
             # A commit can hand over a search that is already complete: decide until nothing is ready.
             ready = self.pipeline.ready()
             while ready:
@@ -354,7 +358,7 @@ class SelfPlay:
                     bar.set_postfix(moves=moves, sims_s=f"{summary['sims_per_s']:.0f}",
                                     hit=f"{summary['cache_hit_rate']:.2f}", refresh=True)
                 self.writer.scalars(self._tb_scalars(summary), self.search.stats.leaves)
-        return self.finish()
+        return self.finish(interrupted=self.stop_requested)
 
     def finish(self, interrupted: bool = False) -> dict:
         """Write what is finished (the last, partial shard: the summary counts it), close, summarise. After
@@ -363,6 +367,9 @@ class SelfPlay:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        for rec in self.records:  # a game an interrupt caught between its SGF and its shard entry
+            if rec.index not in self.writer.written:
+                self.writer.game(rec, len(self.records))
         self.writer.flush()
         summary = self.summary(time.perf_counter() - self.started)
         summary["stop_reason"] = "interrupted" if interrupted else "done"
@@ -481,10 +488,18 @@ def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, p
         net.model_id = "fresh-" + make_model_id(net)
     evaluator = make_evaluator(cfg, board, net)
     cache = NNCache.for_board(cfg.evaluator.cache_entries, board)
+    from specmcts.stopping import GracefulStop
+
     runner = SelfPlay(cfg, evaluator, cache, out=out, model_id=net.model_id, progress=progress)
-    try:
-        summary = runner.run()
-    except KeyboardInterrupt:  # Ctrl-C: keep every finished game (SGF and shard), lose the ones in flight
+
+    def stop() -> None:
+        runner.stop_requested = True
+        print("selfplay: stopping after this batch, keeping the finished games (again to stop now)", file=sys.stderr)
+
+    try:  # Ctrl-C: keep every finished game (SGF and shard), lose the ones in flight
+        with GracefulStop(stop):
+            summary = runner.run()
+    except KeyboardInterrupt:  # the second Ctrl-C, wherever it landed
         summary = runner.finish(interrupted=True)
     summary["model_id"] = net.model_id
     summary["device"] = str(getattr(evaluator, "device", "cpu"))

@@ -9,7 +9,7 @@ import pytest
 
 from specmcts import __version__, cli
 
-SUBCOMMANDS = ["selfplay", "train", "run", "eval", "gtp", "bench", "model"]
+SUBCOMMANDS = ["selfplay", "train", "run", "eval", "gtp", "analysis", "bench", "model"]
 COMMON_FLAGS = ["--board", "--games", "--sims", "--speculate", "--device", "--model", "--out", "--config",
                 "--seed", "--set", "--json"]
 
