@@ -264,7 +264,6 @@ class AnalysisEngine:
         self.source = NetSource(cfg, model_path, log=self.log)
         self.boards: dict[int, Board] = {}
         self.seq = 0
-        self.answered = 0  # final responses written
 
     def log(self, message: str) -> None:
         print(f"specmcts analysis: {message}", file=self.log_stream, flush=True)
@@ -356,7 +355,6 @@ class AnalysisEngine:
         for b in self.boards.values():
             for job in [j for j in b.queue if hit(j)]:
                 self.write({"id": job.id, "isDuringSearch": False, "noResults": True, "turnNumber": job.turn})
-                self.answered += 1
             b.queue = [j for j in b.queue if not hit(j)]
             heapq.heapify(b.queue)
             for job in b.active.values():
@@ -392,7 +390,6 @@ class AnalysisEngine:
                         or b.search.completed([s])[0] >= job.max_visits)
                 if done:
                     self.write(self.response(b, job, during=False))
-                    self.answered += 1
                     del b.active[int(s)]
                     b.free.append(int(s))
                 elif job.report_every is not None and now - job.last_report >= job.report_every:

@@ -160,13 +160,11 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("engine", ["gtp:cat", "gtp:sleep 1000"])
 def test_eval_against_an_engine_that_never_answers_stops_with_its_name(tmp_path, tiny_model, engine, capsys):
-    started = time.monotonic()
     code = cli.main(["eval", *TINY, "--model", str(tiny_model), "--opponent", engine, "--games", "2",
                      "--set", "eval.gtp_timeout=2", "--out", str(tmp_path), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1, err
-    assert "did not answer" in err and engine[4:].split()[0] in err
-    assert time.monotonic() - started < 60  # no hang (the real bound is the 2 s timeout per answer)
+    assert "did not answer" in err and engine[4:].split()[0] in err  # it returned: no hang
 
 
 def test_gnugo_level_out_of_range_is_a_usage_error(tmp_path, tiny_model, capsys):
