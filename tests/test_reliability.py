@@ -30,6 +30,7 @@ from specmcts.sgf import read_sgf
 from specmcts.stopping import RunLock
 
 from tests.test_replay import write_shard
+from tests.test_resume_kill import wait_for
 
 SIZE = 5
 TINY = ["--board", "5", "--device", "cpu", "--set", "net.blocks=1", "--set", "net.channels=8",
@@ -48,17 +49,6 @@ def strict_json(text: str):
 def specmcts(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "specmcts", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=ENV)
-
-
-def wait_until(proc: subprocess.Popen, condition, what: str, limit_s: float = 240.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        if proc.poll() is not None:
-            pytest.fail(f"the command exited ({proc.returncode}) before {what}: {proc.stderr.read()[-2000:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the command did not reach {what} within {limit_s:.0f} s")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -102,7 +92,7 @@ def test_sigint_of_train_checkpoints_the_step_it_reached(tmp_path, shards):
     proc = specmcts(*train_args(out, shards, "--steps", "100000", "--json"))
     tb = out / "tb"
     # step 0 is checkpointed at once; then wait for training to be under way (TensorBoard points)
-    wait_until(proc, lambda: (out / "models" / "model_00000000.pt").is_file() and any(
+    wait_for(proc, lambda: (out / "models" / "model_00000000.pt").is_file() and any(
         p.stat().st_size > 2000 for p in tb.glob("events.out.tfevents.*")), "training")
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
@@ -124,7 +114,7 @@ def test_sigint_of_selfplay_writes_the_finished_games_shard(tmp_path):
     out = tmp_path / "sp"
     proc = specmcts("selfplay", *TINY, "--games", "400", "--set", "selfplay.concurrent=2",
                     "--set", "selfplay.shard_games=1000", "--out", str(out), "--quiet", "--json")
-    wait_until(proc, lambda: len(list((out / "sgf").glob("*.sgf"))) >= 3, "three finished games")
+    wait_for(proc, lambda: len(list((out / "sgf").glob("*.sgf"))) >= 3, "three finished games")
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
@@ -140,7 +130,7 @@ def test_sigint_of_eval_keeps_the_finished_games(tmp_path, tiny_model):
     out = tmp_path / "ev"
     proc = specmcts("eval", *TINY, "--model", str(tiny_model), "--opponent", "random", "--games", "400",
                     "--set", "eval.concurrent=2", "--out", str(out), "--quiet")
-    wait_until(proc, lambda: len(list(out.rglob("*.sgf"))) >= 2, "two finished games")
+    wait_for(proc, lambda: len(list(out.rglob("*.sgf"))) >= 2, "two finished games")
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=120)
     assert proc.returncode == 130
@@ -354,7 +344,7 @@ def test_kill_9_of_selfplay_leaves_only_whole_files(tmp_path, seed):
     out = tmp_path / "sp"
     proc = specmcts("selfplay", *TINY, "--games", "400", "--set", "selfplay.concurrent=2",
                     "--set", "selfplay.shard_games=2", "--out", str(out), "--quiet")
-    wait_until(proc, lambda: len(list((out / "sgf").glob("*.sgf"))) >= 1, "a finished game")
+    wait_for(proc, lambda: len(list((out / "sgf").glob("*.sgf"))) >= 1, "a finished game")
     time.sleep(random.Random(seed).uniform(0.0, 3.0))
     proc.kill()
     proc.communicate(timeout=60)

@@ -58,14 +58,15 @@ def alive(pid: int) -> bool:
 
 
 def wait_for(proc: subprocess.Popen, condition, what: str, limit_s: float = 300.0) -> None:
-    """Poll ``condition`` (the run's progress on disk); a run that dies or never gets there fails the test."""
+    """Poll ``condition`` (the command's progress on disk); a command that dies or never gets there fails the
+    test (the deadline only turns a hang into a failure)."""
     deadline = time.monotonic() + limit_s
     while not condition():
         if proc.poll() is not None:
-            pytest.fail(f"specmcts run exited ({proc.returncode}) before {what}: {proc.stderr.read()[-2000:]}")
+            pytest.fail(f"{proc.args[3] if len(proc.args) > 3 else proc.args} exited ({proc.returncode}) before {what}: {proc.stderr.read()[-2000:]}")
         if time.monotonic() > deadline:
             proc.kill()
-            pytest.fail(f"specmcts run did not reach {what} within {limit_s:.0f} s")
+            pytest.fail(f"{proc.args[3] if len(proc.args) > 3 else proc.args} did not reach {what} within {limit_s:.0f} s")
         time.sleep(0.1)
 
 
