@@ -147,6 +147,7 @@ class PolicyValueNet(nn.Module):
             self.value_fc2 = nn.Linear(cfg.value_hidden, 1)
 
         self.model_id = f"{arch_name(board_size, cfg)}-init"
+        self.trained_steps = 0  # the checkpoint's ``step`` (load_model); 0 for a fresh net
 
     @property
     def has_aux_heads(self) -> bool:
@@ -372,6 +373,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", expe
     net.to(device).eval()
     meta = {k: v for k, v in data.items() if k != "model"}
     net.model_id = str(meta.get("model_id") or make_model_id(net, meta.get("step")))
+    net.trained_steps = int(meta.get("step") or 0)
     return net, meta
 
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from games.go import GoRules, GoState
+from games.go import BLACK, GoRules, GoState
+from games.scoring import DEFAULT_PLAYOUTS, Status, estimate_status, ownership
 from native import tree as tree_kernels
 from specmcts.config import Config
 from specmcts.search import Search, dirichlet_noise
@@ -216,6 +217,28 @@ def net_ownership(net, states: list[GoState]) -> np.ndarray | None:
     finally:
         net.train(was_training)
     return torch.tanh(logit / 2).reshape(len(states), -1).float().cpu().numpy()
+
+
+def board_ownership(net, state: GoState) -> np.ndarray | None:
+    """The net's ownership of ``state``'s points as [N, N], +1 black .. -1 white (what ``games.scoring``
+    takes), or None for a net without an ownership head."""
+    owned = net_ownership(net, [state])
+    if owned is None:
+        return None
+    sign = 1.0 if state.to_play == BLACK else -1.0
+    return sign * owned[0].reshape(state.size, state.size)
+
+
+def final_status(net, state: GoState, playouts: int = DEFAULT_PLAYOUTS) -> Status:
+    """Dead stones and the area score of a finished game (GTP ``final_score``/``final_status_list``): the mean
+    of a trained net's ownership head and ``playouts`` random playouts, or the playouts alone for a net
+    without the head or an untrained one (``trained_steps`` 0: its head says nothing yet and would only
+    dilute the playouts). The mean agreed with GnuGo's ``final_score`` more often than either alone
+    (``tools/scoring_agreement.py``; docs/strength.md)."""
+    own = ownership(state, playouts)
+    trained = net is not None and getattr(net, "trained_steps", 0) > 0
+    net_own = board_ownership(net, state) if trained else None
+    return estimate_status(state, own=own if net_own is None else (own + net_own) / 2)
 
 
 def winrate_lcb(winrate: float, visits: int, z: float = 1.96) -> float:

@@ -13,6 +13,7 @@ Not optional: CI installs GnuGo, so a missing binary is a failure, not a skip.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,45 @@ def test_our_final_score_agrees_with_gnugo_on_positions_with_dead_stones(tmp_pat
     finally:
         torch.set_num_threads(threads)
     assert with_dead >= 2  # the test is about dead stones: most of these games end with some
+
+
+DEAD_STONES_GAME = Path(__file__).parent / "data" / "gnugo_self_7.sgf"
+
+
+def test_final_score_uses_the_trained_nets_ownership_head():
+    """A finished GnuGo-vs-GnuGo position (tests/data/gnugo_self_7.sgf) where random playouts alone misjudge
+    a chain: the shipped net's ownership head, averaged with the playouts, finds GnuGo's dead stones and
+    score (GnuGo asked live); an untrained net's head is not used, so it answers what the playouts say."""
+    if find_gnugo() is None:
+        pytest.fail("gnugo is required and was not found on PATH or in /usr/games (apt-get install -y gnugo)",
+                    pytrace=False)
+    from games.scoring import estimate_status, parse_score
+    from specmcts.config import load_config
+    from specmcts.gtp import EngineOptions, GtpEngine
+    from specmcts.gtp_client import GTPEngine, gnugo_command
+
+    gnugo = GTPEngine(gnugo_command(level=10, chinese_rules=True))
+    try:
+        gnugo.send(f"loadsgf {DEAD_STONES_GAME}")
+        gnugo_score = gnugo.send("final_score")
+        gnugo_dead = set(gnugo.send("final_status_list dead").upper().split())
+    finally:
+        gnugo.close()
+    assert gnugo_dead  # the position is about dead stones
+
+    def answers(engine):
+        assert engine.handle(f"loadsgf {DEAD_STONES_GAME}").startswith("=")
+        score = engine.handle("final_score").split()[1]
+        dead = set(engine.handle("final_status_list dead")[1:].split())
+        return score, dead
+
+    shipped = GtpEngine(load_config(None, ["evaluator.device=cpu"]), options=EngineOptions(quiet=True))
+    assert shipped.source.net(9).trained_steps > 0
+    score, dead = answers(shipped)
+    assert (parse_score(score), dead) == (parse_score(gnugo_score), gnugo_dead)
+
+    playouts_only = estimate_status(read_sgf(DEAD_STONES_GAME).to_state()).result()
+    assert parse_score(playouts_only) != parse_score(gnugo_score)  # why this position is in the test
+    fresh = GtpEngine(load_config(None, ["net.blocks=1", "net.channels=8", "evaluator.device=cpu"]),
+                      model_path="fresh", options=EngineOptions(quiet=True))
+    assert answers(fresh)[0] == playouts_only

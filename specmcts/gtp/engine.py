@@ -15,7 +15,7 @@ import numpy as np
 
 from games.go import BLACK, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp
 from games.position import GameLine, apply_move, reopen, setup_state, to_move
-from games.scoring import DEFAULT_PLAYOUTS, estimate_status
+from games.scoring import DEFAULT_PLAYOUTS
 from specmcts.config import AUTO, MAX_SPECULATE
 from specmcts.gtp.analysis import format_info
 from specmcts.gtp.clock import Clock
@@ -23,7 +23,7 @@ from specmcts.gtp.nets import NetSource
 from specmcts.gtp.protocol import (MAX_LINE, PROTOCOL_VERSION, GtpError, LineQueue, TooLong, answer, arity, clean_line,
                                    colour_letter, one_line, parse_colour, parse_float, parse_int, parse_vertex,
                                    split_command)
-from specmcts.player import ResignStreak
+from specmcts.player import ResignStreak, final_status
 
 ENGINE_NAME = "specmcts"
 MAX_KOMI = 1000.0  # the kernels keep komi in half points in an int32; anything this large is a typo anyway
@@ -330,7 +330,10 @@ class GtpEngine:
         return self._genmove(args, play=False)
 
     def cmd_final_score(self, args):
-        return estimate_status(self.state, self.options.playouts).result()
+        return self._final_status(self.state).result()
+
+    def _final_status(self, state: GoState):
+        return final_status(self.source.net(state.size), state, self.options.playouts)
 
     def cmd_final_status_list(self, args):
         arity(args, 1)
@@ -339,7 +342,7 @@ class GtpEngine:
             raise GtpError("syntax error (expected alive, dead or seki)")
         if which == "seki":
             return ""
-        status = estimate_status(self.state, self.options.playouts)
+        status = self._final_status(self.state)
         groups = status.dead if which == "dead" else status.alive
         return "\n".join(" ".join(action_to_gtp(self.size, a) for a in stones) for stones in groups)
 
@@ -420,7 +423,7 @@ class GtpEngine:
 
         r = self.record
         ended = len(r.moves) >= 2 and all(a == r.rules.pass_action for _, a in r.moves[-2:])
-        result = estimate_status(self.state, self.options.playouts).result() if ended else "?"
+        result = self._final_status(self.state).result() if ended else "?"
         text = write_sgf(None, r.rules, r.actions(), result=result, players=(None, None), setup_black=r.setup_black,
                          setup_white=r.setup_white, first_player=r.first_player, validate=False)
         return text.replace("RE[?]", "")
@@ -554,7 +557,7 @@ class GtpEngine:
         pass_action = self.rules.pass_action
         action = ranked[0] if ranked else pass_action
         if action != pass_action and opponent_passed and state.is_legal(pass_action):
-            status = estimate_status(state, self.options.playouts)
+            status = self._final_status(state)
             mine = status.score if state.to_play == BLACK else -status.score
             if mine > 0:
                 return pass_action, f" (instead of {action_to_gtp(self.size, action)}: opponent passed and " \
