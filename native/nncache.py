@@ -213,6 +213,14 @@ def _hash_row(rows, i, seed):
 
 
 @njit(cache=True)
+def row_keys(rows, n, seed, out):
+    """``out[i]``: the cache key of the exact bytes of ``rows[i]`` (uint8 [n, C*N*N]) for ``i < n``: the
+    key of a network input itself (what a server that sees only input rows caches under)."""
+    for i in range(n):
+        out[i] = cache_key(_hash_row(rows, i, seed))
+
+
+@njit(cache=True)
 def hash_evaluate(rows, seed, out_policy, out_value):
     """Deterministic pseudo-random (policy, value) per row, a function of the row's bytes and ``seed`` only.
 

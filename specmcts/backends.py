@@ -76,12 +76,15 @@ def chunk_config(cfg: Config, games: int, seed: int) -> Config:
     return dataclasses.replace(cfg, seed=int(seed), selfplay=sp)
 
 
-def play_chunk(cfg: Config, run_dir: Path, evaluator, cache, session: str, games: int, seed: int) -> dict:
-    """Play ``games`` self-play games into ``run_dir`` (SGF + one shard named ``<session>-0000.npz``)."""
+def play_chunk(cfg: Config, run_dir: Path, evaluator, cache, session: str, games: int, seed: int,
+               stop_when=None) -> dict:
+    """Play ``games`` self-play games into ``run_dir`` (SGF + one shard named ``<session>-0000.npz``).
+    ``stop_when()`` true: stop at the next batch and keep the games finished so far."""
     from specmcts.selfplay import SelfPlay
 
     runner = SelfPlay(chunk_config(cfg, games, seed), evaluator, cache, out=run_dir, model_id=evaluator.model_id,
                       progress=False, tensorboard=False)
+    runner.stop_when = stop_when
     # The loop names its shards (sequence or time + worker) so that they sort in the order they were made and
     # a resumed generation can tell which chunks are done.
     runner.writer.session = session
@@ -110,31 +113,86 @@ def load_selfplay_net(store, board: int):
     return net, {"path": found[0].name, "model_id": net.model_id, "step": int(meta.get("step", 0))}
 
 
-class SelfPlayNet:
-    """A self-play process's net, evaluator and NN cache, following ``models/selfplay.json``."""
+FRESH = "fresh"  # a fixed model spec: a fresh net seeded by the config's seed
 
-    def __init__(self, cfg: Config, store, device: str):
+
+def load_fixed_net(cfg: Config, model: str):
+    """The net of ``selfplay`` (a checkpoint path, or ``fresh``: a new net seeded by ``cfg.seed``), on CPU."""
+    import torch
+
+    from specmcts.network import build_net, make_model_id
+
+    if model != FRESH:
+        net, _meta = load_model(model, expect_board=cfg.game.board)
+        return net
+    torch.manual_seed(cfg.seed)
+    net = build_net(cfg.game.board, cfg.net)
+    net.model_id = "fresh-" + make_model_id(net)
+    return net
+
+
+class NetFollower:
+    """Where a self-play net comes from and when it changes: the run directory's ``models/selfplay.json``
+    (``store``), or one fixed model (``model``) that never changes."""
+
+    def __init__(self, cfg: Config, store=None, model: str | None = None):
+        self.cfg, self.store, self.model = cfg, store, model
+        self.pointer: dict = {}
+
+    def load(self):
+        if self.store is None:
+            net = load_fixed_net(self.cfg, self.model)
+            self.pointer = {"model_id": net.model_id}
+            return net
+        net, self.pointer = load_selfplay_net(self.store, self.cfg.game.board)
+        return net
+
+    def changed(self):
+        """The published net if it is not the one loaded last (and remember it), else None."""
+        if self.store is None:
+            return None
+        current = self.store.read_pointer()
+        if current is None or current.get("model_id") == self.pointer.get("model_id"):
+            return None
+        new_net, _meta = load_model(self.store.dir / current["path"], expect_board=self.cfg.game.board)
+        self.pointer = current
+        return new_net
+
+
+class SelfPlayNet:
+    """A self-play process's evaluator and NN cache: its own net (following ``source``), or a client of the
+    shared evaluator process (``shared``: its handle), whose NN cache is the server's: the worker's own is
+    disabled so that a new net can never meet a stale entry."""
+
+    def __init__(self, cfg: Config, source: NetFollower, device: str, shared=None):
         from specmcts.evaluator import make_evaluator
         from specmcts.nncache import NNCache
 
-        self.cfg, self.store = cfg, store
-        net, self.pointer = load_selfplay_net(store, cfg.game.board)
-        self.evaluator = make_evaluator(cfg, cfg.game.board, net, device=device)
-        self.cache = NNCache.for_board(cfg.evaluator.cache_entries, cfg.game.board)
+        self.cfg, self.source = cfg, source
+        if shared is not None:
+            self.evaluator = shared.connect()
+            self.cache = NNCache.for_board(0, cfg.game.board)
+        else:
+            self.evaluator = make_evaluator(cfg, cfg.game.board, source.load(), device=device)
+            self.cache = NNCache.for_board(cfg.evaluator.cache_entries, cfg.game.board)
+        self.shared = shared is not None
+        self.stop_when = None  # a callable: stop the chunk at the next batch, keep its finished games
 
     def follow(self) -> bool:
-        """Switch to the published net if it changed (weights copied in place); True if it did."""
-        current = self.store.read_pointer()
-        if current is None or current.get("model_id") == self.pointer.get("model_id"):
+        """Switch to the published net if it changed (weights copied in place); True if it did. A shared
+        evaluator follows the pointer itself."""
+        if self.shared:
             return False
-        new_net, _meta = load_model(self.store.dir / current["path"], expect_board=self.cfg.game.board)
+        new_net = self.source.changed()
+        if new_net is None:
+            return False
         self.evaluator.load_state_dict(new_net.state_dict(), new_net.model_id)
         self.cache.clear()  # cached evaluations belong to the old weights
-        self.pointer = current
         return True
 
     def play(self, run_dir: Path, chunk: Chunk) -> dict:
-        return play_chunk(self.cfg, run_dir, self.evaluator, self.cache, chunk.session, chunk.games, chunk.seed)
+        return play_chunk(self.cfg, run_dir, self.evaluator, self.cache, chunk.session, chunk.games, chunk.seed,
+                          stop_when=self.stop_when)
 
 
 # -- in this process -----------------------------------------------------------------------------------------
@@ -153,7 +211,7 @@ class InProcess:
         self.player: SelfPlayNet | None = None
 
     def start(self, loop) -> None:
-        self.player = SelfPlayNet(self.cfg, loop.store, self.device)
+        self.player = SelfPlayNet(self.cfg, NetFollower(self.cfg, store=loop.store), self.device)
 
     def free(self) -> list[int]:
         return [] if self.queue else [0]
@@ -184,22 +242,37 @@ class InProcess:
 # -- local processes -----------------------------------------------------------------------------------------
 
 
+def _share_of_cores(cfg: Config, threads: int) -> Config:
+    """Each process gets its share of the cores (torch and the numba batch kernels), unless the config says."""
+    import torch
+
+    torch.set_num_threads(cfg.evaluator.torch_threads or max(1, threads))
+    if cfg.search.threads <= 0:
+        cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, threads=max(1, threads)))
+    return cfg
+
+
+def _follower(cfg: Config, run_dir: str, model: str | None) -> NetFollower:
+    if model is not None:
+        return NetFollower(cfg, model=model)
+    from specmcts.train import CheckpointStore
+
+    return NetFollower(cfg, store=CheckpointStore(Path(run_dir)))
+
+
 def selfplay_worker(cfg: Config, run_dir: str, worker: int, device: str, threads: int, tasks, messages,
-                    parent_pid: int) -> None:
-    """A local self-play process: plays the chunks it is handed, with the newest published net."""
+                    parent_pid: int, model: str | None = None, shared=None, stopping=None) -> None:
+    """A local self-play process: plays the chunks it is handed, with the newest published net (or the fixed
+    ``model``), on its own evaluator or on the shared one (``shared``: its handle). ``stopping`` set: the
+    chunk in hand stops at its next batch and keeps its finished games."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
-        import torch
-
-        from specmcts.train import CheckpointStore
-
-        # Each worker gets its share of the cores (torch and the numba batch kernels), unless the config says.
-        torch.set_num_threads(cfg.evaluator.torch_threads or max(1, threads))
-        if cfg.search.threads <= 0:
-            cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, threads=max(1, threads)))
+        cfg = _share_of_cores(cfg, threads)
         run_path = Path(run_dir)
-        player = SelfPlayNet(cfg, CheckpointStore(run_path), device)
+        player = SelfPlayNet(cfg, _follower(cfg, run_dir, model), device, shared=shared)
+        if stopping is not None:
+            player.stop_when = stopping.is_set
         while True:
             if os.getppid() != parent_pid:
                 return
@@ -221,30 +294,103 @@ def selfplay_worker(cfg: Config, run_dir: str, worker: int, device: str, threads
         messages.put(("error", worker, None, f"{type(e).__name__}: {text[0] if text else ''}"))
 
 
+EVALUATOR = -1  # the shared evaluator process, in messages
+
+
+def evaluator_worker(cfg: Config, run_dir: str, spec, device: str, threads: int, messages, parent_pid: int,
+                     model: str | None = None, follow_every: float = 1.0) -> None:
+    """The shared evaluator process: owns the net (and the GPU), serves every self-play worker through
+    ``spec`` (``specmcts.evaluator.EvaluatorChannel``) with one NN cache, and follows the published net."""
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import torch
+
+        from specmcts.evaluator import SharedEvaluatorServer, make_evaluator
+        from specmcts.nncache import NNCache
+
+        torch.set_num_threads(cfg.evaluator.torch_threads or max(1, threads))
+        source = _follower(cfg, run_dir, model)
+        batch = cfg.evaluator.server_batch or min(spec.clients * spec.rows, 2048)
+        evaluator = make_evaluator(cfg, cfg.game.board, source.load(), device=device,
+                                   max_batch=max(batch, spec.rows))
+        cache = NNCache.for_board(cfg.evaluator.cache_entries, cfg.game.board)
+        server = SharedEvaluatorServer(evaluator, spec=spec, cache=cache)
+
+        def follow(server) -> None:
+            if os.getppid() != parent_pid:
+                raise SystemExit(0)
+            try:
+                new_net = source.changed()
+            except CheckpointError as e:
+                messages.put(("warning", EVALUATOR, None, str(e)))
+                return
+            if new_net is not None:
+                evaluator.load_state_dict(new_net.state_dict(), new_net.model_id)
+                server.set_model(new_net.model_id)
+
+        messages.put(("ready", EVALUATOR, None, {"model_id": evaluator.model_id, "max_batch": evaluator.max_batch}))
+        server.serve(follow, follow_every)
+        messages.put(("served", EVALUATOR, None, server.counters()))
+    except (KeyboardInterrupt, SystemExit):
+        return
+    except Exception as e:
+        text = str(e).strip().splitlines()
+        messages.put(("error", EVALUATOR, None, f"{type(e).__name__}: {text[0] if text else ''}"))
+
+
 class LocalProcesses:
-    """``run.workers`` self-play processes on this machine; chunks go to each through its own queue."""
+    """``run.workers`` self-play processes on this machine; chunks go to each through its own queue.
+
+    With a shared evaluator (``evaluator.shared``; ``shared=True/False`` overrides) one more process owns the
+    net and serves every worker (``evaluator_worker``); workers then load no net. A worker that dies loses its
+    chunks and the others go on; the evaluator process dying stops self-play (``WorkerFailed``), with every
+    finished chunk already on disk. ``model``: a fixed net (``selfplay --workers``) instead of the run
+    directory's published one."""
 
     name = "processes"
     separate = True
 
-    def __init__(self, cfg: Config, run_dir: Path, device: str, report=_stderr_report):
+    def __init__(self, cfg: Config, run_dir: Path, device: str, report=_stderr_report, model: str | None = None,
+                 shared: bool | None = None):
+        from specmcts.config import shared_evaluator
+
         self.cfg, self.run_dir, self.device, self.report = cfg, Path(run_dir), device, report
+        self.model = model
         self.workers = cfg.run.workers
+        self.shared = shared_evaluator(cfg, device, self.workers) if shared is None else bool(shared)
         self.ctx = multiprocessing.get_context("spawn")
         self.messages = self.ctx.Queue()
         self.tasks = [self.ctx.Queue() for _ in range(self.workers)]
+        self.stopping = self.ctx.Event()
         self.procs: list = []
         self.pending: list[deque[Chunk]] = [deque() for _ in range(self.workers)]
         self.games = [0] * self.workers
         self.chunks_lost = 0
         self.closed = False
+        self.channel = None
+        self.server = None  # the shared evaluator's process
+        self.served: dict = {}
 
-    def start(self, loop) -> None:
-        threads = max(1, (os.cpu_count() or 1) // (self.workers + 1))
+    def start(self, loop=None) -> None:
+        cores = os.cpu_count() or 1
+        handles = [None] * self.workers
+        if self.shared:
+            from specmcts.evaluator import EvaluatorChannel
+            from native.features import NUM_PLANES
+
+            self.channel = EvaluatorChannel(self.workers, self.cfg.evaluator.max_batch, self.cfg.game.board,
+                                            NUM_PLANES, self.ctx)
+            handles = [self.channel.handle(w) for w in range(self.workers)]
+            self.server = self.ctx.Process(target=evaluator_worker, name="evaluator", daemon=True,
+                                           args=(self.cfg, str(self.run_dir), self.channel.spec, self.device,
+                                                 max(1, cores // 2), self.messages, os.getpid(), self.model))
+            self.server.start()
+        threads = max(1, cores // (self.workers + 1))
         for w in range(self.workers):
             p = self.ctx.Process(target=selfplay_worker, name=f"selfplay-{w}", daemon=True,
                                  args=(self.cfg, str(self.run_dir), w, self.device, threads, self.tasks[w],
-                                       self.messages, os.getpid()))
+                                       self.messages, os.getpid(), self.model, handles[w], self.stopping))
             p.start()
             self.procs.append(p)
 
@@ -267,10 +413,21 @@ class LocalProcesses:
                 queued.popleft()
             self.games[worker] += int(payload["games"])
             done.append(payload)
+        elif kind == "error" and worker == EVALUATOR:
+            self._evaluator_gone(f"the shared evaluator failed: {payload}")
         elif kind == "error":
             raise WorkerFailed(f"self-play worker {worker} failed: {payload}")
         elif kind == "warning":
-            self.report(f"run: self-play worker {worker}: {payload}")
+            who = "the shared evaluator" if worker == EVALUATOR else f"self-play worker {worker}"
+            self.report(f"run: {who}: {payload}")
+        elif kind == "served":
+            self.served = payload
+
+    def _evaluator_gone(self, message: str) -> None:
+        if self.channel is not None:
+            self.channel.stop()  # clients waiting for an answer fail at once instead of polling
+        raise WorkerFailed(f"{message}; every finished self-play chunk is on disk",
+                           reason="shared evaluator failed")
 
     def collect(self, timeout: float) -> tuple[list[dict], list[Chunk]]:
         done: list[dict] = []
@@ -283,6 +440,8 @@ class LocalProcesses:
                 self._take(self.messages.get_nowait(), done)
             except queue_module.Empty:
                 break
+        if self.server is not None and not self.server.is_alive():
+            self._evaluator_gone(f"the shared evaluator process exited (code {self.server.exitcode})")
         lost: list[Chunk] = []
         for w, p in enumerate(self.procs):
             if not p.is_alive() and self.pending[w]:
@@ -294,9 +453,11 @@ class LocalProcesses:
         return done, lost
 
     def published(self) -> None:
-        pass  # each worker reads the pointer before its next chunk
+        pass  # each worker (or the shared evaluator) reads the pointer before its next chunk (every second)
 
-    def stop(self) -> list[dict]:
+    def stop(self, finish_games: bool = False) -> list[dict]:
+        """Stop the workers. Chunks not started are not played; a chunk in hand is lost, or with
+        ``finish_games`` stops at its next batch and is written with the games it finished."""
         if self.closed:
             return []
         self.closed = True
@@ -307,7 +468,9 @@ class LocalProcesses:
                 except queue_module.Empty:
                     break
             q.put(None)
-        deadline = time.perf_counter() + STOP_GRACE_S
+        if finish_games:
+            self.stopping.set()
+        deadline = time.perf_counter() + STOP_GRACE_S * (10 if finish_games else 1)
         for p in self.procs:
             p.join(timeout=max(0.1, deadline - time.perf_counter()))
         for p in self.procs:
@@ -322,11 +485,28 @@ class LocalProcesses:
                 break
             except (EOFError, OSError):
                 break
+        if self.server is not None:
+            self.channel.stop()  # the server returns from serve() within a second
+            self.server.join(timeout=5)
+            if self.server.is_alive():
+                self.server.terminate()
+                self.server.join(timeout=5)
+            while True:
+                try:
+                    self._take(self.messages.get_nowait(), done)
+                except (queue_module.Empty, WorkerFailed, EOFError, OSError):
+                    break
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
         return done
 
     def summary(self) -> dict:
-        return {"workers": self.workers, "chunks_lost": self.chunks_lost,
-                "games_by_worker": {f"w{w:02d}": n for w, n in enumerate(self.games)}}
+        out = {"workers": self.workers, "chunks_lost": self.chunks_lost, "shared_evaluator": self.shared,
+               "games_by_worker": {f"w{w:02d}": n for w, n in enumerate(self.games)}}
+        if self.served:
+            out["evaluator"] = self.served
+        return out
 
 
 def make_backend(kind: str, cfg: Config, run_dir: Path, device: str, report):

@@ -179,6 +179,9 @@ def add_selfplay_arguments(p: argparse.ArgumentParser) -> None:
     _add_common(p, games=True, sims=True, speculate=True, model=True, out=True,
                 games_help="games to play (default: from the config)")
     p.add_argument("--name", metavar="NAME", help="run name: output goes to runs/<NAME>/ (default: go<board>)")
+    p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="self-play processes (default 1); with N > 1 they share one evaluator process when "
+                        "evaluator.shared says so (auto: with CUDA)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -341,7 +344,8 @@ def cmd_selfplay(args: argparse.Namespace) -> int:
               f"{cfg.search.sims} sims, {cfg.selfplay.games} games); --config configs/go9.yaml for the full preset",
               file=sys.stderr)
     try:
-        summary = run_selfplay(cfg, out, model_path=args.model, progress=not (args.quiet or args.json))
+        summary = run_selfplay(cfg, out, model_path=args.model, progress=not (args.quiet or args.json),
+                               workers=args.workers)
     except (ValueError, OSError) as err:
         raise CommandError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
     print(summary_json(summary) if args.json else format_summary(summary))

@@ -111,6 +111,9 @@ class EvaluatorConfig:
     dtype: str = "bfloat16"  # autocast dtype on CUDA
     cache_entries: int = 1 << 20  # NN cache capacity (entries); 0 disables the cache
     torch_threads: int = 0  # CPU inference threads; 0: torch's default (all cores)
+    shared: str = "auto"  # several self-play processes: one evaluator process for all (on) or a net each (off);
+    # auto: on with CUDA (one CUDA context, batches across workers), off on CPU (docs/performance.md)
+    server_batch: int = 0  # the shared evaluator's batch (0: workers * max_batch, at most 2048)
 
 
 @dataclass(frozen=True)
@@ -308,6 +311,16 @@ def _apply(cfg: Config, overrides) -> Config:
     return cfg
 
 
+def shared_evaluator(cfg: Config, device: str, workers: int) -> bool:
+    """Whether ``workers`` self-play processes share one evaluator process (``evaluator.shared``)."""
+    choice = str(cfg.evaluator.shared).lower()
+    if choice in ("on", "true"):
+        return True
+    if choice in ("off", "false"):
+        return False
+    return workers > 1 and str(device).startswith("cuda")
+
+
 def validate(cfg: Config) -> None:
     from native.layout import MAX_SIZE, MIN_SIZE
 
@@ -341,6 +354,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("net.head_channels, net.gpool_every and net.gpool_channels must be >= 0")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(cfg.evaluator.device)):
         raise ConfigError(f"evaluator.device must be auto, cpu, cuda or cuda:N, got {cfg.evaluator.device!r}")
+    if str(cfg.evaluator.shared).lower() not in ("auto", "on", "off", "true", "false"):
+        raise ConfigError(f"evaluator.shared must be auto, on or off, got {cfg.evaluator.shared!r}")
+    if cfg.evaluator.server_batch < 0:
+        raise ConfigError("evaluator.server_batch must be >= 0 (0: workers * max_batch, at most 2048)")
     # ranges of the values that used to be accepted and then misbehaved (NaN, 0, negative)
     ranges = [
         ("game.komi", cfg.game.komi, "a finite number", math.isfinite),

@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import bisect
 import multiprocessing
+import os
 import threading
+import time
 from dataclasses import dataclass
 from multiprocessing import shared_memory
 from typing import Any
@@ -346,50 +348,60 @@ class NetEvaluator(Evaluator):
 
 
 def make_evaluator(cfg: EvaluatorConfig | Config, board_size: int, net: PolicyValueNet | str | None = None,
-                   device: str = "auto") -> Evaluator:
+                   device: str = "auto", max_batch: int = 0) -> Evaluator:
     """The evaluator a config asks for.
 
     ``cfg``: an ``EvaluatorConfig`` or a whole ``Config`` (then ``cfg.net`` shapes a fresh net). ``net``: a
     ``PolicyValueNet``; ``None`` for a freshly initialised one; or ``'uniform'`` / ``'hash'`` for the
     network-free evaluators. ``device``: 'auto' defers to ``cfg.device``, and 'auto' there picks cuda when
-    available."""
+    available. ``max_batch``: 0 for the config's."""
     net_cfg = cfg.net if isinstance(cfg, Config) else NetConfig()
     seed = cfg.seed if isinstance(cfg, Config) else 0
     ev_cfg = cfg.evaluator if isinstance(cfg, Config) else cfg
+    max_batch = max_batch or ev_cfg.max_batch
     if isinstance(net, str):
         if net == "uniform":
-            return UniformEvaluator(board_size, max_batch=ev_cfg.max_batch)
+            return UniformEvaluator(board_size, max_batch=max_batch)
         if net == "hash":
-            return HashEvaluator(board_size, seed=seed, max_batch=ev_cfg.max_batch)
+            return HashEvaluator(board_size, seed=seed, max_batch=max_batch)
         raise ValueError(f"net must be a PolicyValueNet, None, 'uniform' or 'hash', got {net!r}")
     if net is None:
         net = build_net(board_size, net_cfg)
     if net.board_size != board_size:
         raise ValueError(f"the net is for {net.board_size}x{net.board_size}, asked for {board_size}x{board_size}")
     chosen = torch_device(device if str(device) != "auto" else ev_cfg.device)
-    return NetEvaluator(net, chosen, max_batch=ev_cfg.max_batch, cuda_graphs=ev_cfg.cuda_graphs,
-                        dtype=ev_cfg.dtype)
+    return NetEvaluator(net, chosen, max_batch=max_batch, cuda_graphs=ev_cfg.cuda_graphs, dtype=ev_cfg.dtype)
 
 
 # -- one evaluator shared by worker processes -----------------------------------------------------------------
-# Shared-memory block (one per server), 64-byte aligned sections:
-#   control  int64   [1 + clients]               control[0]: server state (_NOT_STARTED, _RUNNING, _STOPPED);
-#                                                control[1 + i]: rows client i asks for (0: no request pending)
-#   inputs   uint8   [clients, rows, C, N, N]    each client's own input rows
-#   policy   float32 [clients, rows, A]          each client's outputs
-#   value    float32 [clients, rows]
+# Shared-memory block (one per channel), 64-byte aligned sections:
+#   control     int64   [9 + clients]               the server's state (_NOT_STARTED, _RUNNING, _STOPPED) and
+#                                                   pid, the model's version and has_score, counters; then
+#                                                   control[9 + i]: rows client i asks for (0: none pending)
+#   model_name  uint8   [128]                       the model id, NUL-padded
+#   inputs      uint8   [clients, rows, C, N, N]    each client's own input rows
+#   policy      float32 [clients, rows, A]          each client's outputs
+#   value, score float32 [clients, rows]
 # A client writes its rows and count, then releases the shared ``pending`` semaphore and waits on its own
-# ``done`` semaphore. The server thread wakes once per release, gathers every pending request into one batch,
-# evaluates, scatters, clears the counts and releases each client. A wake-up that finds nothing (its request
-# was served by an earlier gather) costs one scan. Nothing is pickled per request.
+# ``done`` semaphore (checking now and then that the server's process is alive). The server wakes once per
+# release, gathers every pending request (answering cached rows, sending each distinct new row once) into
+# one batch, evaluates, scatters, clears the counts and releases each client. A wake-up that finds nothing
+# (its request was served by an earlier gather) costs one scan. Nothing is pickled per request.
 
+
+# -- one evaluator for many processes -------------------------------------------------------------------------
 
 _NOT_STARTED, _RUNNING, _STOPPED = 0, 1, 2
+# control words: the server's state and pid, the model (version, has_score), counters, then per-client requests
+_STATE, _PID, _VERSION, _HAS_SCORE, _REQUESTS, _BATCHES, _ROWS, _FORWARDED, _HITS = range(9)
+_HEAD = 9
+MODEL_ID_BYTES = 128
 
 
 def _shared_layout(clients: int, rows: int, planes: int, size: int) -> dict[str, tuple[int, tuple, type]]:
     actions = size * size + 1
-    sections = (("control", (1 + clients,), np.int64), ("inputs", (clients, rows, planes, size, size), np.uint8),
+    sections = (("control", (_HEAD + clients,), np.int64), ("model_name", (MODEL_ID_BYTES,), np.uint8),
+                ("inputs", (clients, rows, planes, size, size), np.uint8),
                 ("policy", (clients, rows, actions), np.float32), ("value", (clients, rows), np.float32),
                 ("score", (clients, rows), np.float32))
     layout, offset = {}, 0
@@ -400,26 +412,110 @@ def _shared_layout(clients: int, rows: int, planes: int, size: int) -> dict[str,
     return layout
 
 
-def _shared_views(buf, layout) -> dict[str, np.ndarray]:
-    return {name: np.ndarray(shape, dtype, buffer=buf, offset=offset)
-            for name, (offset, shape, dtype) in layout.items() if name != "_total"}
-
-
 @dataclass
-class SharedEvaluatorHandle:
-    """What a worker process needs to reach the server (picklable at process start; pass it as an argument
-    of ``multiprocessing.Process``: the semaphores can only travel that way)."""
+class ChannelSpec:
+    """Where one server and its clients meet: the shared memory's name, its shape and the semaphores
+    (picklable as an argument of ``multiprocessing.Process``; semaphores can only travel that way)."""
 
     shm_name: str
-    client: int
     clients: int
     rows: int
     board_size: int
     num_planes: int
-    model_id: str
     pending: Any
-    done: Any
-    has_score: bool = False
+    done: list
+
+    def layout(self):
+        return _shared_layout(self.clients, self.rows, self.num_planes, self.board_size)
+
+
+class _Attached:
+    """The channel's arrays in this process."""
+
+    def __init__(self, spec: ChannelSpec, create: bool = False):
+        layout = spec.layout()
+        if create:
+            self.shm = shared_memory.SharedMemory(create=True, size=max(layout["_total"][0], 1))
+        else:
+            self.shm = shared_memory.SharedMemory(name=spec.shm_name)
+        for name, (offset, shape, dtype) in layout.items():
+            if name != "_total":
+                setattr(self, name, np.ndarray(shape, dtype, buffer=self.shm.buf, offset=offset))
+
+    @property
+    def model_id(self) -> str:
+        return bytes(self.model_name).split(b"\0", 1)[0].decode("utf-8", "replace")
+
+    def set_model(self, model_id: str, has_score: bool) -> None:
+        raw = model_id.encode()[:MODEL_ID_BYTES - 1]
+        buf = self.model_name
+        buf[:] = 0
+        buf[:len(raw)] = np.frombuffer(raw, np.uint8)
+        self.control[_HAS_SCORE] = int(has_score)
+        self.control[_VERSION] += 1
+
+    def close(self) -> None:
+        for name in ("control", "model_name", "inputs", "policy", "value", "score"):
+            self.__dict__.pop(name, None)
+        self.shm.close()
+
+
+class EvaluatorChannel:
+    """Shared memory and semaphores between one evaluation server and ``clients`` client processes, made by
+    the process that outlives both (it unlinks the memory on ``close``). ``spec`` goes to the server's
+    process (which may be another one: ``SharedEvaluatorServer(evaluator, spec=...)``), ``handle(i)`` to
+    client ``i``."""
+
+    def __init__(self, clients: int, rows: int, board_size: int, num_planes: int = NUM_PLANES, mp_context=None):
+        if clients < 1 or rows < 1:
+            raise ValueError(f"need clients >= 1 and rows >= 1, got {clients}, {rows}")
+        ctx = mp_context or multiprocessing.get_context()
+        spec = ChannelSpec("", int(clients), int(rows), int(board_size), int(num_planes), ctx.Semaphore(0),
+                           [ctx.Semaphore(0) for _ in range(clients)])
+        self._mem = _Attached(spec, create=True)
+        spec.shm_name = self._mem.shm.name
+        self._mem.control[:] = 0  # _NOT_STARTED, no requests
+        self.spec = spec
+
+    @property
+    def model_id(self) -> str:
+        return self._mem.model_id
+
+    @property
+    def stopped(self) -> bool:
+        return self._mem is None or int(self._mem.control[_STATE]) == _STOPPED
+
+    def stop(self) -> None:
+        """Tell the clients that no answer will come (e.g. the server's process died)."""
+        if self._mem is not None:
+            self._mem.control[_STATE] = _STOPPED
+
+    def counters(self) -> dict:
+        c = self._mem.control
+        return {"requests": int(c[_REQUESTS]), "batches": int(c[_BATCHES]), "rows": int(c[_ROWS]),
+                "forwarded": int(c[_FORWARDED]), "cache_hits": int(c[_HITS]), "model_version": int(c[_VERSION])}
+
+    def handle(self, client: int) -> "SharedEvaluatorHandle":
+        if not 0 <= client < self.spec.clients:
+            raise ValueError(f"client must be in 0..{self.spec.clients - 1}, got {client}")
+        return SharedEvaluatorHandle(self.spec, client)
+
+    def close(self) -> None:
+        if self._mem is None:
+            return
+        self._mem.control[_STATE] = _STOPPED
+        shm = self._mem.shm
+        self._mem.close()
+        self._mem = None
+        shm.unlink()
+
+
+@dataclass
+class SharedEvaluatorHandle:
+    """What a worker process needs to reach the server (pass it as an argument of ``multiprocessing.Process``)."""
+
+    spec: ChannelSpec
+    client: int
 
     def connect(self) -> "SharedEvaluatorClient":
         return SharedEvaluatorClient(self)
@@ -427,138 +523,250 @@ class SharedEvaluatorHandle:
 
 class SharedEvaluatorClient(Evaluator):
     """The ``Evaluator`` contract in a worker process: ``inputs`` and the outputs live in shared memory, and
-    ``evaluate(n)`` is answered by the server's evaluator (batched with the other workers' requests)."""
+    ``evaluate(n)`` is answered by the server (batched with the other clients' requests, and from its NN cache
+    when it has one). ``model_id`` and ``has_score`` are the server's, read when asked: the server may change
+    its weights between two calls (a run publishing a new net)."""
 
     def __init__(self, handle: SharedEvaluatorHandle, poll_s: float = 1.0):
-        self._shm = shared_memory.SharedMemory(name=handle.shm_name)
-        views = _shared_views(self._shm.buf, _shared_layout(handle.clients, handle.rows, handle.num_planes,
-                                                            handle.board_size))
+        spec = handle.spec
+        self._mem = _Attached(spec)
         i = handle.client
-        super().__init__(handle.board_size, handle.rows, handle.num_planes,
-                         buffers=(views["inputs"][i], views["policy"][i], views["value"][i], views["score"][i]))
-        self._control = views["control"]
-        self._slot = 1 + i
-        self._pending, self._done = handle.pending, handle.done
+        m = self._mem
+        super().__init__(spec.board_size, spec.rows, spec.num_planes,
+                         buffers=(m.inputs[i], m.policy[i], m.value[i], m.score[i]))
+        self._slot = _HEAD + i
+        self._pending, self._done = spec.pending, spec.done[i]
         self._poll_s = poll_s
-        self.model_id = handle.model_id
-        self.has_score = handle.has_score
+
+    @property
+    def model_id(self) -> str:
+        return self._mem.model_id if self._mem is not None else "closed"
+
+    @property
+    def has_score(self) -> bool:
+        return self._mem is not None and bool(self._mem.control[_HAS_SCORE])
+
+    def _server_gone(self) -> str | None:
+        control = self._mem.control
+        if control[_STATE] == _STOPPED:
+            return "the shared evaluator stopped"
+        pid = int(control[_PID])
+        if pid and pid != os.getpid():
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return f"the shared evaluator process (pid {pid}) exited"
+            except PermissionError:
+                pass
+        return None
 
     def _forward(self, n: int) -> None:
         # A request posted before the server starts waits for it; one posted after it stopped fails.
-        if self._control[0] == _STOPPED:
-            raise RuntimeError("the shared evaluator server is not running")
-        self._control[self._slot] = n
+        control = self._mem.control
+        if control[_STATE] == _STOPPED:
+            raise RuntimeError("the shared evaluator is not running")
+        control[self._slot] = n
         self._pending.release()
         while not self._done.acquire(timeout=self._poll_s):
-            if self._control[0] == _STOPPED:
-                raise RuntimeError("the shared evaluator server stopped before answering")
+            gone = self._server_gone()
+            if gone:
+                raise RuntimeError(f"{gone} before answering")
 
     def close(self) -> None:
-        if self._shm is not None:
-            self.inputs = self._policy = self._value = self._score = self._control = None
-            self._shm.close()
-            self._shm = None
+        if self._mem is not None:
+            self.inputs = self._policy = self._value = self._score = None
+            self._mem.close()
+            self._mem = None
 
 
 class SharedEvaluatorServer:
-    """Serves ``evaluator`` to ``clients`` worker processes, ``rows`` input rows each (<= its max_batch).
+    """Serves ``evaluator`` to client processes: the pending requests of all clients go to the evaluator
+    together, in as few calls as fit its ``max_batch``.
 
-    Usage::
+    With a ``cache`` (``specmcts.nncache.NNCache``; one of capacity 0 only deduplicates) the server keys every
+    requested row by its exact bytes (``native.nncache.row_keys``), answers rows it has seen from the cache,
+    and sends each distinct new row to the evaluator once, however many clients asked for it: one NN cache
+    for all the clients.
 
-        with SharedEvaluatorServer(evaluator, clients=4, rows=64) as server:
+    Two ways to run it::
+
+        with SharedEvaluatorServer(evaluator, clients=4, rows=64) as server:   # a thread of this process
             procs = [ctx.Process(target=work, args=(server.handle(i),)) for i in range(4)]
             ...                                   # in work(): ev = handle.connect(); ev.evaluate(n) ...
 
-    The server thread runs in this process (where the GPU and CUDA graphs are); workers need no torch state.
-    With CUDA initialised in this process, start workers with the 'spawn' or 'forkserver' method."""
+        SharedEvaluatorServer(evaluator, spec=channel.spec, cache=cache).serve(hook)  # in its own process
 
-    def __init__(self, evaluator: Evaluator, clients: int, rows: int | None = None, mp_context=None):
-        rows = evaluator.max_batch if rows is None else int(rows)
-        if clients < 1 or not 1 <= rows <= evaluator.max_batch:
-            raise ValueError(f"need clients >= 1 and 1 <= rows <= {evaluator.max_batch}, got {clients}, {rows}")
-        ctx = mp_context or multiprocessing.get_context()
+    The first owns its ``EvaluatorChannel``; the second serves one made by another process, in the calling
+    thread, until that channel is stopped, calling ``hook(server)`` between batches at most every
+    ``hook_every`` seconds (to follow a published net: ``set_model``). With CUDA initialised in this process,
+    start workers with the 'spawn' or 'forkserver' method."""
+
+    def __init__(self, evaluator: Evaluator, clients: int = 1, rows: int | None = None, mp_context=None, *,
+                 spec: ChannelSpec | None = None, cache=None):
+        self.channel = None
+        if spec is None:
+            rows = evaluator.max_batch if rows is None else int(rows)
+            if clients < 1 or not 1 <= rows <= evaluator.max_batch:
+                raise ValueError(f"need clients >= 1 and 1 <= rows <= {evaluator.max_batch}, got {clients}, {rows}")
+            self.channel = EvaluatorChannel(clients, rows, evaluator.board_size, evaluator.num_planes, mp_context)
+            spec = self.channel.spec
+        if spec.rows > evaluator.max_batch:
+            raise ValueError(f"clients send up to {spec.rows} rows, the evaluator takes {evaluator.max_batch}")
+        self.spec = spec
         self.evaluator = evaluator
-        self.clients = int(clients)
-        self.rows = rows
-        self._layout = _shared_layout(self.clients, rows, evaluator.num_planes, evaluator.board_size)
-        self._shm = shared_memory.SharedMemory(create=True, size=max(self._layout["_total"][0], 1))
-        views = _shared_views(self._shm.buf, self._layout)
-        self._control, self._inputs = views["control"], views["inputs"]
-        self._policy, self._value, self._score = views["policy"], views["value"], views["score"]
-        self._control[:] = 0  # _NOT_STARTED, no requests
-        self._pending = ctx.Semaphore(0)
-        self._done = [ctx.Semaphore(0) for _ in range(self.clients)]
+        self.clients, self.rows = spec.clients, spec.rows
+        self.cache = cache
+        self._mem = _Attached(spec)
+        self._control = self._mem.control
+        self._control[_PID] = os.getpid()
+        self._mem.set_model(evaluator.model_id, evaluator.has_score)
+        self._keys = np.zeros((self.clients, self.rows), np.uint64)
+        self._hit = np.zeros(self.rows, np.bool_)
+        self._moves = np.zeros(self.rows, np.int64)
+        self._seed = native_nncache.seed_u64(0)
         self._stop = False
         self._thread: threading.Thread | None = None
-        self.error: BaseException | None = None  # what stopped the server thread, if it failed
-        self.requests = 0  # client requests served
-        self.batches = 0  # evaluator calls made
+        self.error: BaseException | None = None  # what stopped the serving thread, if it failed
+
+    # counters (shared: every process attached to the channel sees them; kept after close)
+    @property
+    def requests(self) -> int:
+        return self.counters()["requests"]
+
+    @property
+    def batches(self) -> int:
+        return self.counters()["batches"]
+
+    def counters(self) -> dict:
+        c = self._control
+        if c is None:
+            return dict(self._final)
+        return {"requests": int(c[_REQUESTS]), "batches": int(c[_BATCHES]), "rows": int(c[_ROWS]),
+                "forwarded": int(c[_FORWARDED]), "cache_hits": int(c[_HITS])}
 
     def handle(self, client: int) -> SharedEvaluatorHandle:
         if not 0 <= client < self.clients:
             raise ValueError(f"client must be in 0..{self.clients - 1}, got {client}")
-        return SharedEvaluatorHandle(self._shm.name, client, self.clients, self.rows, self.evaluator.board_size,
-                                     self.evaluator.num_planes, self.evaluator.model_id, self._pending,
-                                     self._done[client], self.evaluator.has_score)
+        return SharedEvaluatorHandle(self.spec, client)
+
+    def set_model(self, model_id: str) -> None:
+        """The evaluator's weights changed (call between batches, from the serving thread or ``hook``):
+        forget the cached answers and tell the clients."""
+        if self.cache is not None:
+            self.cache.clear()
+        self.evaluator.model_id = model_id
+        self._mem.set_model(model_id, self.evaluator.has_score)
 
     def start(self) -> "SharedEvaluatorServer":
-        self._control[0] = _RUNNING
+        self._control[_STATE] = _RUNNING
         self._thread = threading.Thread(target=self._serve, name="shared-evaluator", daemon=True)
         self._thread.start()
         return self
 
-    def _serve(self) -> None:
+    def serve(self, hook=None, hook_every: float = 1.0) -> None:
+        """Serve in the calling thread until the channel is stopped (``EvaluatorChannel.stop``/``close``)."""
+        self._control[_STATE] = _RUNNING
+        self._serve(hook, hook_every)
+
+    def _serve(self, hook=None, hook_every: float = 1.0) -> None:
         try:
-            self._serve_requests()
+            self._serve_requests(hook, hook_every)
         except BaseException as e:  # clients see _STOPPED and raise instead of waiting forever
             self.error = e
-            self._control[0] = _STOPPED
+            self._control[_STATE] = _STOPPED
             raise
 
-    def _serve_requests(self) -> None:
+    def _serve_requests(self, hook, hook_every: float) -> None:
         ev = self.evaluator
+        control, inputs = self._control, self._mem.inputs
+        next_hook = time.perf_counter() + hook_every
         while True:
-            self._pending.acquire()
-            if self._stop:
+            got = self._pending_acquire(hook_every if hook is not None else None)
+            if self._stop or control[_STATE] == _STOPPED:
                 return
-            batch, used = [], 0
-            for client in np.flatnonzero(self._control[1:] > 0):
-                n = int(self._control[1 + client])
-                if used + n > ev.max_batch:
+            if hook is not None and time.perf_counter() >= next_hook:
+                hook(self)
+                next_hook = time.perf_counter() + hook_every
+            if not got:
+                continue
+            batch, used, seen = [], 0, {}
+            for client in np.flatnonzero(control[_HEAD:] > 0):
+                client = int(client)
+                n = int(control[_HEAD + client])
+                misses = self._lookup(client, n)
+                if used + len(misses) > ev.max_batch:
                     self._answer(batch, used)
-                    batch, used = [], 0
-                ev.inputs[used:used + n] = self._inputs[client, :n]
-                batch.append((int(client), used, n))
-                used += n
+                    batch, used, seen = [], 0, {}
+                rows = []
+                for row in misses:
+                    key = int(self._keys[client, row]) if self.cache is not None else -1 - used
+                    dst = seen.get(key)
+                    if dst is None:  # a row no earlier request of this batch sent
+                        dst = seen[key] = used
+                        ev.inputs[used] = inputs[client, row]
+                        used += 1
+                    rows.append((row, dst))
+                batch.append((client, n, rows))
+                control[_REQUESTS] += 1
+                control[_ROWS] += n
             if batch:
                 self._answer(batch, used)
 
-    def _answer(self, batch: list[tuple[int, int, int]], used: int) -> None:
-        policy, value = self.evaluator.evaluate(used)
-        score = self.evaluator.scores(used)
-        self.batches += 1
-        for client, start, n in batch:
-            self._policy[client, :n] = policy[start:start + n]
-            self._value[client, :n] = value[start:start + n]
-            self._score[client, :n] = score[start:start + n]
-            self._control[1 + client] = 0
-            self.requests += 1
-            self._done[client].release()
+    def _pending_acquire(self, timeout):
+        return self.spec.pending.acquire(timeout=timeout) if timeout is not None else self.spec.pending.acquire()
+
+    def _lookup(self, client: int, n: int) -> list[int]:
+        """The rows of ``client``'s request the cache does not answer (hits are written into its outputs)."""
+        if self.cache is None:
+            return list(range(n))
+        keys = self._keys[client, :n]
+        m = self._mem
+        native_nncache.row_keys(m.inputs[client, :n].reshape(n, -1), n, self._seed, keys)
+        hits = self.cache.lookup(keys, self._moves[:n], m.policy[client], m.value[client], self._hit[:n],
+                                 m.score[client])
+        self._control[_HITS] += hits
+        return [int(r) for r in np.flatnonzero(~self._hit[:n])]
+
+    def _answer(self, batch: list, used: int) -> None:
+        m, control = self._mem, self._control
+        if used:
+            policy, value = self.evaluator.evaluate(used)
+            score = self.evaluator.scores(used)
+            control[_BATCHES] += 1
+            control[_FORWARDED] += used
+            if self.cache is not None:
+                keys = np.zeros(used, np.uint64)
+                for client, _n, rows in batch:
+                    for row, dst in rows:
+                        keys[dst] = self._keys[client, row]
+                self.cache.insert(keys, policy, value, score)
+            for client, _n, rows in batch:
+                if rows:
+                    src = np.fromiter((r for r, _ in rows), np.int64, len(rows))
+                    dst = np.fromiter((d for _, d in rows), np.int64, len(rows))
+                    m.policy[client, src] = policy[dst]
+                    m.value[client, src] = value[dst]
+                    m.score[client, src] = score[dst]
+        for client, _n, _rows in batch:
+            control[_HEAD + client] = 0
+            self.spec.done[client].release()
 
     def close(self) -> None:
-        """Stop the server thread and free the shared memory (workers should have closed their clients)."""
-        if self._shm is None:
+        """Stop serving and free the shared memory if this server made it (clients should have closed)."""
+        if self._mem is None:
             return
-        self._control[0] = _STOPPED
+        self._control[_STATE] = _STOPPED
         if self._thread is not None:
             self._stop = True
-            self._pending.release()
+            self.spec.pending.release()
             self._thread.join()
             self._thread = None
-        self._control = self._inputs = self._policy = self._value = self._score = None
-        self._shm.close()
-        self._shm.unlink()
-        self._shm = None
+        self._final = self.counters()
+        self._mem.close()
+        self._mem = None
+        self._control = None
+        if self.channel is not None:
+            self.channel.close()
 
     def __enter__(self):
         return self.start()

@@ -256,6 +256,7 @@ class SelfPlay:
         self._bar = None
         self.report_every = 1.0  # seconds between progress-bar and TensorBoard updates
         self.stop_requested = False  # set (e.g. by a signal handler): stop after this batch, keep what finished
+        self.stop_when = None  # or a callable saying the same (another process's request: an Event's is_set)
 
     # -- one decision ----------------------------------------------------------------------------
     def _decide(self, rec: GameRecord) -> bool:
@@ -332,6 +333,9 @@ class SelfPlay:
             start_game()
         last_report = started
         while live and not self.stop_requested:
+            if self.stop_when is not None and self.stop_when():
+                self.stop_requested = True
+                break
             # A commit can hand over a search that is already complete: decide until nothing is ready.
             ready = self.pipeline.ready()
             while ready:
@@ -451,7 +455,9 @@ class SelfPlay:
 
 
 def format_summary(s: dict) -> str:
-    line = (f"selfplay: {s['games']} games, {s['moves']} moves in {s['wall_s']:.1f} s | "
+    workers = (f" on {s['workers']} processes ({'one shared evaluator' if s.get('shared_evaluator') else 'a net each'})"
+               if s.get("workers", 1) > 1 else "")
+    line = (f"selfplay: {s['games']} games{workers}, {s['moves']} moves in {s['wall_s']:.1f} s | "
             f"{s['sims_per_s']:.0f} sims/s, {s['evals_per_s']:.0f} evals/s, cache hit {100 * s['cache_hit_rate']:.1f}% | "
             f"mean length {s['mean_game_length']:.1f}, move latency {s['mean_move_ms']:.1f} ms ({s['mean_move_steps']:.1f} batches)")
     if s["speculate"]:
@@ -468,9 +474,15 @@ def format_summary(s: dict) -> str:
     return line
 
 
-def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, progress: bool = False) -> dict:
+def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, progress: bool = False,
+                 workers: int = 1) -> dict:
     """Build the net (a checkpoint, else a fresh one seeded by ``cfg.seed``), the evaluator and the cache,
-    play ``cfg.selfplay.games`` games into ``out``, and return the summary."""
+    play ``cfg.selfplay.games`` games into ``out``, and return the summary. ``workers > 1``: in that many
+    processes (``run_selfplay_processes``)."""
+    if workers > 1:
+        if out is None:
+            raise ValueError("selfplay --workers needs an output directory")
+        return run_selfplay_processes(cfg, out, model_path, workers, progress)
     import torch
 
     from specmcts.evaluator import make_evaluator
@@ -504,4 +516,107 @@ def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, p
     summary["model_id"] = net.model_id
     summary["device"] = str(getattr(evaluator, "device", "cpu"))
     summary["out"] = str(out) if out is not None else None
+    return summary
+
+
+def merge_summaries(parts: list[dict], wall: float) -> dict:
+    """One summary of chunks played by several processes: totals, and means weighted by what they count."""
+    games = sum(p["games"] for p in parts)
+    moves = sum(p["moves"] for p in parts)
+    sims = sum(p["sims"] for p in parts)
+    evals = sum(p["evals"] for p in parts)
+
+    def weighted(key: str, weight: str) -> float:
+        total = sum(p[weight] for p in parts if p.get(key) is not None)
+        return sum(p[key] * p[weight] for p in parts if p.get(key) is not None) / total if total else 0.0
+
+    first = parts[0] if parts else {}
+    stages = [p["prediction_accuracy_by_stage"] for p in parts if p.get("prediction_accuracy_by_stage")]
+    return {
+        "games": games, "moves": moves, "sims": sims, "wall_s": round(wall, 3),
+        "sims_per_s": sims / wall if wall > 0 else 0.0, "evals": evals,
+        "evals_per_s": evals / wall if wall > 0 else 0.0,
+        "cache_hit_rate": weighted("cache_hit_rate", "sims"),
+        "mean_game_length": moves / games if games else 0.0,
+        "black_win_rate": weighted("black_win_rate", "games"), "resign_rate": weighted("resign_rate", "games"),
+        "mean_move_ms": weighted("mean_move_ms", "moves"), "mean_move_steps": weighted("mean_move_steps", "moves"),
+        "speculate": first.get("speculate", 0), "speculation_width": first.get("speculation_width", 1),
+        "speculation_trees": first.get("speculation_trees", 1), "speculation_auto": first.get("speculation_auto", False),
+        "prediction_accuracy": weighted("prediction_accuracy", "moves") if first.get("speculate") else None,
+        "prediction_accuracy_by_stage": [float(np.mean(col)) for col in zip(*stages)] if stages else [],
+        "wasted_sims_fraction": weighted("wasted_sims_fraction", "sims"),
+        "shards": sum(p.get("shards", 0) for p in parts),
+    }
+
+
+def run_selfplay_processes(cfg: Config, out: Path, model_path: str | None, workers: int,
+                           progress: bool = False) -> dict:
+    """``selfplay --workers N``: ``cfg.selfplay.games`` games in chunks of ``selfplay.shard_games`` (a shard
+    each, named and seeded by their index) on N local processes (``specmcts.backends.LocalProcesses``), with
+    one shared evaluator process or a net each (``evaluator.shared``). Ctrl-C: each chunk in hand stops at
+    its next batch and keeps its finished games."""
+    import dataclasses as dc
+
+    from specmcts.backends import FRESH, Chunk, LocalProcesses, WorkerFailed, chunk_seed
+    from specmcts.config import resolve_device
+    from specmcts.stopping import GracefulStop
+
+    out.mkdir(parents=True, exist_ok=True)
+    total = cfg.selfplay.games
+    per_chunk = max(1, min(cfg.selfplay.shard_games, total))
+    cfg = dc.replace(cfg, run=dc.replace(cfg.run, workers=workers))
+    device = resolve_device(cfg.evaluator.device)
+    backend = LocalProcesses(cfg, out, device, model=model_path or FRESH,
+                             report=lambda message: print(message, file=sys.stderr, flush=True))
+    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+    todo = [Chunk(f"{stamp}-c{i:04d}", min(per_chunk, total - i * per_chunk), chunk_seed(cfg.seed, i))
+            for i in range(-(-total // per_chunk))]
+    parts: list[dict] = []
+    stopped = {"now": False}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="game", dynamic_ncols=True, leave=False)
+
+    def stop() -> None:
+        stopped["now"] = True
+        print("selfplay: stopping: each worker finishes its current batch and keeps its finished games "
+              "(again to stop now)", file=sys.stderr)
+
+    started = time.perf_counter()
+    reason = "done"
+    try:
+        backend.start()
+        queue = list(todo)
+        with GracefulStop(stop):
+            while (queue or backend.busy()) and not stopped["now"]:
+                for w in backend.free():
+                    if queue:
+                        backend.submit(w, queue.pop(0))
+                done, lost = backend.collect(0.5)
+                queue = lost + queue
+                parts.extend(done)
+                if bar is not None and done:
+                    bar.update(sum(p["games"] for p in done))
+    except KeyboardInterrupt:
+        stopped["now"] = True
+    except WorkerFailed as e:
+        reason = str(e)
+        print(f"selfplay: {e}", file=sys.stderr)
+    finally:
+        parts.extend(backend.stop(finish_games=True))
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - started
+    summary = merge_summaries(parts, wall)
+    shared = backend.summary()
+    if shared.get("evaluator"):
+        served = shared["evaluator"]
+        summary["cache_hit_rate"] = served["cache_hits"] / served["rows"] if served["rows"] else 0.0
+        summary["evals"] = served["forwarded"]
+        summary["evals_per_s"] = served["forwarded"] / wall if wall > 0 else 0.0
+    summary.update(stop_reason="interrupted" if stopped["now"] else reason, workers=workers,
+                   shared_evaluator=backend.shared, model_id=parts[0]["model_id"] if parts else None,
+                   device=device, out=str(out), backend=shared)
     return summary
