@@ -47,6 +47,8 @@ def _stderr_report(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+FOLLOW_EVERY_S = 0.2  # the shared evaluator reads models/selfplay.json this often (between batches)
+FOLLOW_WAIT_S = 60.0  # a worker waits this long for it to switch to a newly published net
 LOCAL_DEPTH = 2  # chunks queued per local worker: the next is there when one ends, while the driver trains
 STOP_GRACE_S = 3.0  # a stopping local worker may finish its chunk this long; then it is terminated
 
@@ -147,6 +149,13 @@ class NetFollower:
         net, self.pointer = load_selfplay_net(self.store, self.cfg.game.board)
         return net
 
+    def published_id(self) -> str | None:
+        """The model id the run directory names now (None for a fixed model or no pointer yet)."""
+        if self.store is None:
+            return None
+        pointer = self.store.read_pointer()
+        return None if pointer is None else pointer.get("model_id")
+
     def changed(self):
         """The published net if it is not the one loaded last (and remember it), else None."""
         if self.store is None:
@@ -180,9 +189,19 @@ class SelfPlayNet:
 
     def follow(self) -> bool:
         """Switch to the published net if it changed (weights copied in place); True if it did. A shared
-        evaluator follows the pointer itself."""
+        evaluator follows the pointer itself (every ``FOLLOW_EVERY_S``): wait until it has, so that a chunk
+        handed out after a publication (a new generation) is played by the new net."""
         if self.shared:
-            return False
+            wanted = self.source.published_id()
+            if wanted is None or self.evaluator.model_id == wanted:
+                return False
+            deadline = time.monotonic() + FOLLOW_WAIT_S
+            while self.evaluator.model_id != wanted and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if self.evaluator.model_id != wanted:
+                raise CheckpointError(f"the shared evaluator did not switch to the published net {wanted} within "
+                                      f"{FOLLOW_WAIT_S:g} s; playing on with {self.evaluator.model_id}")
+            return True
         new_net = self.source.changed()
         if new_net is None:
             return False
@@ -298,7 +317,7 @@ EVALUATOR = -1  # the shared evaluator process, in messages
 
 
 def evaluator_worker(cfg: Config, run_dir: str, spec, device: str, threads: int, messages, parent_pid: int,
-                     model: str | None = None, follow_every: float = 1.0) -> None:
+                     model: str | None = None, follow_every: float = FOLLOW_EVERY_S) -> None:
     """The shared evaluator process: owns the net (and the GPU), serves every self-play worker through
     ``spec`` (``specmcts.evaluator.EvaluatorChannel``) with one NN cache, and follows the published net."""
     die_with_parent()

@@ -375,9 +375,9 @@ def make_evaluator(cfg: EvaluatorConfig | Config, board_size: int, net: PolicyVa
 
 # -- one evaluator shared by worker processes -----------------------------------------------------------------
 # Shared-memory block (one per channel), 64-byte aligned sections:
-#   control     int64   [9 + clients]               the server's state (_NOT_STARTED, _RUNNING, _STOPPED) and
+#   control     int64   [10 + clients]               the server's state (_NOT_STARTED, _RUNNING, _STOPPED) and
 #                                                   pid, the model's version and has_score, counters; then
-#                                                   control[9 + i]: rows client i asks for (0: none pending)
+#                                                   control[10 + i]: rows client i asks for (0: none pending)
 #   model_name  uint8   [128]                       the model id, NUL-padded
 #   inputs      uint8   [clients, rows, C, N, N]    each client's own input rows
 #   policy      float32 [clients, rows, A]          each client's outputs
@@ -393,8 +393,8 @@ def make_evaluator(cfg: EvaluatorConfig | Config, board_size: int, net: PolicyVa
 
 _NOT_STARTED, _RUNNING, _STOPPED = 0, 1, 2
 # control words: the server's state and pid, the model (version, has_score), counters, then per-client requests
-_STATE, _PID, _VERSION, _HAS_SCORE, _REQUESTS, _BATCHES, _ROWS, _FORWARDED, _HITS = range(9)
-_HEAD = 9
+_STATE, _PID, _VERSION, _HAS_SCORE, _REQUESTS, _BATCHES, _ROWS, _FORWARDED, _HITS, _SHARED = range(10)
+_HEAD = 10
 MODEL_ID_BYTES = 128
 
 
@@ -493,7 +493,8 @@ class EvaluatorChannel:
     def counters(self) -> dict:
         c = self._mem.control
         return {"requests": int(c[_REQUESTS]), "batches": int(c[_BATCHES]), "rows": int(c[_ROWS]),
-                "forwarded": int(c[_FORWARDED]), "cache_hits": int(c[_HITS]), "model_version": int(c[_VERSION])}
+                "forwarded": int(c[_FORWARDED]), "cache_hits": int(c[_HITS]), "shared_rows": int(c[_SHARED]),
+                "model_version": int(c[_VERSION])}
 
     def handle(self, client: int) -> "SharedEvaluatorHandle":
         if not 0 <= client < self.spec.clients:
@@ -536,7 +537,7 @@ class SharedEvaluatorClient(Evaluator):
                          buffers=(m.inputs[i], m.policy[i], m.value[i], m.score[i]))
         self._slot = _HEAD + i
         self._pending, self._done = spec.pending, spec.done[i]
-        self._poll_s = poll_s
+        self.poll_s = poll_s  # seconds between checks that the server is still there
 
     @property
     def model_id(self) -> str:
@@ -567,7 +568,7 @@ class SharedEvaluatorClient(Evaluator):
             raise RuntimeError("the shared evaluator is not running")
         control[self._slot] = n
         self._pending.release()
-        while not self._done.acquire(timeout=self._poll_s):
+        while not self._done.acquire(timeout=self.poll_s):
             gone = self._server_gone()
             if gone:
                 raise RuntimeError(f"{gone} before answering")
@@ -642,7 +643,7 @@ class SharedEvaluatorServer:
         if c is None:
             return dict(self._final)
         return {"requests": int(c[_REQUESTS]), "batches": int(c[_BATCHES]), "rows": int(c[_ROWS]),
-                "forwarded": int(c[_FORWARDED]), "cache_hits": int(c[_HITS])}
+                "forwarded": int(c[_FORWARDED]), "cache_hits": int(c[_HITS]), "shared_rows": int(c[_SHARED])}
 
     def handle(self, client: int) -> SharedEvaluatorHandle:
         if not 0 <= client < self.clients:
@@ -665,6 +666,8 @@ class SharedEvaluatorServer:
 
     def serve(self, hook=None, hook_every: float = 1.0) -> None:
         """Serve in the calling thread until the channel is stopped (``EvaluatorChannel.stop``/``close``)."""
+        if self._control[_STATE] == _STOPPED:  # stopped before this process got here
+            return
         self._control[_STATE] = _RUNNING
         self._serve(hook, hook_every)
 
@@ -705,6 +708,8 @@ class SharedEvaluatorServer:
                         dst = seen[key] = used
                         ev.inputs[used] = inputs[client, row]
                         used += 1
+                    else:  # the same input as a row already in the batch: answered by that one
+                        control[_SHARED] += 1
                     rows.append((row, dst))
                 batch.append((client, n, rows))
                 control[_REQUESTS] += 1

@@ -135,3 +135,47 @@ def test_in_process_backend_plays_what_it_is_given(tmp_path):
     assert [d["games"] for d in done] == [2] and lost == [] and not backend.busy()
     assert (tmp_path / "data" / "x00001-w00-0000.npz").is_file()
     assert backend.stop() == []
+
+
+# -- one evaluator process for all the workers -----------------------------------------------------------------
+
+
+def test_generations_with_one_shared_evaluator_process(tmp_path):
+    """Two workers and one evaluator process (evaluator.shared=on): the run plays the same named chunks as
+    in-process; the evaluator process served them (its NN cache answered the repeated positions) and
+    followed the net the run published after the first generation."""
+    summary = run_loop(config(evaluator={"shared": "on"}), tmp_path / "shared", backend="processes",
+                       report=lambda _m: None)
+    assert summary["stop_reason"] == "generations" and summary["games"] == 16
+    info = summary["processes"]
+    assert info["shared_evaluator"] and info["chunks_lost"] == 0
+    served = info["evaluator"]
+    assert served["requests"] > 0 and served["rows"] == served["forwarded"] + served["cache_hits"] + served["shared_rows"]
+    assert served["cache_hits"] > 0 and served["batches"] <= served["requests"]
+    made = shards(tmp_path / "shared")
+    assert list(made) == [f"g{g:05d}-c{c:04d}-0000.npz" for g in range(2) for c in range(4)]
+    ids = {str(made[name]["model_id"]) for name in made if name.startswith("g00001")}
+    first = {str(made[name]["model_id"]) for name in made if name.startswith("g00000")}
+    assert ids.isdisjoint(first)  # generation 1 was played by the net trained after generation 0
+
+
+def test_the_shared_evaluator_dying_stops_the_run_and_keeps_what_finished(tmp_path):
+    """kill -9 of the evaluator process: the workers cannot go on, the run stops at once with a one-line
+    reason, and every chunk finished before is on disk."""
+    messages: list[str] = []
+    cfg = config(evaluator={"shared": "on"}, run={"generations": 50, "minutes": 5.0})
+    loop = RunLoop(cfg, tmp_path / "run", report=messages.append, backend="processes")
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(loop.run()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 180
+    while loop.stats.games_total < 2:
+        assert thread.is_alive() and time.monotonic() < deadline, messages
+        time.sleep(0.05)
+    finished = loop.stats.games_total
+    os.kill(loop.backend.server.pid, signal.SIGKILL)
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "the run did not stop after its evaluator was killed"
+    assert result["stop_reason"] == "shared evaluator failed", messages
+    assert any("shared evaluator process exited" in m and "on disk" in m for m in messages), messages
+    assert result["games"] >= finished and len(shards(tmp_path / "run")) * 2 >= finished

@@ -330,3 +330,90 @@ def test_shared_evaluator_client_contract_in_threads():
         clients[0].evaluate(1)
     for c in clients:
         c.close()
+
+
+def test_shared_evaluator_cache_answers_repeats_and_sends_each_new_row_once():
+    """With a cache the server keys rows by their bytes: two clients asking for the same rows at once cost
+    one evaluation each row (bit-identical answers to a direct evaluation), asking again costs none, and a
+    new model empties the cache and is what clients read as ``model_id``."""
+    import threading
+
+    from specmcts.nncache import NNCache
+
+    cache = NNCache.for_board(1024, 9)
+    direct = HashEvaluator(9, seed=0, max_batch=16)
+    server = SharedEvaluatorServer(HashEvaluator(9, seed=0, max_batch=16), clients=2, rows=8, cache=cache)
+    states = positions(9, 8, seed=5)
+    write_leaves(direct, states)
+    want_policy, want_value = (a.copy() for a in direct.evaluate(8))
+    with server:
+        clients = [server.handle(i).connect() for i in range(2)]
+        for c in clients:
+            write_leaves(c, states)
+        barrier = threading.Barrier(2)
+        answers = {}
+
+        def work(i):
+            barrier.wait()
+            answers[i] = tuple(a.copy() for a in clients[i].evaluate(8))
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        for i in range(2):
+            assert answers[i][0].tobytes() == want_policy.tobytes() and answers[i][1].tobytes() == want_value.tobytes()
+        first = server.counters()
+        assert first["rows"] == 16 and first["forwarded"] == 8  # each distinct row evaluated once
+        assert first["cache_hits"] + first["shared_rows"] == 8
+        policy, value = clients[0].evaluate(8)
+        assert policy.tobytes() == want_policy.tobytes() and value.tobytes() == want_value.tobytes()
+        again = server.counters()
+        assert again["forwarded"] == 8 and again["cache_hits"] == first["cache_hits"] + 8
+        server.set_model("hash(seed=0)-v2")
+        assert clients[1].model_id == "hash(seed=0)-v2" and len(cache) == 0
+        clients[1].evaluate(8)
+        assert server.counters()["forwarded"] == 16  # nothing cached from the old model answers the new one
+        for c in clients:
+            c.close()
+
+
+def _serve_in_own_process(spec, ready):
+    from specmcts.nncache import NNCache
+
+    server = SharedEvaluatorServer(HashEvaluator(9, seed=0, max_batch=8), spec=spec, cache=NNCache.for_board(64, 9))
+    ready.set()
+    server.serve(lambda s: None, 0.1)
+
+
+def test_a_client_fails_at_once_when_the_evaluator_process_dies():
+    """The server in a process of its own (as ``specmcts run`` starts it): it answers; killed (-9), a
+    client waiting for it raises a one-line error naming the dead process instead of hanging."""
+    import multiprocessing
+    import os
+    import signal
+
+    from specmcts.evaluator import EvaluatorChannel
+
+    ctx = multiprocessing.get_context("spawn")
+    channel = EvaluatorChannel(1, 4, 9, NUM_PLANES, ctx)
+    ready = ctx.Event()
+    proc = ctx.Process(target=_serve_in_own_process, args=(channel.spec, ready), daemon=True)
+    proc.start()
+    try:
+        assert ready.wait(60)
+        client = channel.handle(0).connect()
+        client.poll_s = 0.1
+        write_leaves(client, positions(9, 2, seed=1))
+        policy, _value = client.evaluate(2)
+        assert policy.shape == (2, 82) and client.model_id == "hash(seed=0)"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(timeout=10)
+        with pytest.raises(RuntimeError, match=rf"shared evaluator process \(pid {proc.pid}\) exited"):
+            client.evaluate(2)
+        client.close()
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        channel.close()

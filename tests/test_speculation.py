@@ -37,10 +37,12 @@ def selfplay(board: int, k: int, *, games: int = 3, concurrent: int = 3, sims: i
                      resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves, stages, parallel_min_trees)
 
 
-@lru_cache(maxsize=None)
-def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
-              resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves, stages, parallel_min_trees):
-    cfg = Config().override(
+def config_for(board: int, k: int, *, games: int = 3, concurrent: int = 3, sims: int = SIMS, max_batch: int = 512,
+               leaves_per_tree: int = 8, seed: int = 1, resign_threshold: float = -0.95,
+               no_resign_fraction: float = 0.0, threads: int = 0, root: str = "puct", fast_sims: int = 0,
+               score_utility: float = 0.0, width: int = 1, rows: int = 0, sure: bool = True, max_moves: int = 0,
+               stages: int = 0, parallel_min_trees: int = 16) -> Config:
+    return Config().override(
         f"seed={seed}", f"game.board={board}", f"search.sims={sims}", f"search.leaves_per_tree={leaves_per_tree}",
         f"search.speculate={k}", f"search.temperature_moves={TEMPERATURE_MOVES}", "search.dirichlet_fraction=0.25",
         "search.tree_reuse=false", f"search.resign_threshold={resign_threshold}", "search.resign_consecutive=2",
@@ -49,6 +51,16 @@ def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tr
         f"search.spec_rows={rows}", f"search.spec_sure={sure}", f"search.spec_stages={stages}",
         f"search.parallel_min_trees={parallel_min_trees}", f"selfplay.games={games}",
         f"selfplay.concurrent={concurrent}", f"selfplay.max_moves={max_moves}", f"evaluator.max_batch={max_batch}")
+
+
+@lru_cache(maxsize=None)
+def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
+              resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves, stages, parallel_min_trees):
+    cfg = config_for(board, k, games=games, concurrent=concurrent, sims=sims, max_batch=max_batch,
+                     leaves_per_tree=leaves_per_tree, seed=seed, resign_threshold=resign_threshold,
+                     no_resign_fraction=no_resign_fraction, threads=threads, root=root, fast_sims=fast_sims,
+                     score_utility=score_utility, width=width, rows=rows, sure=sure, max_moves=max_moves,
+                     stages=stages, parallel_min_trees=parallel_min_trees)
     if evaluator == "hash":
         ev = HashEvaluator(board, seed=7, max_batch=max_batch)
     else:
@@ -415,3 +427,51 @@ def test_auto_speculation_measures_the_evaluator_and_stays_lossless():
     assert 0 <= plan.k <= 16 and plan.trees == runner.pipeline.trees and plan.k < plan.trees
     assert runner.pipeline.stages == (plan.stages if plan.k else 1)
     assert all(t > 0 for t in plan.timings.values())
+
+
+# ----------------------------------------------------------------------------------------------
+# One evaluator process for many self-play processes
+
+
+def _play_on_shared_evaluator(handle, board: int, k: int, answers) -> None:
+    """A self-play process on the shared evaluator: its own NN cache disabled (the server's is the cache)."""
+    evaluator = handle.connect()
+    runner = SelfPlay(config_for(board, k), evaluator, NNCache(0, board * board + 1, 2 * board * board + 1),
+                      out=None, tensorboard=False)
+    runner.run()
+    answers.put((k, [(r.index, r.moves, r.result, np.stack(r.targets), np.array(r.root_values),
+                      np.stack(r.features)) for r in sorted(runner.records, key=lambda r: r.index)]))
+    evaluator.close()
+
+
+def test_self_play_processes_on_one_shared_evaluator_are_lossless():
+    """Two self-play processes (k = 2 and k = 3) on one shared evaluator at once: their batches are merged,
+    rows they both ask for are evaluated once, later ones come from the server's cache; each process's
+    records still equal the k = 0 records of a process with its own evaluator."""
+    import multiprocessing
+
+    from specmcts.evaluator import SharedEvaluatorServer
+
+    reference, _, _ = selfplay(9, 0)
+    ctx = multiprocessing.get_context("spawn")
+    server = SharedEvaluatorServer(HashEvaluator(9, seed=7, max_batch=1024), clients=2, rows=512,
+                                   mp_context=ctx, cache=NNCache(1 << 14, 82, 163))
+    answers = ctx.Queue()
+    with server:
+        procs = [ctx.Process(target=_play_on_shared_evaluator, args=(server.handle(i), 9, k, answers), daemon=True)
+                 for i, k in enumerate((2, 3))]
+        for p in procs:
+            p.start()
+        got = dict(answers.get(timeout=300) for _ in procs)
+        for p in procs:
+            p.join(timeout=30)
+    counters = server.counters()
+    assert counters["cache_hits"] + counters["shared_rows"] > 0  # the processes did share evaluations
+    for k, records in got.items():
+        assert [r[0] for r in records] == [r.index for r in reference], k
+        for (index, moves, result, targets, root_values, features), ref in zip(records, reference):
+            where = f"k={k} game {index}"
+            assert moves == ref.moves and result == ref.result, where
+            np.testing.assert_array_equal(targets, np.stack(ref.targets), err_msg=where)
+            np.testing.assert_array_equal(root_values, np.array(ref.root_values), err_msg=where)
+            np.testing.assert_array_equal(features, np.stack(ref.features), err_msg=where)
