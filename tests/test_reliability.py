@@ -126,6 +126,29 @@ def test_sigint_of_selfplay_writes_the_finished_games_shard(tmp_path):
     assert summary["games"] == len(sgfs) >= 3 and samples == moves == summary["moves"]
 
 
+@pytest.mark.parametrize("shared", ["on", "off"])
+def test_sigint_of_selfplay_workers_keeps_every_finished_game(tmp_path, shared):
+    """selfplay --workers 2 (one shared evaluator process, or a net each): Ctrl-C stops each worker at its
+    next batch; every game finished by then is in an SGF and in a shard, and the summary counts them."""
+    from specmcts.replay import read_shard
+
+    out = tmp_path / "sp"
+    proc = specmcts("selfplay", *TINY, "--games", "400", "--workers", "2", "--set", "selfplay.concurrent=2",
+                    "--set", "selfplay.shard_games=200", "--set", f"evaluator.shared={shared}", "--out", str(out),
+                    "--quiet", "--json")
+    wait_for(proc, lambda: len(list((out / "sgf").glob("*.sgf"))) >= 3, "three finished games")
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    summary = strict_json(stdout)
+    assert summary["stop_reason"] == "interrupted" and summary["workers"] == 2
+    assert summary["shared_evaluator"] == (shared == "on")
+    sgfs = sorted((out / "sgf").glob("*.sgf"))
+    moves = sum(len(read_sgf(p).moves) for p in sgfs)
+    samples = sum(len(read_shard(p, SIZE)) for p in (out / "data").glob("*.npz"))
+    assert summary["games"] == len(sgfs) >= 3 and samples == moves == summary["moves"]
+
+
 def test_sigint_of_eval_keeps_the_finished_games(tmp_path, tiny_model):
     out = tmp_path / "ev"
     proc = specmcts("eval", *TINY, "--model", str(tiny_model), "--opponent", "random", "--games", "400",
