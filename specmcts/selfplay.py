@@ -400,6 +400,7 @@ class SelfPlay:
             "wall_s": round(wall, 3),
             "sims_per_s": st.leaves / wall if wall > 0 else 0.0,
             "evals": st.evals,
+            "forwards": int(st.batch_rows[1:].sum()),  # evaluator calls (an all-cached step makes none)
             "evals_per_s": st.evals / wall if wall > 0 else 0.0,
             "cache_hit_rate": st.cache_hits / (st.cache_hits + st.evals) if st.cache_hits + st.evals else 0.0,
             "mean_game_length": moves / len(recs) if recs else 0.0,
@@ -525,6 +526,7 @@ def merge_summaries(parts: list[dict], wall: float) -> dict:
     moves = sum(p["moves"] for p in parts)
     sims = sum(p["sims"] for p in parts)
     evals = sum(p["evals"] for p in parts)
+    forwards = sum(p.get("forwards", 0) for p in parts)
 
     def weighted(key: str, weight: str) -> float:
         total = sum(p[weight] for p in parts if p.get(key) is not None)
@@ -534,7 +536,7 @@ def merge_summaries(parts: list[dict], wall: float) -> dict:
     stages = [p["prediction_accuracy_by_stage"] for p in parts if p.get("prediction_accuracy_by_stage")]
     return {
         "games": games, "moves": moves, "sims": sims, "wall_s": round(wall, 3),
-        "sims_per_s": sims / wall if wall > 0 else 0.0, "evals": evals,
+        "sims_per_s": sims / wall if wall > 0 else 0.0, "evals": evals, "forwards": forwards,
         "evals_per_s": evals / wall if wall > 0 else 0.0,
         "cache_hit_rate": weighted("cache_hit_rate", "sims"),
         "mean_game_length": moves / games if games else 0.0,
