@@ -128,7 +128,7 @@ class SelfPlayWorker:
         import ray
 
         return {"worker": self.index, "node": ray.util.get_node_ip_address(), "host": socket.gethostname(),
-                "pid": os.getpid(), "device": str(getattr(self.evaluator, "device", "cpu")), "threads": self.threads}
+                "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "device": str(getattr(self.evaluator, "device", "cpu")), "threads": self.threads}
 
     def _adopt(self, weights: dict) -> None:
         """Switch to the broadcast net if it is not the one held (weights fetched once per model id)."""
@@ -256,6 +256,7 @@ class WorkerPool:
         self.pending: dict = {}  # ObjectRef -> (worker, incarnation, Chunk or None for the start-up probe)
         self.restarts = 0
         self.chunks_lost = 0
+        self.nodes_seen: set[str] = set()  # Ray node ids a worker ran on
         self.closed = False
         self.storage_marker: str | None = None  # ray.shared_storage: a file the workers must see
         self._prefix = f"{self.run_dir.resolve().name}-{socket.gethostname()}-{os.getpid()}"
@@ -289,8 +290,10 @@ class WorkerPool:
         return sum(1 for w, _inc, chunk in self.pending.values() if w == worker and chunk is not None)
 
     def free(self, depth: int) -> list[int]:
-        """Workers with fewer than ``depth`` chunks queued, emptiest first."""
-        counts = {s.index: self.queued(s.index) for s in self.slots}
+        """Started workers with fewer than ``depth`` chunks queued, emptiest first. A worker whose actor has
+        not started (still starting, or respawned where no node has room, e.g. after its node was lost) gets
+        no chunks: they would wait for it while the others idle."""
+        counts = {s.index: self.queued(s.index) for s in self.slots if s.info is not None}
         return sorted((w for w, n in counts.items() if n < depth), key=lambda w: (counts[w], w))
 
     def busy(self) -> bool:
@@ -339,6 +342,7 @@ class WorkerPool:
             if chunk is None:
                 if incarnation == slot.incarnation:
                     slot.info = result
+                    self.nodes_seen.add(result["node_id"])
                     if slot.incarnation > 0:
                         self.report(f"ray: worker {worker} is back on {result['host']} ({result['node']})")
                 continue
@@ -393,12 +397,11 @@ class WorkerPool:
             (self.run_dir / self.storage_marker).unlink(missing_ok=True)
 
     def summary(self) -> dict:
-        nodes = {s.info["node"] for s in self.slots if s.info}
         return {
             "workers": self.workers,
             "num_cpus_per_worker": self.cpus,
             "num_gpus_per_worker": self.gpus,
-            "nodes": len(nodes),
+            "nodes": len(self.nodes_seen),  # by node id: several nodes may share a host and an IP
             "restarts": self.restarts,
             "chunks_lost": self.chunks_lost,
             "storage": "shared" if self.cfg.ray.shared_storage else "object store",
