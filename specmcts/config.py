@@ -208,6 +208,10 @@ class RayConfig:
     shared_storage: bool = False  # actors write shards/SGF into the run directory themselves (same path on every
     # node, e.g. NFS); false: they return them through the object store and the driver writes them
     max_restarts: int = 20  # dead actors respawned in one run at most (then the run stops)
+    trainer: str = "driver"  # driver: the trainer runs in the driver; actor: in a Ray actor of its own (its own
+    # GPU), on the driver's node (or anywhere with shared_storage), weights still published by checkpoint
+    trainer_cpus: float = 1.0  # CPUs reserved for the trainer actor (also its torch threads, at least 1)
+    trainer_gpus: float = -1.0  # GPUs for the trainer actor (-1: 1 when the run's device is CUDA, else 0)
 
 
 @dataclass(frozen=True)

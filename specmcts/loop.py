@@ -128,6 +128,7 @@ class RunLoop:
         self.cfg = cfg
         self.backend_kind = backend  # where self-play plays (specmcts.backends.make_backend)
         self.backend = None
+        self.trainer = None
         self._last_session_ms = 0
         self._chunks_asked = 0
         self.run_dir = Path(run_dir)
@@ -162,10 +163,18 @@ class RunLoop:
             removed += 1
         if removed:
             self.report(f"run: removed {removed} unfinished temporary file(s) of an interrupted session")
-        self.buffer = ReplayBuffer(run / "data", cfg.game.board, cfg.train, seed=cfg.seed, report=self.report)
-        self.buffer.refresh()
+        remote = self.backend_kind == "ray" and cfg.ray.trainer == "actor"
+        if remote:  # the trainer and its replay buffer in a Ray actor (specmcts.distributed.TrainerHost)
+            from specmcts.distributed import remote_trainer
+
+            self.trainer, meta = remote_trainer(cfg, run, self.device, self.resume, self.init_model, self.report)
+            self.buffer = self.trainer.buffer
+        else:
+            self.buffer = ReplayBuffer(run / "data", cfg.game.board, cfg.train, seed=cfg.seed, report=self.report)
+            self.buffer.refresh()
         if self.resume:
-            self.trainer, meta = Trainer.resume(cfg, run, self.buffer, self.device, report=self.report)
+            if not remote:
+                self.trainer, meta = Trainer.resume(cfg, run, self.buffer, self.device, report=self.report)
             state = meta.get("run") or {}
             self.totals_before = dict(state.get("totals") or {})
             self.generation = int(state.get("generation", 0))
@@ -178,8 +187,9 @@ class RunLoop:
             if self.store.steps():
                 raise CheckpointError(f"{self.store.dir} already holds checkpoints (newest step "
                                       f"{self.store.steps()[-1][0]}): pass --resume to continue, or --out for a new run")
-            self.trainer = Trainer.create(cfg, run, self.buffer, self.device, init_model=self.init_model,
-                                          report=self.report)
+            if not remote:
+                self.trainer = Trainer.create(cfg, run, self.buffer, self.device, init_model=self.init_model,
+                                              report=self.report)
             if self.init_model:  # a run continued from another run's checkpoint carries its compute on
                 from specmcts.network import read_checkpoint
 
@@ -486,6 +496,9 @@ class RunLoop:
                 return self._run()
             finally:
                 self.backend.stop()
+                close = getattr(self.trainer, "close", None)  # a trainer actor (ray.trainer: actor)
+                if close is not None:
+                    close()
 
     def _run(self) -> dict:
         self._prepare()

@@ -96,3 +96,34 @@ def test_losing_a_node_leaves_its_chunks_to_the_other(tmp_path, two_nodes):
     assert result["stop_reason"] == "generations" and result["games"] == 24, messages
     assert any(f"worker {lost} died" in m for m in messages), messages
     assert result["ray"]["games_by_worker"][f"w{1 - lost:02d}"] > result["ray"]["games_by_worker"][f"w{lost:02d}"]
+
+
+def test_the_trainer_as_an_actor_trains_the_same_net(tmp_path, two_nodes):
+    """ray.trainer=actor: the trainer and its replay buffer run in a Ray actor, on the driver's node (the run
+    directory is there), the self-play actors on both nodes; the generations run ends with the very net and
+    checkpoints of the same run with the trainer in the driver (training is seeded and deterministic)."""
+    ray, cluster, second = two_nodes
+    messages: list[str] = []
+    cfg = load_config(None, CONFIG + ["run.generations=2", "ray.trainer=actor", "ray.trainer_cpus=0"])
+    loop = RunLoop(cfg, tmp_path / "actor", report=messages.append, backend="ray")
+    remote = loop.run()
+    assert remote["stop_reason"] == "generations" and remote["ray"]["nodes"] == 2, messages
+    assert any("the trainer is an actor" in m for m in messages), messages
+    driver = RunLoop(load_config(None, CONFIG + ["run.generations=2"]), tmp_path / "driver",
+                     report=lambda _m: None, backend="ray").run()
+    assert (remote["step"], remote["model_id"]) == (driver["step"], driver["model_id"]) and remote["step"] > 0
+    assert sorted(p.name for p in (tmp_path / "actor" / "models").glob("model_*.pt")) == \
+        sorted(p.name for p in (tmp_path / "driver" / "models").glob("model_*.pt"))
+    tags = tb_tags(tmp_path / "actor" / "tb")
+    assert {"train/loss", "replay/total_samples", "compute/games"} <= tags  # the actor's points, written here
+
+
+def tb_tags(directory) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for events in directory.glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    return tags
