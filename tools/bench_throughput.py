@@ -4,6 +4,7 @@ processes, each with a net of its own or all on one shared evaluator process, me
     python tools/bench_throughput.py                                  # CPU, small: the tables in docs/performance.md
     python tools/bench_throughput.py --device cuda --net 9x9-6x64 --workers 1 4 8 16 --seconds 40
     python tools/bench_throughput.py --json                           # one JSON object
+    python tools/bench_throughput.py --device cuda --net 19x19-10x128 --ceiling-only
 
 Forward ceiling: evals/s of ``NetEvaluator.evaluate(B)`` on random rows at each batch size B of
 ``--batches``: eager PyTorch, and on CUDA also the captured CUDA graphs (bf16), the same evaluator self-play
@@ -145,8 +146,12 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-entries", type=int, default=1 << 16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--ceiling-only", action="store_true", help="the forward ceiling alone, no self-play rows")
+    ap.add_argument("--save", metavar="FILE", help="also write the JSON object to FILE")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     args = ap.parse_args(argv)
+    if args.ceiling_only:
+        args.workers = []
     cuda = args.device.startswith("cuda")
     net = args.net or ("9x9-6x64" if cuda else "9x9-2x32")
     batches = args.batches or ([1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048] if cuda else [1, 8, 32, 64, 128, 256])
@@ -172,14 +177,21 @@ def main(argv=None) -> int:
     env = {"device": args.device, "net": net, "cpus": os.cpu_count(), "torch": torch.__version__,
            "sims": args.sims, "leaves": args.leaves, "concurrent": args.concurrent, "seconds": args.seconds,
            "total_s": round(time.perf_counter() - started, 1)}
+    result = {"env": env, "ceiling": ceiling, "selfplay": rows}
+    if args.save:
+        Path(args.save).write_text(json.dumps(result, default=float) + "\n")
     if args.json:
-        print(json.dumps({"env": env, "ceiling": ceiling, "selfplay": rows}, default=float))
+        print(json.dumps(result, default=float))
         return 0
     print(f"Forward ceiling, {net} on {args.device} (random rows)")
     print("| mode | batch | ms/call | evals/s |")
     print("|---|---:|---:|---:|")
     for r in ceiling:
         print(f"| {r['mode']} | {r['batch']} | {r['ms']:.3f} | {r['evals_per_s']:,.0f} |")
+    if not rows:
+        print(f"\nsummary: {net} on {args.device}: up to {max(r['evals_per_s'] for r in ceiling):,.0f} evals/s "
+              f"(forward only); {env['total_s']} s")
+        return 0
     print(f"\nSelf-play, {net}, {args.sims} sims, {args.concurrent} games x {args.leaves} leaves per worker, "
           f"{args.seconds:g} s per row")
     print("| workers | evaluator | games/hour | evals/s | rows/forward | of ceiling | server cache+shared |")

@@ -1,9 +1,27 @@
 #!/usr/bin/env bash
-# All GPU measurements of issues 3 and 4 in one call on the device machine (H100/H200, 16 cores).
-# Writes tables and JSON under ${OUT:-gpu-results}. gymnasium is not on that machine: carry wheels in
-# .whl/ (see the device tool's README) and this script installs them into /tmp/site.
-set -euo pipefail
-out=${OUT:-gpu-results}
+# The throughput check (issue 15) in one call, every table under one results folder:
+#
+#   tools/gpu_bench.sh                  # the device machine (one H200, 16 cores): CUDA, full sizes, <= 8 min
+#   tools/gpu_bench.sh --device cpu     # any machine: the same tables at small sizes (docs/performance.md)
+#
+# Results: ${OUT:-bench-results}/<section>.txt (the table a tool printed), <section>.json where the tool
+# writes one, and summary.md: every section's table in order, with its command, exit status and seconds.
+# A section that fails or runs past its time limit is recorded as such and the script goes on.
+#
+# Sections: the GPU tests (CUDA graphs, bf16, pinned buffers, AMP training; skips name the missing GPU on a
+# CPU); the forward ceiling of our own evaluator (eager vs CUDA graph, batch 1..2048) and self-play evals/s
+# with 1 and N worker processes, each with its own net or all on one shared evaluator process, against that
+# ceiling (tools/bench_throughput.py); self-play evals/s vs the forward pass at the same batch in one process
+# (tools/bench_search.py, 9x9 6x64 and 19x19 10x128); latency per speculation depth k (bench_speculation.py);
+# Ray scaling over 1, 2, 4, 8 worker actors (bench_ray_scaling.py; needs Ray, which the device machine lacks
+# unless carried).
+#
+# The device machine lacks gymnasium and sgfmill: carry their wheels in .whl/ (the device tool's README);
+# this script installs them into /tmp/site.
+set -uo pipefail
+device=cuda
+if [[ "${1:-}" == "--device" ]]; then device=${2:?--device cpu or cuda}; fi
+out=${OUT:-bench-results}
 mkdir -p "$out"
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -11,22 +29,61 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 else
   export PYTHONPATH=$PWD
 fi
-export PYTHONUNBUFFERED=1 NUMBA_CACHE_DIR=/tmp/numba-cache
-nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/gpu.txt"
+export PYTHONUNBUFFERED=1 NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-/tmp/numba-cache}
+py=${PYTHON:-python3}
+started=$(date +%s)
+summary="$out/summary.md"
+{
+  echo "# tools/gpu_bench.sh --device $device, $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo
+  if [[ $device == cuda ]]; then nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; fi
+  echo "$(nproc) cores; $($py -c 'import torch; print("torch", torch.__version__)' 2>&1)"
+} > "$summary"
 
-# Issue 3: CPU sims/s/core + self-play evals/s vs pure forward at the same batch (target ratio >= 0.70)
-python3 tools/bench_search.py --net 9x9-6x64 19x19-10x128 --device cuda --concurrent 64 --net-sims 200 \
-  --max-moves 30 --sims 800 2>&1 | tee "$out/bench_search.txt"
+# section NAME SECONDS COMMAND...: run it under a time limit, keep its output, add it to the summary
+section() {
+  local name=$1 limit=$2
+  shift 2
+  local t0=$(date +%s)
+  echo "== $name (limit ${limit} s): $*" >&2
+  timeout --signal=INT --kill-after=15 "$limit" "$@" > "$out/$name.txt" 2>"$out/$name.err"
+  local rc=$? t1=$(date +%s)
+  {
+    echo
+    echo "## $name"
+    echo
+    echo "\`$*\` -> exit $rc in $((t1 - t0)) s$([[ $rc == 124 || $rc == 130 ]] && echo ' (time limit)')"
+    echo
+    cat "$out/$name.txt"
+  } >> "$summary"
+  tail -n 3 "$out/$name.txt" >&2
+}
 
-# Speculation (issue 11): latency per shape with the shipped (trained) 9x9 net, 800 sims, L = 8: chains vs
-# trees at the same budget, measured batch costs instead of the H100 model; then random nets of the sizes
-# the anchors table has, and 19x19
-python3 tools/bench_speculation.py --device cuda --model shipped --sims 800 --games 2 --leaves 8 --cache on \
-  --k 0 4 8 16 --tree 16:2:17 16:3:17 16:2:17:51 --json "$out/spec9_trained.json" 2>&1 | tee "$out/bench_spec9_trained.txt"
-python3 tools/bench_speculation.py --device cuda --nets 9x9-6x64 --sims 800 --games 1 --leaves 8 --cache on \
-  --k 0 4 16 --tree 16:2:17:51 --max-moves 60 --json "$out/spec9.json" 2>&1 | tee "$out/bench_spec9.txt"
-python3 tools/bench_speculation.py --device cuda --nets 19x19-10x128 --sims 800 --games 1 --k 0 4 8 \
-  --tree 8:2:9:27 --leaves 8 --cache on --max-moves 60 --json "$out/spec19.json" 2>&1 | tee "$out/bench_spec19.txt"
-# Throughput load (64 concurrent games): evals/s cost of speculation, what auto picks (within 5 % of k = 0)
-python3 tools/bench_speculation.py --device cuda --nets 9x9-6x64 --sims 800 --k 0 1 2 --leaves 8 \
-  --cache on --throughput 64 --max-moves 20 --games 1 --json "$out/through9.json" 2>&1 | tee "$out/bench_through9.txt"
+if [[ $device == cuda ]]; then
+  section gpu_tests 90 $py -m pytest -q -rs -p no:cacheprovider tests/test_evaluator.py tests/test_network.py \
+    tests/test_train.py -k "cuda or gpu or graph or amp or pinned or bf16 or device"
+  section throughput9 170 $py tools/bench_throughput.py --device cuda --net 9x9-6x64 --workers 1 16 \
+    --modes own shared --seconds 20 --sims 200 --concurrent 64 --chunk-games 64 --save "$out/throughput9.json"
+  section ceiling19 40 $py tools/bench_throughput.py --device cuda --net 19x19-10x128 --ceiling-only \
+    --save "$out/ceiling19.json"
+  section search 70 $py tools/bench_search.py --sizes 9 --net 9x9-6x64 19x19-10x128 --device cuda --concurrent 64 \
+    --net-sims 200 --max-moves 30 --sims 800
+  section speculation9 60 $py tools/bench_speculation.py --device cuda --model shipped --sims 800 --games 1 \
+    --leaves 8 --cache on --k 0 4 8 16 --tree 16:2:17 --max-moves 60 --json "$out/speculation9.json"
+  section speculation19 40 $py tools/bench_speculation.py --device cuda --nets 19x19-10x128 --sims 800 --games 1 \
+    --k 0 4 8 --leaves 8 --cache on --max-moves 40 --json "$out/speculation19.json"
+  section ray 60 $py tools/bench_ray_scaling.py --config configs/go9.yaml --workers 1 2 4 8 --seconds 8
+else
+  section gpu_tests 120 $py -m pytest -q -rs -p no:cacheprovider tests/test_evaluator.py tests/test_network.py \
+    tests/test_train.py -k "cuda or gpu or graph or amp or pinned or bf16 or device"
+  section throughput9 300 $py tools/bench_throughput.py --device cpu --net 9x9-2x32 --workers 1 2 \
+    --modes own shared --seconds 40 --sims 64 --concurrent 8 --chunk-games 8 --save "$out/throughput9.json"
+  section search 120 $py tools/bench_search.py --sizes 9 --net 9x9-2x32 --device cpu --concurrent 16 \
+    --net-sims 64 --max-moves 20 --sims 800 --trees 16
+  section speculation9 150 $py tools/bench_speculation.py --device cpu --model shipped --sims 200 --games 1 \
+    --leaves 8 --cache on --k 0 2 4 --max-moves 30 --json "$out/speculation9.json"
+  section ray 150 $py tools/bench_ray_scaling.py --config tiny --workers 1 2 --seconds 30
+fi
+echo >> "$summary"
+echo "total $(( $(date +%s) - started )) s" >> "$summary"
+echo "gpu_bench: $device, $(grep -c '^## ' "$summary") sections in $(( $(date +%s) - started )) s; tables in $summary"
