@@ -17,7 +17,7 @@ from games.go import GoState, gtp_to_action
 from specmcts import cli
 from specmcts.config import load_config
 from specmcts.evaluate import GTPSide, Side, opponent_side, play_match
-from specmcts.gtp_client import GTPEngine, find_gnugo
+from specmcts.gtp_client import GTPEngine
 from specmcts.gtp_match import gnugo_spec
 from specmcts.network import build_net, save_model
 from specmcts.sgf import read_sgf

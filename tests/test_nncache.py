@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from games.go import GoRules, GoState
-from native.features import NUM_PLANES, encode
+from native.features import encode
 from native.tree import input_key
 from specmcts.config import NetConfig
 from specmcts.evaluator import HashEvaluator, NetEvaluator

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
 import pytest
 
 from games.go import BLACK, WHITE, GoRules, GoState, gtp_to_action

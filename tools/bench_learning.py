@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     def elo(x):
         return "inf" if x is None else f"{x:+.0f}"
 
-    print(f"| config | seed | CPU-hours | games | steps | score vs reference | Elo [95 %] |")
+    print("| config | seed | CPU-hours | games | steps | score vs reference | Elo [95 %] |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['config']} | {r['seed']} | {r['cpu_hours'] or 0:.2f} | {r['games']} | {r['steps']} | "
