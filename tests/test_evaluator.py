@@ -296,9 +296,18 @@ def test_shared_evaluator_serves_worker_processes():
     assert 0 < server.batches <= server.requests <= 90 and server.evaluator.evals > 0
 
 
-def test_shared_evaluator_client_contract_in_threads():
+def run_in_threads(work, n: int) -> None:
+    """``work(0)``, ..., ``work(n - 1)`` at once, each in a thread; returns when all have."""
     import threading
 
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+
+
+def test_shared_evaluator_client_contract_in_threads():
     server = SharedEvaluatorServer(NetEvaluator(build_net(9, TINY), max_batch=8), clients=2, rows=4)
     with server:
         clients = [server.handle(i).connect() for i in range(2)]
@@ -311,11 +320,7 @@ def test_shared_evaluator_client_contract_in_threads():
             write_leaves(clients[i], states[2 * i:2 * i + 2])
             answers[i] = tuple(a.copy() for a in clients[i].evaluate(2))
 
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=30)
+        run_in_threads(work, 2)
         with pytest.raises(ValueError):
             clients[0].evaluate(5)
         assert clients[1].evaluate(0)[0].shape == (0, 82)
@@ -357,11 +362,7 @@ def test_shared_evaluator_cache_answers_repeats_and_sends_each_new_row_once():
             barrier.wait()
             answers[i] = tuple(a.copy() for a in clients[i].evaluate(8))
 
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=30)
+        run_in_threads(work, 2)
         for i in range(2):
             assert answers[i][0].tobytes() == want_policy.tobytes() and answers[i][1].tobytes() == want_value.tobytes()
         first = server.counters()
