@@ -179,3 +179,23 @@ def test_the_shared_evaluator_dying_stops_the_run_and_keeps_what_finished(tmp_pa
     assert result["stop_reason"] == "shared evaluator failed", messages
     assert any("shared evaluator process exited" in m and "on disk" in m for m in messages), messages
     assert result["games"] >= finished and len(shards(tmp_path / "run")) * 2 >= finished
+
+
+def test_a_killed_worker_on_the_shared_evaluator_costs_only_its_chunks(tmp_path):
+    """kill -9 of one of two workers on one shared evaluator (its request may be in flight): the evaluator
+    and the other worker go on, the lost chunks are played again, and every named chunk ends on disk."""
+    messages: list[str] = []
+    loop = RunLoop(config(evaluator={"shared": "on"}), tmp_path / "run", report=messages.append, backend="processes")
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(loop.run()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 180
+    while loop.stats.games_total < 2:
+        assert thread.is_alive() and time.monotonic() < deadline, messages
+        time.sleep(0.05)
+    os.kill(loop.backend.procs[0].pid, signal.SIGKILL)
+    thread.join(timeout=240)
+    assert not thread.is_alive(), "the run did not finish after a worker was killed"
+    assert result["stop_reason"] == "generations" and result["games"] >= 16, messages
+    assert result["processes"]["shared_evaluator"] and result["processes"]["evaluator"]["requests"] > 0
+    assert list(shards(tmp_path / "run")) == [f"g{g:05d}-c{c:04d}-0000.npz" for g in range(2) for c in range(4)]
