@@ -156,7 +156,7 @@ def insert(table, keys, policy, value, score):
         _store(table, keys[i], policy, value, score, i)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def lookup_leaves(table, leaves, n, eval_kind, miss_rows):
     """The search's fused lookup: for rows ``0..n-1`` of ``leaves`` (``native.tree.Leaves``) of kind
     ``eval_kind``, copy a hit straight into the leaf's policy, value and score and list a miss in
@@ -176,7 +176,7 @@ def lookup_leaves(table, leaves, n, eval_kind, miss_rows):
     return hits, misses
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def insert_leaves(table, leaves, miss_rows, m, policy, value, score):
     """Scatter the network's answers for ``miss_rows[:m]`` into ``leaves`` and store them."""
     for i in range(m):
@@ -220,7 +220,7 @@ def row_keys(rows, n, seed, out):
         out[i] = cache_key(_hash_row(rows, i, seed))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def hash_evaluate(rows, seed, out_policy, out_value):
     """Deterministic pseudo-random (policy, value) per row, a function of the row's bytes and ``seed`` only.
 

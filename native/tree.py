@@ -613,12 +613,13 @@ def _expand_and_backup(slots, wanted, row_start, tr, scratch, leaves, fill_eyes)
 # off only when a batch has many trees: for a handful of leaves the fork/join costs more than the work, and
 # on a loaded machine much more. ``specmcts.search`` picks per step; results are identical either way
 # (trees are independent, each tree's leaves are processed in order).
-select_leaves = njit(cache=True)(_select_leaves)
-select_leaves_parallel = njit(cache=True, parallel=True)(_select_leaves)
-encode_leaves = njit(cache=True)(_encode_leaves)
-encode_leaves_parallel = njit(cache=True, parallel=True)(_encode_leaves)
-expand_and_backup = njit(cache=True)(_expand_and_backup)
-expand_and_backup_parallel = njit(cache=True, parallel=True)(_expand_and_backup)
+# They release the GIL (nogil): with ``search.overlap`` a forward pass runs in another thread meanwhile.
+select_leaves = njit(cache=True, nogil=True)(_select_leaves)
+select_leaves_parallel = njit(cache=True, parallel=True, nogil=True)(_select_leaves)
+encode_leaves = njit(cache=True, nogil=True)(_encode_leaves)
+encode_leaves_parallel = njit(cache=True, parallel=True, nogil=True)(_encode_leaves)
+expand_and_backup = njit(cache=True, nogil=True)(_expand_and_backup)
+expand_and_backup_parallel = njit(cache=True, parallel=True, nogil=True)(_expand_and_backup)
 
 
 @njit(cache=True)

@@ -69,6 +69,8 @@ class SearchConfig:
     no_resign_fraction: float = 0.1  # games that never resign (to measure false resignations)
     threads: int = 0  # CPU threads for the batch kernels: 0 = all cores, 1 = serial
     parallel_min_trees: int = 16  # below this many trees in a batch the kernels run serially
+    overlap: bool = False  # two batches in flight per search: half the trees' forward pass runs (in a thread,
+    # on a twin evaluator) while the other half selects; records unchanged (docs/performance.md)
     # look-ahead depth k of the inter-decision pipeline: 0..16 (0 = off), or "auto": the shape the evaluator's
     # measured batch-cost curve affords (self-play; GTP ponders up to 16 moves deep)
     speculate: int | str = field(default=0, metadata={"auto": True})

@@ -142,6 +142,11 @@ class Evaluator:
         """Fill ``self._policy[:n]``, ``self._value[:n]`` and ``self._score[:n]`` from ``self.inputs[:n]``."""
         raise NotImplementedError
 
+    def twin(self) -> "Evaluator | None":
+        """A second evaluator of the same weights with buffers of its own, so that two batches can be in
+        flight at once (``search.overlap``), or None where there can be only one (a shared client)."""
+        return None
+
     def close(self) -> None:
         """Release device resources (CUDA graphs); the evaluator is unusable afterwards."""
 
@@ -162,6 +167,9 @@ class UniformEvaluator(Evaluator):
         self.constant_value = np.float32(value)
         self.model_id = f"uniform(v={value:g})"
 
+    def twin(self) -> "UniformEvaluator":
+        return UniformEvaluator(self.board_size, float(self.constant_value), self.max_batch, self.num_planes)
+
     def _forward(self, n: int) -> None:
         # Refilled on every call: callers may have modified the returned views in place (e.g. noise).
         self._policy[:n] = np.float32(1.0 / self.num_actions)
@@ -181,6 +189,9 @@ class HashEvaluator(Evaluator):
         self._rows = self.inputs.reshape(self.max_batch, -1)  # a view: rows are C*N*N bytes
         self.model_id = f"hash(seed={seed})"
         self.has_score = True
+
+    def twin(self) -> "HashEvaluator":
+        return HashEvaluator(self.board_size, self.seed, self.max_batch, self.num_planes)
 
     def _forward(self, n: int) -> None:
         native_nncache.hash_evaluate(self._rows[:n], self._seed, self._policy[:n], self._value[:n])
@@ -223,6 +234,14 @@ class NetEvaluator(Evaluator):
             self._setup_cuda(cudnn_benchmark)
         else:
             self._x = torch.zeros(self.inputs.shape, dtype=torch.float32)
+
+    def twin(self) -> "NetEvaluator":
+        """The same net (weights shared: ``load_state_dict`` on either changes both), buffers, device
+        buffers, stream and CUDA graphs of its own."""
+        twin = NetEvaluator(self.net, self.device, self.max_batch, self.cuda_graphs, self.dtype,
+                            cudnn_benchmark=False)
+        twin.model_id = self.model_id
+        return twin
 
     def _host_buffer(self, shape, dtype) -> np.ndarray:
         if not self._cuda:

@@ -119,6 +119,17 @@ class Search:
             su_scale=float(c.score_utility_scale or size / 2.0))
         for t in range(self.num_trees):
             self._reset_arrays(t)
+        # search.overlap: a second set of rows and a twin evaluator, so that one half of the trees' batch is
+        # evaluated (in a thread) while the other half selects
+        self._twin = self.evaluator.twin() if self.cfg.overlap else None
+        if self._twin is not None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.scratch_b = allocate_states(rows, size)
+            self.leaves_b = kernels.Leaves.allocate(rows, self.num_actions)
+            self._miss_rows_b = np.zeros(rows, np.int32)
+            self._row_start_b = np.zeros(self.num_trees, np.int32)
+            self._forwarder = ThreadPoolExecutor(1, thread_name_prefix="forward")
 
     # -- slots -----------------------------------------------------------------------------------
     def _reset_arrays(self, slot: int) -> None:
@@ -227,6 +238,8 @@ class Search:
     # -- the hot loop ----------------------------------------------------------------------------
     def step(self, slots: np.ndarray, wanted: np.ndarray) -> int:
         """One batch over ``slots``; returns the number of leaves evaluated and backed up."""
+        if self._twin is not None and len(slots) >= 2:
+            return self._step_overlapped(slots, wanted)
         tr, sc, leaves = self.trees, self.scratch, self.leaves
         clock = time.perf_counter
         spent = self.stats.seconds
@@ -273,6 +286,83 @@ class Search:
         self.stats.leaves += leaves
         self.stats.terminal += leaves - m
         return leaves
+
+    def _step_overlapped(self, slots: np.ndarray, wanted: np.ndarray) -> int:
+        """``step`` with two batches in flight: the first half of ``slots`` selects and its forward pass
+        starts in a thread (on ``evaluator``); the second half selects meanwhile (into its own rows) and is
+        evaluated on the twin while the first half backs up. Each tree's leaves, values and order are those
+        of ``step`` (trees are independent; every lookup of a step still precedes its inserts), so records
+        are unchanged."""
+        tr, stats, spent = self.trees, self.stats, self.stats.seconds
+        clock = time.perf_counter
+        half = len(slots) // 2
+        parallel = self._threads > 1 and len(slots) >= self.cfg.parallel_min_trees
+        if parallel:
+            numba.set_num_threads(self._threads)
+            stats.parallel_steps += 1
+        select = kernels.select_leaves_parallel if parallel else kernels.select_leaves
+        encode = kernels.encode_leaves_parallel if parallel else kernels.encode_leaves
+        backup = kernels.expand_and_backup_parallel if parallel else kernels.expand_and_backup
+        lanes = []
+        for part, ev, sc, leaves, miss_rows, row_start in (
+                (slice(0, half), self.evaluator, self.scratch, self.leaves, self._miss_rows, self._row_start),
+                (slice(half, len(slots)), self._twin, self.scratch_b, self.leaves_b, self._miss_rows_b,
+                 self._row_start_b)):
+            t0 = clock()
+            part_slots = np.ascontiguousarray(slots[part], np.int32)
+            part_wanted = np.ascontiguousarray(wanted[part], np.int32)
+            starts = row_start[:len(part_slots)]
+            n, collisions = select(part_slots, part_wanted, starts, tr, self.roots, sc, leaves, self.params)
+            t1 = clock()
+            spent["select"] += t1 - t0
+            hits = misses = 0
+            future = None
+            if n:
+                hits, misses = self.cache.lookup_leaves(leaves, n, kernels.LEAF_EVAL, miss_rows)
+                t2 = clock()
+                spent["cache"] += t2 - t1
+                if misses:
+                    encode(sc, miss_rows[:misses], ev.inputs)
+                    spent["encode"] += clock() - t2
+                    future = self._forwarder.submit(self._evaluate, ev, misses)
+            lanes.append((part_slots, part_wanted, starts, sc, leaves, miss_rows, n, int(collisions), hits, misses,
+                          future))
+        stats.steps += 1
+        done = 0
+        for part_slots, part_wanted, starts, sc, leaves, miss_rows, n, collisions, hits, misses, future in lanes:
+            stats.collisions += collisions
+            if n == 0:
+                continue
+            if future is not None:
+                t3 = clock()
+                policy, value, score = future.result()
+                t4 = clock()
+                spent["forward"] += t4 - t3  # the wait: the part of the forward pass nothing overlapped
+                self.cache.insert_leaves(leaves, miss_rows, misses, policy, value, score)
+                spent["cache"] += clock() - t4
+            stats.cache_hits += hits
+            stats.evals += misses
+            stats.batch_rows[misses] += 1
+            t5 = clock()
+            backup(part_slots, part_wanted, starts, tr, sc, leaves, self.cfg.fill_own_eyes)
+            spent["backup"] += clock() - t5
+            evaluated = n - collisions
+            stats.leaves += evaluated
+            stats.terminal += evaluated - (hits + misses)
+            done += evaluated
+        return done
+
+    @staticmethod
+    def _evaluate(ev, n: int):
+        policy, value = ev.evaluate(n)
+        return policy, value, ev.scores(n)
+
+    def close(self) -> None:
+        """Stop the forward thread and release the twin evaluator (``search.overlap``)."""
+        if self._twin is not None:
+            self._forwarder.shutdown(wait=True)
+            self._twin.close()
+            self._twin = None
 
     def run(self, slots, sims: int) -> None:
         """Search ``slots`` until each has ``sims`` simulations (a convenience for tests and GTP)."""

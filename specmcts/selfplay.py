@@ -380,6 +380,7 @@ class SelfPlay:
         self.writer.scalars(self._tb_scalars(summary), self.search.stats.leaves)
         self.writer.cache_by_move(self.cache)
         self.writer.close()
+        self.search.close()  # the forward thread of search.overlap
         return summary
 
     # -- reporting -------------------------------------------------------------------------------

@@ -29,19 +29,20 @@ def selfplay(board: int, k: int, *, games: int = 3, concurrent: int = 3, sims: i
              max_batch: int = 512, leaves_per_tree: int = 8, evaluator: str = "hash", seed: int = 1,
              resign_threshold: float = -0.95, no_resign_fraction: float = 0.0, threads: int = 0,
              root: str = "puct", fast_sims: int = 0, score_utility: float = 0.0, width: int = 1, rows: int = 0,
-             sure: bool = True, max_moves: int = 0, stages: int = 0, parallel_min_trees: int = 16):
+             sure: bool = True, max_moves: int = 0, stages: int = 0, parallel_min_trees: int = 16,
+             overlap: bool = False):
     """Play ``games`` games at depth ``k``; returns (records by game index, summary, the SelfPlay).
     ``threads`` 1: serial batch kernels; 0: parallel over trees when a batch has 16 trees or more.
     Memoised (tests share their k = 0 references); callers must not modify what it returns."""
     return _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
-                     resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves, stages, parallel_min_trees)
+                     resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves, stages, parallel_min_trees, overlap)
 
 
 def config_for(board: int, k: int, *, games: int = 3, concurrent: int = 3, sims: int = SIMS, max_batch: int = 512,
                leaves_per_tree: int = 8, seed: int = 1, resign_threshold: float = -0.95,
                no_resign_fraction: float = 0.0, threads: int = 0, root: str = "puct", fast_sims: int = 0,
                score_utility: float = 0.0, width: int = 1, rows: int = 0, sure: bool = True, max_moves: int = 0,
-               stages: int = 0, parallel_min_trees: int = 16) -> Config:
+               stages: int = 0, parallel_min_trees: int = 16, overlap: bool = False) -> Config:
     return Config().override(
         f"seed={seed}", f"game.board={board}", f"search.sims={sims}", f"search.leaves_per_tree={leaves_per_tree}",
         f"search.speculate={k}", f"search.temperature_moves={TEMPERATURE_MOVES}", "search.dirichlet_fraction=0.25",
@@ -50,17 +51,18 @@ def config_for(board: int, k: int, *, games: int = 3, concurrent: int = 3, sims:
         f"search.fast_sims={fast_sims}", f"search.score_utility={score_utility}", f"search.spec_width={width}",
         f"search.spec_rows={rows}", f"search.spec_sure={sure}", f"search.spec_stages={stages}",
         f"search.parallel_min_trees={parallel_min_trees}", f"selfplay.games={games}",
-        f"selfplay.concurrent={concurrent}", f"selfplay.max_moves={max_moves}", f"evaluator.max_batch={max_batch}")
+        f"selfplay.concurrent={concurrent}", f"selfplay.max_moves={max_moves}", f"evaluator.max_batch={max_batch}",
+        f"search.overlap={overlap}")
 
 
 @lru_cache(maxsize=None)
 def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
-              resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves, stages, parallel_min_trees):
+              resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves, stages, parallel_min_trees, overlap):
     cfg = config_for(board, k, games=games, concurrent=concurrent, sims=sims, max_batch=max_batch,
                      leaves_per_tree=leaves_per_tree, seed=seed, resign_threshold=resign_threshold,
                      no_resign_fraction=no_resign_fraction, threads=threads, root=root, fast_sims=fast_sims,
                      score_utility=score_utility, width=width, rows=rows, sure=sure, max_moves=max_moves,
-                     stages=stages, parallel_min_trees=parallel_min_trees)
+                     stages=stages, parallel_min_trees=parallel_min_trees, overlap=overlap)
     if evaluator == "hash":
         ev = HashEvaluator(board, seed=7, max_batch=max_batch)
     else:
@@ -427,6 +429,24 @@ def test_auto_speculation_measures_the_evaluator_and_stays_lossless():
     assert 0 <= plan.k <= 16 and plan.trees == runner.pipeline.trees and plan.k < plan.trees
     assert runner.pipeline.stages == (plan.stages if plan.k else 1)
     assert all(t > 0 for t in plan.timings.values())
+
+
+# ----------------------------------------------------------------------------------------------
+# Two batches in flight per search (search.overlap)
+
+
+@pytest.mark.parametrize("max_batch", ["large", "small"])
+@pytest.mark.parametrize("k", [0, 2])
+@pytest.mark.parametrize("board", [9, 5])
+def test_overlapped_batches_record_what_one_batch_records(board, k, max_batch):
+    """search.overlap: half the trees are evaluated (in a thread, on a twin evaluator) while the other half
+    selects; the records equal the k = 0 records without overlap, with and without speculation, with room in
+    a batch for every tree or for few (trees skipped a step)."""
+    batch = 512 if max_batch == "large" else SMALL_BATCH[board]
+    reference, _, _ = selfplay(board, 0, max_batch=batch)
+    records, summary, runner = selfplay(board, k, max_batch=batch, overlap=True, games=3, concurrent=3)
+    assert_same_records(records, reference)
+    assert runner.search._twin is not None and summary["forwards"] > 0
 
 
 # ----------------------------------------------------------------------------------------------

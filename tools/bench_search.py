@@ -40,9 +40,21 @@ NETS = {  # name: (board, blocks, channels)
 
 
 def pin_one_core():
+    """Pin to one core (the CPU table is per core); returns the cores to restore (``unpin``)."""
     if hasattr(os, "sched_setaffinity"):
+        cores = os.sched_getaffinity(0)
         try:
-            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+            os.sched_setaffinity(0, {sorted(cores)[0]})
+        except OSError:
+            pass
+        return cores
+    return None
+
+
+def unpin(cores) -> None:
+    if cores is not None:
+        try:
+            os.sched_setaffinity(0, cores)
         except OSError:
             pass
 
@@ -90,7 +102,8 @@ def bench_cpu(size: int, sims: int, trees: int, leaves: int, repeats: int) -> di
             "profile": {k: v / total for k, v in sec.items()}}
 
 
-def bench_net(name: str, device: str, concurrent: int, sims: int, leaves: int, max_moves: int) -> dict:
+def bench_net(name: str, device: str, concurrent: int, sims: int, leaves: int, max_moves: int,
+              overlap: bool = False) -> dict:
     import torch
 
     from specmcts.evaluator import make_evaluator
@@ -113,7 +126,8 @@ def bench_net(name: str, device: str, concurrent: int, sims: int, leaves: int, m
     batch = concurrent * leaves
     cfg = cfg.override(f"game.board={size}", f"search.sims={sims}", f"search.leaves_per_tree={leaves}",
                        f"selfplay.games={concurrent}", f"selfplay.concurrent={concurrent}",
-                       f"selfplay.max_moves={max_moves}", f"evaluator.device={device}", f"evaluator.max_batch={batch}")
+                       f"selfplay.max_moves={max_moves}", f"evaluator.device={device}", f"evaluator.max_batch={batch}",
+                       f"search.overlap={overlap}")
     ev = make_evaluator(cfg, size, net)
     # pure forward throughput at the self-play batch size, same evaluator, same run
     ev.inputs[:batch] = np.random.default_rng(0).integers(0, 2, ev.inputs[:batch].shape, dtype=np.uint8)
@@ -131,7 +145,8 @@ def bench_net(name: str, device: str, concurrent: int, sims: int, leaves: int, m
     sec = st.seconds
     wall = summary["wall_s"]
     rows_per_batch = st.evals / max(st.steps, 1)
-    return {"net": name, "device": device, "batch": batch, "forward_evals_per_s": forward,
+    sp.search.close()
+    return {"net": name, "device": device, "overlap": overlap, "batch": batch, "forward_evals_per_s": forward,
             "selfplay_evals_per_s": summary["evals_per_s"], "ratio": summary["evals_per_s"] / forward,
             "mean_rows_per_batch": rows_per_batch, "wall_s": wall,
             "profile": {**{k: v / wall for k, v in sec.items()}, "other": 1 - sum(sec.values()) / wall}}
@@ -151,24 +166,30 @@ def main(argv=None) -> int:
     ap.add_argument("--concurrent", type=int, default=64)
     ap.add_argument("--net-sims", type=int, default=200)
     ap.add_argument("--max-moves", type=int, default=20, help="moves per game in the net benchmark")
+    ap.add_argument("--overlap", choices=("off", "on", "both"), default="off",
+                    help="search.overlap in the net rows: two batches in flight per search (default off)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.model:
         args.net = list(args.model)
 
     results = {"cpu": [], "net": []}
+    cores = None
     if args.device == "cpu":
-        pin_one_core()
+        cores = pin_one_core()
         import torch
 
         torch.set_num_threads(1)
     for size in args.sizes:
         results["cpu"].append(bench_cpu(size, args.sims, args.trees, args.leaves, args.repeats))
     if args.net is not None:
+        unpin(cores)  # self-play: one search thread, one torch thread (two with --overlap: the forward's)
         names = args.net or (["9x9-6x64", "19x19-10x128"] if args.device == "cuda" else ["9x9-2x32"])
+        overlaps = {"off": [False], "on": [True], "both": [False, True]}[args.overlap]
         for name in names:
-            results["net"].append(bench_net(name, args.device, args.concurrent, args.net_sims, args.leaves,
-                                            args.max_moves))
+            for overlap in overlaps:
+                results["net"].append(bench_net(name, args.device, args.concurrent, args.net_sims, args.leaves,
+                                                args.max_moves, overlap))
     if args.json:
         print(json.dumps(results, default=float))
         return 0
@@ -182,11 +203,12 @@ def main(argv=None) -> int:
     if results["net"]:
         print(f"\nSelf-play NN evals/s vs pure forward at the same batch ({args.concurrent} games x {args.leaves} leaves), "
               "same run, NN cache off; target ratio >= 0.70")
-        print(f"{'net':>14} {'device':>6} {'batch':>5} {'forward/s':>11} {'selfplay/s':>11} {'ratio':>6} "
-              f"{'rows/batch':>10}   where self-play time goes")
+        print(f"{'net':>14} {'device':>6} {'overlap':>7} {'batch':>5} {'forward/s':>11} {'selfplay/s':>11} "
+              f"{'ratio':>6} {'rows/batch':>10}   where self-play time goes")
         for r in results["net"]:
             prof = " ".join(f"{k} {100 * v:.0f}%" for k, v in r["profile"].items())
-            print(f"{r['net']:>14} {r['device']:>6} {r['batch']:>5} {r['forward_evals_per_s']:>11,.0f} "
+            print(f"{r['net']:>14} {r['device']:>6} {'on' if r['overlap'] else 'off':>7} {r['batch']:>5} "
+                  f"{r['forward_evals_per_s']:>11,.0f} "
                   f"{r['selfplay_evals_per_s']:>11,.0f} {r['ratio']:>6.2f} {r['mean_rows_per_batch']:>10.1f}   {prof}")
     best9 = next((r["sims_per_s"] for r in results["cpu"] if r["size"] == 9), None)
     if best9 is not None:
