@@ -60,10 +60,10 @@ section() {
 }
 
 if [[ $device == cuda ]]; then
-  section gpu_tests 80 $py -m pytest -q -rs -p no:cacheprovider tests/test_evaluator.py tests/test_network.py \
+  section gpu_tests 70 $py -m pytest -q -rs -p no:cacheprovider tests/test_evaluator.py tests/test_network.py \
     tests/test_train.py -k "cuda or gpu or graph or amp or pinned or bf16 or device"
-  section throughput9 150 $py tools/bench_throughput.py --device cuda --net 9x9-6x64 --workers 1 16 \
-    --modes own shared --seconds 20 --sims 200 --concurrent 64 --chunk-games 64 --save "$out/throughput9.json"
+  section throughput9 170 $py tools/bench_throughput.py --device cuda --net 9x9-6x64 --workers 1 16 \
+    --modes own shared --seconds 20 --sims 100 --concurrent 32 --chunk-games 32 --save "$out/throughput9.json"
   section ceiling19 30 $py tools/bench_throughput.py --device cuda --net 19x19-10x128 --ceiling-only \
     --save "$out/ceiling19.json"
   section search 80 $py tools/bench_search.py --sizes 9 --net 9x9-6x64 19x19-10x128 --device cuda --concurrent 64 \
@@ -72,7 +72,7 @@ if [[ $device == cuda ]]; then
     --leaves 8 --cache on --k 0 4 8 16 --tree 16:2:17 --max-moves 60 --json "$out/speculation9.json"
   section speculation19 35 $py tools/bench_speculation.py --device cuda --nets 19x19-10x128 --sims 800 --games 1 \
     --k 0 4 8 --leaves 8 --cache on --max-moves 40 --json "$out/speculation19.json"
-  section ray 50 $py tools/bench_ray_scaling.py --config configs/go9.yaml --workers 1 2 4 8 --seconds 8
+  section ray 45 $py tools/bench_ray_scaling.py --config configs/go9.yaml --workers 1 2 4 8 --seconds 8
 else
   section gpu_tests 120 $py -m pytest -q -rs -p no:cacheprovider tests/test_evaluator.py tests/test_network.py \
     tests/test_train.py -k "cuda or gpu or graph or amp or pinned or bf16 or device"
