@@ -587,6 +587,22 @@ def run_selfplay_processes(cfg: Config, out: Path, model_path: str | None, worke
         print("selfplay: stopping: each worker finishes its current batch and keeps its finished games "
               "(again to stop now)", file=sys.stderr)
 
+    from torch.utils.tensorboard import SummaryWriter
+
+    tb = SummaryWriter(str(out / "tb"))  # the single-process tags, over all workers, at each finished chunk
+
+    def log(wall: float) -> None:
+        merged = merge_summaries(parts, wall)
+        values = {"selfplay/sims_per_s": merged["sims_per_s"], "selfplay/evals_per_s": merged["evals_per_s"],
+                  "selfplay/cache_hit_rate": merged["cache_hit_rate"],
+                  "selfplay/mean_game_length": merged["mean_game_length"],
+                  "selfplay/move_latency_ms": merged["mean_move_ms"],
+                  "selfplay/games_per_hour": 3600 * merged["games"] / wall if wall > 0 else 0.0,
+                  "speculation/accuracy": merged["prediction_accuracy"]}
+        for tag, value in values.items():
+            if value is not None:
+                tb.add_scalar(tag, value, merged["sims"])
+
     started = time.perf_counter()
     reason = "done"
     try:
@@ -600,6 +616,8 @@ def run_selfplay_processes(cfg: Config, out: Path, model_path: str | None, worke
                 done, lost = backend.collect(0.5)
                 queue = lost + queue
                 parts.extend(done)
+                if done:
+                    log(time.perf_counter() - started)
                 if bar is not None and done:
                     bar.update(sum(p["games"] for p in done))
     except KeyboardInterrupt:
@@ -609,6 +627,9 @@ def run_selfplay_processes(cfg: Config, out: Path, model_path: str | None, worke
         print(f"selfplay: {e}", file=sys.stderr)
     finally:
         parts.extend(backend.stop(finish_games=True))
+        if parts:
+            log(time.perf_counter() - started)
+        tb.close()
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - started

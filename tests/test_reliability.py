@@ -147,6 +147,11 @@ def test_sigint_of_selfplay_workers_keeps_every_finished_game(tmp_path, shared):
     moves = sum(len(read_sgf(p).moves) for p in sgfs)
     samples = sum(len(read_shard(p, SIZE)) for p in (out / "data").glob("*.npz"))
     assert summary["games"] == len(sgfs) >= 3 and samples == moves == summary["moves"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tb"))
+    events.Reload()
+    assert {"selfplay/sims_per_s", "selfplay/games_per_hour"} <= set(events.Tags()["scalars"])  # over all workers
 
 
 def test_sigint_of_eval_keeps_the_finished_games(tmp_path, tiny_model):
