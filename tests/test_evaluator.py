@@ -260,10 +260,11 @@ def _worker(handle, seed, rounds, failures):
     ev = handle.connect()
     reference = HashEvaluator(ev.board_size, seed=0, max_batch=ev.max_batch)
     rng = np.random.default_rng(seed)
+    pool = np.random.default_rng(99).integers(0, 2, (12, *ev.inputs.shape[1:]), dtype=np.uint8)
     try:
         for _ in range(rounds):
             n = int(rng.integers(0, ev.max_batch + 1))
-            rows = rng.integers(0, 2, ev.inputs[:n].shape, dtype=np.uint8)
+            rows = pool[rng.integers(0, len(pool), n)]  # rows the workers share, and repeat
             ev.inputs[:n] = rows
             policy, value = ev.evaluate(n)
             score = ev.scores(n)
@@ -278,11 +279,19 @@ def _worker(handle, seed, rounds, failures):
     failures.put(None)
 
 
-def test_shared_evaluator_serves_worker_processes():
+@pytest.mark.parametrize("cache", [0, 8, None], ids=["dedup-only", "small-cache", "no-cache"])
+@pytest.mark.parametrize("server_batch", [24, 12], ids=["fits", "overflows"])
+def test_shared_evaluator_serves_worker_processes(cache, server_batch):
+    """Three processes asking at random for rows from a shared pool: every answer is bit-identical to a
+    direct evaluation, whether the server's batch holds all requests at once or must be split, with a cache
+    that evicts, one that only deduplicates within a batch, or none."""
     import multiprocessing
 
+    from specmcts.nncache import NNCache
+
     ctx = multiprocessing.get_context("fork")
-    server = SharedEvaluatorServer(HashEvaluator(9, seed=0, max_batch=24), clients=3, rows=8, mp_context=ctx)
+    server = SharedEvaluatorServer(HashEvaluator(9, seed=0, max_batch=server_batch), clients=3, rows=8, mp_context=ctx,
+                                   cache=None if cache is None else NNCache.for_board(cache, 9))
     failures = ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(server.handle(i), i, 30, failures)) for i in range(3)]
     for p in procs:
@@ -294,6 +303,10 @@ def test_shared_evaluator_serves_worker_processes():
     assert results == [None, None, None]
     assert all(p.exitcode == 0 for p in procs)
     assert 0 < server.batches <= server.requests <= 90 and server.evaluator.evals > 0
+    counters = server.counters()
+    assert counters["rows"] == counters["forwarded"] + counters["cache_hits"] + counters["shared_rows"]
+    if cache is not None:
+        assert counters["forwarded"] < counters["rows"]  # repeated rows were not all sent to the evaluator
 
 
 def run_in_threads(work, n: int) -> None:
