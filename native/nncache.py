@@ -187,6 +187,35 @@ def insert_leaves(table, leaves, miss_rows, m, policy, value, score):
         _store(table, leaves.key[j], policy, value, score, i)
 
 
+@njit(cache=True, nogil=True)
+def dedup_misses(leaves, miss_rows, m, slots, source, unique):
+    """The distinct inputs among the cache misses ``miss_rows[:m]`` of one batch (trees of several games
+    reach the same position: the empty board at every game's start). ``unique[:u]`` gets the first row of
+    each distinct key, ``source[i]`` the index into ``unique`` that answers miss ``i``; returns ``u``.
+    ``slots`` is scratch (int32, a power of two >= 2 m)."""
+    cap = slots.shape[0]
+    for s in range(cap):
+        slots[s] = -1
+    keys = leaves.key
+    u = 0
+    for i in range(m):
+        key = keys[miss_rows[i]]
+        s = _slot(cache_key(key), cap)
+        while True:
+            j = slots[s]
+            if j < 0:
+                slots[s] = u
+                unique[u] = miss_rows[i]
+                source[i] = u
+                u += 1
+                break
+            if keys[unique[j]] == key:
+                source[i] = j
+                break
+            s = (s + 1) & (cap - 1)
+    return u
+
+
 @njit(cache=True)
 def _hash_row(rows, i, seed):
     """xxHash64 single-lane mixing of the bytes of ``rows[i]`` (uint8), seeded."""

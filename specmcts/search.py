@@ -18,6 +18,7 @@ import numba
 import numpy as np
 
 from games.go import GoRules, GoState
+from native import nncache as nncache_kernels
 from native import tree as kernels
 from native import layout
 from specmcts.config import SearchConfig
@@ -30,8 +31,10 @@ class SearchStats:
     collisions: int = 0  # selections dropped because they met a leaf already pending in the batch
     evals: int = 0  # rows sent to the network
     cache_hits: int = 0
+    shared_rows: int = 0  # cache misses answered by another row of the same batch with the same input
     terminal: int = 0  # leaves scored by the rules
     parallel_steps: int = 0  # steps whose batch kernels ran in parallel over trees
+    overlapped_steps: int = 0  # steps that had two batches in flight (search.overlap)
     # wall seconds per phase of step(): where the time goes (select, cache, encode, forward, backup)
     seconds: dict = field(default_factory=lambda: dict.fromkeys(("select", "cache", "encode", "forward", "backup"), 0.0))
     batch_rows: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # [r]: batches that sent r rows
@@ -107,6 +110,9 @@ class Search:
         self.scratch = allocate_states(rows, size)
         self.leaves = kernels.Leaves.allocate(rows, self.num_actions)
         self._miss_rows = np.zeros(rows, np.int32)
+        # per batch in flight (two with search.overlap): distinct misses (nncache.dedup_misses)
+        self._dedup = [(np.zeros(1 << (2 * rows - 1).bit_length(), np.int32), np.zeros(rows, np.int32),
+                        np.zeros(rows, np.int32)) for _ in range(2)]
         self._row_start = np.zeros(self.num_trees, np.int32)
         self._threads = min(self.cfg.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
         self._queue = np.zeros(self.max_nodes, np.int32)
@@ -236,6 +242,20 @@ class Search:
         return out
 
     # -- the hot loop ----------------------------------------------------------------------------
+    def _encode_distinct(self, lane: int, sc, leaves, miss_rows, misses: int, inputs, encode) -> int:
+        """Encode one row per distinct input among the misses into ``inputs``; returns how many."""
+        slots, source, unique = self._dedup[lane]
+        rows = int(nncache_kernels.dedup_misses(leaves, miss_rows, misses, slots, source, unique))
+        encode(sc, unique[:rows], inputs)
+        return rows
+
+    def _per_miss(self, lane: int, misses: int, rows: int, policy, value, score):
+        """The evaluator's answers for the distinct rows, one per miss (in ``miss_rows`` order)."""
+        if rows == misses:
+            return policy, value, score
+        source = self._dedup[lane][1][:misses]
+        return policy[source], value[source], score[source]
+
     def step(self, slots: np.ndarray, wanted: np.ndarray) -> int:
         """One batch over ``slots``; returns the number of leaves evaluated and backed up."""
         if self._twin is not None and len(slots) >= 2:
@@ -260,14 +280,16 @@ class Search:
         if n == 0:
             return 0
         hits, misses = self.cache.lookup_leaves(leaves, n, kernels.LEAF_EVAL, self._miss_rows)
+        rows = 0
         if misses:
             t2 = clock()
             encode = kernels.encode_leaves_parallel if parallel else kernels.encode_leaves
-            encode(sc, self._miss_rows[:misses], self.evaluator.inputs)
+            rows = self._encode_distinct(0, sc, leaves, self._miss_rows, misses, self.evaluator.inputs, encode)
             t3 = clock()
-            policy, value = self.evaluator.evaluate(misses)
-            score = self.evaluator.scores(misses)
+            policy, value = self.evaluator.evaluate(rows)
+            score = self.evaluator.scores(rows)
             t4 = clock()
+            policy, value, score = self._per_miss(0, misses, rows, policy, value, score)
             self.cache.insert_leaves(leaves, self._miss_rows, misses, policy, value, score)
             spent["encode"] += t3 - t2
             spent["forward"] += t4 - t3
@@ -275,8 +297,9 @@ class Search:
         else:
             spent["cache"] += clock() - t1
         self.stats.cache_hits += hits
-        self.stats.evals += misses
-        self.stats.batch_rows[misses] += 1
+        self.stats.evals += rows
+        self.stats.shared_rows += misses - rows
+        self.stats.batch_rows[rows] += 1
         m = hits + misses
         t5 = clock()
         backup = kernels.expand_and_backup_parallel if parallel else kernels.expand_and_backup
@@ -322,27 +345,33 @@ class Search:
                 t2 = clock()
                 spent["cache"] += t2 - t1
                 if misses:
-                    encode(sc, miss_rows[:misses], ev.inputs)
+                    rows = self._encode_distinct(len(lanes), sc, leaves, miss_rows, misses, ev.inputs, encode)
                     spent["encode"] += clock() - t2
-                    future = self._forwarder.submit(self._evaluate, ev, misses)
+                    future = self._forwarder.submit(self._evaluate, ev, rows)
             lanes.append((part_slots, part_wanted, starts, sc, leaves, miss_rows, n, int(collisions), hits, misses,
                           future))
         stats.steps += 1
+        stats.overlapped_steps += 1
         done = 0
-        for part_slots, part_wanted, starts, sc, leaves, miss_rows, n, collisions, hits, misses, future in lanes:
+        for lane, (part_slots, part_wanted, starts, sc, leaves, miss_rows, n, collisions, hits, misses,
+                   future) in enumerate(lanes):
             stats.collisions += collisions
             if n == 0:
                 continue
+            rows = 0
             if future is not None:
                 t3 = clock()
                 policy, value, score = future.result()
+                rows = len(value)
                 t4 = clock()
                 spent["forward"] += t4 - t3  # the wait: the part of the forward pass nothing overlapped
+                policy, value, score = self._per_miss(lane, misses, rows, policy, value, score)
                 self.cache.insert_leaves(leaves, miss_rows, misses, policy, value, score)
                 spent["cache"] += clock() - t4
             stats.cache_hits += hits
-            stats.evals += misses
-            stats.batch_rows[misses] += 1
+            stats.evals += rows
+            stats.shared_rows += misses - rows
+            stats.batch_rows[rows] += 1
             t5 = clock()
             backup(part_slots, part_wanted, starts, tr, sc, leaves, self.cfg.fill_own_eyes)
             spent["backup"] += clock() - t5

@@ -403,7 +403,8 @@ class SelfPlay:
             "evals": st.evals,
             "forwards": int(st.batch_rows[1:].sum()),  # evaluator calls (an all-cached step makes none)
             "evals_per_s": st.evals / wall if wall > 0 else 0.0,
-            "cache_hit_rate": st.cache_hits / (st.cache_hits + st.evals) if st.cache_hits + st.evals else 0.0,
+            "cache_hit_rate": st.cache_hits / lookups if (lookups := st.cache_hits + st.evals + st.shared_rows) else 0.0,
+            "shared_rows": st.shared_rows,  # misses answered by the same input elsewhere in their batch
             "mean_game_length": moves / len(recs) if recs else 0.0,
             "black_win_rate": sum(r.winner == BLACK for r in recs) / len(recs) if recs else 0.0,
             "resign_rate": len(resigned) / len(recs) if recs else 0.0,

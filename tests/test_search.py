@@ -824,3 +824,26 @@ def test_the_search_never_fills_its_own_eyes_unless_told_to():
     filling.reset(0, state)
     filling.run([0], 32)
     assert filling.visit_counts(0)[:25].sum() > 0
+
+
+def test_the_same_input_in_one_batch_is_evaluated_once():
+    """Trees of several games at the same position (every game starts on the empty board) ask for the same
+    input in one batch: it is evaluated once, and every tree gets that answer, the one it would have got
+    alone (cache off, so only the batch can share)."""
+    rules = GoRules(9)
+    cfg = SearchConfig(sims=8, leaves_per_tree=1)
+    ev = HashEvaluator(9, seed=3, max_batch=64)
+    search = Search(rules, cfg, ev, NNCache(0, rules.num_actions, rules.max_moves), num_trees=5)
+    for t in range(5):
+        search.reset(t, GoState(rules))
+    slots = np.arange(5, dtype=np.int32)
+    search.step(slots, search.wanted(slots, 8))
+    assert (search.stats.evals, search.stats.shared_rows) == (1, 4) and ev.evals == 1
+    alone = Search(rules, cfg, HashEvaluator(9, seed=3, max_batch=64), NNCache(0, rules.num_actions, rules.max_moves),
+                   num_trees=1)
+    alone.reset(0, GoState(rules))
+    alone.step(np.zeros(1, np.int32), alone.wanted(np.zeros(1, np.int32), 8))
+    for t in range(5):
+        assert search.root_prior(t).tobytes() == alone.root_prior(0).tobytes()
+    search.run(slots, 8)  # then the trees go their own ways, each evaluated as before
+    assert all(search.completed([t])[0] == 8 for t in range(5))

@@ -266,7 +266,8 @@ def test_trees_never_run_more_searches_than_the_budget(monkeypatch):
         return n
 
     monkeypatch.setattr(Pipeline, "step", checked)
-    _selfplay.__wrapped__(9, 4, 2, 2, SIMS, True, 512, 8, "hash", 3, -0.95, 0.0, 0, "puct", 0, 0.0, 3, 8 * 5, True, 0, 0, 16)
+    _selfplay.__wrapped__(9, 4, 2, 2, SIMS, True, 512, 8, "hash", 3, -0.95, 0.0, 0, "puct", 0, 0.0, 3, 8 * 5, True, 0, 0, 16,
+                          False)
     assert seen["max"] == 5  # the budget was used in full
 
 
@@ -446,7 +447,7 @@ def test_overlapped_batches_record_what_one_batch_records(board, k, max_batch):
     reference, _, _ = selfplay(board, 0, max_batch=batch)
     records, summary, runner = selfplay(board, k, max_batch=batch, overlap=True, games=3, concurrent=3)
     assert_same_records(records, reference)
-    assert runner.search._twin is not None and summary["forwards"] > 0
+    assert runner.search.stats.overlapped_steps > 0 and summary["forwards"] > 0
 
 
 # ----------------------------------------------------------------------------------------------
