@@ -139,13 +139,17 @@ def test_avoid_moves_are_never_searched():
 
 def test_queries_in_flight_share_one_batch_and_one_cache():
     e = engine(slots=4)
-    run(e, *[query(id=f"q{i}", maxVisits=64) for i in range(4)])
+    openings = ("E5", "C3", "G7", "D4")  # four positions: their leaves are distinct network inputs
+    run(e, *[query(id=f"q{i}", maxVisits=64, moves=[["B", a]]) for i, a in enumerate(openings)])
     stats = e.boards[9].search.stats
     rows = [r for r, n in enumerate(stats.batch_rows) if n]
     assert max(rows) > e.boards[9].search.leaves_per_tree  # one forward held leaves of several queries
+    before = stats.shared_rows
+    run(e, *[query(id=f"same{i}", maxVisits=64, moves=[["B", "F6"]]) for i in range(4)])
+    assert stats.shared_rows > before  # the same position asked four times: its leaves evaluated once a batch
     hits = stats.cache_hits
-    run(e, query(id="again", maxVisits=64))
-    assert stats.cache_hits - hits >= 32  # a repeated query is mostly answered from the cache
+    run(e, query(id="again", maxVisits=64, moves=[["B", "E5"]]))
+    assert stats.cache_hits - hits >= 32  # a repeated query (q0's) is mostly answered from the cache
 
 
 def test_query_version_and_clear_cache():
