@@ -349,7 +349,10 @@ def cmd_selfplay(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as err:
         raise CommandError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
     print(summary_json(summary) if args.json else format_summary(summary))
-    return EXIT_INTERRUPTED if summary.get("stop_reason") == "interrupted" else EXIT_OK
+    reason = summary.get("stop_reason", "done")
+    if reason.startswith("failed"):  # selfplay --workers: a worker or the shared evaluator failed
+        return 1
+    return EXIT_INTERRUPTED if reason == "interrupted" else EXIT_OK
 
 
 def _run_dir(args: argparse.Namespace, cfg):

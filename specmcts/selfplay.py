@@ -565,6 +565,10 @@ def run_selfplay_processes(cfg: Config, out: Path, model_path: str | None, worke
     from specmcts.config import resolve_device
     from specmcts.stopping import GracefulStop
 
+    if model_path:  # a bad checkpoint is one line here, before any process starts
+        from specmcts.network import load_model
+
+        load_model(model_path, expect_board=cfg.game.board)
     out.mkdir(parents=True, exist_ok=True)
     total = cfg.selfplay.games
     per_chunk = max(1, min(cfg.selfplay.shard_games, total))
@@ -623,8 +627,8 @@ def run_selfplay_processes(cfg: Config, out: Path, model_path: str | None, worke
                     bar.update(sum(p["games"] for p in done))
     except KeyboardInterrupt:
         stopped["now"] = True
-    except WorkerFailed as e:
-        reason = str(e)
+    except WorkerFailed as e:  # the games finished before are kept; the exit status says it failed
+        reason = f"failed: {e}"
         print(f"selfplay: {e}", file=sys.stderr)
     finally:
         parts.extend(backend.stop(finish_games=True))
