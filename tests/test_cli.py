@@ -159,6 +159,16 @@ def test_model_info_on_a_corrupt_file_is_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and str(bad) in err and "Traceback" not in err
 
 
+def test_selfplay_workers_with_a_corrupt_model_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    out = tmp_path / "sp"
+    assert cli.main(["selfplay", "--board", "9", "--workers", "2", "--model", str(bad), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(bad) in err and "Traceback" not in err
+    assert not out.exists()  # nothing started, nothing written
+
+
 def test_bench_runs_a_tool(capsys, monkeypatch):
     import os
 
