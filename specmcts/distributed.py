@@ -460,6 +460,7 @@ class TrainerHost:
         from specmcts.replay import ReplayBuffer
         from specmcts.train import Trainer
 
+        self.cpu_started = time.process_time()
         torch.set_num_threads(max(1, threads))
         run = Path(run_dir)
         self.notes: list[str] = []
@@ -485,7 +486,7 @@ class TrainerHost:
                 "train_seconds": t.train_seconds, "total_samples": self.buffer.total_samples,
                 "buffer_stats": self.buffer.stats(), "scalars": self.scalars.take(), "notes": notes,
                 "node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
-                "pid": os.getpid(), "device": str(t.device)}
+                "pid": os.getpid(), "device": str(t.device), "cpu_s": time.process_time() - self.cpu_started}
 
     def resume_meta(self) -> dict:
         return self.meta
@@ -544,6 +545,7 @@ class RemoteTrainer:
     samples_trained = property(lambda self: self._state["samples_trained"])
     model_id = property(lambda self: self._state["model_id"])
     train_seconds = property(lambda self: self._state["train_seconds"])
+    remote_cpu_s = property(lambda self: self._state["cpu_s"])  # the actor's process (counted in run.totals)
     where = property(lambda self: {k: self._state[k] for k in ("node_id", "host", "pid", "device")})
 
     @property

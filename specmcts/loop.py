@@ -83,6 +83,7 @@ class SelfPlayStats:
     def __init__(self):
         self.games_total = 0
         self.samples_total = 0
+        self.remote_cpu_s = 0.0  # CPU of chunks played by Ray actors (not this process's children: os.times misses it)
         self._pending: list[dict] = []
         self._last_wall = 0.0
 
@@ -90,6 +91,7 @@ class SelfPlayStats:
         self._pending.append(summary)
         self.games_total += summary["games"]
         self.samples_total += summary["samples"]
+        self.remote_cpu_s += float(summary.get("cpu_s", 0.0))  # set by Ray actors only
 
     def scalars(self, wall_s: float) -> dict:
         chunks, self._pending = self._pending, []
@@ -210,14 +212,16 @@ class RunLoop:
                                           "gating": dict(self.gating), "totals": self.compute_totals()}})
 
     def _cpu_seconds(self) -> float:
-        """CPU seconds of this session: this process (all threads) and its finished children."""
+        """CPU seconds of this session: this process (all threads), its finished children, and what Ray actors
+        report (their chunks' CPU, the trainer actor's)."""
         t = os.times()
-        return t.user + t.system + t.children_user + t.children_system - self._cpu_at_start
+        remote = self.stats.remote_cpu_s + float(getattr(self.trainer, "remote_cpu_s", 0.0))
+        return t.user + t.system + t.children_user + t.children_system - self._cpu_at_start + remote
 
     def compute_totals(self) -> dict:
         """The compute behind the current net, over every session that trained it (checkpoint metadata
         ``run.totals``): ``cpu_hours`` (user + system time of this process and its finished children, e.g.
-        async self-play workers, plus the earlier sessions'), ``games`` and ``samples`` of self-play,
+        async self-play workers, and of Ray actors, plus the earlier sessions'), ``games`` and ``samples`` of self-play,
         ``sessions``."""
         before = self.totals_before
         cpu = self._cpu_seconds()

@@ -77,6 +77,8 @@ def test_one_worker_per_node_and_a_killed_worker_process_is_respawned(tmp_path, 
     assert not thread.is_alive(), messages
     assert result["stop_reason"] == "generations" and result["games"] == 24, messages
     assert result["ray"]["nodes"] == 2 and result["ray"]["restarts"] == 1, result["ray"]
+    # the actors' CPU is in the compute totals (they are not this process's children)
+    assert loop.stats.remote_cpu_s > 0 and result["totals"]["cpu_hours"] * 3600 > loop.stats.remote_cpu_s
     assert any(f"worker {victim.index} died" in m for m in messages), messages
     shards = sorted(p.name for p in (tmp_path / "run" / "data").glob("*.npz"))
     assert shards == [f"g{g:05d}-c{c:04d}-0000.npz" for g in range(3) for c in range(4)]
@@ -109,6 +111,7 @@ def test_the_trainer_as_an_actor_trains_the_same_net(tmp_path, two_nodes):
     remote = loop.run()
     assert remote["stop_reason"] == "generations" and remote["ray"]["nodes"] == 2, messages
     assert any("the trainer is an actor" in m for m in messages), messages
+    assert loop.trainer.remote_cpu_s > 0  # counted in run.totals like the driver's own CPU
     driver = RunLoop(load_config(None, CONFIG + ["run.generations=2"]), tmp_path / "driver",
                      report=lambda _m: None, backend="ray").run()
     assert (remote["step"], remote["model_id"]) == (driver["step"], driver["model_id"]) and remote["step"] > 0
