@@ -488,19 +488,14 @@ def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, p
         return run_selfplay_processes(cfg, out, model_path, workers, progress)
     import torch
 
+    from specmcts.backends import FRESH, load_fixed_net
     from specmcts.evaluator import make_evaluator
-    from specmcts.network import build_net, load_model, make_model_id
     from specmcts.nncache import NNCache
 
     board = cfg.game.board
     if cfg.evaluator.torch_threads > 0:
         torch.set_num_threads(cfg.evaluator.torch_threads)
-    if model_path:
-        net, _meta = load_model(model_path, expect_board=board)
-    else:
-        torch.manual_seed(cfg.seed)
-        net = build_net(board, cfg.net)
-        net.model_id = "fresh-" + make_model_id(net)
+    net = load_fixed_net(cfg, model_path or FRESH)
     evaluator = make_evaluator(cfg, board, net)
     cache = NNCache.for_board(cfg.evaluator.cache_entries, board)
     from specmcts.stopping import GracefulStop
