@@ -43,6 +43,19 @@ def shards(run) -> dict[str, dict]:
     return out
 
 
+def start_and_wait_for_games(loop: RunLoop, messages: list[str], games: int = 2) -> tuple[threading.Thread, dict]:
+    """Run ``loop`` in a thread until ``games`` games are on disk (mid-run); returns the thread and the dict
+    its summary will land in."""
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(loop.run()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 180  # the workers' first chunk compiles the kernels if numba has no cache
+    while loop.stats.games_total < games:
+        assert thread.is_alive() and time.monotonic() < deadline, messages
+        time.sleep(0.05)
+    return thread, result
+
+
 def test_make_backend_by_mode_and_name(tmp_path):
     assert isinstance(make_backend("auto", config(), tmp_path, "cpu", print), InProcess)
     assert isinstance(make_backend("auto", config(run={"mode": "async"}), tmp_path, "cpu", print), LocalProcesses)
@@ -165,13 +178,7 @@ def test_the_shared_evaluator_dying_stops_the_run_and_keeps_what_finished(tmp_pa
     messages: list[str] = []
     cfg = config(evaluator={"shared": "on"}, run={"generations": 50, "minutes": 5.0})
     loop = RunLoop(cfg, tmp_path / "run", report=messages.append, backend="processes")
-    result: dict = {}
-    thread = threading.Thread(target=lambda: result.update(loop.run()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 180
-    while loop.stats.games_total < 2:
-        assert thread.is_alive() and time.monotonic() < deadline, messages
-        time.sleep(0.05)
+    thread, result = start_and_wait_for_games(loop, messages)
     finished = loop.stats.games_total
     os.kill(loop.backend.server.pid, signal.SIGKILL)
     thread.join(timeout=120)
@@ -186,13 +193,7 @@ def test_a_killed_worker_on_the_shared_evaluator_costs_only_its_chunks(tmp_path)
     and the other worker go on, the lost chunks are played again, and every named chunk ends on disk."""
     messages: list[str] = []
     loop = RunLoop(config(evaluator={"shared": "on"}), tmp_path / "run", report=messages.append, backend="processes")
-    result: dict = {}
-    thread = threading.Thread(target=lambda: result.update(loop.run()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 180
-    while loop.stats.games_total < 2:
-        assert thread.is_alive() and time.monotonic() < deadline, messages
-        time.sleep(0.05)
+    thread, result = start_and_wait_for_games(loop, messages)
     os.kill(loop.backend.procs[0].pid, signal.SIGKILL)
     thread.join(timeout=240)
     assert not thread.is_alive(), "the run did not finish after a worker was killed"
