@@ -9,7 +9,7 @@
 # A section that fails or runs past its time limit is recorded as such and the script goes on.
 #
 # Sections: the GPU tests (CUDA graphs, bf16, pinned buffers, AMP training; skips name the missing GPU on a
-# CPU); the forward ceiling of our own evaluator (eager vs CUDA graph, batch 1..2048) and self-play evals/s
+# CPU); a smoke run of `selfplay --workers 4` on one shared CUDA evaluator with search.overlap; the forward ceiling of our own evaluator (eager vs CUDA graph, batch 1..2048) and self-play evals/s
 # with 1 and N worker processes, each with its own net or all on one shared evaluator process, against that
 # ceiling (tools/bench_throughput.py); self-play evals/s vs the forward pass at the same batch in one process
 # (tools/bench_search.py, 9x9 6x64 and 19x19 10x128); latency per speculation depth k (bench_speculation.py);
@@ -62,17 +62,19 @@ section() {
 if [[ $device == cuda ]]; then
   section gpu_tests 70 $py -m pytest -q -rs -p no:cacheprovider tests/test_evaluator.py tests/test_network.py \
     tests/test_train.py -k "cuda or gpu or graph or amp or pinned or bf16 or device"
-  section throughput9 170 $py tools/bench_throughput.py --device cuda --net 9x9-6x64 --workers 1 16 \
+  section shared_smoke 35 $py -m specmcts selfplay --board 9 --workers 4 --games 16 --sims 64 --device cuda \
+    --set evaluator.shared=on --set search.overlap=true --out "$out/selfplay" --quiet
+  section throughput9 150 $py tools/bench_throughput.py --device cuda --net 9x9-6x64 --workers 1 16 \
     --modes own shared --seconds 20 --sims 100 --concurrent 32 --chunk-games 32 --save "$out/throughput9.json"
-  section ceiling19 30 $py tools/bench_throughput.py --device cuda --net 19x19-10x128 --ceiling-only \
+  section ceiling19 25 $py tools/bench_throughput.py --device cuda --net 19x19-10x128 --ceiling-only \
     --save "$out/ceiling19.json"
   section search 80 $py tools/bench_search.py --sizes 9 --net 9x9-6x64 19x19-10x128 --device cuda --concurrent 64 \
     --net-sims 200 --max-moves 30 --sims 800 --overlap both
-  section speculation9 50 $py tools/bench_speculation.py --device cuda --model shipped --sims 800 --games 1 \
+  section speculation9 45 $py tools/bench_speculation.py --device cuda --model shipped --sims 800 --games 1 \
     --leaves 8 --cache on --k 0 4 8 16 --tree 16:2:17 --max-moves 60 --json "$out/speculation9.json"
   section speculation19 35 $py tools/bench_speculation.py --device cuda --nets 19x19-10x128 --sims 800 --games 1 \
     --k 0 4 8 --leaves 8 --cache on --max-moves 40 --json "$out/speculation19.json"
-  section ray 45 $py tools/bench_ray_scaling.py --config configs/go9.yaml --workers 1 2 4 8 --seconds 8
+  section ray 40 $py tools/bench_ray_scaling.py --config configs/go9.yaml --workers 1 2 4 8 --seconds 8
 else
   section gpu_tests 120 $py -m pytest -q -rs -p no:cacheprovider tests/test_evaluator.py tests/test_network.py \
     tests/test_train.py -k "cuda or gpu or graph or amp or pinned or bf16 or device"
