@@ -9,7 +9,7 @@
 # A section that fails or runs past its time limit is recorded as such and the script goes on.
 #
 # Sections: the GPU tests (CUDA graphs, bf16, pinned buffers, AMP training; skips name the missing GPU on a
-# CPU); a smoke run of `selfplay --workers 4` on one shared CUDA evaluator with search.overlap; the forward ceiling of our own evaluator (eager vs CUDA graph, batch 1..2048) and self-play evals/s
+# CPU); a smoke run of `selfplay --workers 4` on one shared CUDA evaluator; the forward ceiling of our own evaluator (eager vs CUDA graph, batch 1..2048) and self-play evals/s
 # with 1 and N worker processes, each with its own net or all on one shared evaluator process, against that
 # ceiling (tools/bench_throughput.py); self-play evals/s vs the forward pass at the same batch in one process
 # (tools/bench_search.py, 9x9 6x64 and 19x19 10x128); latency per speculation depth k (bench_speculation.py);
@@ -63,7 +63,7 @@ if [[ $device == cuda ]]; then
   section gpu_tests 70 $py -m pytest -q -rs -p no:cacheprovider tests/test_evaluator.py tests/test_network.py \
     tests/test_train.py -k "cuda or gpu or graph or amp or pinned or bf16 or device"
   section shared_smoke 35 $py -m specmcts selfplay --board 9 --workers 4 --games 16 --sims 64 --device cuda \
-    --set evaluator.shared=on --set search.overlap=true --out "$out/selfplay" --quiet
+    --set evaluator.shared=on --out "$out/selfplay" --quiet
   section throughput9 150 $py tools/bench_throughput.py --device cuda --net 9x9-6x64 --workers 1 16 \
     --modes own shared --seconds 20 --sims 100 --concurrent 32 --chunk-games 32 --save "$out/throughput9.json"
   section ceiling19 25 $py tools/bench_throughput.py --device cuda --net 19x19-10x128 --ceiling-only \
