@@ -496,14 +496,6 @@ class EvaluatorChannel:
         self._mem.control[:] = 0  # _NOT_STARTED, no requests
         self.spec = spec
 
-    @property
-    def model_id(self) -> str:
-        return self._mem.model_id
-
-    @property
-    def stopped(self) -> bool:
-        return self._mem is None or int(self._mem.control[_STATE]) == _STOPPED
-
     def stop(self) -> None:
         """Tell the clients that no answer will come (e.g. the server's process died)."""
         if self._mem is not None:
@@ -700,7 +692,7 @@ class SharedEvaluatorServer:
 
     def _serve_requests(self, hook, hook_every: float) -> None:
         ev = self.evaluator
-        control, inputs = self._control, self._mem.inputs
+        control = self._control
         next_hook = time.perf_counter() + hook_every
         while True:
             got = self._pending_acquire(hook_every if hook is not None else None)
@@ -711,67 +703,63 @@ class SharedEvaluatorServer:
                 next_hook = time.perf_counter() + hook_every
             if not got:
                 continue
-            batch, used, seen = [], 0, {}
+            batch, misses_in_batch = [], 0
             for client in np.flatnonzero(control[_HEAD:] > 0):
                 client = int(client)
                 n = int(control[_HEAD + client])
                 misses = self._lookup(client, n)
-                if used + len(misses) > ev.max_batch:
-                    self._answer(batch, used)
-                    batch, used, seen = [], 0, {}
-                rows = []
-                for row in misses:
-                    key = int(self._keys[client, row]) if self.cache is not None else -1 - used
-                    dst = seen.get(key)
-                    if dst is None:  # a row no earlier request of this batch sent
-                        dst = seen[key] = used
-                        ev.inputs[used] = inputs[client, row]
-                        used += 1
-                    else:  # the same input as a row already in the batch: answered by that one
-                        control[_SHARED] += 1
-                    rows.append((row, dst))
-                batch.append((client, n, rows))
+                if misses_in_batch + len(misses) > ev.max_batch:  # the evaluator takes this many at most
+                    self._answer(batch)
+                    batch, misses_in_batch = [], 0
+                batch.append((client, misses))
+                misses_in_batch += len(misses)
                 control[_REQUESTS] += 1
                 control[_ROWS] += n
             if batch:
-                self._answer(batch, used)
+                self._answer(batch)
 
     def _pending_acquire(self, timeout):
         return self.spec.pending.acquire(timeout=timeout) if timeout is not None else self.spec.pending.acquire()
 
-    def _lookup(self, client: int, n: int) -> list[int]:
+    def _lookup(self, client: int, n: int) -> np.ndarray:
         """The rows of ``client``'s request the cache does not answer (hits are written into its outputs)."""
         if self.cache is None:
-            return list(range(n))
+            return np.arange(n)
         keys = self._keys[client, :n]
         m = self._mem
         native_nncache.row_keys(m.inputs[client, :n].reshape(n, -1), n, self._seed, keys)
         hits = self.cache.lookup(keys, self._moves[:n], m.policy[client], m.value[client], self._hit[:n],
                                  m.score[client])
         self._control[_HITS] += hits
-        return [int(r) for r in np.flatnonzero(~self._hit[:n])]
+        return np.flatnonzero(~self._hit[:n])
 
-    def _answer(self, batch: list, used: int) -> None:
+    def _answer(self, batch: list[tuple[int, np.ndarray]]) -> None:
+        """Evaluate the missed rows of ``batch`` ((client, rows) pairs), each distinct input once (with a
+        cache: rows are keyed by their bytes), scatter the answers and release the clients. Array
+        operations only: no loop over rows."""
         m, control = self._mem, self._control
-        if used:
+        clients = np.concatenate([np.full(len(rows), c, np.int64) for c, rows in batch])
+        rows = np.concatenate([rows for _c, rows in batch]).astype(np.int64)
+        if len(rows):
+            if self.cache is not None:
+                keys = self._keys[clients, rows]
+                _distinct, first, answer = np.unique(keys, return_index=True, return_inverse=True)
+            else:
+                first = answer = np.arange(len(rows))
+            used = len(first)
+            self.evaluator.inputs[:used] = m.inputs[clients[first], rows[first]]
             policy, value = self.evaluator.evaluate(used)
             score = self.evaluator.scores(used)
             control[_BATCHES] += 1
             control[_FORWARDED] += used
+            control[_SHARED] += len(rows) - used  # the same input as another row of the batch
             if self.cache is not None:
-                keys = np.zeros(used, np.uint64)
-                for client, _n, rows in batch:
-                    for row, dst in rows:
-                        keys[dst] = self._keys[client, row]
-                self.cache.insert(keys, policy, value, score)
-            for client, _n, rows in batch:
-                if rows:
-                    src = np.fromiter((r for r, _ in rows), np.int64, len(rows))
-                    dst = np.fromiter((d for _, d in rows), np.int64, len(rows))
-                    m.policy[client, src] = policy[dst]
-                    m.value[client, src] = value[dst]
-                    m.score[client, src] = score[dst]
-        for client, _n, _rows in batch:
+                self.cache.insert(keys[first], policy, value, score)
+            answer = answer.reshape(-1)
+            m.policy[clients, rows] = policy[answer]
+            m.value[clients, rows] = value[answer]
+            m.score[clients, rows] = score[answer]
+        for client, _rows in batch:
             control[_HEAD + client] = 0
             self.spec.done[client].release()
 
