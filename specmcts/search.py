@@ -257,129 +257,92 @@ class Search:
         return policy[source], value[source], score[source]
 
     def step(self, slots: np.ndarray, wanted: np.ndarray) -> int:
-        """One batch over ``slots``; returns the number of leaves evaluated and backed up."""
-        if self._twin is not None and len(slots) >= 2:
-            return self._step_overlapped(slots, wanted)
-        tr, sc, leaves = self.trees, self.scratch, self.leaves
-        clock = time.perf_counter
-        spent = self.stats.seconds
-        t0 = clock()
+        """One batch over ``slots``; returns the number of leaves evaluated and backed up.
+
+        With ``search.overlap`` two batches are in flight: the first half of ``slots`` selects and its
+        forward pass starts in a thread (on ``evaluator``); the second half selects meanwhile (into its own
+        rows) and is evaluated on the twin while the first half backs up. Each tree's leaves, values and
+        order are the same either way (trees are independent; every lookup of a step precedes its inserts),
+        so records are unchanged."""
         slots = np.ascontiguousarray(slots, np.int32)
         wanted = np.ascontiguousarray(wanted, np.int32)
-        row_start = self._row_start[:len(slots)]
         parallel = self._threads > 1 and len(slots) >= self.cfg.parallel_min_trees
         if parallel:
             numba.set_num_threads(self._threads)
             self.stats.parallel_steps += 1
-        select = kernels.select_leaves_parallel if parallel else kernels.select_leaves
-        n, collisions = select(slots, wanted, row_start, tr, self.roots, sc, leaves, self.params)
+        overlap = self._twin is not None and len(slots) >= 2
+        half = len(slots) // 2 if overlap else len(slots)
+        parts = (slice(0, half), slice(half, len(slots))) if overlap else (slice(0, len(slots)),)
+        lanes = [self._start_lane(lane, slots[part], wanted[part], parallel, overlap)
+                 for lane, part in enumerate(parts)]
         self.stats.steps += 1
-        self.stats.collisions += int(collisions)
-        t1 = clock()
-        spent["select"] += t1 - t0
-        if n == 0:
-            return 0
-        hits, misses = self.cache.lookup_leaves(leaves, n, kernels.LEAF_EVAL, self._miss_rows)
-        rows = 0
-        if misses:
-            t2 = clock()
-            encode = kernels.encode_leaves_parallel if parallel else kernels.encode_leaves
-            rows = self._encode_distinct(0, sc, leaves, self._miss_rows, misses, self.evaluator.inputs, encode)
-            t3 = clock()
-            policy, value = self.evaluator.evaluate(rows)
-            score = self.evaluator.scores(rows)
-            t4 = clock()
-            policy, value, score = self._per_miss(0, misses, rows, policy, value, score)
-            self.cache.insert_leaves(leaves, self._miss_rows, misses, policy, value, score)
-            spent["encode"] += t3 - t2
-            spent["forward"] += t4 - t3
-            spent["cache"] += (t2 - t1) + (clock() - t4)
-        else:
-            spent["cache"] += clock() - t1
-        self.stats.cache_hits += hits
-        self.stats.evals += rows
-        self.stats.shared_rows += misses - rows
-        self.stats.batch_rows[rows] += 1
-        m = hits + misses
-        t5 = clock()
-        backup = kernels.expand_and_backup_parallel if parallel else kernels.expand_and_backup
-        backup(slots, wanted, row_start, tr, sc, leaves, self.cfg.fill_own_eyes)
-        spent["backup"] += clock() - t5
-        leaves = n - int(collisions)
-        self.stats.leaves += leaves
-        self.stats.terminal += leaves - m
-        return leaves
+        self.stats.overlapped_steps += int(overlap)
+        return sum(self._finish_lane(lane, parallel) for lane in lanes)
 
-    def _step_overlapped(self, slots: np.ndarray, wanted: np.ndarray) -> int:
-        """``step`` with two batches in flight: the first half of ``slots`` selects and its forward pass
-        starts in a thread (on ``evaluator``); the second half selects meanwhile (into its own rows) and is
-        evaluated on the twin while the first half backs up. Each tree's leaves, values and order are those
-        of ``step`` (trees are independent; every lookup of a step still precedes its inserts), so records
-        are unchanged."""
-        tr, stats, spent = self.trees, self.stats, self.stats.seconds
-        clock = time.perf_counter
-        half = len(slots) // 2
-        parallel = self._threads > 1 and len(slots) >= self.cfg.parallel_min_trees
-        if parallel:
-            numba.set_num_threads(self._threads)
-            stats.parallel_steps += 1
+    def _lane_buffers(self, lane: int):
+        """(evaluator, scratch, leaves, miss rows, row starts) of batch ``lane`` (1: the twin's)."""
+        if lane == 0:
+            return self.evaluator, self.scratch, self.leaves, self._miss_rows, self._row_start
+        return self._twin, self.scratch_b, self.leaves_b, self._miss_rows_b, self._row_start_b
+
+    def _start_lane(self, lane: int, slots: np.ndarray, wanted: np.ndarray, parallel: bool, in_thread: bool):
+        """Select, look up and encode one batch, and start (``in_thread``) or run its forward pass."""
+        clock, spent = time.perf_counter, self.stats.seconds
+        ev, sc, leaves, miss_rows, row_start = self._lane_buffers(lane)
         select = kernels.select_leaves_parallel if parallel else kernels.select_leaves
         encode = kernels.encode_leaves_parallel if parallel else kernels.encode_leaves
-        backup = kernels.expand_and_backup_parallel if parallel else kernels.expand_and_backup
-        lanes = []
-        for part, ev, sc, leaves, miss_rows, row_start in (
-                (slice(0, half), self.evaluator, self.scratch, self.leaves, self._miss_rows, self._row_start),
-                (slice(half, len(slots)), self._twin, self.scratch_b, self.leaves_b, self._miss_rows_b,
-                 self._row_start_b)):
-            t0 = clock()
-            part_slots = np.ascontiguousarray(slots[part], np.int32)
-            part_wanted = np.ascontiguousarray(wanted[part], np.int32)
-            starts = row_start[:len(part_slots)]
-            n, collisions = select(part_slots, part_wanted, starts, tr, self.roots, sc, leaves, self.params)
-            t1 = clock()
-            spent["select"] += t1 - t0
-            hits = misses = 0
-            future = None
-            if n:
-                hits, misses = self.cache.lookup_leaves(leaves, n, kernels.LEAF_EVAL, miss_rows)
-                t2 = clock()
-                spent["cache"] += t2 - t1
-                if misses:
-                    rows = self._encode_distinct(len(lanes), sc, leaves, miss_rows, misses, ev.inputs, encode)
-                    spent["encode"] += clock() - t2
-                    future = self._forwarder.submit(self._evaluate, ev, rows)
-            lanes.append((part_slots, part_wanted, starts, sc, leaves, miss_rows, n, int(collisions), hits, misses,
-                          future))
-        stats.steps += 1
-        stats.overlapped_steps += 1
-        done = 0
-        for lane, (part_slots, part_wanted, starts, sc, leaves, miss_rows, n, collisions, hits, misses,
-                   future) in enumerate(lanes):
-            stats.collisions += collisions
-            if n == 0:
-                continue
-            rows = 0
-            if future is not None:
+        t0 = clock()
+        starts = row_start[:len(slots)]
+        n, collisions = select(slots, wanted, starts, self.trees, self.roots, sc, leaves, self.params)
+        t1 = clock()
+        spent["select"] += t1 - t0
+        hits = misses = 0
+        answer = None  # the forward pass: a future, or its result
+        if n:
+            hits, misses = self.cache.lookup_leaves(leaves, n, kernels.LEAF_EVAL, miss_rows)
+            t2 = clock()
+            spent["cache"] += t2 - t1
+            if misses:
+                rows = self._encode_distinct(lane, sc, leaves, miss_rows, misses, ev.inputs, encode)
                 t3 = clock()
-                policy, value, score = future.result()
-                rows = len(value)
-                t4 = clock()
-                spent["forward"] += t4 - t3  # the wait: the part of the forward pass nothing overlapped
-                policy, value, score = self._per_miss(lane, misses, rows, policy, value, score)
-                self.cache.insert_leaves(leaves, miss_rows, misses, policy, value, score)
-                spent["cache"] += clock() - t4
-            stats.cache_hits += hits
-            stats.evals += rows
-            stats.shared_rows += misses - rows
-            stats.batch_rows[rows] += 1
-            t5 = clock()
-            backup(part_slots, part_wanted, starts, tr, sc, leaves, self.cfg.fill_own_eyes)
-            spent["backup"] += clock() - t5
-            evaluated = n - collisions
-            stats.leaves += evaluated
-            stats.terminal += evaluated - (hits + misses)
-            done += evaluated
-        return done
+                spent["encode"] += t3 - t2
+                if in_thread:
+                    answer = self._forwarder.submit(self._evaluate, ev, rows)
+                else:
+                    answer = self._evaluate(ev, rows)
+                    spent["forward"] += clock() - t3
+        return lane, slots, wanted, starts, n, int(collisions), hits, misses, answer
+
+    def _finish_lane(self, started, parallel: bool) -> int:
+        """Wait for a batch's forward pass, store and scatter its answers, expand and back up."""
+        lane, slots, wanted, starts, n, collisions, hits, misses, answer = started
+        clock, spent, stats = time.perf_counter, self.stats.seconds, self.stats
+        _ev, sc, leaves, miss_rows, _row_start = self._lane_buffers(lane)
+        stats.collisions += collisions
+        if n == 0:
+            return 0
+        rows = 0
+        if answer is not None:
+            t3 = clock()
+            policy, value, score = answer.result() if hasattr(answer, "result") else answer
+            t4 = clock()
+            spent["forward"] += t4 - t3  # in a thread: the part of the forward pass nothing overlapped
+            rows = len(value)
+            policy, value, score = self._per_miss(lane, misses, rows, policy, value, score)
+            self.cache.insert_leaves(leaves, miss_rows, misses, policy, value, score)
+            spent["cache"] += clock() - t4
+        stats.cache_hits += hits
+        stats.evals += rows
+        stats.shared_rows += misses - rows
+        stats.batch_rows[rows] += 1
+        t5 = clock()
+        backup = kernels.expand_and_backup_parallel if parallel else kernels.expand_and_backup
+        backup(slots, wanted, starts, self.trees, sc, leaves, self.cfg.fill_own_eyes)
+        spent["backup"] += clock() - t5
+        evaluated = n - collisions
+        stats.leaves += evaluated
+        stats.terminal += evaluated - (hits + misses)
+        return evaluated
 
     @staticmethod
     def _evaluate(ev, n: int):
