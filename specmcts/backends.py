@@ -118,17 +118,19 @@ def load_selfplay_net(store, board: int):
 FRESH = "fresh"  # a fixed model spec: a fresh net seeded by the config's seed
 
 
-def load_fixed_net(cfg: Config, model: str):
-    """The net of ``selfplay`` (a checkpoint path, or ``fresh``: a new net seeded by ``cfg.seed``), on CPU."""
+def load_fixed_net(cfg: Config, model: str, board: int | None = None):
+    """A net that does not change (``selfplay``, GTP): a checkpoint path, or ``fresh``: a new net of
+    ``cfg.net`` seeded by ``cfg.seed``; for ``board`` (default ``cfg.game.board``), on CPU."""
     import torch
 
     from specmcts.network import build_net, make_model_id
 
+    board = board or cfg.game.board
     if model != FRESH:
-        net, _meta = load_model(model, expect_board=cfg.game.board)
+        net, _meta = load_model(model, expect_board=board)
         return net
     torch.manual_seed(cfg.seed)
-    net = build_net(cfg.game.board, cfg.net)
+    net = build_net(board, cfg.net)
     net.model_id = "fresh-" + make_model_id(net)
     return net
 

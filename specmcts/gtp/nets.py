@@ -38,18 +38,16 @@ class NetSource:
     def net(self, size: int):
         if self._loaded is not None:
             return self._loaded
-        from specmcts.network import build_net, embedded_model, load_model, make_model_id
+        from specmcts.network import embedded_model, load_model
 
         embedded = None if self._fresh else embedded_model(size)
         if embedded is not None:
             net, _ = load_model(embedded, device="cpu", expect_board=size)
             self.log(f"no --model: using the embedded net {embedded.name} ({net.model_id})")
             return net
-        import torch
+        from specmcts.backends import load_fixed_net
 
-        torch.manual_seed(self.cfg.seed)
-        net = build_net(size, self.cfg.net)
-        net.model_id = "fresh-" + make_model_id(net)
+        net = load_fixed_net(self.cfg, FRESH, board=size)  # the same "fresh" as backends.FRESH
         self.log(f"no --model and no embedded net for {size}x{size}: playing with a fresh, untrained "
                  f"{self.cfg.net.blocks}x{self.cfg.net.channels} net ({net.model_id})")
         return net
