@@ -457,9 +457,10 @@ class _Attached:
             self.shm = shared_memory.SharedMemory(create=True, size=max(layout["_total"][0], 1))
         else:
             self.shm = shared_memory.SharedMemory(name=spec.shm_name)
-        for name, (offset, shape, dtype) in layout.items():
-            if name != "_total":
-                setattr(self, name, np.ndarray(shape, dtype, buffer=self.shm.buf, offset=offset))
+        self._names = [name for name in layout if name != "_total"]
+        for name in self._names:
+            offset, shape, dtype = layout[name]
+            setattr(self, name, np.ndarray(shape, dtype, buffer=self.shm.buf, offset=offset))
 
     @property
     def model_id(self) -> str:
@@ -474,7 +475,7 @@ class _Attached:
         self.control[_VERSION] += 1
 
     def close(self) -> None:
-        for name in ("control", "model_name", "inputs", "policy", "value", "score"):
+        for name in self._names:
             self.__dict__.pop(name, None)
         self.shm.close()
 
