@@ -286,11 +286,15 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=("info", "init", "export"),
-                   help="info: describe a checkpoint; init: write a fresh net; export: weights for inference")
+    p.add_argument("action", choices=("info", "init", "export", "grow"),
+                   help="info: describe a checkpoint; init: write a fresh net; export: weights for inference; "
+                        "grow: a deeper/wider net that plays exactly like PATH, to continue a run bigger")
     p.add_argument("path", nargs="?", metavar="PATH", help="checkpoint to read or write")
-    p.add_argument("--out", metavar="FILE", help="export: where to write (default: PATH with .export.pt)")
-    p.add_argument("--force", action="store_true", help="init: replace an existing file at PATH")
+    p.add_argument("--out", metavar="FILE", help="export: where to write (default: PATH with .export.pt); "
+                                                 "grow: where to write (required)")
+    p.add_argument("--blocks", type=_positive_int, metavar="B", help="grow: residual blocks of the new net")
+    p.add_argument("--channels", type=_positive_int, metavar="C", help="grow: channels of the new net")
+    p.add_argument("--force", action="store_true", help="init, grow: replace an existing file")
     _add_common(p, json=True)
 
 
@@ -535,6 +539,8 @@ def cmd_model(args: argparse.Namespace) -> int:
             save_model(out, net, {"model_id": meta["model_id"], "step": meta.get("step"),
                                   "config": meta.get("config") or {}, "run": {"totals": provenance(meta)}})
             args.path = out
+        elif args.action == "grow":
+            args.path = _grow(args)
         net, meta = load_model(args.path)
     except CheckpointError as err:
         raise CommandError(str(err)) from None
@@ -557,6 +563,34 @@ def cmd_model(args: argparse.Namespace) -> int:
               f"{net_cfg['blocks']} blocks x {net_cfg['channels']} channels ({net_cfg.get('heads', 'fc')} heads), "
               f"{info['parameters']:,} parameters, step {info['step']}, {info['bytes'] / 1e6:.2f} MB{how}")
     return EXIT_OK
+
+
+def _grow(args: argparse.Namespace) -> str:
+    """``model grow``: write the grown net (same play, more capacity) with its source's provenance; the path."""
+    from pathlib import Path
+
+    from specmcts.network import grow_net, load_model, provenance, save_model
+
+    if not args.out:
+        raise CommandError("model grow: give --out FILE for the grown net (PATH is kept)", EXIT_USAGE)
+    if not (args.blocks or args.channels):
+        raise CommandError("model grow: give --blocks and/or --channels of the new net", EXIT_USAGE)
+    if Path(args.out).exists() and not args.force:
+        raise CommandError(f"model grow: {args.out} exists; it is kept (--force to replace it)")
+    net, meta = load_model(args.path)
+    target = dataclasses.replace(net.net_cfg, blocks=args.blocks or net.net_cfg.blocks,
+                                 channels=args.channels or net.net_cfg.channels)
+    try:
+        grown = grow_net(net, target, seed=0 if args.seed is None else args.seed)
+    except ValueError as err:
+        raise CommandError(f"model grow: {err}", EXIT_USAGE) from None
+    config = dict(meta.get("config") or {})
+    if config:
+        config["net"] = dataclasses.asdict(grown.net_cfg)
+    # the compute that made the source made this net too (it plays the same): run totals carry over
+    save_model(args.out, grown, {"step": meta.get("step"), "config": config, "run": {"totals": provenance(meta)},
+                                 "grown_from": {"model_id": meta["model_id"], "net": meta["net"]}})
+    return args.out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -603,8 +637,9 @@ COMMANDS: dict[str, Command] = {
         "Benchmarks: runs tools/bench_<what>.py of the source checkout with the arguments that follow.",
         add_bench_arguments, cmd_bench),
     "model": Command(
-        "inspect, create or export checkpoints",
-        "Checkpoint utilities: describe one, write a fresh net, or export weights for inference.",
+        "inspect, create, export or grow checkpoints",
+        "Checkpoint utilities: describe one, write a fresh net, export weights for inference, or grow a net "
+        "deeper/wider so that it plays exactly as before and a run can continue it with more capacity.",
         add_model_arguments, cmd_model),
 }
 

@@ -246,6 +246,75 @@ def build_net(board_size: int, net_cfg: NetConfig | None = None, num_planes: int
     return net
 
 
+# Layers whose input is ``global_pool`` of some channels: three thirds (mean, scaled mean, max) of that width.
+_POOLED_INPUT = ("pool_fc.weight", "pass_fc.weight", "value_fc1.weight")
+
+
+def _resolved(cfg: NetConfig) -> dict[str, int]:
+    """The widths a kata net really has (``0`` in the config means a default derived from ``channels``)."""
+    return {"blocks": cfg.blocks, "channels": cfg.channels, "value_hidden": cfg.value_hidden,
+            "head": cfg.head_channels or max(1, cfg.channels // 2),
+            "pool": cfg.gpool_channels or max(1, cfg.channels // 4)}
+
+
+def grow_net(net: PolicyValueNet, target: NetConfig, seed: int = 0) -> PolicyValueNet:
+    """A deeper and/or wider net that computes exactly what ``net`` computes (Net2Net-style, kata heads):
+    a bigger run starts from the strength of a small one instead of from nothing. ``target`` has the same
+    heads and global pooling pattern, and no width smaller than ``net``'s.
+
+    - Wider: every old weight is copied; a new channel gets a fresh (seeded) random input side, and its
+      weights *into* the old channels are zero, so the old channels see nothing new until training moves
+      those zeros (their gradients are not zero: the new channels carry signal). Head, pooling and value
+      widths grow the same way.
+    - Deeper: blocks ``len(old)..blocks-1`` are appended with their last BatchNorm's scale and shift at zero,
+      i.e. the identity on the (non-negative) residual stream; their other weights are fresh.
+
+    The result is in eval mode with ``trained_steps`` and ``model_id`` to be set by the caller (``save_model``).
+    Raises ValueError (one line) for fc heads, another pooling pattern or a smaller width."""
+    old = net.net_cfg
+    if old.heads != "kata" or target.heads != "kata":
+        raise ValueError("only nets with kata heads can grow (fc heads are fully connected over the board)")
+    if target.gpool_every != old.gpool_every:
+        raise ValueError(f"a grown net keeps the global pooling pattern: gpool_every {old.gpool_every}, "
+                         f"asked for {target.gpool_every}")
+    new_cfg = dataclasses.replace(old, blocks=target.blocks, channels=target.channels,
+                                  value_hidden=target.value_hidden, head_channels=target.head_channels,
+                                  gpool_channels=target.gpool_channels)
+    widths_old, widths_new = _resolved(old), _resolved(new_cfg)
+    smaller = [f"{k} {widths_old[k]} -> {widths_new[k]}" for k in widths_old if widths_new[k] < widths_old[k]]
+    if smaller:
+        raise ValueError(f"a net grows, it does not shrink: {', '.join(smaller)}")
+    torch.manual_seed(seed)
+    grown = PolicyValueNet(net.board_size, new_cfg, net.num_planes)
+    state = grown.state_dict()
+    old_state = net.state_dict()
+    with torch.no_grad():
+        for name, new in state.items():
+            if name not in old_state:  # an appended block: identity through its last BatchNorm
+                if name.endswith("bn2.weight") or name.endswith("bn2.bias"):
+                    new.zero_()
+                continue
+            src = old_state[name].to(new.dtype)
+            if src.dim() == 0:
+                new.copy_(src)
+                continue
+            out_old = src.shape[0]
+            if src.dim() == 1:  # BatchNorm scale/shift/statistics, biases: the old channels keep theirs
+                new[:out_old] = src
+                continue
+            in_old, in_new = src.shape[1], new.shape[1]
+            if name.endswith(_POOLED_INPUT):  # old feature j of third t sits at t * width + j
+                third_old, third_new = in_old // 3, in_new // 3
+                cols = torch.cat([torch.arange(third_old) + t * third_new for t in range(3)])
+            else:
+                cols = torch.arange(in_old)
+            new[:out_old] = 0  # old outputs ignore the new inputs ...
+            new[:out_old, cols] = src  # ... and keep their old weights
+    grown.load_state_dict(state)
+    grown.trained_steps = net.trained_steps
+    return grown.eval()
+
+
 def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 

@@ -285,3 +285,36 @@ def test_a_loaded_config_is_frozen_and_override_derives_a_new_one():
     with pytest.raises(ConfigError, match="search.sims"):
         cfg.override("search.sims=0")  # validated like --set
     assert cfg.search.sims == 32
+
+
+def test_model_grow_then_a_run_continues_the_bigger_net(tmp_path, capsys):
+    """`model grow` writes a deeper, wider net with its source's compute record; `run --model` trains it at the
+    new size and counts the source's sessions; refusals are one line and keep every file."""
+    tiny = ["--board", "5", "--device", "cpu", "--set", "net.blocks=1", "--set", "net.channels=8",
+            "--set", "net.value_hidden=8", "--set", "search.sims=8", "--set", "evaluator.torch_threads=1",
+            "--set", "run.mode=generations", "--set", "run.games_per_generation=2", "--set", "run.generations=1",
+            "--set", "train.min_samples=8", "--set", "train.batch_size=8", "--quiet"]
+    assert cli.main(["run", *tiny, "--out", str(tmp_path / "small")]) == 0
+    small = sorted((tmp_path / "small").rglob("model_*.pt"))[-1]
+    big = tmp_path / "big.pt"
+    capsys.readouterr()
+    assert cli.main(["model", "grow", str(small), "--blocks", "2", "--channels", "12", "--out", str(big), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["net"]["blocks"], info["net"]["channels"]) == (2, 12)
+    assert info["provenance"]["sessions"] == 1 and info["provenance"]["games"] >= 2
+
+    before = big.read_bytes()
+    for args, says in ((["--blocks", "3"], "--out"), (["--out", str(big), "--blocks", "3"], "exists"),
+                       (["--out", str(tmp_path / "x.pt"), "--channels", "4"], "does not shrink"),
+                       (["--out", str(tmp_path / "x.pt")], "--blocks")):
+        assert cli.main(["model", "grow", str(small), *args]) in (1, 2)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err
+    assert big.read_bytes() == before and not (tmp_path / "x.pt").exists()
+
+    assert cli.main(["run", *tiny, "--model", str(big), "--out", str(tmp_path / "more"), "--json"]) == 0
+    capsys.readouterr()
+    latest = sorted((tmp_path / "more").rglob("model_*.pt"))[-1]
+    assert cli.main(["model", "info", str(latest), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["net"]["blocks"], info["net"]["channels"]) == (2, 12) and info["provenance"]["sessions"] == 2

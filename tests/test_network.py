@@ -1,4 +1,5 @@
 """PolicyValueNet shapes and the checkpoint format (atomic save, loud and precise load failures)."""
+import dataclasses
 import os
 
 import pytest
@@ -255,3 +256,66 @@ def test_the_shipped_9x9_net():
     assert net.net_cfg.heads == "kata" and "optimizer" not in meta
     made = provenance(read_checkpoint(path))
     assert made["cpu_hours"] > 0 and made["games"] > 0 and made["config"] == "go9cpu"
+
+
+SMALL_KATA = NetConfig(blocks=3, channels=16, value_hidden=16)
+
+
+def _trained_like(cfg: NetConfig, seed: int = 0) -> PolicyValueNet:
+    """A net whose BatchNorm statistics and scales are not the fresh defaults (as a trained one's are not)."""
+    torch.manual_seed(seed)
+    net = build_net(9, cfg)
+    with torch.no_grad():
+        for name, t in net.state_dict().items():
+            if t.is_floating_point() and ("bn" in name or ".1." in name or "stem.1" in name):
+                t.uniform_(0.5, 1.5) if name.endswith(("weight", "running_var")) else t.uniform_(-0.2, 0.2)
+    return net.eval()
+
+
+@pytest.mark.parametrize("blocks,channels", [(3, 16), (5, 16), (3, 24), (6, 32)])
+def test_a_grown_net_computes_what_the_small_one_did(blocks, channels):
+    """Deeper and/or wider, the grown net's every output (policy, value, score, ownership) is the small
+    net's, in eval mode and in training mode (batch statistics), on any board size."""
+    from specmcts.network import grow_net
+
+    small = _trained_like(SMALL_KATA)
+    grown = grow_net(small, dataclasses.replace(SMALL_KATA, blocks=blocks, channels=channels), seed=3)
+    assert (grown.net_cfg.blocks, grown.net_cfg.channels) == (blocks, channels)
+    for size in (9, 7):
+        x = planes(8, size, seed=size)
+        for mode in ("eval", "train"):
+            small.train(mode == "train")
+            grown.train(mode == "train")
+            with torch.no_grad():
+                want, got = small.heads(x), grown.heads(x)
+            for key in want:
+                torch.testing.assert_close(got[key], want[key], msg=f"{key} ({mode}, {size}x{size})")
+
+
+def test_a_grown_net_learns_with_all_its_new_weights():
+    """The zero weights that keep the old channels blind to the new ones, and the zero scales of the appended
+    blocks, get gradients: training can use the new capacity (nothing is dead)."""
+    from specmcts.network import grow_net
+
+    small = _trained_like(SMALL_KATA)
+    grown = grow_net(small, dataclasses.replace(SMALL_KATA, blocks=5, channels=24), seed=1).train()
+    out = grown.heads(planes(16, 9))
+    loss = out["policy"].logsumexp(1).sum() + out["value"].square().sum() + out["ownership_logit"].square().sum()
+    loss.backward()
+    into_old = grown.tower[0].conv1.weight.grad[:16, 16:]  # new channels -> old channels: the zero block
+    assert into_old.abs().sum() > 0
+    assert grown.tower[4].bn2.weight.grad.abs().sum() > 0  # an appended block's zero scale
+    assert grown.value_fc1.weight.grad[:, 16:].abs().sum() > 0  # a pooled layer's new inputs
+
+
+def test_growing_refuses_what_it_cannot_do():
+    from specmcts.network import grow_net
+
+    small = _trained_like(SMALL_KATA)
+    for target, words in ((dataclasses.replace(SMALL_KATA, blocks=2), "does not shrink"),
+                          (dataclasses.replace(SMALL_KATA, gpool_every=3), "gpool_every"),
+                          (dataclasses.replace(SMALL_KATA, heads="fc"), "kata heads")):
+        with pytest.raises(ValueError, match=words):
+            grow_net(small, target)
+    with pytest.raises(ValueError, match="kata heads"):
+        grow_net(build_net(9, TINY_FC), dataclasses.replace(TINY_FC, blocks=2))
