@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from specmcts import __version__, cli
+from specmcts.config import CONFIG_DIR, load_config
 
 SUBCOMMANDS = ["selfplay", "train", "run", "eval", "gtp", "analysis", "bench", "model"]
 COMMON_FLAGS = ["--board", "--games", "--sims", "--speculate", "--device", "--model", "--out", "--config",
@@ -318,3 +319,9 @@ def test_model_grow_then_a_run_continues_the_bigger_net(tmp_path, capsys):
     assert cli.main(["model", "info", str(latest), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["net"]["blocks"], info["net"]["channels"]) == (2, 12) and info["provenance"]["sessions"] == 2
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+def test_every_preset_loads_and_names_itself(preset):
+    """Every shipped preset is valid and records its own name (what `model info` shows of a run's config)."""
+    assert load_config(preset).name == preset
