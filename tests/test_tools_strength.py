@@ -43,6 +43,15 @@ def test_learning_curve_from_tensorboard_logs(tmp_path):
     assert hours == sorted(hours) and hours[-1] == pytest.approx(1.75)
     assert first[-1]["games"] == 5000 + 3000
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {p["config"] for p in curve["points"]} == {"?"}  # no recorded config: one series per opponent
+
+    # a second config (the bigger net's run) beside the first: its points say which config they belong to
+    (runs[0] / "config.yaml").write_text("name: go9cpu\n")
+    (runs[1] / "config.yaml").write_text("name: go9cpu-big\n")
+    curve = tool.learning_curve(runs, tmp_path / "ab.png")
+    by_config = {c: [p["run"] for p in curve["points"] if p["config"] == c] for c in ("go9cpu", "go9cpu-big")}
+    assert set(by_config["go9cpu"]) == {"run0"} and set(by_config["go9cpu-big"]) == {"run1"}
+    assert (tmp_path / "ab.png").is_file()
 
 
 def test_strength_table_at_toy_size(tmp_path, capsys, gnugo):

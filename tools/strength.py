@@ -62,11 +62,15 @@ def match(model: str, opponent: str, visits: int, games: int, out: Path, level: 
 
 def learning_curve(runs: list[Path], png: Path) -> dict:
     """Elo vs CPU-hours and vs games from the runs' TensorBoard logs (every ``elo/vs_*`` tag: the first net,
-    GnuGo at a level), drawn into ``png``, one line per tag."""
+    GnuGo at a level), drawn into ``png``: one line per tag, and per config where the runs have several
+    (e.g. the small net's run and the bigger net's, side by side)."""
+    import yaml
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     points = []
     for run in runs:
+        recorded = run / "config.yaml"
+        config = (yaml.safe_load(recorded.read_text()) or {}).get("name", "?") if recorded.is_file() else "?"
         acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
         acc.Reload()
         tags = acc.Tags()["scalars"]
@@ -80,7 +84,8 @@ def learning_curve(runs: list[Path], png: Path) -> dict:
                 before = [s for s in hours if s <= e.step]
                 if before:
                     s = max(before)
-                    points.append({"run": run.name, "opponent": tag.removeprefix("elo/vs_"), "step": e.step,
+                    points.append({"run": run.name, "config": config, "opponent": tag.removeprefix("elo/vs_"),
+                                   "step": e.step,
                                    "elo": e.value, "cpu_hours": hours[s], "games": games.get(s, 0.0)})
     points.sort(key=lambda p: (p["opponent"], p["cpu_hours"]))
     if points:
@@ -89,10 +94,13 @@ def learning_curve(runs: list[Path], png: Path) -> dict:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        configs = sorted({p["config"] for p in points})
         fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-        for opponent in sorted({p["opponent"] for p in points}):
-            series = [p for p in points if p["opponent"] == opponent]
-            label = {"first": "vs the untrained net"}.get(opponent, f"vs {opponent.replace('_l', ' level ')}")
+        for config, opponent in sorted({(p["config"], p["opponent"]) for p in points}):
+            series = [p for p in points if p["opponent"] == opponent and p["config"] == config]
+            label = {"first": "vs the run's first net"}.get(opponent, f"vs {opponent.replace('_l', ' level ')}")
+            if len(configs) > 1:
+                label = f"{config}: {label}"
             for ax, key in ((axes[0], "cpu_hours"), (axes[1], "games")):
                 ax.plot([p[key] for p in series], [p["elo"] for p in series], marker="o", label=label)
         axes[0].set_xlabel("CPU-hours (all sessions)")
@@ -101,7 +109,7 @@ def learning_curve(runs: list[Path], png: Path) -> dict:
         for ax in axes:
             ax.grid(alpha=0.3)
         axes[1].legend()
-        fig.suptitle("9x9 learning curve (specmcts run, configs/go9cpu.yaml)")
+        fig.suptitle(f"9x9 learning curve (specmcts run, {', '.join(f'configs/{c}.yaml' for c in configs)})")
         fig.tight_layout()
         png.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(png, dpi=100)
