@@ -330,7 +330,15 @@ def config_from_args(args: argparse.Namespace):
         try:
             args.model = resolve_model(args.model, cfg.game.board)
             if args.command in ("run", "train", "selfplay") and not getattr(args, "resume", False):
-                cfg = dataclasses.replace(cfg, net=net_config_of(read_checkpoint(args.model)["net"]))
+                net = net_config_of(read_checkpoint(args.model)["net"])
+                if args.config and (net.blocks, net.channels) != (cfg.net.blocks, cfg.net.channels):
+                    grow = (f"; `specmcts model grow {args.model} --blocks {cfg.net.blocks} --channels "
+                            f"{cfg.net.channels} --out BIG` makes the config's size from it"
+                            if cfg.net.blocks >= net.blocks and cfg.net.channels >= net.channels else "")
+                    print(f"{PROG} {args.command}: --model is a {net.blocks}x{net.channels} net and {args.config} "
+                          f"asks for {cfg.net.blocks}x{cfg.net.channels}: the checkpoint's net is used{grow}",
+                          file=sys.stderr)
+                cfg = dataclasses.replace(cfg, net=net)
         except CheckpointError as err:
             raise CommandError(str(err)) from None
     return cfg

@@ -325,3 +325,23 @@ def test_model_grow_then_a_run_continues_the_bigger_net(tmp_path, capsys):
 def test_every_preset_loads_and_names_itself(preset):
     """Every shipped preset is valid and records its own name (what `model info` shows of a run's config)."""
     assert load_config(preset).name == preset
+
+
+def test_a_config_whose_net_differs_from_the_model_says_which_net_is_used(tmp_path, capsys):
+    """`run --config go9cpu-big.yaml --model small.pt` trains the checkpoint's net; one stderr line says so and
+    how to grow it to the config's size."""
+    small = tmp_path / "small.pt"
+    assert cli.main(["model", "init", str(small), "--board", "5", "--set", "net.blocks=1",
+                     "--set", "net.channels=8"]) == 0
+    capsys.readouterr()
+    parser = cli.build_parser()
+    args = parser.parse_args(["selfplay", "--config", "tiny", "--set", "net.blocks=2", "--set", "net.channels=16",
+                              "--model", str(small)])
+    cfg = cli.config_from_args(args)
+    assert (cfg.net.blocks, cfg.net.channels) == (1, 8)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1x8" in err[0] and "2x16" in err[0] and "model grow" in err[0]
+    args = parser.parse_args(["selfplay", "--config", "tiny", "--set", "net.blocks=1", "--set", "net.channels=8",
+                              "--model", str(small)])
+    cli.config_from_args(args)
+    assert capsys.readouterr().err == ""  # the same net: nothing to say
