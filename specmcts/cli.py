@@ -225,7 +225,8 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                            "else the newest in runs/<name>/models)",
                 games_help="games in the match (default: eval.games, 40)")
     p.add_argument("--opponent", metavar="WHO", default="gnugo",
-                   help="gnugo, random, a checkpoint PATH, or 'gtp:<command line>' (default: gnugo)")
+                   help="gnugo, random, a checkpoint PATH, 'shipped' (the net that ships for the board), or "
+                        "'gtp:<command line>' (default: gnugo)")
     p.add_argument("--gnugo-level", type=int, metavar="L",
                    help="GnuGo strength 0..10 (default: eval.gnugo_level, 1)")
     p.add_argument("--name", metavar="NAME", help="run name for the default --model and --out (default: go<board>)")

@@ -442,8 +442,8 @@ def net_side(name: str, model, cfg: Config, concurrent: int, device: str = "cpu"
 
 def opponent_side(spec: str, cfg: Config, concurrent: int, device: str = "cpu", gnugo_level: int | None = None,
                   seed: int = 0) -> Side:
-    """``gnugo`` (at ``gnugo_level``, default ``eval.gnugo_level``), ``random``, ``gtp:<command line>``, or a
-    checkpoint path."""
+    """``gnugo`` (at ``gnugo_level``, default ``eval.gnugo_level``), ``random``, ``gtp:<command line>``, a
+    checkpoint path, or ``shipped`` (the net that ships for the board)."""
     rules = GoRules(cfg.game.board, cfg.game.komi, cfg.game.superko)
     if spec == "gnugo":
         level = cfg.eval.gnugo_level if gnugo_level is None else gnugo_level
@@ -460,6 +460,9 @@ def opponent_side(spec: str, cfg: Config, concurrent: int, device: str = "cpu", 
         if not command:
             raise MatchError("gtp: needs a command line, e.g. gtp:'gnugo --mode gtp --level 5'")
         return GTPSide(Path(command[0]).name, command, rules, concurrent, timeout=cfg.eval.gtp_timeout)
+    from specmcts.network import resolve_model
+
+    spec = resolve_model(spec, cfg.game.board, flag="--opponent")
     return net_side(Path(spec).stem, spec, cfg, concurrent, device, seed=seed + 1)
 
 

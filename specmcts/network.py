@@ -214,14 +214,14 @@ def embedded_model(board_size: int) -> Path | None:
     return path if path.is_file() else None
 
 
-def resolve_model(spec: str | None, board_size: int) -> str | None:
-    """A ``--model`` argument as a path: ``shipped`` is the embedded net of ``board_size`` (CheckpointError
-    if none ships), anything else is returned as given."""
+def resolve_model(spec: str | None, board_size: int, flag: str = "--model") -> str | None:
+    """A ``--model`` (or ``flag``) argument as a path: ``shipped`` is the embedded net of ``board_size``
+    (CheckpointError if none ships), anything else is returned as given."""
     if spec != SHIPPED:
         return spec
     path = embedded_model(board_size)
     if path is None:
-        raise CheckpointError(f"--model shipped: no net ships for {board_size}x{board_size} "
+        raise CheckpointError(f"{flag} shipped: no net ships for {board_size}x{board_size} "
                               f"(the package has: {', '.join(p.name for p in sorted(WEIGHTS_DIR.glob('go*.pt'))) or 'none'})")
     return str(path)
 
