@@ -13,7 +13,7 @@ from games import BLACK, WHITE, GoRules
 from specmcts import cli
 from specmcts.config import load_config
 from specmcts.elo import elo_from_score, estimate, score_from_elo, wilson_interval
-from specmcts.evaluate import GTPSide, RandomSide, Side, gate, net_side, opponent_side, play_match
+from specmcts.evaluate import GTPSide, NetSide, RandomSide, Side, gate, net_side, opponent_side, play_match
 from specmcts.network import build_net, save_model
 from specmcts.sgf import read_sgf
 
@@ -206,7 +206,10 @@ def test_cli_eval(tmp_path, capsys):
     assert "no net ships for 5x5" in err and err.count("\n") == 1
 
 
-def test_the_shipped_net_as_opponent(tmp_path):
+def test_the_shipped_net_as_opponent():
     cfg = load_config("go9cpu")
     side = opponent_side("shipped", cfg, concurrent=1)
-    assert side.name == "go9"  # specmcts/weights/go9.pt, not a file named 'shipped'
+    try:
+        assert isinstance(side, NetSide) and side.name == "go9"  # specmcts/weights/go9.pt, not a file 'shipped'
+    finally:
+        side.close()
