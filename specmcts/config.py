@@ -179,8 +179,9 @@ class RunConfig:
     eval_every: int = 0  # trainer steps between Elo evaluations (generations: at a generation end); 0: off
     eval_games: int = 20
     eval_gnugo_games: int = 0  # ... and vs GnuGo at eval.gnugo_level (0: off)
-    elo_reference: str = ""  # the net elo/vs_first is measured against ("": the run's first checkpoint; a run
-    # continued from another run's checkpoint names that run's first net here, so the Elo curve continues)
+    elo_reference: str = ""  # the net elo/vs_first is measured against ("": the run's first checkpoint; "shipped":
+    # the board's embedded net; a run continued from another run's checkpoint names that run's first net here,
+    # so the Elo curve continues)
 
 
 @dataclass(frozen=True)

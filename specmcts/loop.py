@@ -42,7 +42,7 @@ import yaml
 from specmcts.atomic import atomic_write_bytes
 from specmcts.backends import Chunk, WorkerFailed, chunk_seed, make_backend
 from specmcts.config import Config, ConfigError
-from specmcts.network import CheckpointError
+from specmcts.network import CheckpointError, resolve_model
 from specmcts.replay import ReplayBuffer
 from specmcts.stopping import GracefulStop, RunLock
 from specmcts.train import CheckpointStore, Trainer, apply_torch_threads, open_writer, validate_train_config
@@ -65,10 +65,24 @@ def validate_run_config(cfg: Config) -> None:
         raise ConfigError(f"run.train_samples_per_sample must be > 0, got {r.train_samples_per_sample}")
     if r.games_per_generation < 1 or r.workers < 1:
         raise ConfigError("run.games_per_generation and run.workers must be >= 1")
-    if r.elo_reference and not Path(r.elo_reference).is_file():
-        raise ConfigError(f"run.elo_reference {r.elo_reference}: no such checkpoint")
+    elo_reference(cfg)
     if r.cpu_minutes < 0 or r.minutes < 0:
         raise ConfigError("run.minutes and run.cpu_minutes must be >= 0")
+
+
+def elo_reference(cfg: Config) -> Path | None:
+    """The checkpoint named by ``run.elo_reference`` (``shipped``: the board's embedded net), or None when
+    unset (the run's first checkpoint is the reference); ConfigError if it names no checkpoint."""
+    spec = cfg.run.elo_reference
+    if not spec:
+        return None
+    try:
+        path = Path(resolve_model(spec, cfg.game.board, flag="run.elo_reference"))
+    except CheckpointError as err:
+        raise ConfigError(str(err)) from None
+    if not path.is_file():
+        raise ConfigError(f"run.elo_reference {spec}: no such checkpoint")
+    return path
 
 
 # -- self-play statistics -------------------------------------------------------------------------------------
@@ -356,7 +370,7 @@ class RunLoop:
     def _evaluate_elo(self) -> None:
         r = self.cfg.run
         step = self.trainer.step
-        first = Path(r.elo_reference) if r.elo_reference else self.store.first()
+        first = elo_reference(self.cfg) or self.store.first()
         lines = []
         if first is not None and r.eval_games > 0:
             m = self._match(first, r.eval_games, "elo", f"vs-first-{step:08d}")

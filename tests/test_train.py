@@ -301,3 +301,22 @@ def test_kill_9_of_train_then_resume(tmp_path, data_dir, capsys, moment):
     summary = json.loads(captured.out)
     assert summary["step"] == newest + 4 and summary["steps"] == 4  # continued from the newest checkpoint
     assert not list(models.glob(".*.tmp")) and not list(models.glob("*.tmp"))
+
+
+def test_run_elo_reference_names_a_checkpoint_or_the_shipped_net(tmp_path, capsys):
+    from specmcts.loop import elo_reference
+    from specmcts.network import embedded_model
+
+    assert elo_reference(load_config("go9cpu")) is None  # unset: the run's first checkpoint
+    shipped = load_config("go9cpu", ["run.elo_reference=shipped"])
+    assert elo_reference(shipped) == embedded_model(9)
+    with pytest.raises(ConfigError, match="run.elo_reference shipped: no net ships for 5x5"):
+        elo_reference(tiny_config("run.elo_reference=shipped"))
+    with pytest.raises(ConfigError, match="no such checkpoint"):
+        elo_reference(tiny_config(f"run.elo_reference={tmp_path / 'missing.pt'}"))
+    # the run refuses it in one line, before any game is played
+    assert cli.main(["run", "--board", "5", "--out", str(tmp_path / "run"),
+                     "--set", "run.elo_reference=shipped"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "run.elo_reference shipped: no net ships for 5x5" in err
+    assert not (tmp_path / "run" / "data").exists() or not any((tmp_path / "run" / "data").iterdir())
