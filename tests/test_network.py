@@ -247,15 +247,17 @@ def test_load_model_onto_cuda(tmp_path):
 
 
 def test_the_shipped_9x9_net():
-    """specmcts/weights/go9.pt: package data under 10 MB, a kata net for 9x9, with the compute that made it."""
+    """specmcts/weights/go9.pt: package data under 10 MB, the 6x48 kata net for 9x9 (configs/go9cpu-big.yaml),
+    with the compute that made it."""
     from specmcts.network import embedded_model, provenance, read_checkpoint
 
     path = embedded_model(9)
     assert path is not None and path.stat().st_size < 10 * 1024 * 1024
     net, meta = load_model(path, expect_board=9)
     assert net.net_cfg.heads == "kata" and "optimizer" not in meta
+    assert (net.net_cfg.blocks, net.net_cfg.channels) == (6, 48)
     made = provenance(read_checkpoint(path))
-    assert made["cpu_hours"] > 0 and made["games"] > 0 and made["config"] == "go9cpu"
+    assert made["cpu_hours"] > 0 and made["games"] > 0 and made["config"] == "go9cpu-big"
 
 
 SMALL_KATA = NetConfig(blocks=3, channels=16, value_hidden=16)
