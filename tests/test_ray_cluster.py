@@ -59,6 +59,15 @@ def wait_for_games(loop, thread, messages, games: int = 2) -> None:
         time.sleep(0.05)
 
 
+def wait_for_workers_on(loop, thread, messages, nodes: set[str]) -> None:
+    """Until a worker on each of ``nodes`` has reported in (an actor's process can start well after the other
+    worker's first games on a loaded machine)."""
+    deadline = time.monotonic() + 180
+    while {s.info["node_id"] for s in loop.backend.pool.slots if s.info} != nodes:
+        assert thread.is_alive() and time.monotonic() < deadline, messages
+        time.sleep(0.05)
+
+
 def worker_on(loop, node_id: str) -> int:
     slots = loop.backend.pool.slots
     return next(s.index for s in slots if s.info and s.info["node_id"] == node_id)
@@ -69,8 +78,8 @@ def test_one_worker_per_node_and_a_killed_worker_process_is_respawned(tmp_path, 
     messages: list[str] = []
     loop, thread, result = start_run(tmp_path, messages)
     wait_for_games(loop, thread, messages)
+    wait_for_workers_on(loop, thread, messages, {cluster.head_node.node_id, second.node_id})  # one per node
     slots = loop.backend.pool.slots
-    assert {s.info["node_id"] for s in slots if s.info} == {cluster.head_node.node_id, second.node_id}
     victim = slots[worker_on(loop, second.node_id)]
     os.kill(victim.info["pid"], signal.SIGKILL)  # the worker's process on the second node dies
     thread.join(timeout=300)
@@ -91,6 +100,7 @@ def test_losing_a_node_leaves_its_chunks_to_the_other(tmp_path, two_nodes):
     messages: list[str] = []
     loop, thread, result = start_run(tmp_path, messages)
     wait_for_games(loop, thread, messages)
+    wait_for_workers_on(loop, thread, messages, {cluster.head_node.node_id, second.node_id})
     lost = worker_on(loop, second.node_id)
     cluster.remove_node(second)
     thread.join(timeout=300)

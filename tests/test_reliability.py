@@ -112,9 +112,10 @@ def test_sigint_of_selfplay_writes_the_finished_games_shard(tmp_path):
     from specmcts.replay import read_shard
 
     out = tmp_path / "sp"
-    proc = specmcts("selfplay", *TINY, "--games", "400", "--set", "selfplay.concurrent=2",
-                    "--set", "selfplay.shard_games=1000", "--out", str(out), "--quiet", "--json")
+    proc = specmcts("selfplay", *TINY, "--games", "20000", "--set", "selfplay.concurrent=2",
+                    "--set", "selfplay.shard_games=100000", "--out", str(out), "--quiet", "--json")
     wait_for(proc, lambda: len(list((out / "sgf").glob("*.sgf"))) >= 3, "three finished games")
+    assert proc.poll() is None, "selfplay finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
@@ -133,10 +134,11 @@ def test_sigint_of_selfplay_workers_keeps_every_finished_game(tmp_path, shared):
     from specmcts.replay import read_shard
 
     out = tmp_path / "sp"
-    proc = specmcts("selfplay", *TINY, "--games", "400", "--workers", "2", "--set", "selfplay.concurrent=2",
-                    "--set", "selfplay.shard_games=200", "--set", f"evaluator.shared={shared}", "--out", str(out),
+    proc = specmcts("selfplay", *TINY, "--games", "20000", "--workers", "2", "--set", "selfplay.concurrent=2",
+                    "--set", "selfplay.shard_games=10000", "--set", f"evaluator.shared={shared}", "--out", str(out),
                     "--quiet", "--json")
     wait_for(proc, lambda: len(list((out / "sgf").glob("*.sgf"))) >= 3, "three finished games")
+    assert proc.poll() is None, "selfplay finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
@@ -156,9 +158,11 @@ def test_sigint_of_selfplay_workers_keeps_every_finished_game(tmp_path, shared):
 
 def test_sigint_of_eval_keeps_the_finished_games(tmp_path, tiny_model):
     out = tmp_path / "ev"
-    proc = specmcts("eval", *TINY, "--model", str(tiny_model), "--opponent", "random", "--games", "400",
+    # 20,000 games: far more than a loaded machine plays before the signal (400 took 15 s unloaded)
+    proc = specmcts("eval", *TINY, "--model", str(tiny_model), "--opponent", "random", "--games", "20000",
                     "--set", "eval.concurrent=2", "--out", str(out), "--quiet")
     wait_for(proc, lambda: len(list(out.rglob("*.sgf"))) >= 2, "two finished games")
+    assert proc.poll() is None, "eval finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=120)
     assert proc.returncode == 130
