@@ -158,7 +158,8 @@ def test_sigint_of_selfplay_workers_keeps_every_finished_game(tmp_path, shared):
 
 def test_sigint_of_eval_keeps_the_finished_games(tmp_path, tiny_model):
     out = tmp_path / "ev"
-    # 20,000 games: far more than a loaded machine plays before the signal (400 took 15 s unloaded)
+    # 20,000 games (400 take 15 s): the command is still playing when the signal comes, so a lost SIGINT shows
+    # as a hang past the timeout, not as a run that happened to finish
     proc = specmcts("eval", *TINY, "--model", str(tiny_model), "--opponent", "random", "--games", "20000",
                     "--set", "eval.concurrent=2", "--out", str(out), "--quiet")
     wait_for(proc, lambda: len(list(out.rglob("*.sgf"))) >= 2, "two finished games")
