@@ -462,13 +462,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                f"checkpoint in {run / 'models'}", EXIT_USAGE)
         model = str(embedded if embedded is not None else found[-1][1])
     games = args.games or cfg.eval.games
-    try:
-        summary = eval_run(cfg, model, args.opponent, games, run / "eval", device=resolve_device(cfg.evaluator.device),
-                           progress=not (args.quiet or args.json))
+    from specmcts.stopping import GracefulStop
+
+    def stopping() -> None:
+        print("eval: stopping after this move, keeping the finished games (again to stop now)", file=sys.stderr)
+
+    try:  # Ctrl-C or SIGTERM: the summary of the finished games (every one has its SGF), exit 130
+        with GracefulStop(stopping) as stop:
+            summary = eval_run(cfg, model, args.opponent, games, run / "eval",
+                               device=resolve_device(cfg.evaluator.device), progress=not (args.quiet or args.json),
+                               stop_when=lambda: stop.requested)
     except _learning_errors() as err:
         raise CommandError(_one_line(err)) from None
     print(summary_json(summary) if args.json else format_eval_summary(summary))
-    return EXIT_OK
+    return EXIT_INTERRUPTED if summary["stop_reason"] == "interrupted" else EXIT_OK
 
 
 def cmd_gtp(args: argparse.Namespace) -> int:

@@ -259,6 +259,7 @@ class MatchResult:
     b: str
     games: list[GameResult] = field(default_factory=list)
     wall_s: float = 0.0
+    stopped: bool = False  # stop_when ended the match early: ``games`` holds the finished ones
 
     @property
     def wins(self) -> int:
@@ -317,10 +318,12 @@ class _Live:
 
 def play_match(rules: GoRules, a: Side, b: Side, games: int, concurrent: int = 64, sgf_dir: str | Path | None = None,
                prefix: str = "game", progress: bool = False, first_game: int = 0, max_moves: int | None = None,
-               on_game=None) -> MatchResult:
+               on_game=None, stop_when=None) -> MatchResult:
     """``games`` games between ``a`` and ``b``, ``a`` Black in even games; at most ``concurrent`` at once.
     Writes ``<sgf_dir>/<prefix>-<i>.sgf`` for every game when ``sgf_dir`` is given. ``max_moves`` (default:
     the rules' limit) ends a game early, scored as it stands; ``on_game(GameResult)`` is called as each ends.
+    ``stop_when()`` true (checked before each side's moves): the match ends there with the games finished so
+    far (``stopped``); the ones in flight are abandoned, without an SGF.
     The one match loop: ``specmcts eval``, the run loop's Elo and gating, and ``gtp_match`` (engine against
     engine) all play through it."""
     from specmcts.sgf import write_sgf
@@ -384,8 +387,11 @@ def play_match(rules: GoRules, a: Side, b: Side, games: int, concurrent: int = 6
     try:
         while next_game < end and len(live) < concurrent:
             start()
-        while live:
+        while live and not result.stopped:
             for side in (a, b):
+                if stop_when is not None and stop_when():
+                    result.stopped = True
+                    break
                 requests = [(g.index, g.state) for g in live.values()
                             if (g.black if g.state.to_play == BLACK else g.white) is side]
                 if not requests:
@@ -475,8 +481,9 @@ def gate(score: float, threshold: float) -> bool:
 
 
 def eval_run(cfg: Config, model: str, opponent: str, games: int, out: Path | None, device: str = "cpu",
-             gnugo_level: int | None = None, progress: bool = False) -> dict:
-    """Play ``model`` against ``opponent``; SGF under ``<out>/sgf/``; returns the summary (Elo of ``model``)."""
+             gnugo_level: int | None = None, progress: bool = False, stop_when=None) -> dict:
+    """Play ``model`` against ``opponent``; SGF under ``<out>/sgf/``; returns the summary (Elo of ``model``).
+    ``stop_when()`` true: stop at the next move; the summary is of the finished games (``stop_reason``)."""
     from specmcts.network import CheckpointError
     from specmcts.train import apply_torch_threads
 
@@ -493,7 +500,8 @@ def eval_run(cfg: Config, model: str, opponent: str, games: int, out: Path | Non
     sgf_dir = out / "sgf" if (out is not None and cfg.eval.sgf) else None
     prefix = time.strftime("%Y%m%d-%H%M%S") + f"-{a.name}-vs-{b.name}"
     try:
-        result = play_match(rules, a, b, games, concurrent, sgf_dir, prefix=prefix, progress=progress)
+        result = play_match(rules, a, b, games, concurrent, sgf_dir, prefix=prefix, progress=progress,
+                            stop_when=stop_when)
     finally:
         a.close()
         b.close()
@@ -501,6 +509,7 @@ def eval_run(cfg: Config, model: str, opponent: str, games: int, out: Path | Non
     summary["sims"] = a.sims
     summary["board"] = rules.size
     summary["sgf_dir"] = str(sgf_dir) if sgf_dir is not None else None
+    summary["stop_reason"] = "interrupted" if result.stopped else "done"
     return summary
 
 
@@ -514,5 +523,6 @@ def format_eval_summary(s: dict) -> str:
         scored = s["judged_by_final_score"] + s["judged_by_tromp_taylor"]
         judged = (f", final_score judged {s['judged_by_final_score']}/{scored} games, "
                   f"{s['judge_disagreements']} disagree with Tromp-Taylor")
+    stopped = " | stopped: interrupted (finished games kept)" if s.get("stop_reason") == "interrupted" else ""
     return (f"eval: {s['a']} vs {s['b']}: {est}{colours} over {s['games']} games, mean length "
-            f"{s['mean_game_length']:.1f}{judged}, {s['wall_s']:.1f} s")
+            f"{s['mean_game_length']:.1f}{judged}, {s['wall_s']:.1f} s{stopped}")

@@ -5,8 +5,10 @@
   checkpoints with the same names, one lineage over the other. The kernel releases it even on ``kill -9``.
 - ``die_with_parent``: a child process that must not outlive the process that started it.
 - ``GracefulStop``: the first SIGINT or SIGTERM asks the command to stop after the unit of work in hand (a
-  training step, a self-play chunk) and to keep everything finished; a second one stops at once
-  (``KeyboardInterrupt``). Handlers are installed only in the main thread (signals are delivered there).
+  training step, a self-play chunk, an eval move) and to keep everything finished; a second one stops at once
+  (``KeyboardInterrupt``). Handlers are installed only in the main thread (signals are delivered there). The
+  handler replaces an inherited SIG_IGN too: a non-interactive shell starts ``cmd &`` with SIGINT ignored, and
+  Python then raises no ``KeyboardInterrupt`` at all.
 """
 from __future__ import annotations
 

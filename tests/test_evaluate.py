@@ -6,6 +6,7 @@ import json
 import math
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -104,6 +105,20 @@ def test_colours_alternate_and_every_game_has_an_sgf(tmp_path):
         assert len(sgf.moves) == g.moves
     assert result.summary()["a_black_score"] == 1.0 == result.summary()["a_white_score"]
     assert b.observed and all(action < SIZE * SIZE + 1 for _, _, action in b.observed)
+
+
+def test_a_stopped_match_keeps_the_finished_games_and_starts_no_more(tmp_path):
+    """stop_when (a Ctrl-C in `specmcts eval`) is checked before each side's moves: the match returns the games
+    finished by then, each with its SGF, and abandons the ones in flight (no SGF, not counted)."""
+    finished = []
+    result = play_match(RULES, FirstPoint("filler"), Passer(), games=50, concurrent=4, sgf_dir=tmp_path, prefix="m",
+                        on_game=finished.append, stop_when=lambda: len(finished) >= 3)
+    assert result.stopped and 3 <= len(result.games) < 50
+    assert [g.index for g in result.games] == [g.index for g in sorted(finished, key=lambda g: g.index)]
+    assert sorted(tmp_path.glob("m-*.sgf")) == sorted(Path(g.sgf) for g in result.games)
+    assert result.summary()["games"] == len(result.games)
+    whole = play_match(RULES, FirstPoint("filler"), Passer(), games=2, concurrent=2, stop_when=lambda: False)
+    assert not whole.stopped and len(whole.games) == 2
 
 
 def test_net_match_is_reproducible_and_counts_resignations(tmp_path):

@@ -46,9 +46,12 @@ def strict_json(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
-def specmcts(*args: str) -> subprocess.Popen:
+def specmcts(*args: str, sigint=None) -> subprocess.Popen:
+    """The CLI in a child process. ``sigint``: the SIGINT disposition it starts with (signal.SIG_DFL, or
+    signal.SIG_IGN as a non-interactive shell starts a background job, ``cmd &``); None: this process's."""
+    preexec = None if sigint is None else (lambda: signal.signal(signal.SIGINT, sigint))
     return subprocess.Popen([sys.executable, "-m", "specmcts", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV)
+                            stderr=subprocess.PIPE, text=True, env=ENV, preexec_fn=preexec)
 
 
 @pytest.fixture
@@ -156,19 +159,41 @@ def test_sigint_of_selfplay_workers_keeps_every_finished_game(tmp_path, shared):
     assert {"selfplay/sims_per_s", "selfplay/games_per_hour"} <= set(events.Tags()["scalars"])  # over all workers
 
 
-def test_sigint_of_eval_keeps_the_finished_games(tmp_path, tiny_model):
+@pytest.mark.parametrize("signum, sigint", [(signal.SIGINT, signal.SIG_DFL), (signal.SIGINT, signal.SIG_IGN),
+                                           (signal.SIGTERM, signal.SIG_DFL)], ids=["sigint", "sigint-ignored", "sigterm"])
+def test_interrupted_eval_keeps_and_reports_the_finished_games(tmp_path, tiny_model, signum, sigint):
+    """Ctrl-C (or SIGTERM) of `specmcts eval` stops it at the next move: every finished game has its SGF and is
+    in the summary, exit 130. Also when the command started with SIGINT ignored, as `specmcts eval ... &` in a
+    script starts it: Python then raises no KeyboardInterrupt, and eval used to play on (a suite started in
+    the background hung here)."""
     out = tmp_path / "ev"
-    # 20,000 games (400 take 15 s): the command is still playing when the signal comes, so a lost SIGINT shows
-    # as a hang past the timeout, not as a run that happened to finish
+    # 20,000 games (400 take 15 s): still playing when the signal comes, so a lost signal shows as a hang
     proc = specmcts("eval", *TINY, "--model", str(tiny_model), "--opponent", "random", "--games", "20000",
-                    "--set", "eval.concurrent=2", "--out", str(out), "--quiet")
+                    "--set", "eval.concurrent=2", "--out", str(out), "--quiet", "--json", sigint=sigint)
     wait_for(proc, lambda: len(list(out.rglob("*.sgf"))) >= 2, "two finished games")
     assert proc.poll() is None, "eval finished before it could be interrupted"
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "eval: stopping" in stderr
+    summary = strict_json(stdout)
+    games = sorted(out.rglob("*.sgf"))
+    assert summary["stop_reason"] == "interrupted" and summary["games"] == len(games) >= 2
+    assert summary["wins"] + summary["losses"] + summary["draws"] == len(games)
+    assert all(read_sgf(p).result for p in games)  # every finished game whole, with its result
+
+
+def test_selfplay_started_with_sigint_ignored_still_stops_on_it(tmp_path):
+    """GracefulStop installs its handler over an ignored SIGINT (a background job of a script)."""
+    out = tmp_path / "sp"
+    proc = specmcts("selfplay", *TINY, "--games", "20000", "--set", "selfplay.concurrent=2", "--out", str(out),
+                    "--quiet", "--json", sigint=signal.SIG_IGN)
+    wait_for(proc, lambda: len(list((out / "sgf").glob("*.sgf"))) >= 2, "two finished games")
+    assert proc.poll() is None, "selfplay finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=120)
-    assert proc.returncode == 130
-    games = list(out.rglob("*.sgf"))
-    assert len(games) >= 2 and all(read_sgf(p).result for p in games)  # every finished game whole, with its result
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert strict_json(stdout)["games"] == len(list((out / "sgf").glob("*.sgf"))) >= 2
 
 
 # -- 5. engines that never answer; GnuGo levels ---------------------------------------------------------------
