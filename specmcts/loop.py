@@ -332,6 +332,10 @@ class RunLoop:
         from specmcts.evaluate import gate
 
         match = self._match(self.store.dir / pointer["path"], r.gating_games, "gating", f"gate-{step:08d}")
+        if match.stopped:  # a part of a match decides nothing
+            self.report(f"run: gating at step {step} interrupted after {len(match.games)} games: "
+                        f"kept {pointer['path']}")
+            return
         accepted = gate(match.score, r.gating_threshold)
         self.gating["accepted" if accepted else "rejected"] += 1
         self.writer.add_scalar("gating/score", match.score, step)
@@ -342,8 +346,12 @@ class RunLoop:
             self.store.write_pointer(path, self.trainer.model_id, step)
 
     # -- evaluation ------------------------------------------------------------------------------
+    def _interrupted(self) -> bool:
+        return self.stop_reason == "interrupted"
+
     def _match(self, opponent, games: int, purpose: str, prefix: str):
-        """The trainer's current net against ``opponent`` (a checkpoint path or 'gnugo'), ``games`` games."""
+        """The trainer's current net against ``opponent`` (a checkpoint path or 'gnugo'), ``games`` games; a
+        Ctrl-C stops it at its next move (``MatchResult.stopped``: the caller records nothing from it)."""
         from games.go import GoRules
         from specmcts.evaluate import NetSide, opponent_side, play_match
         from specmcts.evaluator import make_evaluator
@@ -362,22 +370,27 @@ class RunLoop:
         rules = GoRules(board, cfg.game.komi, cfg.game.superko)
         sgf_dir = self.run_dir / "eval" / purpose if cfg.eval.sgf else None
         try:
-            return play_match(rules, a, b, games, concurrent, sgf_dir, prefix=prefix)
+            return play_match(rules, a, b, games, concurrent, sgf_dir, prefix=prefix, stop_when=self._interrupted)
         finally:
             a.close()
             b.close()
 
     def _evaluate_elo(self) -> None:
+        """One Elo point: the net against the run's first net (or run.elo_reference) and against GnuGo. A match
+        stopped by a Ctrl-C measures nothing: it and the ones after it are not recorded."""
         r = self.cfg.run
         step = self.trainer.step
         first = elo_reference(self.cfg) or self.store.first()
-        lines = []
+        point, lines = {}, []  # what was measured at this step
         if first is not None and r.eval_games > 0:
             m = self._match(first, r.eval_games, "elo", f"vs-first-{step:08d}")
+            if m.stopped:
+                self.report(f"run: Elo at step {step} not measured: interrupted after {len(m.games)} games")
+                return
             est = m.elo()
             self.writer.add_scalar("elo/vs_first", est.elo, step)
             self.writer.add_scalar("elo/score_vs_first", est.score, step)
-            self.last_elo["vs_first"] = est.as_dict()
+            point["vs_first"] = est.as_dict()
             lines.append(f"vs first {est}")
         if r.eval_gnugo_games > 0 and not self._gnugo_failed:
             from specmcts.evaluate import MatchError
@@ -389,15 +402,21 @@ class RunLoop:
                 self.report(f"run: no Elo vs GnuGo from now on: {e}")
                 self._gnugo_failed = True
             else:
-                est = m.elo()
-                judged = {k: v for k, v in m.summary().items() if k.startswith("judge")}  # GnuGo's final_score
-                self.writer.add_scalar(f"elo/vs_gnugo_l{level}", est.elo, step)
-                self.writer.add_scalar(f"elo/score_vs_gnugo_l{level}", est.score, step)
-                self.last_elo[f"vs_gnugo_l{level}"] = {**est.as_dict(), **judged}
-                lines.append(f"vs gnugo-l{level} {est} ({judged['judge_disagreements']} disagree with Tromp-Taylor)")
-        if lines:
+                if m.stopped:
+                    self.report(f"run: Elo vs GnuGo at step {step} not measured: interrupted after "
+                                f"{len(m.games)} games")
+                else:
+                    est = m.elo()
+                    judged = {k: v for k, v in m.summary().items() if k.startswith("judge")}  # its final_score
+                    self.writer.add_scalar(f"elo/vs_gnugo_l{level}", est.elo, step)
+                    self.writer.add_scalar(f"elo/score_vs_gnugo_l{level}", est.score, step)
+                    point[f"vs_gnugo_l{level}"] = {**est.as_dict(), **judged}
+                    lines.append(f"vs gnugo-l{level} {est} ({judged['judge_disagreements']} disagree with "
+                                 f"Tromp-Taylor)")
+        if point:
+            self.last_elo.update(point)
             with open(self.run_dir / "eval" / "elo.jsonl", "a") as f:
-                f.write(json.dumps({"step": step, "model_id": self.trainer.model_id, **self.last_elo}) + "\n")
+                f.write(json.dumps({"step": step, "model_id": self.trainer.model_id, **point}) + "\n")
             self._note(f"run: step {step}: " + "; ".join(lines))
 
     def _note(self, line: str) -> None:

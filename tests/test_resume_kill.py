@@ -167,3 +167,32 @@ def test_lock_refuses_a_second_run_and_signals_stop_gracefully(tmp_path):
     for path in models.glob("model_*.pt"):
         read_checkpoint(path)
     assert not list(models.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("purpose", ["elo", "gating"])
+def test_sigint_during_an_evaluation_match_stops_at_its_next_move(tmp_path, purpose):
+    """Ctrl-C while the run plays an Elo or gating match (5,000 games here) stops the match at its next move,
+    as `specmcts eval` stops: a part of a match is not a measurement, so no Elo point is written and no net is
+    adopted; the summary says 'interrupted', exit 130, the checkpoint is kept."""
+    config = tmp_path / "kill5.yaml"
+    config.write_text(yaml.safe_dump(KILL_CONFIG))
+    run = tmp_path / "run"
+    sets = {"elo": ["run.eval_every=1", "run.eval_games=5000", "run.eval_gnugo_games=0"],
+            "gating": ["run.gating_games=5000"]}[purpose]
+    proc = start_run(run, config, "--mode", "generations", "--set", "run.games_per_generation=8",
+                     *[arg for s in sets for arg in ("--set", s)])
+    sgf = run / "eval" / purpose
+    wait_for(proc, lambda: len(list(sgf.glob("*.sgf"))) >= 2, f"two {purpose} games")
+    assert proc.poll() is None, f"the {purpose} match finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    summary = json.loads(out)
+    assert summary["stop_reason"] == "interrupted" and "Traceback" not in err
+    assert summary["elo"] == {} and not (run / "eval" / "elo.jsonl").exists()
+    assert summary["gating"] == {"accepted": 0, "rejected": 0}
+    if purpose == "gating":  # the first net plays on (without gating a trained net is adopted at once)
+        assert json.loads((run / "models" / "selfplay.json").read_text())["path"] == "model_00000000.pt"
+    assert f"model_{summary['step']:08d}.pt" in listing(run / "models", "model_*.pt")
+    assert "interrupted" in err.lower() and purpose in err.lower()
