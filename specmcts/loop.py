@@ -256,7 +256,9 @@ class RunLoop:
         return lead > 0 and behind > lead and self.buffer.total_samples >= cfg.train.min_samples
 
     # -- stopping --------------------------------------------------------------------------------
-    def _on_stop_request(self) -> None:
+    def request_stop(self) -> None:
+        """Stop after the current chunk or step, as a Ctrl-C does (``stop_reason`` "interrupted"); safe to call
+        from another thread, e.g. by code that drives ``run()`` in a thread of its own."""
         self.stop_reason = "interrupted"
         self.report("run: stopping after the current chunk or step (again to stop now)")
 
@@ -552,7 +554,7 @@ class RunLoop:
             total = self.cfg.run.max_steps - start_step if self.cfg.run.max_steps > 0 else None
             self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, leave=False)
         try:
-            with GracefulStop(self._on_stop_request):  # SIGINT/SIGTERM: stop after this chunk or step
+            with GracefulStop(self.request_stop):  # SIGINT/SIGTERM: stop after this chunk or step
                 self._schedule()
         finally:
             if self.bar is not None:

@@ -87,6 +87,11 @@ def test_ray_run_games_from_two_workers_and_checkpoints(tmp_path, capsys, ray_cl
     assert summary["ray"]["restarts"] == 0 and summary["ray"]["num_cpus_per_worker"] == 1.0
 
 
+def held_by(loop, worker: int) -> list:
+    """The chunks ``worker`` holds in flight, read from another thread (``list`` copies the dict at once)."""
+    return [chunk for w, _inc, chunk in list(loop.backend.pool.pending.values()) if w == worker and chunk is not None]
+
+
 def test_killed_worker_is_respawned_and_its_chunk_replayed(tmp_path, ray_cluster):
     """Generations mode: `ray.kill` one worker mid-run; it comes back, the chunk it held is played again (by
     name and seed), and the run ends normally with the very shards and net of the single-machine run. Workers
@@ -103,13 +108,20 @@ def test_killed_worker_is_respawned_and_its_chunk_replayed(tmp_path, ray_cluster
     result: dict = {}
     thread = threading.Thread(target=lambda: result.update(loop.run()), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 180  # the workers' first chunk compiles the kernels if numba has no cache
-    while loop.stats.games_total < 2:  # mid-run: a chunk is on disk, the rest of the generation is not
-        assert thread.is_alive() and time.monotonic() < deadline, messages
-        time.sleep(0.05)
-    ray_cluster.kill(loop.backend.handle(0))
-    thread.join(timeout=240)
-    assert not thread.is_alive(), "the run did not finish after a worker was killed"
+    try:
+        # Mid-run: a chunk is on disk and worker 0 holds one in flight (under load, worker 0's actor may start
+        # after worker 1 has played the first chunks: killed before it holds one, it would lose none).
+        deadline = time.monotonic() + 300  # the workers' first chunk compiles the kernels if numba has no cache
+        while loop.stats.games_total < 2 or not held_by(loop, 0):
+            assert thread.is_alive() and time.monotonic() < deadline, messages
+            time.sleep(0.05)
+        ray_cluster.kill(loop.backend.handle(0))
+        thread.join(timeout=300)
+        assert not thread.is_alive(), "the run did not finish after a worker was killed"
+    finally:
+        if thread.is_alive():  # a failed test stops its run: left driving Ray, it would outlive the cluster
+            loop.request_stop()
+            thread.join(timeout=120)
     assert result["stop_reason"] == "generations", messages
     assert result["ray"]["restarts"] == 1 and any("worker 0 died" in m for m in messages), messages
     assert result["ray"]["chunks_lost"] >= 1, result["ray"]  # ... and played again: all chunks are there
