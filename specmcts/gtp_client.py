@@ -61,6 +61,10 @@ class GTPEngine:
             stderr=stderr,
             text=True,
             bufsize=1,
+            # Its own process group: a terminal's Ctrl-C (SIGINT to the whole foreground group) is ours to
+            # handle, and stopping a match at its next move needs the engine alive until then. Closing our
+            # end of its stdin (or close()) still ends it.
+            start_new_session=True,
         )
         # A reader thread, so that a read can time out (a blocked readline cannot).
         self._lines: queue.Queue = queue.Queue()

@@ -88,11 +88,14 @@ def _colour(c: int) -> str:
 
 
 def play_match(a: EngineSpec, b: EngineSpec, games: int = 2, size: int = 9, komi: float = 7.5,
-               out: Path | None = None, max_moves: int | None = None, progress=None) -> list[MatchGame]:
+               out: Path | None = None, max_moves: int | None = None, progress=None,
+               stop_when=None) -> list[MatchGame]:
     """``games`` games, ``a`` Black in the even-numbered ones, through the one match loop
     (``specmcts.evaluate.play_match``); each engine is started once and reused (``clear_board`` between
     games). SGF (``game-NNNN.sgf``) and engine logs (``<name>.log``) go under ``out`` when given. An engine
-    that fails ends the match: the games so far come back, the last one marked ``engine error``."""
+    that fails ends the match: the games so far come back, the last one marked ``engine error``.
+    ``stop_when()`` true (checked before each move): the finished games come back, the one in flight is
+    abandoned (a Ctrl-C)."""
     from specmcts.evaluate import GTPSide, MatchError
     from specmcts.evaluate import play_match as play
 
@@ -111,7 +114,7 @@ def play_match(a: EngineSpec, b: EngineSpec, games: int = 2, size: int = 9, komi
 
     try:
         play(rules, sides[0], sides[1], games, concurrent=1, sgf_dir=out, prefix="game", max_moves=max_moves,
-             on_game=done)
+             on_game=done, stop_when=stop_when)
     except MatchError as e:
         i = len(results)
         black, white = (a.name, b.name) if i % 2 == 0 else (b.name, a.name)

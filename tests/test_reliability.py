@@ -183,6 +183,39 @@ def test_interrupted_eval_keeps_and_reports_the_finished_games(tmp_path, tiny_mo
     assert all(read_sgf(p).result for p in games)  # every finished game whole, with its result
 
 
+@pytest.mark.parametrize("command", ["eval-gnugo", "selfplay-workers"])
+def test_ctrl_c_at_a_terminal_keeps_the_finished_games(tmp_path, tiny_model, command):
+    """A terminal's Ctrl-C goes to the whole foreground process group: the command, its GnuGo opponent, its
+    self-play workers. The command still stops at the next move with every finished game kept and counted,
+    exit 130: a child that dies of the same SIGINT must not turn the stop into an engine or worker error."""
+    if command == "eval-gnugo":
+        from specmcts.gtp_client import find_gnugo
+
+        assert find_gnugo() is not None, "GnuGo is needed (apt-get install -y gnugo; CI installs it)"
+        out = tmp_path / "ev"
+        args = ["eval", *TINY, "--model", str(tiny_model), "--opponent", "gnugo", "--games", "20000",
+                "--out", str(out), "--quiet", "--json"]
+    else:
+        out = tmp_path / "sp"
+        args = ["selfplay", *TINY, "--games", "20000", "--workers", "2", "--set", "selfplay.concurrent=2",
+                "--set", "selfplay.shard_games=10000", "--out", str(out), "--quiet", "--json"]
+    proc = subprocess.Popen([sys.executable, "-m", "specmcts", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)  # its own group
+    try:
+        wait_for(proc, lambda: len(list(out.rglob("*.sgf"))) >= 2, "two finished games")
+        assert proc.poll() is None, f"{command} finished before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    summary = strict_json(stdout)
+    assert summary["stop_reason"] == "interrupted", summary
+    assert summary["games"] == len(list(out.rglob("*.sgf"))) >= 2, summary
+    assert "error" not in stderr.lower(), stderr
+
+
 def test_selfplay_started_with_sigint_ignored_still_stops_on_it(tmp_path):
     """GracefulStop installs its handler over an ignored SIGINT (a background job of a script)."""
     out = tmp_path / "sp"

@@ -5,6 +5,7 @@
 
 Prints one row per game (moves, how it ended, result, whether the two final_score answers agreed) and a
 one-line summary; SGF of every game and both engines' stderr logs go to --out (default: a temp folder).
+Ctrl-C (or SIGTERM) stops at the next move: the finished games are printed and kept, exit 130.
 --engine replaces our side with any GTP command line, e.g. --engine "pachi -t =5000".
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from specmcts.gtp_client import find_gnugo  # noqa: E402
 from specmcts.gtp_match import (EngineSpec, format_summary, format_table, gnugo_spec, parse_command,  # noqa: E402
                                 play_match, specmcts_spec, summary)
+from specmcts.stopping import GracefulStop  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -52,14 +54,24 @@ def main(argv=None) -> int:
             print(f"game {game.index}: {game.black} (B) vs {game.white} (W): {len(game.moves)} moves, "
                   f"{game.end}, {game.result}", file=sys.stderr, flush=True)
 
-    games = play_match(ours, gnugo, args.games, args.board, args.komi, out, args.max_moves, progress)
+    def stopping() -> None:
+        print("gtp_vs_gnugo: stopping after this move, keeping the finished games (again to stop now)",
+              file=sys.stderr, flush=True)
+
+    with GracefulStop(stopping) as stop:
+        games = play_match(ours, gnugo, args.games, args.board, args.komi, out, args.max_moves, progress,
+                           stop_when=lambda: stop.requested)
     s = summary(games, ours.name)
     s["out"] = str(out)
+    s["stop_reason"] = "interrupted" if stop.requested else "done"
     if args.json:
         print(json.dumps({"games": [g.as_dict() for g in games], "summary": s}, indent=1, default=str))
     else:
         print(format_table(games))
-        print(format_summary(s, gnugo.name) + f"; SGF and logs in {out}")
+        print(format_summary(s, gnugo.name) + f"; SGF and logs in {out}"
+              + ("; stopped: interrupted (finished games kept)" if stop.requested else ""))
+    if stop.requested:
+        return 130
     return 0 if s["errors"] == 0 else 1
 
 
