@@ -68,3 +68,38 @@ def test_strength_table_at_toy_size(tmp_path, capsys, gnugo):
     assert names == ["gnugo-l0", "untrained"] and all(m["games"] == 2 for m in result["matches"])
     assert len(list((tmp_path / "out").rglob("*.sgf"))) == 4
     assert (tmp_path / "out" / "strength.json").is_file()
+
+
+def test_ctrl_c_keeps_the_finished_games_and_prints_what_was_played(tmp_path, gnugo):
+    """A terminal's Ctrl-C (SIGINT to the tool's process group, GnuGo included) in the first match: the
+    finished games are kept and reported, the later matches are not started, exit 130."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from specmcts.config import NetConfig
+    from specmcts.network import build_net, save_model
+
+    model = tmp_path / "net.pt"
+    save_model(model, build_net(9, NetConfig(blocks=1, channels=8, value_hidden=8)), {"step": 0})
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "strength.py"), "--model", str(model),
+                             "--visits", "4", "--levels", "0", "--games", "2000", "--out", str(out), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while len(list(out.rglob("*.sgf"))) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "strength.py ended or stalled"
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    result = json.loads(stdout)
+    assert result["stop_reason"] == "interrupted" and [m["opponent"] for m in result["matches"]] == ["gnugo-l0"]
+    assert result["matches"][0]["games"] == len(list(out.rglob("*.sgf"))) >= 2
+    assert json.loads((out / "strength.json").read_text())["stop_reason"] == "interrupted"

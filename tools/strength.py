@@ -46,7 +46,7 @@ def untrained_like(model: str, out: Path, seed: int = 0) -> Path:
 
 
 def match(model: str, opponent: str, visits: int, games: int, out: Path, level: int | None, seed: int,
-          progress: bool) -> dict:
+          progress: bool, stop_when=None) -> dict:
     from specmcts.config import load_config
     from specmcts.evaluate import eval_run
     from specmcts.network import net_config_of, read_checkpoint
@@ -57,7 +57,7 @@ def match(model: str, opponent: str, visits: int, games: int, out: Path, level: 
                              "evaluator.device=cpu", "evaluator.torch_threads=1", "search.threads=1",
                              f"eval.concurrent={min(games, 64)}", "eval.resign=true"])
     cfg = dataclasses.replace(cfg, net=net_config_of(meta["net"]))
-    return eval_run(cfg, model, opponent, games, out, gnugo_level=level, progress=progress)
+    return eval_run(cfg, model, opponent, games, out, gnugo_level=level, progress=progress, stop_when=stop_when)
 
 
 def learning_curve(runs: list[Path], png: Path) -> dict:
@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from specmcts.elo import estimate
     from specmcts.network import CheckpointError, resolve_model
+    from specmcts.stopping import GracefulStop
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -147,22 +148,31 @@ def main(argv: list[str] | None = None) -> int:
         opponents = [(f"gnugo-l{level}", "gnugo", level) for level in args.levels]
         if not args.no_untrained:
             opponents.append(("untrained", str(untrained_like(model, out, args.seed)), None))
-        for visits in args.visits:
-            for name, spec, level in opponents:
-                started = time.perf_counter()
-                s = match(model, spec, visits, args.games, out / f"v{visits}-{name}", level, args.seed,
-                          progress=not args.json)
-                s.update(opponent=name, visits=visits, seconds=time.perf_counter() - started)
-                result["matches"].append(s)
-                if not args.json:
-                    est = estimate(s["wins"], s["draws"], s["losses"])
-                    print(f"strength: {visits} visits vs {name}: {est}", file=sys.stderr)
-    if args.runs:
+        def stopping() -> None:
+            print("strength: stopping after this move, keeping the finished games (again to stop now)",
+                  file=sys.stderr, flush=True)
+
+        with GracefulStop(stopping) as stop:  # Ctrl-C/SIGTERM: the table of what was played, exit 130
+            for visits in args.visits:
+                for name, spec, level in opponents:
+                    if stop.requested:
+                        break
+                    started = time.perf_counter()
+                    s = match(model, spec, visits, args.games, out / f"v{visits}-{name}", level, args.seed,
+                              progress=not args.json, stop_when=lambda: stop.requested)
+                    s.update(opponent=name, visits=visits, seconds=time.perf_counter() - started)
+                    result["matches"].append(s)
+                    if not args.json:
+                        est = estimate(s["wins"], s["draws"], s["losses"])
+                        print(f"strength: {visits} visits vs {name}: {est}", file=sys.stderr)
+        result["stop_reason"] = "interrupted" if stop.requested else "done"
+    if args.runs and result.get("stop_reason") != "interrupted":
         result["curve"] = learning_curve(args.runs, args.png)
     (out / "strength.json").write_text(json.dumps(result, default=float, indent=1))
+    status = 130 if result.get("stop_reason") == "interrupted" else 0
     if args.json:
         print(json.dumps(result, default=float))
-        return 0
+        return status
     if result["matches"]:
         print("| visits | opponent | games | W-L-D | score | Elo [95 %] | judged by final_score | disagreements |")
         print("|---|---|---|---|---|---|---|---|")
@@ -177,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     line = f"strength: {len(result['matches'])} matches of {args.games} games"
     if curve:
         line += f"; learning curve {len(curve['points'])} points -> {curve['png']}"
+    if status:
+        line += "; stopped: interrupted (finished games kept; the last match is partial)"
     print(line)
-    return 0
+    return status
 
 
 if __name__ == "__main__":
