@@ -75,6 +75,18 @@ LEAF_NONE = 2  # a row whose walk collided: no leaf
 KEY_HISTORY = 8  # positions mixed into a leaf's NN-cache key (the network sees the last 8 boards)
 
 
+def free_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux: MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 # -- the records the kernels take (numba types a NamedTuple of arrays by its fields) ---------------------------
 
 
@@ -100,8 +112,19 @@ class Tree(NamedTuple):
     score_center: np.ndarray
 
     @classmethod
+    def nbytes(cls, num_trees: int, max_nodes: int, num_actions: int) -> int:
+        """What ``allocate`` takes: per node 41 bytes and a child index and prior per action."""
+        return num_trees * max_nodes * (41 + 8 * num_actions) + num_trees * 8 * num_actions
+
+    @classmethod
     def allocate(cls, num_trees: int, max_nodes: int, num_actions: int) -> "Tree":
+        """The trees, zeroed; a ValueError (before allocating) if they would not fit in the free memory."""
         t, m, a = num_trees, max_nodes, num_actions
+        need, free = cls.nbytes(t, m, a), free_memory()
+        if free is not None and need > free:
+            raise ValueError(f"the search trees need {need / 2**30:.1f} GiB ({t} trees of {m:,} nodes), more than "
+                             f"the {free / 2**30:.1f} GiB of free memory: fewer simulations (search.sims), "
+                             f"leaves (search.leaves_per_tree) or positions searched at once")
         return cls(
             node_count=np.zeros(t, np.int32),
             visits=np.zeros((t, m), np.int32),

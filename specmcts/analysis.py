@@ -101,7 +101,8 @@ def _bool(query: dict, key: str) -> bool:
 
 
 def _number(value, key: str, low: float, high: float, integer: bool = False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float)
+                                                                          and not math.isfinite(value)):
         raise QueryError(f"expected a number, got {value!r}", key)
     if integer and value != int(value):
         raise QueryError(f"expected an integer, got {value!r}", key)
@@ -298,6 +299,9 @@ class AnalysisEngine:
             query = json.loads(text)
         except json.JSONDecodeError as e:
             self.write({"error": f"could not parse the query as JSON: {e.msg} (column {e.colno})"})
+            return
+        except ValueError as e:  # a number of more than 4,300 digits (Python's limit on int conversion)
+            self.write({"error": f"could not parse the query as JSON: {str(e).split(':')[0]}"})
             return
         if not isinstance(query, dict):
             self.write({"error": "a query must be a JSON object"})
@@ -496,7 +500,10 @@ def run_analysis(cfg, model_path: str | None, slots: int, capacity: int) -> int:
     """``specmcts analysis`` on this process's stdin/stdout; anything a library prints goes to stderr."""
     from specmcts.stopping import die_with_parent
 
+    from specmcts.threads import SEARCH, configure
+
     die_with_parent()  # KaTrain starts us through a shell and terminates the shell: do not outlive it
+    configure(cfg, SEARCH)
     out = sys.stdout
     saved, sys.stdout = sys.stdout, sys.stderr
     try:

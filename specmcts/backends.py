@@ -42,6 +42,8 @@ import numpy as np
 from specmcts.config import Config
 from specmcts.network import CheckpointError, load_model
 from specmcts.stopping import die_with_parent
+from specmcts.threads import SEARCH, TRAIN
+from specmcts.threads import configure as configure_threads
 
 def _stderr_report(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -263,16 +265,6 @@ class InProcess:
 # -- local processes -----------------------------------------------------------------------------------------
 
 
-def _share_of_cores(cfg: Config, threads: int) -> Config:
-    """Each process gets its share of the cores (torch and the numba batch kernels), unless the config says."""
-    import torch
-
-    torch.set_num_threads(cfg.evaluator.torch_threads or max(1, threads))
-    if cfg.search.threads <= 0:
-        cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, threads=max(1, threads)))
-    return cfg
-
-
 def _follower(cfg: Config, run_dir: str, model: str | None) -> NetFollower:
     if model is not None:
         return NetFollower(cfg, model=model)
@@ -289,7 +281,7 @@ def selfplay_worker(cfg: Config, run_dir: str, worker: int, device: str, threads
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
-        cfg = _share_of_cores(cfg, threads)
+        configure_threads(cfg, SEARCH, cores=threads)  # this process's share of the cores
         run_path = Path(run_dir)
         player = SelfPlayNet(cfg, _follower(cfg, run_dir, model), device, shared=shared)
         if stopping is not None:
@@ -325,12 +317,10 @@ def evaluator_worker(cfg: Config, run_dir: str, spec, device: str, threads: int,
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        import torch
-
         from specmcts.evaluator import SharedEvaluatorServer, make_evaluator
         from specmcts.nncache import NNCache
 
-        torch.set_num_threads(cfg.evaluator.torch_threads or max(1, threads))
+        configure_threads(cfg, TRAIN, cores=threads)  # batches of every worker's rows: intra-op threads pay
         source = _follower(cfg, run_dir, model)
         batch = cfg.evaluator.server_batch or min(spec.clients * spec.rows, 2048)
         evaluator = make_evaluator(cfg, cfg.game.board, source.load(), device=device,

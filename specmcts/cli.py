@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from specmcts import __version__
-from specmcts.config import AUTO, MAX_SPECULATE  # config imports only yaml: --help stays light
+from specmcts.config import AUTO, MAX_SIMS, MAX_SPECULATE  # config imports only yaml: --help stays light
 
 PROG = "specmcts"
 MIN_BOARD = 5  # native.layout.MIN_SIZE / MAX_SIZE, repeated here so --help imports nothing heavy
@@ -65,6 +65,18 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def _bounded_int(high: int) -> Callable[[str], int]:
+    """A positive integer up to ``high`` (a size that allocates in proportion)."""
+
+    def parse(text: str) -> int:
+        value = _positive_int(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"expected 1..{high}, got {value}")
+        return value
+
+    return parse
 
 
 def _non_negative_int(text: str) -> int:
@@ -272,16 +284,17 @@ def add_analysis_arguments(p: argparse.ArgumentParser) -> None:
     _add_common(p, model=True, json=False,
                 model_help="checkpoint to analyse with, 'shipped', or 'fresh' (default: the net that ships for "
                            "each board size, else a fresh one)")
-    p.add_argument("--slots", type=_positive_int, metavar="N", default=8,
+    p.add_argument("--slots", type=_bounded_int(4096), metavar="N", default=8,
                    help="positions searched at once, in one batch (queries in flight share it; default 8)")
-    p.add_argument("--max-visits", type=_positive_int, metavar="N", default=100_000,
+    p.add_argument("--max-visits", type=_bounded_int(MAX_SIMS), metavar="N", default=100_000,
                    help="the most visits one position gets, whatever a query asks (default 100000)")
 
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=("rules", "search", "speculation"),
+    p.add_argument("what", choices=("rules", "search", "speculation", "threads"),
                    help="rules: random-play moves/s vs OpenSpiel; search: sims/s and self-play vs forward; "
-                        "speculation: latency per k vs the analytical model (tools/bench_<what>.py)")
+                        "speculation: latency per k vs the analytical model; threads: the CPU threads settings beside "
+                        "busy programs, and the one to use (tools/bench_<what>.py)")
     p.add_argument("tool_args", nargs=argparse.REMAINDER, metavar="...",
                    help="passed to the tool, e.g. specmcts bench speculation --evaluator hash --sims 200")
 

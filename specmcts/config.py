@@ -50,6 +50,15 @@ AUTO = "auto"  # the value of settings chosen by measurement at start (search.sp
 MAX_SPECULATE = 16  # deepest speculation (search.speculate)
 MAX_SPEC_WIDTH = 8  # most candidate moves one level speculates on
 MAX_SPEC_STAGES = 64  # finest cut of a search into stages
+OPTIMIZERS = ("sgd", "adamw")  # train.optimizer
+SCHEDULES = ("constant", "cosine", "step")  # train.lr_schedule
+RUN_MODES = ("async", "generations")  # run.mode
+MAX_SEED = 2**32 - 1
+# Upper bounds of the sizes that allocate in proportion to them, far above any real use: a typo (an extra 0
+# or five) fails here with the key's name instead of as an out-of-memory error minutes later. What a
+# search's trees take is also checked against the free memory before they are allocated (native.tree).
+MAX_SIMS = 10_000_000
+MAX_ROWS = 65_536  # search.leaves_per_tree, evaluator.max_batch, train.batch_size, selfplay.concurrent
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ class SearchConfig:
     resign_threshold: float = -0.95  # resign when the root value is below this
     resign_consecutive: int = 3  # ... for this many of the player's moves in a row (0: never resign)
     no_resign_fraction: float = 0.1  # games that never resign (to measure false resignations)
-    threads: int = 0  # CPU threads for the batch kernels: 0 = all cores, 1 = serial
+    threads: int = 0  # CPU threads for the batch kernels: 0 = this process's share of the cores (specmcts.threads)
     parallel_min_trees: int = 16  # below this many trees in a batch the kernels run serially
     overlap: bool = False  # two batches in flight per search: half the trees' forward pass runs (in a thread,
     # on a twin evaluator) while the other half selects; records unchanged (docs/performance.md)
@@ -112,7 +121,7 @@ class EvaluatorConfig:
     cuda_graphs: bool = True
     dtype: str = "bfloat16"  # autocast dtype on CUDA
     cache_entries: int = 1 << 20  # NN cache capacity (entries); 0 disables the cache
-    torch_threads: int = 0  # CPU inference threads; 0: torch's default (all cores)
+    torch_threads: int = 0  # torch's CPU threads; 0: decided by specmcts.threads (1 where a process searches)
     shared: str = "auto"  # several self-play processes: one evaluator process for all (on) or a net each (off);
     # auto: on with CUDA (one CUDA context, batches across workers), off on CPU (docs/performance.md)
     server_batch: int = 0  # the shared evaluator's batch (0: workers * max_batch, at most 2048)
@@ -241,20 +250,24 @@ class Config:
         return _apply(copy.deepcopy(self), items)
 
 
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
 def _merge(obj, data: dict, where: str):
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
     names = {f.name: f for f in dataclasses.fields(obj)}
     for key, value in data.items():
         if key not in names:
-            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(names))})")
+            raise ConfigError(f"{where or 'config'}: unknown key {key!r} (known: {', '.join(sorted(names))})")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
-            _merge(current, value, f"{where}.{key}")
+            _merge(current, value, _join(where, key))
         elif names[key].metadata.get("auto") and str(value).strip().lower() == AUTO:
             object.__setattr__(obj, key, AUTO)  # building: the config is frozen once loaded
         else:
-            object.__setattr__(obj, key, _coerce(value, current, f"{where}.{key}"))
+            object.__setattr__(obj, key, _coerce(value, current, _join(where, key)))
 
 
 def _coerce(value, current, where: str):
@@ -272,7 +285,8 @@ def _coerce(value, current, where: str):
         if isinstance(current, float):
             return float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{where}: expected a {type(current).__name__}, got {value!r}") from None
+        kind = "an integer" if isinstance(current, int) else "a number"
+        raise ConfigError(f"{where}: expected {kind}, got {value!r}") from None
     return value if isinstance(value, str) else str(value)
 
 
@@ -284,17 +298,36 @@ def load_config(source: str | Path | None = None, overrides: list[str] | tuple[s
     """Defaults, then a YAML file (a path or a preset name from ``configs/``), then ``a.b=value`` overrides."""
     cfg = Config()
     if source is not None:
-        path = Path(source)
-        if not path.exists() and preset_path(str(source)).exists():
-            path = preset_path(str(source))
-        if not path.exists():
-            raise ConfigError(f"config {source}: no such file or preset")
+        path = find_config(source)
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"config {path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config {path}: not a text file (a YAML config is expected)") from None
+        except OSError as e:
+            raise ConfigError(f"config {path}: cannot be read ({e.strerror or e})") from None
         _merge(cfg, data, str(path))
     return _apply(cfg, overrides)
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def find_config(source: str | Path) -> Path:
+    """A config file: a path, a preset's name (``go9``), or a preset's path as the source tree names it
+    (``configs/go9.yaml``, which an installed package also finds); else a one-line error listing the presets."""
+    path = Path(source)
+    if path.is_dir():
+        raise ConfigError(f"config {source}: a directory, not a YAML file")
+    if path.is_file():
+        return path
+    for name in (str(source), path.stem if path.suffix in (".yaml", ".yml") and path.parent.name == "configs" else ""):
+        if name and preset_path(name).is_file():
+            return preset_path(name)
+    raise ConfigError(f"config {source}: no such file or preset (presets: {', '.join(presets())}, "
+                      f"e.g. --config go9 or --config configs/go9.yaml)")
 
 
 def _apply(cfg: Config, overrides) -> Config:
@@ -305,15 +338,17 @@ def _apply(cfg: Config, overrides) -> Config:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. search.sims=400")
         node = cfg
         parts = key.strip().split(".")
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             if not dataclasses.is_dataclass(node) or not hasattr(node, part):
                 raise ConfigError(f"override {item!r}: unknown section {part!r}")
             node = getattr(node, part)
+            if not dataclasses.is_dataclass(node):
+                raise ConfigError(f"override {item!r}: {'.'.join(parts[:i + 1])} is a value, not a section")
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as e:
             raise ConfigError(f"override {item!r}: not a value ({str(e).splitlines()[0]})") from None
-        _merge(node, {parts[-1]: value}, f"override {key}")
+        _merge(node, {parts[-1]: value}, ".".join(parts[:-1]))
     validate(cfg)
     return cfg
 
@@ -374,7 +409,7 @@ def validate(cfg: Config) -> None:
         ("search.dirichlet_alpha", cfg.search.dirichlet_alpha, ">= 0 (0: scaled to the board)", lambda v: v >= 0),
         ("search.virtual_loss", cfg.search.virtual_loss, ">= 0", lambda v: v >= 0),
         ("search.fpu_reduction", cfg.search.fpu_reduction, ">= 0", lambda v: v >= 0),
-        ("search.threads", cfg.search.threads, ">= 0 (0: all cores)", lambda v: v >= 0),
+        ("search.threads", cfg.search.threads, ">= 0 (0: this process's share of the cores)", lambda v: v >= 0),
         ("search.resign_consecutive", cfg.search.resign_consecutive, ">= 0 (0: never resign)", lambda v: v >= 0),
         ("search.no_resign_fraction", cfg.search.no_resign_fraction, "in [0, 1]", lambda v: 0 <= v <= 1),
         ("eval.gnugo_level", cfg.eval.gnugo_level, "0..10 (GnuGo's levels)", lambda v: 0 <= v <= 10),
@@ -385,14 +420,39 @@ def validate(cfg: Config) -> None:
         ("selfplay.shard_games", cfg.selfplay.shard_games, ">= 1", lambda v: v >= 1),
         ("evaluator.max_batch", cfg.evaluator.max_batch, ">= 1", lambda v: v >= 1),
         ("evaluator.cache_entries", cfg.evaluator.cache_entries, ">= 0 (0: no cache)", lambda v: v >= 0),
-        ("evaluator.torch_threads", cfg.evaluator.torch_threads, ">= 0 (0: torch's default)", lambda v: v >= 0),
+        ("evaluator.torch_threads", cfg.evaluator.torch_threads, ">= 0 (0: decided per process)", lambda v: v >= 0),
         ("net.blocks", cfg.net.blocks, ">= 0", lambda v: v >= 0),
         ("net.channels", cfg.net.channels, ">= 1", lambda v: v >= 1),
         ("net.value_hidden", cfg.net.value_hidden, ">= 1", lambda v: v >= 1),
+        ("seed", cfg.seed, f"0..{MAX_SEED}", lambda v: 0 <= v <= MAX_SEED),
+        ("search.sims", cfg.search.sims, f"1..{MAX_SIMS:,}", lambda v: 1 <= v <= MAX_SIMS),
+        ("search.leaves_per_tree", cfg.search.leaves_per_tree, f"1..{MAX_ROWS}", lambda v: 1 <= v <= MAX_ROWS),
+        ("evaluator.max_batch", cfg.evaluator.max_batch, f"1..{MAX_ROWS}", lambda v: 1 <= v <= MAX_ROWS),
+        ("selfplay.concurrent", cfg.selfplay.concurrent, f"1..{MAX_ROWS}", lambda v: 1 <= v <= MAX_ROWS),
+        ("eval.sims", cfg.eval.sims, f"0..{MAX_SIMS:,} (0: search.sims)", lambda v: 0 <= v <= MAX_SIMS),
+        ("eval.games", cfg.eval.games, ">= 1", lambda v: v >= 1),
+        ("eval.concurrent", cfg.eval.concurrent, f"1..{MAX_ROWS}", lambda v: 1 <= v <= MAX_ROWS),
+        ("train.batch_size", cfg.train.batch_size, f"1..{MAX_ROWS}", lambda v: 1 <= v <= MAX_ROWS),
+        ("train.lr", cfg.train.lr, "> 0", lambda v: v > 0),
+        ("train.checkpoint_every", cfg.train.checkpoint_every, ">= 1", lambda v: v >= 1),
+        ("train.log_every", cfg.train.log_every, ">= 1", lambda v: v >= 1),
+        ("train.window_samples", cfg.train.window_samples, ">= 1", lambda v: v >= 1),
+        ("train.min_samples", cfg.train.min_samples, ">= 1", lambda v: v >= 1),
+        ("run.minutes", cfg.run.minutes, ">= 0 minutes (0: no limit)", lambda v: v >= 0),
+        ("run.cpu_minutes", cfg.run.cpu_minutes, ">= 0 minutes (0: no limit)", lambda v: v >= 0),
+        ("run.train_samples_per_sample", cfg.run.train_samples_per_sample, "> 0", lambda v: v > 0),
+        ("run.games_per_generation", cfg.run.games_per_generation, ">= 1", lambda v: v >= 1),
+        ("run.workers", cfg.run.workers, ">= 1", lambda v: v >= 1),
     ]
     for key, value, what, ok in ranges:
         if not (math.isfinite(value) and ok(value)):
             raise ConfigError(f"{key} must be {what}, got {value}")
+    for key, value, choices in (("train.optimizer", cfg.train.optimizer, OPTIMIZERS),
+                                ("train.lr_schedule", cfg.train.lr_schedule, SCHEDULES),
+                                ("train.amp_dtype", cfg.train.amp_dtype, ("bfloat16", "float16")),
+                                ("run.mode", cfg.run.mode, RUN_MODES)):
+        if value not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
 
 
 # Applied on a CPU when no --config is given: `specmcts selfplay --board 9` finishes in about a minute on
@@ -400,8 +460,6 @@ def validate(cfg: Config) -> None:
 CPU_FALLBACK = [
     "net.blocks=2", "net.channels=32", "net.value_hidden=32",
     "search.sims=64", "selfplay.games=8", "selfplay.concurrent=8",
-    # A 2x32 net's batches are too small for intra-op threads to pay; on a busy machine they cost 10x or more.
-    "evaluator.torch_threads=1",
 ]
 
 

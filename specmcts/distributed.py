@@ -51,6 +51,8 @@ from specmcts.atomic import atomic_write_bytes
 from specmcts.backends import Chunk, WorkerFailed, play_chunk
 from specmcts.config import Config, ConfigError
 from specmcts.loop import RunLoop, format_run_summary
+from specmcts.threads import SEARCH, TRAIN
+from specmcts.threads import configure as configure_threads
 
 NAMESPACE = "specmcts"  # Ray namespace of the named worker actors (`ray list actors`, `ray.get_actor`)
 
@@ -98,16 +100,12 @@ class SelfPlayWorker:
     Plain class; ``WorkerPool`` wraps it with ``ray.remote`` (so this module imports without Ray)."""
 
     def __init__(self, cfg: Config, run_dir: str, index: int, device: str, threads: int, storage_marker: str | None):
-        import torch
-
         from specmcts.evaluator import make_evaluator
         from specmcts.network import build_net
         from specmcts.nncache import NNCache
 
         threads = max(1, int(threads))
-        if cfg.search.threads <= 0:  # numba kernels: the actor's CPU share, not every core of the node
-            cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, threads=threads))
-        torch.set_num_threads(cfg.evaluator.torch_threads if cfg.evaluator.torch_threads > 0 else threads)
+        configure_threads(cfg, SEARCH, cores=threads)  # the actor's CPU share, not every core of the node
         self.cfg = cfg
         self.index = index
         self.threads = threads
@@ -455,13 +453,11 @@ class TrainerHost:
     TensorBoard points it returns."""
 
     def __init__(self, cfg: Config, run_dir: str, device: str, resume: bool, init_model: str | None, threads: int):
-        import torch
-
         from specmcts.replay import ReplayBuffer
         from specmcts.train import Trainer
 
         self.cpu_started = time.process_time()
-        torch.set_num_threads(max(1, threads))
+        configure_threads(cfg, TRAIN, cores=max(1, threads))
         run = Path(run_dir)
         self.notes: list[str] = []
         self.buffer = ReplayBuffer(run / "data", cfg.game.board, cfg.train, seed=cfg.seed, report=self.notes.append)

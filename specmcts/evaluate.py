@@ -485,9 +485,9 @@ def eval_run(cfg: Config, model: str, opponent: str, games: int, out: Path | Non
     """Play ``model`` against ``opponent``; SGF under ``<out>/sgf/``; returns the summary (Elo of ``model``).
     ``stop_when()`` true: stop at the next move; the summary is of the finished games (``stop_reason``)."""
     from specmcts.network import CheckpointError
-    from specmcts.train import apply_torch_threads
+    from specmcts.threads import SEARCH, configure
 
-    apply_torch_threads(cfg)
+    configure(cfg, SEARCH)
     rules = GoRules(cfg.game.board, cfg.game.komi, cfg.game.superko)
     concurrent = max(1, min(cfg.eval.concurrent, games))
     try:

@@ -41,13 +41,14 @@ import yaml
 
 from specmcts.atomic import atomic_write_bytes
 from specmcts.backends import Chunk, WorkerFailed, chunk_seed, make_backend
-from specmcts.config import Config, ConfigError
+from specmcts.config import Config, ConfigError, validate
 from specmcts.network import CheckpointError, resolve_model
 from specmcts.replay import ReplayBuffer
 from specmcts.stopping import GracefulStop, RunLock
-from specmcts.train import CheckpointStore, Trainer, apply_torch_threads, open_writer, validate_train_config
+from specmcts.threads import SEARCH, TRAIN
+from specmcts.threads import configure as configure_threads
+from specmcts.train import CheckpointStore, Trainer, open_writer
 
-MODES = ("async", "generations")
 
 CONFIG_NAME = "config.yaml"
 
@@ -57,17 +58,9 @@ def _stderr_report(message: str) -> None:
 
 
 def validate_run_config(cfg: Config) -> None:
-    validate_train_config(cfg.train)
-    r = cfg.run
-    if r.mode not in MODES:
-        raise ConfigError(f"run.mode must be one of {', '.join(MODES)}, got {r.mode!r}")
-    if r.train_samples_per_sample <= 0:
-        raise ConfigError(f"run.train_samples_per_sample must be > 0, got {r.train_samples_per_sample}")
-    if r.games_per_generation < 1 or r.workers < 1:
-        raise ConfigError("run.games_per_generation and run.workers must be >= 1")
+    """Every section (config.validate) and what only a run can check: the Elo reference's file."""
+    validate(cfg)
     elo_reference(cfg)
-    if r.cpu_minutes < 0 or r.minutes < 0:
-        raise ConfigError("run.minutes and run.cpu_minutes must be >= 0")
 
 
 def elo_reference(cfg: Config) -> Path | None:
@@ -527,7 +520,7 @@ class RunLoop:
 
     # -- entry point -----------------------------------------------------------------------------
     def run(self) -> dict:
-        apply_torch_threads(self.cfg)
+        configure_threads(self.cfg, SEARCH)  # self-play in this process; a separate backend: see _run
         with RunLock(self.run_dir):
             # The backend first: a Ray cluster that cannot hold a worker fails before the directory is touched.
             self.backend = make_backend(self.backend_kind, self.cfg, self.run_dir, self.device, self.report)
@@ -542,10 +535,8 @@ class RunLoop:
     def _run(self) -> dict:
         self._prepare()
         self.backend.start(self)
-        if self.backend.separate and self.device == "cpu" and self.cfg.evaluator.torch_threads <= 0:
-            import torch  # the trainer's share of the cores, beside the self-play workers
-
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // (self.backend.workers + 1)))
+        if self.backend.separate:  # this process only trains: its share of the cores, beside the workers
+            configure_threads(self.cfg, TRAIN, processes=self.backend.workers + 1)
         self.started = time.perf_counter()
         start_step = self.trainer.step
         if self.progress:

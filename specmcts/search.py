@@ -22,6 +22,7 @@ from native import nncache as nncache_kernels
 from native import tree as kernels
 from native import layout
 from specmcts.config import SearchConfig
+from specmcts.threads import numba_threads
 
 
 @dataclass
@@ -114,7 +115,7 @@ class Search:
         self._dedup = [(np.zeros(1 << (2 * rows - 1).bit_length(), np.int32), np.zeros(rows, np.int32),
                         np.zeros(rows, np.int32)) for _ in range(2)]
         self._row_start = np.zeros(self.num_trees, np.int32)
-        self._threads = min(self.cfg.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
+        self._threads = numba_threads(self.cfg.threads)
         self._queue = np.zeros(self.max_nodes, np.int32)
         c = self.cfg
         # the score utility needs scores: an evaluator without a score head (fc nets) searches by value alone

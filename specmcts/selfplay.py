@@ -486,15 +486,14 @@ def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, p
         if out is None:
             raise ValueError("selfplay --workers needs an output directory")
         return run_selfplay_processes(cfg, out, model_path, workers, progress)
-    import torch
-
     from specmcts.backends import FRESH, load_fixed_net
     from specmcts.evaluator import make_evaluator
     from specmcts.nncache import NNCache
+    from specmcts.threads import SEARCH
+    from specmcts.threads import configure as configure_threads
 
     board = cfg.game.board
-    if cfg.evaluator.torch_threads > 0:
-        torch.set_num_threads(cfg.evaluator.torch_threads)
+    threads = configure_threads(cfg, SEARCH)
     net = load_fixed_net(cfg, model_path or FRESH)
     evaluator = make_evaluator(cfg, board, net)
     cache = NNCache.for_board(cfg.evaluator.cache_entries, board)
@@ -514,6 +513,7 @@ def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, p
     summary["model_id"] = net.model_id
     summary["device"] = str(getattr(evaluator, "device", "cpu"))
     summary["out"] = str(out) if out is not None else None
+    summary["threads"] = {"torch": threads.torch, "numba": threads.numba, "why": threads.why}
     return summary
 
 

@@ -31,15 +31,15 @@ import torch
 import torch.nn.functional as F
 
 from specmcts.atomic import atomic_write_bytes
-from specmcts.config import Config, ConfigError, TrainConfig
+from specmcts.config import Config, TrainConfig, validate
 from specmcts.network import CheckpointError, PolicyValueNet, build_net, load_model, read_checkpoint, save_model
 from specmcts.replay import ReplayBuffer
 from specmcts.stopping import GracefulStop, RunLock
+from specmcts.threads import TRAIN
+from specmcts.threads import configure as configure_threads
 
 CHECKPOINT_GLOB = "model_*.pt"
 SELFPLAY_POINTER = "selfplay.json"  # which checkpoint self-play should use (written atomically)
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("constant", "cosine", "step")
 
 
 class TrainingDiverged(RuntimeError):
@@ -48,26 +48,6 @@ class TrainingDiverged(RuntimeError):
 
 def _stderr_report(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def apply_torch_threads(cfg: Config) -> None:
-    """``evaluator.torch_threads`` > 0 caps torch's CPU threads (small nets on a busy CPU: 1 is fastest)."""
-    if cfg.evaluator.torch_threads > 0:
-        torch.set_num_threads(cfg.evaluator.torch_threads)
-
-
-def validate_train_config(cfg: TrainConfig) -> None:
-    if cfg.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
-    if cfg.lr_schedule not in SCHEDULES:
-        raise ConfigError(f"train.lr_schedule must be one of {', '.join(SCHEDULES)}, got {cfg.lr_schedule!r}")
-    if cfg.amp_dtype not in ("bfloat16", "float16"):
-        raise ConfigError(f"train.amp_dtype must be bfloat16 or float16, got {cfg.amp_dtype!r}")
-    for key in ("batch_size", "checkpoint_every", "log_every", "window_samples"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"train.{key} must be >= 1, got {getattr(cfg, key)}")
-    if cfg.lr <= 0:
-        raise ConfigError(f"train.lr must be > 0, got {cfg.lr}")
 
 
 # -- schedule and optimizer -----------------------------------------------------------------------------------
@@ -204,7 +184,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, run_dir: str | Path, net: PolicyValueNet, buffer: ReplayBuffer,
                  device: str = "cpu", writer=None, report: Callable[[str], None] = _stderr_report):
-        validate_train_config(cfg.train)
+        validate(cfg)
         self.cfg = cfg
         self.tcfg = cfg.train
         self.run_dir = Path(run_dir)
@@ -439,8 +419,8 @@ def train_run(cfg: Config, run_dir: str | Path, data_dir: str | Path | None = No
     Fresh start (``resume`` False) refuses a run that already has checkpoints; ``resume`` continues from the
     newest good one (or ``init_model``) with its optimizer, step and RNG."""
     run_dir = Path(run_dir)
-    validate_train_config(cfg.train)
-    apply_torch_threads(cfg)
+    validate(cfg)
+    configure_threads(cfg, TRAIN)
     with RunLock(run_dir, "train"):  # one writer of checkpoints per run directory (specmcts run takes it too)
         return _train(cfg, run_dir, data_dir, steps, resume, init_model, device, progress, report)
 

@@ -636,7 +636,7 @@ def test_many_trees_parallel_kernels_match_the_serial_ones():
     roots = random_positions(7, 20, seed=9)
     sims = 60
     runs = {}
-    for name, threads in (("serial", 1), ("parallel", 0)):
+    for name, threads in (("serial", 1), ("parallel", 2)):
         search = make_search(rules, HashEvaluator(7, seed=6, max_batch=512), sims, 8, num_trees=20,
                              threads=threads, parallel_min_trees=2)
         for t, state in enumerate(roots):

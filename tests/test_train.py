@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from specmcts import cli
-from specmcts.config import ConfigError, TrainConfig, load_config
+from specmcts.config import Config, ConfigError, TrainConfig, load_config, validate
 from specmcts.network import CheckpointError, load_model, read_checkpoint
 from specmcts.replay import ReplayBuffer
-from specmcts.train import CheckpointStore, Trainer, TrainingDiverged, lr_at, train_run, validate_train_config
+from specmcts.train import CheckpointStore, Trainer, TrainingDiverged, lr_at, train_run
 
 from tests.test_replay import write_shard
 
@@ -61,9 +61,9 @@ def test_learning_rate_schedules():
 
 def test_bad_train_config_is_rejected():
     with pytest.raises(ConfigError, match="train.optimizer"):
-        validate_train_config(TrainConfig(optimizer="rmsprop"))
+        validate(Config(train=TrainConfig(optimizer="rmsprop")))
     with pytest.raises(ConfigError, match="train.lr_schedule"):
-        validate_train_config(TrainConfig(lr_schedule="linear"))
+        validate(Config(train=TrainConfig(lr_schedule="linear")))
 
 
 # -- training -----------------------------------------------------------------------------------------------

@@ -727,6 +727,9 @@ class GtpEngine:
 def run_gtp(cfg, model_path: str | None, options: EngineOptions) -> int:
     """Serve GTP on this process's stdin/stdout. stdout carries GTP only: anything else that a library might
     print goes to stderr for the duration."""
+    from specmcts.threads import SEARCH, configure
+
+    threads = configure(cfg, SEARCH)
     gtp_out = sys.stdout
     saved = sys.stdout
     sys.stdout = sys.stderr
@@ -737,6 +740,7 @@ def run_gtp(cfg, model_path: str | None, options: EngineOptions) -> int:
                    + (f", {options.seconds:g} s per move" if options.seconds else "")
                    + (f", pondering {options.speculate} deep" if options.speculate not in (0, AUTO) else
                       f", pondering until interrupted, up to {MAX_SPECULATE} deep" if options.speculate == AUTO else ""))
+        engine.log(threads.describe())
         engine.player()  # build the net now: the first genmove should not pay for it
         return engine.serve(sys.stdin.buffer, gtp_out)
     finally:

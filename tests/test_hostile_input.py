@@ -1,0 +1,100 @@
+"""Hostile input, second round: each value that used to be accepted and misbehave, crash with a traceback, or
+exit 1 late is refused up front as a one-line usage error (exit 2) naming the key, and nothing is written."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from specmcts import cli
+
+TINY = ["--board", "5", "--device", "cpu", "--set", "net.blocks=1", "--set", "net.channels=8",
+        "--set", "net.value_hidden=8", "--set", "search.sims=8"]
+
+
+def one_line_usage_error(argv: list[str], capsys) -> str:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("command, extra, says", [
+    ("eval", ["--set", "eval.sims=-5"], "eval.sims"),  # used to report a bogus Elo
+    ("eval", ["--set", "eval.concurrent=0"], "eval.concurrent"),
+    ("run", ["--minutes", "nan"], "run.minutes"),  # used to run without a limit
+    ("run", ["--minutes", "-1"], "run.minutes"),
+    ("selfplay", ["--set", "search.leaves_per_tree=100000000"], "search.leaves_per_tree"),  # grew to 11 GB
+    ("selfplay", ["--set", "evaluator.max_batch=100000000"], "evaluator.max_batch"),
+    ("train", ["--batch-size", "100000000"], "train.batch_size"),
+    ("selfplay", ["--set", "search.sims=99999999999999999999999"], "search.sims"),
+    ("selfplay", ["--seed", "-1"], "seed"),
+    ("selfplay", ["--seed", "999999999999999999999999"], "seed"),
+    ("selfplay", ["--set", "game.board.x=1"], "game.board is a value"),  # used to be a TypeError traceback
+    ("selfplay", ["--set", "search.sims.sims=3"], "search.sims is a value"),
+    ("selfplay", ["--set", "search.sims=abc"], "search.sims: expected an integer"),  # was "expected a int"
+    # late config errors that exited 1 after starting: now usage errors before anything starts
+    ("train", ["--set", "train.lr=-1"], "train.lr"),
+    ("train", ["--set", "train.batch_size=0"], "train.batch_size"),
+    ("train", ["--set", "train.optimizer=bogus"], "train.optimizer"),
+    ("run", ["--set", "run.mode=bogus"], "run.mode"),
+    ("run", ["--set", "run.workers=0"], "run.workers"),
+    ("run", ["--set", "run.train_samples_per_sample=0"], "run.train_samples_per_sample"),
+    ("train", ["--set", "train.lr_schedule=linear"], "train.lr_schedule"),
+])
+def test_bad_values_are_one_line_usage_errors(command, extra, says, tmp_path, capsys):
+    out = tmp_path / "out"
+    err = one_line_usage_error([command, *TINY, *extra, "--out", str(out)], capsys)
+    assert says in err
+    assert not out.exists()
+
+
+def test_config_that_is_not_a_yaml_file(tmp_path, capsys):
+    binary = tmp_path / "net.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    assert "not a text file" in one_line_usage_error(["selfplay", "--config", str(binary)], capsys)
+    assert "a directory" in one_line_usage_error(["selfplay", "--config", str(tmp_path)], capsys)
+    err = one_line_usage_error(["selfplay", "--config", str(tmp_path / "missing.yaml")], capsys)
+    assert "presets: " in err and "go9" in err  # the error lists what exists
+
+
+def test_presets_load_by_name_and_by_their_source_tree_path(tmp_path, monkeypatch):
+    """`--config configs/go9.yaml` (the README's form) works from any directory, as in an installed package."""
+    from specmcts.config import load_config
+
+    monkeypatch.chdir(tmp_path)  # no configs/ here
+    assert load_config("configs/go9.yaml").name == load_config("go9").name == "go9"
+    assert load_config("go9cpu-big").net.blocks == 6
+
+
+def test_tree_memory_is_checked_before_allocating(monkeypatch):
+    from native import tree
+
+    monkeypatch.setattr(tree, "free_memory", lambda: 1 << 30)
+    with pytest.raises(ValueError, match="search trees need .* GiB .*search.sims"):
+        tree.Tree.allocate(8, 5_000_010, 362)
+    small = tree.Tree.allocate(2, 100, 82)
+    assert sum(getattr(small, f).nbytes for f in small._fields) <= tree.Tree.nbytes(2, 100, 82) * 1.01
+
+
+def test_a_huge_number_in_an_analysis_query_answers_that_query_and_the_engine_goes_on(tmp_path):
+    """A 5,000-digit maxVisits (past Python's int conversion limit) used to end the engine and drop every
+    queued query; a 400-digit one must be refused by range, not crash the float check."""
+    import subprocess
+    import sys
+
+    query = '{"id":"%s","moves":[],"rules":"chinese","komi":7.5,"boardXSize":5,"boardYSize":5,"maxVisits":%s}'
+    lines = [query % ("huge", "9" * 5000), query % ("big", "9" * 400), query % ("ok", "4")]
+    p = subprocess.run([sys.executable, "-m", "specmcts", "analysis", "--model", "fresh", "--set", "net.blocks=1",
+                        "--set", "net.channels=8", "--set", "net.value_hidden=8"],
+                       input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=300)
+    answers = [json.loads(line) for line in p.stdout.splitlines()]
+    assert "could not parse" in answers[0]["error"]
+    assert answers[1]["id"] == "big" and "maxVisits" == answers[1]["field"]
+    assert answers[2]["id"] == "ok" and answers[2]["moveInfos"]
+    assert p.returncode == 0
+
+
+def test_analysis_slots_are_bounded(capsys):
+    assert cli.main(["analysis", "--slots", "1000000000"]) == 2
+    assert "--slots" in capsys.readouterr().err
