@@ -316,6 +316,36 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 # Subcommands: implementations
 
 
+FRESH_SEED_COMMANDS = ("selfplay", "run")  # a fresh seed unless --seed, --set seed= or the config gives one
+
+
+def _seed_given(source, overrides) -> bool:
+    if any(o.partition("=")[0].strip() == "seed" for o in overrides):
+        return True
+    if source is None:
+        return False
+    import yaml
+
+    from specmcts.config import ConfigError, find_config
+
+    try:
+        data = yaml.safe_load(find_config(source).read_text())
+    except (ConfigError, OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False  # load_config says what is wrong with it
+    return isinstance(data, dict) and "seed" in data
+
+
+def _saved_run_config(args: argparse.Namespace):
+    """``run --resume`` without ``--config``: the run directory's config.yaml, if it has one."""
+    from pathlib import Path
+
+    if args.command != "run" or not getattr(args, "resume", False) or args.config is not None:
+        return None
+    run = Path(args.out) if args.out else Path("runs") / (args.name or f"go{getattr(args, 'board', None) or 9}")
+    saved = run / "config.yaml"
+    return saved if saved.is_file() else None
+
+
 def config_from_args(args: argparse.Namespace):
     """Defaults < ``--config`` (else the board's preset) < explicit flags < ``--set``; on a CPU with no
     ``--config`` the CPU fallback (small net, few simulations) sits under the flags."""
@@ -323,15 +353,23 @@ def config_from_args(args: argparse.Namespace):
 
     board = getattr(args, "board", None)
     source = args.config or preset_for_board(board or 9)
+    saved = _saved_run_config(args)
+    if saved is not None:  # run --resume: the run's own config, under the flags given now
+        source = saved
     flags = []
     for flag, key in (("board", "game.board"), ("games", "selfplay.games"), ("sims", "search.sims"),
                       ("speculate", "search.speculate"), ("device", "evaluator.device"), ("seed", "seed")):
         value = getattr(args, flag, None)
         if value is not None:
             flags.append(f"{key}={value}")
+    if args.command in FRESH_SEED_COMMANDS and args.seed is None and not _seed_given(source, args.overrides):
+        import secrets
+
+        args.seed = secrets.randbelow(1 << 31)  # new games every time; the summary says how to repeat them
+        flags.append(f"seed={args.seed}")
     try:
         cfg = load_config(source, flags + list(args.overrides))
-        if args.config is None and resolve_device(cfg.evaluator.device) == "cpu":
+        if args.config is None and saved is None and resolve_device(cfg.evaluator.device) == "cpu":
             cfg = dataclasses.replace(load_config(source, CPU_FALLBACK + flags + list(args.overrides)),
                                       cpu_fallback=True)
     except ConfigError as err:

@@ -460,6 +460,8 @@ def validate(cfg: Config) -> None:
 CPU_FALLBACK = [
     "net.blocks=2", "net.channels=32", "net.value_hidden=32",
     "search.sims=64", "selfplay.games=8", "selfplay.concurrent=8",
+    # what those 8 games give (about 800 samples) is enough for `specmcts train` to start on
+    "train.min_samples=512",
 ]
 
 

@@ -578,6 +578,8 @@ class RunLoop:
         return {
             "mode": self.cfg.run.mode,
             "stop_reason": self.stop_reason or "done",
+            "seed": self.cfg.seed,
+            "out": str(self.run_dir),
             "steps": t.step - start_step,
             "step": t.step,
             "generation": self.generation,
@@ -605,7 +607,7 @@ def format_run_summary(s: dict) -> str:
     return (f"run ({s['mode']}): {s['steps']} steps to step {s['step']}, {s['games']} games "
             f"({s['games_per_hour']:.0f}/h), {s['selfplay_samples']} samples in {s['wall_s']:.0f} s | "
             f"train {s['train_samples_per_s']:.0f} samples/s | window {s['buffer_samples']} of {s['total_samples']}"
-            f"{elo} | stopped: {s['stop_reason']} | {s['checkpoint']}")
+            f"{elo} | stopped: {s['stop_reason']} | {s['checkpoint']} | seed {s['seed']}")
 
 
 def run_loop(cfg: Config, run_dir: str | Path, device: str = "cpu", resume: bool = False,

@@ -474,6 +474,10 @@ def format_summary(s: dict) -> str:
                  f"wasted {100 * s['wasted_sims_fraction']:.1f}% sims")
     if s.get("stop_reason") == "interrupted":
         line += " | stopped: interrupted (finished games kept)"
+    if s.get("out"):
+        line += f" | games, shards and TensorBoard in {s['out']}"
+    if s.get("seed") is not None:
+        line += f" | seed {s['seed']} (--seed {s['seed']} plays these games again)"
     return line
 
 
@@ -513,6 +517,7 @@ def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, p
     summary["model_id"] = net.model_id
     summary["device"] = str(getattr(evaluator, "device", "cpu"))
     summary["out"] = str(out) if out is not None else None
+    summary["seed"] = cfg.seed
     summary["threads"] = {"torch": threads.torch, "numba": threads.numba, "why": threads.why}
     return summary
 
@@ -642,5 +647,5 @@ def run_selfplay_processes(cfg: Config, out: Path, model_path: str | None, worke
         summary["evals_per_s"] = served["forwarded"] / wall if wall > 0 else 0.0
     summary.update(stop_reason="interrupted" if stopped["now"] else reason, workers=workers,
                    shared_evaluator=backend.shared, model_id=parts[0]["model_id"] if parts else None,
-                   device=device, out=str(out), backend=shared)
+                   device=device, out=str(out), backend=shared, seed=cfg.seed)
     return summary

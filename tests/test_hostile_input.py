@@ -98,3 +98,55 @@ def test_a_huge_number_in_an_analysis_query_answers_that_query_and_the_engine_go
 def test_analysis_slots_are_bounded(capsys):
     assert cli.main(["analysis", "--slots", "1000000000"]) == 2
     assert "--slots" in capsys.readouterr().err
+
+
+# -- a new user's first hour: the tour in order ------------------------------------------------------------------
+
+
+def sgf_texts(out) -> list[str]:
+    return sorted(p.read_text() for p in (out / "sgf").glob("*.sgf"))
+
+
+def test_selfplay_draws_a_fresh_seed_says_it_and_seed_repeats_it(tmp_path, capsys):
+    small = ["selfplay", "--board", "5", "--games", "2", "--set", "net.blocks=1", "--set", "net.channels=8",
+             "--set", "net.value_hidden=8", "--set", "search.sims=8", "--json"]
+    seeds = []
+    for i in range(2):
+        assert cli.main([*small, "--out", str(tmp_path / f"a{i}")]) == 0
+        seeds.append(json.loads(capsys.readouterr().out)["seed"])
+    assert seeds[0] != seeds[1] and sgf_texts(tmp_path / "a0") != sgf_texts(tmp_path / "a1")
+    assert cli.main([*small, "--out", str(tmp_path / "again"), "--seed", str(seeds[0])]) == 0
+    assert json.loads(capsys.readouterr().out)["seed"] == seeds[0]
+    assert sgf_texts(tmp_path / "again") == sgf_texts(tmp_path / "a0")
+    human = [a for a in small if a != "--json"]
+    assert cli.main([*human, "--out", str(tmp_path / "h")]) == 0
+    line = capsys.readouterr().out.strip()
+    assert f"in {tmp_path / 'h'}" in line and "--seed " in line  # where the files went, how to repeat them
+
+
+def test_the_first_command_then_train_works_on_a_cpu(tmp_path, capsys, monkeypatch):
+    """README: `specmcts selfplay --board 9` (the CPU defaults: 8 games), then `specmcts train`: the samples
+    of those 8 games are enough to start training."""
+    monkeypatch.setattr("specmcts.config.resolve_device", lambda device: "cpu")
+    out = tmp_path / "go9"
+    assert cli.main(["selfplay", "--board", "9", "--out", str(out), "--quiet", "--json"]) == 0
+    samples = json.loads(capsys.readouterr().out)["moves"]
+    assert cli.main(["train", "--out", str(out), "--steps", "3", "--quiet", "--json"]) == 0, (
+        f"{samples} samples: {capsys.readouterr().err}")
+    assert json.loads(capsys.readouterr().out)["step"] == 3
+
+
+def test_run_resume_without_config_reads_the_runs_own_config(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["--out", str(out), "--quiet", "--json", "--set", "run.mode=generations",
+            "--set", "run.games_per_generation=2", "--set", "run.generations=1"]
+    tiny = ["--board", "5", "--device", "cpu", "--set", "net.blocks=1", "--set", "net.channels=8",
+            "--set", "net.value_hidden=8", "--set", "search.sims=8", "--set", "train.min_samples=8",
+            "--set", "train.batch_size=8"]
+    assert cli.main(["run", *tiny, *base]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert cli.main(["run", "--resume", *base, "--set", "run.generations=2"]) == 0  # no --config, no --board
+    captured = capsys.readouterr()
+    again = json.loads(captured.out)
+    assert "skipping shard" not in captured.err
+    assert again["seed"] == first["seed"] and again["games"] == 2 and again["step"] > first["step"]
