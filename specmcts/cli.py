@@ -308,7 +308,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                                                  "grow: where to write (required)")
     p.add_argument("--blocks", type=_positive_int, metavar="B", help="grow: residual blocks of the new net")
     p.add_argument("--channels", type=_positive_int, metavar="C", help="grow: channels of the new net")
-    p.add_argument("--force", action="store_true", help="init, grow: replace an existing file")
+    p.add_argument("--force", action="store_true", help="init, export, grow: replace an existing file")
     _add_common(p, json=True)
 
 
@@ -589,11 +589,7 @@ def cmd_model(args: argparse.Namespace) -> int:
         if args.action == "init":
             import torch
 
-            target = Path(args.path)
-            if target.is_dir():
-                raise CommandError(f"model init: {target} is a directory; give the checkpoint's file name")
-            if target.exists() and not args.force:
-                raise CommandError(f"model init: {target} exists; it is kept (--force to replace it with a fresh net)")
+            _may_write("init", Path(args.path), args.force)
             cfg = config_from_args(args)
             torch.manual_seed(cfg.seed)
             net = build_net(cfg.game.board, cfg.net)
@@ -601,6 +597,7 @@ def cmd_model(args: argparse.Namespace) -> int:
         elif args.action == "export":
             net, meta = load_model(args.path)
             out = args.out or str(args.path).removesuffix(".pt") + ".export.pt"
+            _may_write("export", Path(out), args.force)
             # weights, architecture and provenance only: no optimizer state, what GTP and self-play need
             # (small to ship); the config and compute totals say how it was made (`model info`)
             save_model(out, net, {"model_id": meta["model_id"], "step": meta.get("step"),
@@ -632,6 +629,19 @@ def cmd_model(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _may_write(action: str, target, force: bool) -> None:
+    """``model init|export|grow`` write a checkpoint file: never over a directory, over an existing file only
+    with ``--force``, and never into the models/ of a run that a live ``run`` or ``train`` holds."""
+    from specmcts.stopping import RunLock
+
+    if target.is_dir():
+        raise CommandError(f"model {action}: {target} is a directory; give the checkpoint's file name")
+    if target.exists() and not force:
+        raise CommandError(f"model {action}: {target} exists; it is kept (--force to replace it)")
+    if target.parent.name == "models" and (busy := RunLock.held(target.parent.parent)):
+        raise CommandError(f"model {action}: {busy}; write elsewhere, or stop it first")
+
+
 def _grow(args: argparse.Namespace) -> str:
     """``model grow``: write the grown net (same play, more capacity) with its source's provenance; the path."""
     from pathlib import Path
@@ -642,8 +652,7 @@ def _grow(args: argparse.Namespace) -> str:
         raise CommandError("model grow: give --out FILE for the grown net (PATH is kept)", EXIT_USAGE)
     if not (args.blocks or args.channels):
         raise CommandError("model grow: give --blocks and/or --channels of the new net", EXIT_USAGE)
-    if Path(args.out).exists() and not args.force:
-        raise CommandError(f"model grow: {args.out} exists; it is kept (--force to replace it)")
+    _may_write("grow", Path(args.out), args.force)
     net, meta = load_model(args.path)
     target = dataclasses.replace(net.net_cfg, blocks=args.blocks or net.net_cfg.blocks,
                                  channels=args.channels or net.net_cfg.channels)

@@ -439,11 +439,28 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", expe
     if bad is not None:
         raise CheckpointError(f"checkpoint {path} has non-finite weights (NaN or inf in {bad}): it can neither "
                               f"play nor train")
-    net.to(device).eval()
+    net.eval()
+    bad = broken_output(net)
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {path}: its weights are finite but its {bad} output is not (NaN or inf "
+                              f"on a test position): it can neither play nor train")
+    net.to(device)
     meta = {k: v for k, v in data.items() if k != "model"}
     net.model_id = str(meta.get("model_id") or make_model_id(net, meta.get("step")))
     net.trained_steps = int(meta.get("step") or 0)
     return net, meta
+
+
+def broken_output(net: PolicyValueNet) -> str | None:
+    """The name of an output that is NaN or inf on a fixed test batch (finite weights can overflow: every
+    weight x 1e30), else None. Runs on the net's device, in eval mode."""
+    size = net.board_size
+    g = torch.Generator().manual_seed(0)
+    probe = (torch.rand(2, net.num_planes, size, size, generator=g) < 0.3).float()
+    device = next(net.parameters()).device
+    with torch.inference_mode():
+        out = net.heads(probe.to(device))
+    return next((name for name, t in out.items() if not bool(torch.isfinite(t).all())), None)
 
 
 def _describe(cfg: NetConfig) -> str:

@@ -48,24 +48,56 @@ class RunLock:
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            holder = ""
+        while True:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                holder = self.path.read_text().split()[0]
-            except (OSError, IndexError):
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(self.fd)
+                raise RuntimeError(self.in_use_message()) from None
+            try:  # the file we locked is still the one at the path (its last holder removes it on exit)
+                if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                    break
+            except FileNotFoundError:
                 pass
-            raise RuntimeError(f"{self.path.parent} is in use by another specmcts run or train"
-                               + (f" (pid {holder})" if holder else "") + f" (lock {self.path})") from None
+            os.close(self.fd)
         os.ftruncate(self.fd, 0)
         os.write(self.fd, f"{os.getpid()} {self.who}\n".encode())
         return self
 
     def __exit__(self, *exc):
+        try:  # no stale lock file after a clean exit or a Ctrl-C (a kill -9 leaves it, unlocked and harmless)
+            os.unlink(self.path)
+        except OSError:
+            pass
         os.close(self.fd)
+
+    def in_use_message(self) -> str:
+        holder = ""
+        try:
+            holder = self.path.read_text().split()[0]
+        except (OSError, IndexError):
+            pass
+        return (f"{self.path.parent} is in use by another specmcts run or train" + (f" (pid {holder})" if holder else "")
+                + f" (lock {self.path})")
+
+    @classmethod
+    def held(cls, run_dir: str | Path) -> str | None:
+        """The in-use message when a live process holds ``run_dir``'s lock, else None (takes nothing)."""
+        import fcntl
+
+        lock = cls(run_dir)
+        try:
+            fd = os.open(lock.path, os.O_RDWR)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return lock.in_use_message()
+        finally:
+            os.close(fd)  # closing releases a lock this check took
+        return None
 
 
 class GracefulStop:

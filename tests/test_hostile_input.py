@@ -150,3 +150,74 @@ def test_run_resume_without_config_reads_the_runs_own_config(tmp_path, capsys):
     again = json.loads(captured.out)
     assert "skipping shard" not in captured.err
     assert again["seed"] == first["seed"] and again["games"] == 2 and again["step"] > first["step"]
+
+
+# -- model files: nothing overwritten by surprise ------------------------------------------------------------------
+
+
+def small_checkpoint(path):
+    from specmcts.config import NetConfig
+    from specmcts.network import build_net, save_model
+
+    save_model(path, build_net(5, NetConfig(blocks=1, channels=8, value_hidden=8)),
+               {"step": 3, "optimizer": {"state": {}, "param_groups": []}})
+    return path
+
+
+def test_model_export_never_overwrites_without_force(tmp_path, capsys):
+    """`model export CK --out CK` used to strip a training checkpoint's optimizer: it can no longer resume."""
+    ck = small_checkpoint(tmp_path / "model_00000003.pt")
+    before = ck.read_bytes()
+    assert cli.main(["model", "export", str(ck), "--out", str(ck)]) == 1
+    assert "exists" in capsys.readouterr().err and ck.read_bytes() == before
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"keep me")
+    assert cli.main(["model", "export", str(ck), "--out", str(other)]) == 1
+    assert other.read_bytes() == b"keep me"
+    assert cli.main(["model", "export", str(ck), "--out", str(other), "--force"]) == 0
+
+
+def test_model_commands_refuse_a_run_that_is_running(tmp_path, capsys):
+    from specmcts.stopping import RunLock
+
+    run = tmp_path / "run"
+    (run / "models").mkdir(parents=True)
+    ck = small_checkpoint(tmp_path / "src.pt")
+    with RunLock(run, "run"):
+        assert cli.main(["model", "init", str(run / "models" / "model_00000000.pt"), "--board", "5"]) == 1
+        assert "in use" in capsys.readouterr().err
+        assert cli.main(["model", "export", str(ck), "--out", str(run / "models" / "x.pt")]) == 1
+        assert not list((run / "models").iterdir())
+    assert not (run / "run.lock").exists()  # released and removed: no stale lock file after the run
+    assert cli.main(["model", "export", str(ck), "--out", str(run / "models" / "x.pt")]) == 0
+
+
+def test_a_run_lock_left_by_a_killed_process_does_not_stop_the_next(tmp_path):
+    from specmcts.stopping import RunLock
+
+    (tmp_path / "run.lock").write_text("12345 run\n")  # kill -9: the file stays, the kernel dropped the lock
+    assert RunLock.held(tmp_path) is None
+    with RunLock(tmp_path, "train"):
+        assert "in use" in RunLock.held(tmp_path)
+        with pytest.raises(RuntimeError, match="in use"):
+            RunLock(tmp_path).__enter__()
+
+
+def test_finite_weights_whose_outputs_overflow_are_refused(tmp_path, capsys):
+    """Every float tensor x 1e30: each weight is finite, the outputs are not. Self-play used to exit 0 with
+    2-move games and shards whose policy was always pass."""
+    import torch
+
+    from specmcts.network import CheckpointError, load_model, read_checkpoint
+
+    ck = small_checkpoint(tmp_path / "net.pt")
+    data = read_checkpoint(ck)
+    data["model"] = {k: v * 1e30 if v.is_floating_point() else v for k, v in data["model"].items()}
+    torch.save(data, tmp_path / "huge.pt")
+    assert all(bool(torch.isfinite(v).all()) for v in data["model"].values() if v.is_floating_point())
+    with pytest.raises(CheckpointError, match="output is not"):
+        load_model(tmp_path / "huge.pt")
+    out = tmp_path / "sp"
+    assert cli.main(["selfplay", *TINY, "--model", str(tmp_path / "huge.pt"), "--out", str(out), "--games", "1"]) == 1
+    assert "output is not" in capsys.readouterr().err
+    assert not list(out.rglob("*.npz"))
