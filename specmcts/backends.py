@@ -31,7 +31,6 @@ import multiprocessing
 import os
 import queue as queue_module
 import signal
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -41,12 +40,9 @@ import numpy as np
 
 from specmcts.config import Config
 from specmcts.network import CheckpointError, load_model
-from specmcts.stopping import die_with_parent
+from specmcts.stopping import die_with_parent, say
 from specmcts.threads import SEARCH, TRAIN
 from specmcts.threads import configure as configure_threads
-
-def _stderr_report(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 FOLLOW_EVERY_S = 0.2  # the shared evaluator reads models/selfplay.json this often (between batches)
@@ -227,7 +223,7 @@ class InProcess:
     name = "in-process"
     separate = False  # shares the driver's cores
 
-    def __init__(self, cfg: Config, run_dir: Path, device: str, report=_stderr_report):
+    def __init__(self, cfg: Config, run_dir: Path, device: str, report=say):
         self.cfg, self.run_dir, self.device = cfg, Path(run_dir), device
         self.workers = 1
         self.queue: deque[Chunk] = deque()
@@ -362,7 +358,7 @@ class LocalProcesses:
     name = "processes"
     separate = True
 
-    def __init__(self, cfg: Config, run_dir: Path, device: str, report=_stderr_report, model: str | None = None,
+    def __init__(self, cfg: Config, run_dir: Path, device: str, report=say, model: str | None = None,
                  shared: bool | None = None):
         from specmcts.config import shared_evaluator
 

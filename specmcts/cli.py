@@ -513,10 +513,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                f"checkpoint in {run / 'models'}", EXIT_USAGE)
         model = str(embedded if embedded is not None else found[-1][1])
     games = args.games or cfg.eval.games
-    from specmcts.stopping import GracefulStop
+    from specmcts.stopping import GracefulStop, say
 
     def stopping() -> None:
-        print("eval: stopping after this move, keeping the finished games (again to stop now)", file=sys.stderr)
+        say("eval: stopping after this move, keeping the finished games (again to stop now)")
 
     try:  # Ctrl-C or SIGTERM: the summary of the finished games (every one has its SGF), exit 130
         with GracefulStop(stopping) as stop:

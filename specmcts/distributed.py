@@ -40,7 +40,6 @@ import math
 import os
 import shutil
 import socket
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from specmcts.config import Config, ConfigError
 from specmcts.loop import RunLoop, format_run_summary
 from specmcts.threads import SEARCH, TRAIN
 from specmcts.threads import configure as configure_threads
+from specmcts.stopping import say
 
 NAMESPACE = "specmcts"  # Ray namespace of the named worker actors (`ray list actors`, `ray.get_actor`)
 
@@ -60,9 +60,6 @@ NAMESPACE = "specmcts"  # Ray namespace of the named worker actors (`ray list ac
 class RayUnavailable(RuntimeError):
     """``--ray`` without Ray installed."""
 
-
-def _stderr_report(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def import_ray():
@@ -237,7 +234,7 @@ def cluster_nodes(ray) -> list[dict]:
 class WorkerPool:
     """The self-play actors, their queued chunks, and their supervision (respawn on death)."""
 
-    def __init__(self, cfg: Config, run_dir: Path, report: Callable[[str], None] = _stderr_report):
+    def __init__(self, cfg: Config, run_dir: Path, report: Callable[[str], None] = say):
         self.ray = import_ray()
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -601,7 +598,7 @@ class RemoteBuffer:
 
 
 def remote_trainer(cfg: Config, run_dir: Path, device: str, resume: bool, init_model: str | None,
-                   report: Callable[[str], None] = _stderr_report) -> tuple[RemoteTrainer, dict]:
+                   report: Callable[[str], None] = say) -> tuple[RemoteTrainer, dict]:
     """Start the ``TrainerHost`` actor (on the driver's node unless ``ray.shared_storage``) and return its
     handle and, when resuming, the checkpoint's run state."""
     ray = import_ray()
@@ -634,7 +631,7 @@ class RayBackend:
     separate = True
 
     def __init__(self, cfg: Config, run_dir: Path, device: str = "cpu",
-                 report: Callable[[str], None] = _stderr_report):
+                 report: Callable[[str], None] = say):
         validate_ray_config(cfg)
         self.cfg, self.run_dir, self.report = cfg, Path(run_dir), report
         self.pool = WorkerPool(cfg, self.run_dir, report)
@@ -726,7 +723,7 @@ def format_distributed_summary(s: dict) -> str:
 
 def run_distributed(cfg: Config, run_dir: str | Path, address: str | None = None, device: str = "cpu",
                     resume: bool = False, init_model: str | None = None, progress: bool = False,
-                    report: Callable[[str], None] = _stderr_report) -> dict:
+                    report: Callable[[str], None] = say) -> dict:
     """``specmcts run --ray``: connect to (or start) a Ray cluster and run the loop with Ray self-play workers.
 
     ``address``: ``local`` (a new cluster on this machine), ``auto`` (the running one), ``host:port`` or

@@ -10,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 # Debian installs GnuGo in /usr/games, which is not on the default PATH.
@@ -44,6 +45,7 @@ def gnugo_command(level: int = 1, chinese_rules: bool = True, extra: tuple[str, 
 
 DEFAULT_TIMEOUT_S = 120.0  # per answer: GnuGo level 10 thinks seconds on 19x19; a hung engine is an error
 MAX_LINE = 1 << 20  # an answer line longer than this is not GTP
+MAX_ANSWER = 1 << 22  # characters of one answer (a 19x19 board drawn with analysis is a few thousand)
 
 
 class GTPEngine:
@@ -66,8 +68,9 @@ class GTPEngine:
             # end of its stdin (or close()) still ends it.
             start_new_session=True,
         )
-        # A reader thread, so that a read can time out (a blocked readline cannot).
-        self._lines: queue.Queue = queue.Queue()
+        # A reader thread, so that a read can time out (a blocked readline cannot). Bounded: an engine that
+        # writes without end waits for us instead of filling the memory.
+        self._lines: queue.Queue = queue.Queue(maxsize=4096)
         threading.Thread(target=self._read, name=f"gtp-{Path(self.command[0]).name}", daemon=True).start()
 
     def _read(self) -> None:
@@ -78,9 +81,9 @@ class GTPEngine:
             pass
         self._lines.put("")  # end of output
 
-    def _readline(self, line: str) -> str:
+    def _readline(self, line: str, deadline: float) -> str:
         try:
-            return self._lines.get(timeout=self.timeout)
+            return self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
             self.hung = True
             raise GTPError(f"engine {shlex.join(self.command)} did not answer {line.strip()[:80]!r} within "
@@ -96,10 +99,17 @@ class GTPEngine:
         except (BrokenPipeError, OSError) as e:
             raise GTPError(f"engine {self.command[0]} does not read its input ({e})") from None
         lines = []
+        deadline = time.monotonic() + self.timeout  # for the whole answer, however many lines it has
+        size = 0
         while True:
-            out = self._readline(line)
+            out = self._readline(line, deadline)
             if out == "":
                 raise GTPError(f"engine {self.command[0]} closed its output after {line!r}")
+            size += len(out)
+            if size > MAX_ANSWER:
+                self.hung = True
+                raise GTPError(f"engine {shlex.join(self.command)} answered {line.strip()[:80]!r} with more than "
+                               f"{MAX_ANSWER:,} characters: not GTP")
             out = out.rstrip("\r\n")
             if out == "" and lines:
                 break

@@ -44,7 +44,7 @@ from specmcts.backends import Chunk, WorkerFailed, chunk_seed, make_backend
 from specmcts.config import Config, ConfigError, validate
 from specmcts.network import CheckpointError, resolve_model
 from specmcts.replay import ReplayBuffer
-from specmcts.stopping import GracefulStop, RunLock
+from specmcts.stopping import GracefulStop, RunLock, say
 from specmcts.threads import SEARCH, TRAIN
 from specmcts.threads import configure as configure_threads
 from specmcts.train import CheckpointStore, Trainer, open_writer
@@ -52,9 +52,6 @@ from specmcts.train import CheckpointStore, Trainer, open_writer
 
 CONFIG_NAME = "config.yaml"
 
-
-def _stderr_report(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def validate_run_config(cfg: Config) -> None:
@@ -132,7 +129,7 @@ class SelfPlayStats:
 class RunLoop:
     def __init__(self, cfg: Config, run_dir: str | Path, device: str = "cpu", resume: bool = False,
                  init_model: str | None = None, progress: bool = False,
-                 report: Callable[[str], None] = _stderr_report, backend: str = "auto"):
+                 report: Callable[[str], None] = say, backend: str = "auto"):
         validate_run_config(cfg)
         self.cfg = cfg
         self.backend_kind = backend  # where self-play plays (specmcts.backends.make_backend)
@@ -612,5 +609,5 @@ def format_run_summary(s: dict) -> str:
 
 def run_loop(cfg: Config, run_dir: str | Path, device: str = "cpu", resume: bool = False,
              init_model: str | None = None, progress: bool = False, backend: str = "auto",
-             report: Callable[[str], None] = _stderr_report) -> dict:
+             report: Callable[[str], None] = say) -> dict:
     return RunLoop(cfg, run_dir, device, resume, init_model, progress, report, backend).run()

@@ -26,7 +26,6 @@ the live window, so appending costs amortised O(1) per sample.
 """
 from __future__ import annotations
 
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 
 from native.features import NUM_PLANES
 from specmcts.config import TrainConfig
+from specmcts.stopping import say
 
 NUM_SYMMETRIES = 8
 
@@ -43,9 +43,6 @@ NUM_SYMMETRIES = 8
 class ShardError(ValueError):
     """A shard that cannot be used; the message is one line and names the file."""
 
-
-def _stderr_report(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- symmetries ---------------------------------------------------------------------------------------------
@@ -247,7 +244,7 @@ class ReplayBuffer:
         self.data_dir = Path(data_dir)
         self.board_size = int(board_size)
         self.cfg = cfg
-        self.report = report or _stderr_report
+        self.report = report or say
         self.rng = np.random.default_rng([int(seed), 0x5EED])
         self.total_samples = 0
         self.shards_read = 0

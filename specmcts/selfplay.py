@@ -501,13 +501,13 @@ def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, p
     net = load_fixed_net(cfg, model_path or FRESH)
     evaluator = make_evaluator(cfg, board, net)
     cache = NNCache.for_board(cfg.evaluator.cache_entries, board)
-    from specmcts.stopping import GracefulStop
+    from specmcts.stopping import GracefulStop, say
 
     runner = SelfPlay(cfg, evaluator, cache, out=out, model_id=net.model_id, progress=progress)
 
     def stop() -> None:
         runner.stop_requested = True
-        print("selfplay: stopping after this batch, keeping the finished games (again to stop now)", file=sys.stderr)
+        say("selfplay: stopping after this batch, keeping the finished games (again to stop now)")
 
     try:  # Ctrl-C: keep every finished game (SGF and shard), lose the ones in flight
         with GracefulStop(stop):

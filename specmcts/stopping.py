@@ -100,6 +100,14 @@ class RunLock:
         return None
 
 
+def say(message: str) -> None:
+    """A line on stderr for the user while a progress bar may be drawn there: the bar is cleared first and
+    redrawn below it (tqdm.write), so the line never lands on the bar's own line."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
 class GracefulStop:
     """``with GracefulStop(on_request) as stop:`` then check ``stop.requested`` between units of work.
 

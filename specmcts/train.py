@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from specmcts.atomic import atomic_write_bytes
 from specmcts.config import Config, TrainConfig, validate
 from specmcts.network import CheckpointError, PolicyValueNet, build_net, load_model, read_checkpoint, save_model
 from specmcts.replay import ReplayBuffer
-from specmcts.stopping import GracefulStop, RunLock
+from specmcts.stopping import GracefulStop, RunLock, say
 from specmcts.threads import TRAIN
 from specmcts.threads import configure as configure_threads
 
@@ -45,9 +44,6 @@ SELFPLAY_POINTER = "selfplay.json"  # which checkpoint self-play should use (wri
 class TrainingDiverged(RuntimeError):
     """The loss or the gradients became NaN/inf; the message names the step and the last good checkpoint."""
 
-
-def _stderr_report(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- schedule and optimizer -----------------------------------------------------------------------------------
@@ -106,7 +102,7 @@ class CheckpointStore:
         found = self.steps()
         return found[0][1] if found else None
 
-    def latest_good(self, report: Callable[[str], None] = _stderr_report) -> tuple[Path, dict] | None:
+    def latest_good(self, report: Callable[[str], None] = say) -> tuple[Path, dict] | None:
         """The newest checkpoint that reads back, with its stored dict; unreadable ones are reported by name
         and passed over (atomic writes make them unlikely, a damaged disk does not)."""
         for _step, path in reversed(self.steps()):
@@ -183,7 +179,7 @@ class Trainer:
     newest good checkpoint of the run, optimizer and RNG included)."""
 
     def __init__(self, cfg: Config, run_dir: str | Path, net: PolicyValueNet, buffer: ReplayBuffer,
-                 device: str = "cpu", writer=None, report: Callable[[str], None] = _stderr_report):
+                 device: str = "cpu", writer=None, report: Callable[[str], None] = say):
         validate(cfg)
         self.cfg = cfg
         self.tcfg = cfg.train
@@ -213,7 +209,7 @@ class Trainer:
     # -- construction ----------------------------------------------------------------------------
     @classmethod
     def create(cls, cfg: Config, run_dir: str | Path, buffer: ReplayBuffer, device: str = "cpu",
-               init_model: str | None = None, writer=None, report: Callable[[str], None] = _stderr_report
+               init_model: str | None = None, writer=None, report: Callable[[str], None] = say
                ) -> "Trainer":
         """A trainer at step 0: a fresh net seeded by ``cfg.seed``, or the weights of ``init_model``."""
         if init_model:
@@ -226,7 +222,7 @@ class Trainer:
     @classmethod
     def resume(cls, cfg: Config, run_dir: str | Path, buffer: ReplayBuffer, device: str = "cpu",
                checkpoint: str | Path | None = None, writer=None,
-               report: Callable[[str], None] = _stderr_report) -> tuple["Trainer", dict]:
+               report: Callable[[str], None] = say) -> tuple["Trainer", dict]:
         """Continue from ``checkpoint`` (default: the newest good one in the run); returns the trainer and
         the checkpoint's stored dict (for the caller's own state, e.g. the run loop's generation)."""
         store = CheckpointStore(run_dir)
@@ -412,7 +408,7 @@ def open_writer(run_dir: Path, purge_step: int | None = None):
 
 def train_run(cfg: Config, run_dir: str | Path, data_dir: str | Path | None = None, steps: int | None = None,
               resume: bool = False, init_model: str | None = None, device: str = "cpu", progress: bool = False,
-              report: Callable[[str], None] = _stderr_report) -> dict:
+              report: Callable[[str], None] = say) -> dict:
     """Train on the replay window of ``data_dir`` (default ``<run>/data``) until the trainer reaches step
     ``steps`` (default ``cfg.train.steps``); checkpoint every ``train.checkpoint_every`` steps and at the end.
 

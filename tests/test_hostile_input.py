@@ -221,3 +221,14 @@ def test_finite_weights_whose_outputs_overflow_are_refused(tmp_path, capsys):
     assert cli.main(["selfplay", *TINY, "--model", str(tmp_path / "huge.pt"), "--out", str(out), "--games", "1"]) == 1
     assert "output is not" in capsys.readouterr().err
     assert not list(out.rglob("*.npz"))
+
+
+def test_an_engine_whose_answer_never_ends_times_out_per_answer(tmp_path):
+    """`gtp:yes =` answers every command with endless '=' lines: a timeout per line never fired and the
+    memory grew. The timeout is per answer now, and the reader waits instead of queueing without bound."""
+    from specmcts.gtp_client import GTPEngine, GTPError
+
+    with GTPEngine(["yes", "="], timeout=2.0) as engine:
+        with pytest.raises(GTPError, match="did not answer|characters"):
+            engine.send("name")
+    assert engine._lines.maxsize > 0 and engine._lines.qsize() <= engine._lines.maxsize

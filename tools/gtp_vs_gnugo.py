@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from specmcts.gtp_client import find_gnugo  # noqa: E402
 from specmcts.gtp_match import (EngineSpec, format_summary, format_table, gnugo_spec, parse_command,  # noqa: E402
                                 play_match, specmcts_spec, summary)
-from specmcts.stopping import GracefulStop  # noqa: E402
+from specmcts.stopping import GracefulStop, say  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -55,8 +55,7 @@ def main(argv=None) -> int:
                   f"{game.end}, {game.result}", file=sys.stderr, flush=True)
 
     def stopping() -> None:
-        print("gtp_vs_gnugo: stopping after this move, keeping the finished games (again to stop now)",
-              file=sys.stderr, flush=True)
+        say("gtp_vs_gnugo: stopping after this move, keeping the finished games (again to stop now)")
 
     with GracefulStop(stopping) as stop:
         games = play_match(ours, gnugo, args.games, args.board, args.komi, out, args.max_moves, progress,

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from specmcts.elo import estimate
     from specmcts.network import CheckpointError, resolve_model
-    from specmcts.stopping import GracefulStop
+    from specmcts.stopping import GracefulStop, say
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -149,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_untrained:
             opponents.append(("untrained", str(untrained_like(model, out, args.seed)), None))
         def stopping() -> None:
-            print("strength: stopping after this move, keeping the finished games (again to stop now)",
-                  file=sys.stderr, flush=True)
+            say("strength: stopping after this move, keeping the finished games (again to stop now)")
 
         with GracefulStop(stopping) as stop:  # Ctrl-C/SIGTERM: the table of what was played, exit 130
             for visits in args.visits:
