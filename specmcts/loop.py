@@ -39,7 +39,7 @@ from typing import Callable
 
 import yaml
 
-from specmcts.atomic import atomic_write_bytes
+from specmcts.atomic import atomic_write_bytes, remove_stale_temporaries
 from specmcts.backends import Chunk, WorkerFailed, chunk_seed, make_backend
 from specmcts.config import Config, ConfigError, validate
 from specmcts.network import CheckpointError, resolve_model
@@ -163,10 +163,7 @@ class RunLoop:
         run = self.run_dir
         for sub in ("models", "data", "sgf"):
             (run / sub).mkdir(parents=True, exist_ok=True)
-        removed = self.store.clean_temporaries()
-        for p in (run / "data").glob("*.tmp"):
-            p.unlink(missing_ok=True)
-            removed += 1
+        removed = remove_stale_temporaries(*(run / sub for sub in ("models", "data", "sgf")))
         if removed:
             self.report(f"run: removed {removed} unfinished temporary file(s) of an interrupted session")
         remote = self.backend_kind == "ray" and cfg.ray.trainer == "actor"

@@ -375,6 +375,9 @@ def _first_line(e: BaseException) -> str:
 def read_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, Any]:
     """The checkpoint dict as stored, with its structure checked; ``CheckpointError`` if unusable."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path}: a directory, not a checkpoint file (a run's checkpoints are "
+                              f"{path}/models/model_<step>.pt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
     try:

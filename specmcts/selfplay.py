@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from games.go import BLACK, EMPTY, GoRules, GoState, action_to_gtp
-from specmcts.atomic import atomic_open
+from specmcts.atomic import atomic_open, remove_stale_temporaries
 from specmcts.config import AUTO, Config, dirichlet_alpha, temperature_moves
 from specmcts.player import FULL_SEARCH, GUMBEL, PER_GAME, MoveRule, ResignStreak, draw, rng, root_noise
 from specmcts.search import Search
@@ -498,6 +498,8 @@ def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, p
 
     board = cfg.game.board
     threads = configure_threads(cfg, SEARCH)
+    if out is not None:  # a kill -9 of an earlier selfplay here left its unfinished files
+        remove_stale_temporaries(out / "sgf", out / "data")
     net = load_fixed_net(cfg, model_path or FRESH)
     evaluator = make_evaluator(cfg, board, net)
     cache = NNCache.for_board(cfg.evaluator.cache_entries, board)
@@ -570,6 +572,7 @@ def run_selfplay_processes(cfg: Config, out: Path, model_path: str | None, worke
 
         load_model(model_path, expect_board=cfg.game.board)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out / "sgf", out / "data")
     total = cfg.selfplay.games
     per_chunk = max(1, min(cfg.selfplay.shard_games, total))
     cfg = dc.replace(cfg, run=dc.replace(cfg.run, workers=workers))

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from specmcts.atomic import atomic_write_bytes
+from specmcts.atomic import atomic_write_bytes, remove_stale_temporaries
 from specmcts.config import Config, TrainConfig, validate
 from specmcts.network import CheckpointError, PolicyValueNet, build_net, load_model, read_checkpoint, save_model
 from specmcts.replay import ReplayBuffer
@@ -111,17 +111,6 @@ class CheckpointStore:
             except CheckpointError as e:
                 report(f"{e}; trying the previous checkpoint")
         return None
-
-    def clean_temporaries(self) -> int:
-        """Remove the temp files of writes cut short (a killed process); returns how many."""
-        removed = 0
-        for p in list(self.dir.glob(".*.tmp")):
-            try:
-                p.unlink()
-                removed += 1
-            except OSError:
-                pass
-        return removed
 
     def prune(self, keep: int) -> None:
         """Keep the first checkpoint (the Elo reference), the pointer's target and the ``keep`` newest."""
@@ -416,6 +405,8 @@ def train_run(cfg: Config, run_dir: str | Path, data_dir: str | Path | None = No
     newest good one (or ``init_model``) with its optimizer, step and RNG."""
     run_dir = Path(run_dir)
     validate(cfg)
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise ValueError(f"--data {data_dir}: no such directory (the data/ folder of a self-play run)")
     configure_threads(cfg, TRAIN)
     with RunLock(run_dir, "train"):  # one writer of checkpoints per run directory (specmcts run takes it too)
         return _train(cfg, run_dir, data_dir, steps, resume, init_model, device, progress, report)
@@ -425,7 +416,7 @@ def _train(cfg: Config, run_dir: Path, data_dir, steps, resume: bool, init_model
            report: Callable[[str], None]) -> dict:
     store = CheckpointStore(run_dir)
     store.dir.mkdir(parents=True, exist_ok=True)
-    store.clean_temporaries()
+    remove_stale_temporaries(store.dir)
     buffer = ReplayBuffer(data_dir or run_dir / "data", cfg.game.board, cfg.train, seed=cfg.seed, report=report)
     buffer.refresh()
     target = int(steps or cfg.train.steps)

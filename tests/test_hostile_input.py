@@ -232,3 +232,33 @@ def test_an_engine_whose_answer_never_ends_times_out_per_answer(tmp_path):
         with pytest.raises(GTPError, match="did not answer|characters"):
             engine.send("name")
     assert engine._lines.maxsize > 0 and engine._lines.qsize() <= engine._lines.maxsize
+
+
+def test_train_data_that_does_not_exist_and_a_model_that_is_a_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY, "--data", str(tmp_path / "nonexistent"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "no such directory" in err and "play more" not in err and not out.exists()
+    assert cli.main(["selfplay", *TINY, "--model", str(tmp_path), "--out", str(out)]) == 1
+    assert "a directory, not a checkpoint file" in capsys.readouterr().err
+
+
+def test_selfplay_removes_what_a_killed_selfplay_left_half_written(tmp_path):
+    """kill -9 during an atomic write leaves sgf/.<name>.<pid>.<hex>.tmp: the next start removes it (its
+    writer is gone), and never the temporary of a writer still alive."""
+    import os
+    import subprocess
+    import sys
+
+    from specmcts.atomic import remove_stale_temporaries
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "sgf").mkdir()
+    stale = tmp_path / "sgf" / f".game_000001.sgf.{dead.pid}.0123456789ab.tmp"
+    live = tmp_path / "sgf" / f".game_000002.sgf.{os.getpid()}.0123456789ab.tmp"
+    stale.write_text("(;half")
+    live.write_text("(;being written")
+    assert cli.main(["selfplay", *TINY, "--games", "1", "--out", str(tmp_path), "--quiet"]) == 0
+    assert not stale.exists() and live.exists()
+    assert remove_stale_temporaries(tmp_path / "sgf") == 0
