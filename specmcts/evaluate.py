@@ -466,10 +466,10 @@ def opponent_side(spec: str, cfg: Config, concurrent: int, device: str = "cpu", 
         if not command:
             raise MatchError("gtp: needs a command line, e.g. gtp:'gnugo --mode gtp --level 5'")
         return GTPSide(Path(command[0]).name, command, rules, concurrent, timeout=cfg.eval.gtp_timeout)
-    from specmcts.network import resolve_model
+    from specmcts.network import model_label, resolve_model
 
     spec = resolve_model(spec, cfg.game.board, flag="--opponent")
-    return net_side(Path(spec).stem, spec, cfg, concurrent, device, seed=seed + 1)
+    return net_side(model_label(spec, cfg.game.board), spec, cfg, concurrent, device, seed=seed + 1)
 
 
 def gate(score: float, threshold: float) -> bool:
@@ -484,14 +484,14 @@ def eval_run(cfg: Config, model: str, opponent: str, games: int, out: Path | Non
              gnugo_level: int | None = None, progress: bool = False, stop_when=None) -> dict:
     """Play ``model`` against ``opponent``; SGF under ``<out>/sgf/``; returns the summary (Elo of ``model``).
     ``stop_when()`` true: stop at the next move; the summary is of the finished games (``stop_reason``)."""
-    from specmcts.network import CheckpointError
+    from specmcts.network import CheckpointError, model_label
     from specmcts.threads import SEARCH, configure
 
     configure(cfg, SEARCH)
     rules = GoRules(cfg.game.board, cfg.game.komi, cfg.game.superko)
     concurrent = max(1, min(cfg.eval.concurrent, games))
     try:
-        a = net_side(Path(model).stem, model, cfg, concurrent, device, seed=cfg.seed)
+        a = net_side(model_label(model, cfg.game.board), model, cfg, concurrent, device, seed=cfg.seed)
         b = opponent_side(opponent, cfg, concurrent, device, gnugo_level, seed=cfg.seed)
     except CheckpointError as e:
         raise MatchError(str(e)) from None

@@ -214,6 +214,14 @@ def embedded_model(board_size: int) -> Path | None:
     return path if path.is_file() else None
 
 
+def model_label(path: str | os.PathLike, board_size: int) -> str:
+    """How a match names a net: ``shipped`` for the board's embedded net, else the file's stem."""
+    embedded = embedded_model(board_size)
+    if embedded is not None and Path(path).resolve() == embedded.resolve():
+        return SHIPPED
+    return Path(path).stem
+
+
 def resolve_model(spec: str | None, board_size: int, flag: str = "--model") -> str | None:
     """A ``--model`` (or ``flag``) argument as a path: ``shipped`` is the embedded net of ``board_size``
     (CheckpointError if none ships), anything else is returned as given."""

@@ -262,3 +262,22 @@ def test_selfplay_removes_what_a_killed_selfplay_left_half_written(tmp_path):
     assert cli.main(["selfplay", *TINY, "--games", "1", "--out", str(tmp_path), "--quiet"]) == 0
     assert not stale.exists() and live.exists()
     assert remove_stale_temporaries(tmp_path / "sgf") == 0
+
+
+def test_eval_names_the_shipped_net_shipped(tmp_path, capsys):
+    """`eval` with no --model plays the embedded net: the summary calls it that, not the run's name."""
+    assert cli.main(["eval", "--board", "9", "--opponent", "random", "--games", "1", "--out", str(tmp_path),
+                     "--set", "eval.sims=2", "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert "shipped" in json.dumps(summary) and "go9 vs" not in json.dumps(summary)
+
+
+def test_the_gtp_engine_loads_and_announces_the_embedded_net_once(gnugo):
+    """final_score and final_status_list ask for the net again and again: it is loaded and logged once."""
+    import subprocess
+    import sys
+
+    commands = "boardsize 9\nplay b e5\nfinal_score\nfinal_score\nfinal_status_list dead\nquit\n"
+    p = subprocess.run([sys.executable, "-m", "specmcts", "gtp", "--board", "9", "--visits", "4"], input=commands,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and p.stderr.count("using the embedded net") == 1

@@ -19,6 +19,7 @@ class NetSource:
         self.cfg = cfg
         self.log = log
         self._loaded = None
+        self._by_size: dict = {}  # size -> the embedded or fresh net, built once (final_score asks often)
         self._fixed_size = None
         self._fresh = model_path == FRESH  # --model fresh: an untrained net even where one ships
         if model_path and not self._fresh:
@@ -38,6 +39,11 @@ class NetSource:
     def net(self, size: int):
         if self._loaded is not None:
             return self._loaded
+        if size not in self._by_size:
+            self._by_size[size] = self._build(size)
+        return self._by_size[size]
+
+    def _build(self, size: int):
         from specmcts.network import embedded_model, load_model
 
         embedded = None if self._fresh else embedded_model(size)
