@@ -6,6 +6,7 @@ not depend on how its searches were scheduled (speculation depth, batch composit
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -16,12 +17,14 @@ import numpy as np
 
 from games.go import BLACK, EMPTY, GoRules, GoState, action_to_gtp
 from specmcts.atomic import atomic_open, remove_stale_temporaries
+from specmcts.stopping import notice_if_slow, say
 from specmcts.config import AUTO, Config, dirichlet_alpha, temperature_moves
 from specmcts.player import FULL_SEARCH, GUMBEL, PER_GAME, MoveRule, ResignStreak, draw, rng, root_noise
 from specmcts.search import Search
 from specmcts.speculation import (Pipeline, RootSetup, game_phase, measured_cost, plan_speculation,
                                    speculation_trees)
 
+ETA_AFTER_S = 20.0  # seconds of self-play before the time the games will take is estimated (said if hours)
 SHARD_VERSION = 2  # 2: ownership, score, aux_weight and policy_weight (version 1 shards still load)
 
 
@@ -238,8 +241,10 @@ class SelfPlay:
         width, trees, stages = cfg.search.spec_width, speculation_trees(cfg.search, self.k), cfg.search.spec_stages
         self.auto = None  # SpeculationPlan of --speculate auto
         if auto:
-            self.auto = plan_speculation(measured_cost(evaluator), cfg.search.leaves_per_tree, self.concurrent,
-                                         int(evaluator.max_batch))
+            with (notice_if_slow("selfplay: --speculate auto: measuring the evaluator's time per batch size "
+                                 "(once, at start)", after=1.0) if progress else contextlib.nullcontext()):
+                cost = measured_cost(evaluator)
+            self.auto = plan_speculation(cost, cfg.search.leaves_per_tree, self.concurrent, int(evaluator.max_batch))
             self.k, width, trees, stages = self.auto.k, self.auto.width, self.auto.trees, self.auto.stages
         self.search = Search(self.rules, cfg.search, evaluator, cache,
                              num_trees=self.concurrent * trees + int(cfg.search.tree_reuse))  # reuse needs one spare slot
@@ -332,6 +337,7 @@ class SelfPlay:
         while next_game < total_games and len(live) < self.concurrent:
             start_game()
         last_report = started
+        said_eta = False
         while live and not self.stop_requested:
             if self.stop_when is not None and self.stop_when():
                 self.stop_requested = True
@@ -351,18 +357,40 @@ class SelfPlay:
                 ready = self.pipeline.ready()
             if not live:
                 break
-            self.pipeline.step()
+            if self.steps == 0 and self.progress:
+                with notice_if_slow("selfplay: the first batch: a first run compiles the search kernels (up to a "
+                                    "minute; numba caches them for the next runs)"):
+                    self.pipeline.step()
+            else:
+                self.pipeline.step()
             self.steps += 1
             now = time.perf_counter()
             if now - last_report >= self.report_every:
                 last_report = now
                 summary = self.summary(now - started)
+                if self.progress and not said_eta and now - started >= ETA_AFTER_S:
+                    said_eta = self._say_if_hours(summary, live, total_games)
                 if bar is not None:  # moves played so far, games in progress included
                     moves = summary["moves"] + sum(len(r.moves) for r in live.values())
                     bar.set_postfix(moves=moves, sims_s=f"{summary['sims_per_s']:.0f}",
                                     hit=f"{summary['cache_hit_rate']:.2f}", refresh=True)
                 self.writer.scalars(self._tb_scalars(summary), self.search.stats.leaves)
         return self.finish(interrupted=self.stop_requested)
+
+    def _say_if_hours(self, summary: dict, live: dict, total_games: int) -> bool:
+        """Once the speed is known: when the games will take hours, say so (and, on a CPU, what is quicker)."""
+        moves = summary["moves"] + sum(len(r.moves) for r in live.values())
+        if moves == 0 or summary["sims_per_s"] <= 0:
+            return False
+        length = summary["mean_game_length"] or self.rules.size * self.rules.size  # until a game has ended
+        left = max(0.0, total_games * length - moves) * summary["sims"] / moves / summary["sims_per_s"]
+        if left >= 3600:
+            device = str(getattr(self.evaluator, "device", "cpu"))
+            hint = ("; on a CPU, `specmcts selfplay --board N` with no --config plays the small CPU defaults"
+                    if device == "cpu" else "")
+            say(f"selfplay: at {summary['sims_per_s']:.0f} sims/s on {device}, the {total_games} games will take "
+                f"about {left / 3600:.1f} hours{hint}")
+        return True
 
     def finish(self, interrupted: bool = False) -> dict:
         """Write what is finished (the last, partial shard: the summary counts it), close, summarise. After
@@ -503,7 +531,7 @@ def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, p
     net = load_fixed_net(cfg, model_path or FRESH)
     evaluator = make_evaluator(cfg, board, net)
     cache = NNCache.for_board(cfg.evaluator.cache_entries, board)
-    from specmcts.stopping import GracefulStop, say
+    from specmcts.stopping import GracefulStop
 
     runner = SelfPlay(cfg, evaluator, cache, out=out, model_id=net.model_id, progress=progress)
 

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -98,6 +99,19 @@ class RunLock:
         finally:
             os.close(fd)  # closing releases a lock this check took
         return None
+
+
+@contextmanager
+def notice_if_slow(message: str, after: float = 2.0):
+    """Say ``message`` if the block is still running after ``after`` seconds (kernels compiling on a first
+    run, a measurement at start): a long wait is never a silent one."""
+    timer = threading.Timer(after, say, args=(message,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def say(message: str) -> None:
