@@ -174,11 +174,11 @@ class RunWriter:
         if len(self.pending) >= self.shard_games:
             self.flush()
         if self.tb is not None:
-            self.tb.add_scalar("selfplay/game_length", len(rec.moves), games_done)
-            self.tb.add_scalar("selfplay/black_win", 1.0 if rec.winner == BLACK else 0.0, games_done)
-            self.tb.add_scalar("selfplay/game_latency_s", sum(rec.move_seconds), games_done)
+            self.tb.add_scalar("game/length", len(rec.moves), games_done)
+            self.tb.add_scalar("game/black_win", 1.0 if rec.winner == BLACK else 0.0, games_done)
+            self.tb.add_scalar("game/latency_s", sum(rec.move_seconds), games_done)
             if rec.move_seconds:
-                self.tb.add_scalar("selfplay/game_move_latency_ms", 1000 * sum(rec.move_seconds) / len(rec.move_seconds), games_done)
+                self.tb.add_scalar("game/move_latency_ms", 1000 * sum(rec.move_seconds) / len(rec.move_seconds), games_done)
 
     def flush(self) -> None:
         if self.out is None or not self.pending:
@@ -216,7 +216,7 @@ class RunWriter:
             return
         hits, misses = cache.hits_by_move, cache.misses_by_move
         for m in np.flatnonzero(hits + misses):
-            self.tb.add_scalar("cache/hit_rate_by_move", hits[m] / (hits[m] + misses[m]), int(m))
+            self.tb.add_scalar("cache_by_move/hit_rate", hits[m] / (hits[m] + misses[m]), int(m))
 
     def close(self) -> None:
         self.flush()

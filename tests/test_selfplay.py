@@ -166,10 +166,14 @@ def test_tensorboard_events_can_be_read_back(run):
     acc = EventAccumulator(str(run["out"] / "tb"))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    for tag in ("selfplay/game_length", "selfplay/sims_per_s", "selfplay/evals_per_s", "selfplay/cache_hit_rate",
+    for tag in ("game/length", "selfplay/sims_per_s", "selfplay/evals_per_s", "selfplay/cache_hit_rate",
                 "selfplay/mean_game_length"):
         assert tag in tags, (tag, sorted(tags))
-    lengths = acc.Scalars("selfplay/game_length")
+    families: dict = {}  # one step axis per family: every tag of a family has its points at the same steps
+    for tag in tags:
+        families.setdefault(tag.split("/")[0], set()).add(tuple(e.step for e in acc.Scalars(tag)))
+    assert all(len(axes) == 1 for axes in families.values()), families
+    lengths = acc.Scalars("game/length")
     assert [e.step for e in lengths] == [1, 2, 3]  # one point per finished game
     assert sum(e.value for e in lengths) == run["summary"]["moves"]
     last = acc.Scalars("selfplay/mean_game_length")[-1]
