@@ -25,6 +25,11 @@ class IllegalMoveError(ValueError):
     """A move the rules forbid (occupied point, suicide, superko, game over, off the board)."""
 
 
+# Names of rule sets (KataGo's) that score by area, as specmcts does: the GTP engine and the analysis engine
+# accept them (both play positional superko and no suicide).
+AREA_RULES = frozenset({"tromp-taylor", "chinese", "chinese-ogs", "chinese-kgs", "aga", "new-zealand",
+                        "stone-scoring", "bga"})
+
 @dataclass(frozen=True)
 class GoRules:
     """Rules are data passed around, never global flags (KataGo's ``Rules``)."""

@@ -31,16 +31,16 @@ from typing import Callable, TextIO
 
 import numpy as np
 
-from games.go import BLACK, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp, gtp_to_action
+from games.go import AREA_RULES, BLACK, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp, gtp_to_action
 from games.position import apply_move, reopen, setup_state
 from native import tree as tree_kernels
 
 PROTOCOL_FIELDS = {  # query keys this engine reads
     "id", "moves", "initialStones", "initialPlayer", "rules", "komi", "boardXSize", "boardYSize", "analyzeTurns",
     "maxVisits", "includeOwnership", "includeMovesOwnership", "includePolicy", "includePVVisits", "avoidMoves",
+    "allowMoves",
     "reportDuringSearchEvery", "priority", "priorities", "overrideSettings", "action",
 }
-AREA_RULES = {"tromp-taylor", "chinese", "chinese-ogs", "chinese-kgs", "aga", "new-zealand", "stone-scoring", "bga"}
 PERSPECTIVES = ("BLACK", "WHITE", "SIDETOMOVE")
 DEFAULT_VISITS = 500
 
@@ -188,7 +188,7 @@ def parse_query(query: dict, seq: int, default_komi: float, max_visits_cap: int,
                              f"{action_to_gtp(x, action)}): {e}", "moves") from None
         states[i + 1] = state.copy()
 
-    avoid = _avoid(query.get("avoidMoves"), x, warnings)
+    avoid = _avoid(query.get("avoidMoves"), x, warnings) + _avoid(query.get("allowMoves"), x, warnings, allow=True)
     jobs = []
     for k, turn in enumerate(turns):
         at = reopen(states[turn].copy())  # a game two passes ended is analysed as it stands
@@ -200,23 +200,28 @@ def parse_query(query: dict, seq: int, default_komi: float, max_visits_cap: int,
     return jobs, warnings
 
 
-def _avoid(spec, size: int, warnings: list) -> list[tuple[int, int]]:
-    """``avoidMoves`` as (player, action) pairs prohibited at the root."""
+def _avoid(spec, size: int, warnings: list, allow: bool = False) -> list[tuple[int, int]]:
+    """``avoidMoves`` (or ``allowMoves``: every move but those) as (player, action) pairs prohibited at the
+    root."""
+    key = "allowMoves" if allow else "avoidMoves"
     if spec is None:
         return []
     if not isinstance(spec, list):
-        raise QueryError("expected a list of {player, moves, untilDepth}", "avoidMoves")
+        raise QueryError("expected a list of {player, moves, untilDepth}", key)
     out = []
     for item in spec:
         if not isinstance(item, dict) or not {"player", "moves", "untilDepth"} <= set(item):
-            raise QueryError("each entry needs player, moves and untilDepth", "avoidMoves")
-        colour = _player(item["player"], "avoidMoves")
-        depth = _number(item["untilDepth"], "avoidMoves", 1, 1e9, integer=True)
+            raise QueryError("each entry needs player, moves and untilDepth", key)
+        colour = _player(item["player"], key)
+        depth = _number(item["untilDepth"], key, 1, 1e9, integer=True)
         if depth > 1:
-            warnings.append(("avoidMoves", "untilDepth > 1 is applied at the root only"))
+            warnings.append((key, "untilDepth > 1 is applied at the root only"))
         if not isinstance(item["moves"], list):
-            raise QueryError("moves must be a list", "avoidMoves")
-        out += [(colour, _vertex(size, m, "avoidMoves")) for m in item["moves"]]
+            raise QueryError("moves must be a list", key)
+        moves = {_vertex(size, m, key) for m in item["moves"]}
+        if allow:
+            moves = set(range(size * size + 1)) - moves
+        out += [(colour, a) for a in sorted(moves)]
     return out
 
 
@@ -403,14 +408,8 @@ class AnalysisEngine:
     def _mask(self, b: Board, job: Job) -> None:
         """``avoidMoves`` at the root: those moves become illegal there (unless that leaves none)."""
         job.masked = True
-        if not job.avoid:
-            return
-        prior = b.search.trees.prior[job.slot, tree_kernels.ROOT]
-        keep = prior >= 0
-        keep[job.avoid] = False
-        if keep.any():
-            prior[~keep] = tree_kernels.ILLEGAL
-            prior[keep] = prior[keep] / prior[keep].sum()
+        if job.avoid:
+            b.search.restrict_root(job.slot, job.avoid)
 
     # -- responses -----------------------------------------------------------------------------------------
     def response(self, b: Board, job: Job, during: bool) -> dict:
@@ -443,8 +442,10 @@ class AnalysisEngine:
                 info["pvVisits"] = self._pv_visits(b, job.slot, pv)
             infos.append(info)
         root_winrate, root_lead = view(a.winrate, a.root_score)
+        raw_winrate, raw_lead = view(a.raw_winrate, a.raw_score)
         out = {"id": job.id, "isDuringSearch": during, "turnNumber": job.turn, "moveInfos": infos,
                "rootInfo": {"winrate": root_winrate, "scoreLead": root_lead, "scoreSelfplay": root_lead,
+                            "rawWinrate": raw_winrate, "rawLead": raw_lead, "rawScoreSelfplay": raw_lead,
                             "utility": 2.0 * root_winrate - 1.0, "visits": a.sims,
                             "lcb": winrate_lcb(root_winrate, max(a.sims, 1)),
                             "thisHash": f"{state.hash:016X}", "currentPlayer": "B" if state.to_play == BLACK else "W"}}

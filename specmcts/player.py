@@ -105,6 +105,12 @@ class Analysis:
     pvs: dict  # action -> list of actions (the principal variation starting with it)
     score: np.ndarray | None = None  # [A] mean final score (points, side to move's view), nan where unvisited
     root_score: float = 0.0  # mean final score at the root (points, side to move's view)
+    raw_value: float = 0.0  # the net's value of the root before any search, in [-1, 1] (side to move's view)
+    raw_score: float = 0.0  # the net's score of the root (points, side to move's view)
+
+    @property
+    def raw_winrate(self) -> float:
+        return (self.raw_value + 1.0) / 2.0
 
     @property
     def winrate(self) -> float:
@@ -131,9 +137,10 @@ class MCTSPlayer:
                              max_nodes=self.sims + cfg.search.leaves_per_tree + 2)
 
     def analyze(self, state: GoState, sims: int | None = None, seconds: float | None = None,
-                stop=None, callback=None, every: float = 0.1) -> Analysis:
+                stop=None, callback=None, every: float = 0.1, forbidden=None) -> Analysis:
         """Search ``state`` until ``sims`` simulations, ``seconds`` of wall time, or ``stop()`` is true;
-        ``callback(analysis)`` every ``every`` seconds (GUI analysis streams)."""
+        ``callback(analysis)`` every ``every`` seconds (GUI analysis streams). ``forbidden`` (actions) are
+        not searched at the root (a GUI's avoid/allow lists), unless that would leave no move."""
         sims = min(sims or self.sims, self.search.max_nodes - self.cfg.search.leaves_per_tree - 2)
         self.search.reset(0, state)
         slots = np.zeros(1, np.int32)
@@ -150,6 +157,9 @@ class MCTSPlayer:
                 break
             if self.search.step(slots, want) == 0:
                 break
+            if forbidden is not None and len(forbidden):  # the first step expanded the root
+                self.search.restrict_root(0, forbidden)
+                forbidden = None
             if callback is not None and now - last >= every:
                 last = now
                 callback(self._analysis(start))
@@ -180,10 +190,11 @@ def analysis_of(search: Search, slot: int, started: float, pv_moves: int = 10) -
         score = np.where(seen, tr.score_sum[slot, idx] / np.maximum(visits, 1), np.nan)
     n_root = tr.visits[slot, tree_kernels.ROOT]
     root_score = float(-tr.score_sum[slot, tree_kernels.ROOT] / n_root) if n_root > 0 else 0.0
+    raw_value, raw_score = search.root_raw(slot)
     analysis = Analysis(counts=counts, q=q.astype(np.float32), prior=search.root_prior(slot),
                         root_value=search.root_value(slot), sims=int(search.completed([slot])[0]),
                         seconds=time.perf_counter() - started, pvs={}, score=score.astype(np.float32),
-                        root_score=root_score)
+                        root_score=root_score, raw_value=raw_value, raw_score=raw_score)
     for a in analysis.ranked()[:pv_moves]:
         analysis.pvs[a] = principal_variation(search, slot, a)
     return analysis

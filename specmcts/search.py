@@ -115,7 +115,7 @@ class Search:
         self._dedup = [(np.zeros(1 << (2 * rows - 1).bit_length(), np.int32), np.zeros(rows, np.int32),
                         np.zeros(rows, np.int32)) for _ in range(2)]
         self._row_start = np.zeros(self.num_trees, np.int32)
-        self._threads = numba_threads(self.cfg.threads)
+        self.threads = numba_threads(self.cfg.threads)
         self._queue = np.zeros(self.max_nodes, np.int32)
         c = self.cfg
         # the score utility needs scores: an evaluator without a score head (fc nets) searches by value alone
@@ -231,6 +231,24 @@ class Search:
     def root_prior(self, slot: int) -> np.ndarray:
         return self.trees.prior[slot, kernels.ROOT].copy()
 
+    def root_raw(self, slot: int) -> tuple[float, float]:
+        """The net's own value and score of the root (side to move's view), before any search (a root kept by
+        tree reuse has its subtree's mean score)."""
+        return float(self.trees.nn_value[slot, kernels.ROOT]), float(self.trees.score_center[slot])
+
+    def restrict_root(self, slot: int, forbidden) -> bool:
+        """Make the actions ``forbidden`` (indices or a boolean mask) illegal at the expanded root of ``slot``
+        and renormalise the rest (GUI avoid/allow lists). Returns False, changing nothing, when that would
+        leave no legal move."""
+        prior = self.trees.prior[slot, kernels.ROOT]
+        keep = prior >= 0
+        keep[forbidden] = False
+        if not keep.any():
+            return False
+        prior[~keep] = kernels.ILLEGAL
+        prior[keep] = prior[keep] / prior[keep].sum()
+        return True
+
     def gumbel_action(self, slot: int) -> int:
         """A Gumbel root's move from its (partial or final) search: the most visited candidates ranked by
         ``g + log prior + sigma(q)``."""
@@ -267,9 +285,9 @@ class Search:
         so records are unchanged."""
         slots = np.ascontiguousarray(slots, np.int32)
         wanted = np.ascontiguousarray(wanted, np.int32)
-        parallel = self._threads > 1 and len(slots) >= self.cfg.parallel_min_trees
+        parallel = self.threads > 1 and len(slots) >= self.cfg.parallel_min_trees
         if parallel:
-            numba.set_num_threads(self._threads)
+            numba.set_num_threads(self.threads)
             self.stats.parallel_steps += 1
         overlap = self._twin is not None and len(slots) >= 2
         half = len(slots) // 2 if overlap else len(slots)

@@ -172,3 +172,19 @@ def test_subprocess_finishes_the_queued_queries_when_input_ends():
     out = [json.loads(line) for line in done.stdout.splitlines()]
     assert sorted(r["id"] for r in out) == ["s0", "s1", "s2"] and all(not r["isDuringSearch"] for r in out)
     assert "ready" in done.stderr
+
+
+def test_allow_moves_searches_only_those():
+    allow = ["C3", "G7", "pass"]
+    out = run(engine(), query(moves=[], maxVisits=40, allowMoves=[{"player": "B", "moves": allow, "untilDepth": 1}]))
+    assert {m["move"] for m in out[-1]["moveInfos"]} <= set(allow)
+    assert "allowMoves" not in json.dumps(out[-1].get("warnings", []))  # a field the engine reads
+
+
+def test_root_info_has_the_raw_net_evaluation():
+    """rawWinrate / rawLead: the net's own view of the position before search (KataGo's rootInfo keys), in
+    the query's perspective like the rest."""
+    out = run(engine(), query(moves=[["B", "E5"]], maxVisits=20))
+    root = out[-1]["rootInfo"]
+    assert 0.0 <= root["rawWinrate"] <= 1.0 and isinstance(root["rawLead"], float)
+    assert root["rawWinrate"] != root["winrate"] or root["visits"] <= 1

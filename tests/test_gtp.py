@@ -5,6 +5,7 @@ Everything runs on a fresh 2x32 net with a handful of visits; the engine is driv
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -451,7 +452,7 @@ def test_kata_analyze_format_and_keys(engine):
         assert 0.0 <= float(e["prior"]) <= 1.0 and -1.0 <= float(e["utility"]) <= 1.0
     many = parse_info_line(split_stream(engine.handle("kata-analyze w minmoves 60 interval 0"), "")[-1])
     assert len(many) >= 60  # unvisited moves by prior fill up to minmoves
-    for bad in ("lz-analyze avoid b d4 10", "kata-analyze allow b d4 1", "kata-analyze interval",
+    for bad in ("lz-analyze avoid b d4", "kata-analyze allow b", "kata-analyze avoid b z99 1", "kata-analyze interval",
                 "kata-analyze frobnicate 3", "lz-analyze x", "kata-analyze ownership maybe", "lz-analyze -5"):
         assert fails(engine, bad).startswith("syntax error"), bad
 
@@ -612,3 +613,65 @@ def test_one_setup_path_for_sgf_gtp_and_text(engine, tmp_path):
         assert np.array_equal(state.features(), drawn.features())
         assert tree_kernels.input_key(state.core, state.hist) == tree_kernels.input_key(drawn.core, drawn.hist)
     assert np.array_equal(from_sgf.board(), drawn.board())
+
+
+# -- KataGo's and Leela Zero's extensions -----------------------------------------------------------------------
+
+
+def analysed_moves(engine, command: str) -> set[str]:
+    return {e["move"].upper() for e in parse_info_line(split_stream(engine.handle(command), "")[-1])}
+
+
+def test_kata_analyze_avoid_and_allow(engine):
+    """KaTrain and Lizzie send `avoid`/`allow PLAYER VERTICES UNTILDEPTH`: the listed moves are not searched
+    (avoid), or only they are (allow), for that player at the root; the other player's lists change nothing."""
+    searched = analysed_moves(engine, "kata-analyze b interval 0")
+    top = sorted(searched)[:3]
+    avoided = analysed_moves(engine, f"kata-analyze b interval 0 avoid b {','.join(top)} 1")
+    assert avoided and not avoided & set(top)
+    assert analysed_moves(engine, "lz-analyze b 0 allow b c3,g7 1") <= {"C3", "G7"}
+    assert analysed_moves(engine, "kata-analyze b interval 0 avoid w c3,g7 1") == searched  # white's list
+    assert engine.state.to_play == BLACK and not engine.record.moves
+
+
+def test_kata_rules_area_accepted_territory_refused(engine):
+    rules = json.loads(ok(engine, "kata-get-rules"))
+    assert rules["scoring"] == "AREA" and rules["ko"] == "POSITIONAL" and rules["suicide"] is False
+    for area in ("chinese", "tromp-taylor", '{"scoring":"AREA","ko":"SIMPLE"}'):
+        ok(engine, f"kata-set-rules {area}")
+    assert json.loads(ok(engine, "kata-get-rules"))["ko"] == "SIMPLE" and not engine.rules.superko
+    for territory in ("japanese", "korean", '{"scoring":"TERRITORY"}'):
+        assert "territory" in fails(engine, f"kata-set-rules {territory}")
+    assert "unknown rules" in fails(engine, "kata-set-rules frobnicate")
+    assert "suicide" in fails(engine, 'kata-set-rules {"scoring":"AREA","suicide":true}')
+
+
+def test_kata_params_and_lz_setoption(engine):
+    assert ok(engine, "kata-list-params").split() == ["maxVisits", "numSearchThreads"]
+    ok(engine, "kata-set-param maxVisits 5")
+    assert ok(engine, "kata-get-param maxVisits") == "5" and engine.options.visits == 5
+    ok(engine, "kata-set-param numSearchThreads 1")
+    assert ok(engine, "kata-get-param numSearchThreads") == "1"
+    assert "KataGo parameter" in fails(engine, "kata-set-param playoutDoublingAdvantage 1.5")
+    assert "unknown parameter" in fails(engine, "kata-get-param frobnicate")
+    ok(engine, "lz-setoption name visits value 7")
+    assert engine.options.visits == 7
+    ok(engine, "lz-setoption name maximum memory use (MiB) value 2048")  # Lizzie sends it: nothing to change
+    assert "unknown option" in fails(engine, "lz-setoption name frobnicate value 1")
+
+
+def test_kata_raw_nn_reports_the_net_from_whites_view(engine):
+    ok(engine, "play b e5")
+    text = ok(engine, "kata-raw-nn 0")
+    tokens = text.split()
+    assert tokens[:2] == ["symmetry", "0"]
+    win, loss = float(tokens[tokens.index("whiteWin") + 1]), float(tokens[tokens.index("whiteLoss") + 1])
+    assert win + loss == pytest.approx(1.0, abs=1e-5)
+    at = tokens.index("policy") + 1
+    policy = tokens[at:at + 81]
+    assert policy[4 * 9 + 4] == "NAN"  # E5 is occupied
+    total = sum(float(p) for p in policy if p != "NAN") + float(tokens[tokens.index("policyPass") + 1])
+    assert total == pytest.approx(1.0, abs=1e-4)
+    every = ok(engine, "kata-raw-nn all").split()
+    assert [int(every[i + 1]) for i, t in enumerate(every) if t == "symmetry"] == list(range(8))
+    assert "symmetry" in fails(engine, "kata-raw-nn 9")

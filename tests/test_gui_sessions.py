@@ -243,6 +243,19 @@ def test_a_lizzie_session(session):
     assert line == ""
     assert s.answer() == (f"={n}", "specmcts")
 
+    avoided = {e["coordinate"] for e in entries[:3]}  # Leela Zero's avoid: not searched for that player
+    n = next(number)
+    s.send(f"{n} lz-analyze 10 avoid b {','.join(sorted(avoided))} 1")
+    assert s.line() == f"={n}"
+    line = s.line()
+    assert line.startswith("info ")
+    assert not {lizzie_from_info(seg)["coordinate"] for seg in line[5:].split(" info ")} & avoided
+    n = next(number)
+    s.send(f"{n} name")
+    while (line := s.line()).startswith("info "):
+        pass
+    assert line == "" and s.answer() == (f"={n}", "specmcts")
+
     assert ask("undo") == ""
     assert ask("time_settings 0 2 1") == ""  # Lizzie's max-game-thinking-time: 2 s per move
     move = ask("genmove W")

@@ -17,6 +17,7 @@ from games.go import BLACK, WHITE, GoRules, GoState, IllegalMoveError, action_to
 from games.position import GameLine, apply_move, reopen, setup_state, to_move
 from games.scoring import DEFAULT_PLAYOUTS
 from specmcts.config import AUTO, MAX_SPECULATE
+from specmcts.gtp import kata
 from specmcts.gtp.analysis import format_info
 from specmcts.gtp.clock import Clock
 from specmcts.gtp.nets import NetSource
@@ -127,6 +128,13 @@ class GtpEngine:
             "kata-genmove_analyze": self.cmd_kata_genmove_analyze,
             "gogui-analyze_commands": self.cmd_gogui_analyze_commands,
             "specmcts-policy": self.cmd_policy,
+            "kata-get-rules": self.cmd_kata_get_rules,
+            "kata-set-rules": self.cmd_kata_set_rules,
+            "kata-get-param": self.cmd_kata_get_param,
+            "kata-set-param": self.cmd_kata_set_param,
+            "kata-list-params": lambda args: " ".join(kata.PARAMS),
+            "kata-raw-nn": self.cmd_kata_raw_nn,
+            "lz-setoption": self.cmd_lz_setoption,
         }
 
     # -- plumbing --------------------------------------------------------------------------------
@@ -296,6 +304,43 @@ class GtpEngine:
 
     def cmd_get_komi(self, args):
         return f"{self.rules.komi:g}"
+
+    # -- KataGo's and Leela Zero's extensions (specmcts.gtp.kata) -------------------------------------------
+    def cmd_kata_get_rules(self, args):
+        return kata.rules_json(self.rules)
+
+    def cmd_kata_set_rules(self, args):
+        if not args:
+            raise GtpError("syntax error (expected a rules name or JSON object)")
+        self._set_record(dataclasses.replace(self.record, rules=kata.parse_rules(" ".join(args), self.rules)))
+        return ""
+
+    def cmd_kata_get_param(self, args):
+        arity(args, 1)
+        kata.check_param(args[0])
+        if args[0] == "maxVisits":
+            return str(self.options.visits or self.cfg.search.sims)
+        return str(self.player().search.threads)
+
+    def cmd_kata_set_param(self, args):
+        arity(args, 2)
+        kata.check_param(args[0])
+        if args[0] == "maxVisits":
+            self.options.visits = parse_int(args[1], "maxVisits", 1, self.options.analysis_visits)
+        else:
+            self.player().search.threads = parse_int(args[1], "numSearchThreads", 1, 1024)
+        return ""
+
+    def cmd_kata_raw_nn(self, args):
+        return kata.raw_nn(self.source.net(self.size), self.state, kata.parse_symmetry(args))
+
+    def cmd_lz_setoption(self, args):
+        name, value = kata.lz_option(args)
+        if name in kata.LZ_VISITS:
+            self.options.visits = parse_int(value, name, 1, self.options.analysis_visits)
+        elif name not in kata.LZ_NOTHING_TO_CHANGE:
+            raise GtpError(f"unknown option {name!r}")
+        return ""
 
     def cmd_play(self, args):
         arity(args, 2)
@@ -602,12 +647,14 @@ class GtpEngine:
         return line
 
     # -- analysis ----------------------------------------------------------------------------------
-    def _analysis_args(self, args: list[str]) -> tuple[int, float, int, int, bool]:
-        """(colour, interval seconds, minmoves, maxmoves, ownership) of ``[colour] [interval] [key value ...]``."""
+    def _analysis_args(self, args: list[str]) -> tuple[int, float, int, int, bool, list]:
+        """(colour, interval seconds, minmoves, maxmoves, ownership, actions forbidden at the root) of
+        ``[colour] [interval] [key value ...]``."""
         colour = self.state.to_play
         interval_cs = DEFAULT_INTERVAL_CS
         min_moves = max_moves = 0
         ownership = False
+        forbidden: list = []
         rest = list(args)
         if rest and rest[0].lower() in ("b", "w", "black", "white"):
             colour = parse_colour(rest.pop(0))
@@ -616,7 +663,8 @@ class GtpEngine:
         while rest:
             key = rest.pop(0)
             if key in ("avoid", "allow"):
-                raise GtpError(f"syntax error ({key} is not supported)")
+                forbidden += list(kata.take_avoid_allow(key, rest, self.size, colour))
+                continue
             if not rest:
                 raise GtpError(f"syntax error (missing value after {key!r})")
             value = rest.pop(0)
@@ -634,7 +682,7 @@ class GtpEngine:
                     ownership = value.lower() == "true"
             else:
                 raise GtpError(f"syntax error (unknown analysis key {key!r})")
-        return colour, interval_cs / 100.0, min_moves, max_moves, ownership
+        return colour, interval_cs / 100.0, min_moves, max_moves, ownership, forbidden
 
     def _emitter(self, state: GoState, style: str, min_moves: int, max_moves: int, want_ownership: bool):
         """The function that writes one analysis line of ``state`` (with the net's ownership for
@@ -657,7 +705,7 @@ class GtpEngine:
         return emit
 
     def _analyze(self, args, tag: str, style: str) -> None:
-        colour, interval, min_moves, max_moves, want_ownership = self._analysis_args(args)
+        colour, interval, min_moves, max_moves, want_ownership, forbidden = self._analysis_args(args)
         state = to_move(self.state.copy(), colour)
         self._write(f"={tag}\n")
         emit = self._emitter(state, style, min_moves, max_moves, want_ownership)
@@ -667,7 +715,8 @@ class GtpEngine:
                 player = self.player()
                 # ``every`` 0 would print on every step: interval 0 means "only when the search stops".
                 analysis = player.analyze(state, sims=player.search.max_nodes, stop=self._interrupted,
-                                          callback=emit if interval > 0 else None, every=interval or 1e9)
+                                          callback=emit if interval > 0 else None, every=interval or 1e9,
+                                          forbidden=forbidden)
                 if interval <= 0:
                     emit(analysis)
             if self.input is not None:  # tree full (or game over): hold the answer open until told
@@ -681,7 +730,7 @@ class GtpEngine:
             raise GtpError("syntax error (expected a colour)")
         colour_arg, rest = args[0], args[1:]
         state_for_info = to_move(self.state.copy(), parse_colour(colour_arg))
-        _, interval, min_moves, max_moves, want_ownership = self._analysis_args(rest)
+        _, interval, min_moves, max_moves, want_ownership, _ = self._analysis_args(rest)
         self._write(f"={tag}\n")
         emit = self._emitter(state_for_info, style, min_moves, max_moves, want_ownership)
 
