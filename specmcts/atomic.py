@@ -26,6 +26,11 @@ def atomic_open(path: str | os.PathLike):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.filename is None:  # a failed write names no file (a full disk): say which one
+            raise OSError(e.errno, f"writing {path}: {e.strerror}") from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

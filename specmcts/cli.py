@@ -736,6 +736,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from specmcts.stopping import quiet_thread_errors
+
+    quiet_thread_errors()
     parser = build_parser()
     try:
         try:

@@ -114,6 +114,22 @@ def notice_if_slow(message: str, after: float = 2.0):
         timer.cancel()
 
 
+def quiet_thread_errors() -> None:
+    """A thread that dies of an OSError (TensorBoard's writer thread on a full disk) says so in one line
+    instead of a traceback; the command itself then fails with its own one-line error. Other errors keep
+    Python's report."""
+    default = threading.excepthook
+
+    def hook(args) -> None:
+        if issubclass(args.exc_type, OSError):
+            name = args.thread.name if args.thread is not None else "a thread"
+            say(f"specmcts: {name} stopped: {args.exc_value}")
+        else:
+            default(args)
+
+    threading.excepthook = hook
+
+
 def say(message: str) -> None:
     """A line on stderr for the user while a progress bar may be drawn there: the bar is cleared first and
     redrawn below it (tqdm.write), so the line never lands on the bar's own line."""

@@ -281,3 +281,33 @@ def test_the_gtp_engine_loads_and_announces_the_embedded_net_once(gnugo):
     p = subprocess.run([sys.executable, "-m", "specmcts", "gtp", "--board", "9", "--visits", "4"], input=commands,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0 and p.stderr.count("using the embedded net") == 1
+
+
+def test_a_full_disk_names_the_file_and_a_writer_thread_dies_in_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+    import os
+    import threading
+
+    from specmcts.atomic import atomic_write_bytes
+    from specmcts.stopping import quiet_thread_errors
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=f"writing {tmp_path / 'game.sgf'}: No space left"):
+        atomic_write_bytes(tmp_path / "game.sgf", b"(;)")
+    assert not list(tmp_path.iterdir())  # no temporary left behind
+    monkeypatch.undo()
+
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)  # restored after the test
+    quiet_thread_errors()
+
+    def writer():
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    t = threading.Thread(target=writer, name="EventFileWriter")
+    t.start()
+    t.join()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "EventFileWriter stopped: [Errno 28] No space left on device" in err
