@@ -225,6 +225,11 @@ def test_the_shipped_net_as_opponent():
     cfg = load_config("go9cpu")
     side = opponent_side("shipped", cfg, concurrent=1)
     try:
-        assert isinstance(side, NetSide) and side.name == "go9"  # specmcts/weights/go9.pt, not a file 'shipped'
+        # specmcts/weights/go9.pt (not a file named 'shipped'), and the match calls it what it is
+        from specmcts.network import embedded_model, load_model
+
+        embedded, _ = load_model(embedded_model(9))
+        assert isinstance(side, NetSide) and side.name == "shipped"
+        assert side.evaluator.model_id == embedded.model_id
     finally:
         side.close()
