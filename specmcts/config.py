@@ -206,6 +206,9 @@ class EvalConfig:
     gnugo_level: int = 1  # 0..10
     sgf: bool = True  # write every game under <out>/sgf/
     gtp_timeout: float = 120.0  # seconds an external GTP engine may take to answer one command
+    # Each pair of games starts from its own opening: this many random legal moves (per pair, from the seed),
+    # played once with each colour, so no two games of a match repeat (0: every game from the empty board).
+    opening_plies: int = 2
 
 
 @dataclass(frozen=True)
@@ -431,6 +434,7 @@ def validate(cfg: Config) -> None:
         ("selfplay.concurrent", cfg.selfplay.concurrent, f"1..{MAX_ROWS}", lambda v: 1 <= v <= MAX_ROWS),
         ("eval.sims", cfg.eval.sims, f"0..{MAX_SIMS:,} (0: search.sims)", lambda v: 0 <= v <= MAX_SIMS),
         ("eval.games", cfg.eval.games, ">= 1", lambda v: v >= 1),
+        ("eval.opening_plies", cfg.eval.opening_plies, "0..20", lambda v: 0 <= v <= 20),
         ("eval.concurrent", cfg.eval.concurrent, f"1..{MAX_ROWS}", lambda v: 1 <= v <= MAX_ROWS),
         ("train.batch_size", cfg.train.batch_size, f"1..{MAX_ROWS}", lambda v: 1 <= v <= MAX_ROWS),
         ("train.lr", cfg.train.lr, "> 0", lambda v: v > 0),

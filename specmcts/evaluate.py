@@ -137,8 +137,9 @@ class GTPSide(Side):
     judges = True
 
     def __init__(self, name: str, command: list[str], rules: GoRules, concurrent: int, setup: tuple[str, ...] = (),
-                 log_path: Path | None = None, timeout: float = DEFAULT_TIMEOUT_S):
+                 log_path: Path | None = None, timeout: float = DEFAULT_TIMEOUT_S, seed: int | None = None):
         self.name = name
+        self.seed = seed  # not None: each game starts with ``set_random_seed <seed + game>`` (GnuGo's GTP)
         self.command = list(command)
         self.setup = tuple(setup)  # GTP commands sent once to each new process (e.g. set_random_seed)
         self.log_path = log_path  # the engines' stderr is appended there (else discarded)
@@ -175,6 +176,8 @@ class GTPSide(Side):
         self._send(slot, f"boardsize {self.rules.size}")
         self._send(slot, "clear_board")
         self._send(slot, f"komi {self.rules.komi:g}")
+        if self.seed is not None:
+            self._send(slot, f"set_random_seed {(self.seed + game) % (1 << 31)}")
 
     def genmove(self, requests):
         def ask(item):
@@ -260,6 +263,7 @@ class MatchResult:
     games: list[GameResult] = field(default_factory=list)
     wall_s: float = 0.0
     stopped: bool = False  # stop_when ended the match early: ``games`` holds the finished ones
+    opening: str = "the empty board"  # how the games began
 
     @property
     def wins(self) -> int:
@@ -297,8 +301,16 @@ class MatchResult:
             "judged_by_final_score": by_final_score,
             "judged_by_tromp_taylor": len(scored) - by_final_score,
             "judge_disagreements": sum(g.disagreement for g in self.games),
+            "distinct_games": self.distinct_games,
+            "duplicate_games": len(self.games) - self.distinct_games,
+            "opening": self.opening,
             "wall_s": round(self.wall_s, 3),
         }
+
+    @property
+    def distinct_games(self) -> int:
+        """Games whose move sequences differ from every other game's (a repeated game is no new evidence)."""
+        return len({tuple(g.actions) for g in self.games})
 
 
 @dataclass
@@ -316,10 +328,27 @@ class _Live:
     started: float = 0.0
 
 
+def opening_moves(rules: GoRules, plies: int, seed: int, pair: int) -> list[int]:
+    """``plies`` random legal moves (never a pass) from the empty board, the same for a given (seed, pair)."""
+    rng = np.random.default_rng([int(seed), int(pair), 0x0BE1])
+    state = GoState(rules)
+    moves = []
+    for _ in range(plies):
+        legal = [int(x) for x in state.legal_actions() if x != rules.pass_action]
+        if not legal:
+            break
+        action = legal[int(rng.integers(len(legal)))]
+        state.play(action)
+        moves.append(action)
+    return moves
+
+
 def play_match(rules: GoRules, a: Side, b: Side, games: int, concurrent: int = 64, sgf_dir: str | Path | None = None,
                prefix: str = "game", progress: bool = False, first_game: int = 0, max_moves: int | None = None,
-               on_game=None, stop_when=None) -> MatchResult:
+               on_game=None, stop_when=None, opening_plies: int = 0, seed: int = 0) -> MatchResult:
     """``games`` games between ``a`` and ``b``, ``a`` Black in even games; at most ``concurrent`` at once.
+    ``opening_plies`` > 0: games 2k and 2k + 1 start from the same ``opening_moves(rules, plies, seed, k)``,
+    ``a`` playing Black in one and White in the other, so that the games of a match are distinct.
     Writes ``<sgf_dir>/<prefix>-<i>.sgf`` for every game when ``sgf_dir`` is given. ``max_moves`` (default:
     the rules' limit) ends a game early, scored as it stands; ``on_game(GameResult)`` is called as each ends.
     ``stop_when()`` true (checked before each side's moves): the match ends there with the games finished so
@@ -330,6 +359,9 @@ def play_match(rules: GoRules, a: Side, b: Side, games: int, concurrent: int = 6
 
     started = time.perf_counter()
     result = MatchResult(a.name, b.name)
+    if opening_plies > 0:
+        result.opening = (f"{opening_plies} random plies per pair of games (seed {seed}), each opening played "
+                          f"with colours swapped")
     concurrent = max(1, min(concurrent, games))
     limit = min(max_moves or rules.max_moves, rules.max_moves)
     live: dict[int, _Live] = {}
@@ -346,9 +378,16 @@ def play_match(rules: GoRules, a: Side, b: Side, games: int, concurrent: int = 6
         i = next_game
         next_game += 1
         black, white = (a, b) if (i - first_game) % 2 == 0 else (b, a)
-        live[i] = _Live(i, GoState(rules), black, white, started=time.perf_counter())
+        g = live[i] = _Live(i, GoState(rules), black, white, started=time.perf_counter())
         black.new_game(i, BLACK)
         white.new_game(i, WHITE)
+        for action in opening_moves(rules, opening_plies, seed, (i - first_game) // 2) if opening_plies else ():
+            mover = g.state.to_play
+            g.state.play(action)
+            g.moves.append(action)
+            g.comments.append("opening (random)")
+            for side in (black, white):
+                side.observe(i, mover, action)
 
     def finish(g: _Live) -> None:
         judgement = None
@@ -458,7 +497,7 @@ def opponent_side(spec: str, cfg: Config, concurrent: int, device: str = "cpu", 
         except FileNotFoundError as e:
             raise MatchError(str(e)) from None
         return GTPSide(gnugo.name, list(gnugo.command), rules, concurrent, setup=gnugo.setup,
-                       timeout=cfg.eval.gtp_timeout)
+                       timeout=cfg.eval.gtp_timeout, seed=seed)
     if spec == "random":
         return RandomSide(seed)
     if spec.startswith("gtp:"):
@@ -501,7 +540,7 @@ def eval_run(cfg: Config, model: str, opponent: str, games: int, out: Path | Non
     prefix = time.strftime("%Y%m%d-%H%M%S") + f"-{a.name}-vs-{b.name}"
     try:
         result = play_match(rules, a, b, games, concurrent, sgf_dir, prefix=prefix, progress=progress,
-                            stop_when=stop_when)
+                            stop_when=stop_when, opening_plies=cfg.eval.opening_plies, seed=cfg.seed)
     finally:
         a.close()
         b.close()
@@ -524,5 +563,6 @@ def format_eval_summary(s: dict) -> str:
         judged = (f", final_score judged {s['judged_by_final_score']}/{scored} games, "
                   f"{s['judge_disagreements']} disagree with Tromp-Taylor")
     stopped = " | stopped: interrupted (finished games kept)" if s.get("stop_reason") == "interrupted" else ""
-    return (f"eval: {s['a']} vs {s['b']}: {est}{colours} over {s['games']} games, mean length "
+    distinct = f" ({s['distinct_games']} distinct)" if "distinct_games" in s else ""
+    return (f"eval: {s['a']} vs {s['b']}: {est}{colours} over {s['games']} games{distinct}, mean length "
             f"{s['mean_game_length']:.1f}{judged}, {s['wall_s']:.1f} s{stopped}")

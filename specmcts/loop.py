@@ -359,7 +359,8 @@ class RunLoop:
         rules = GoRules(board, cfg.game.komi, cfg.game.superko)
         sgf_dir = self.run_dir / "eval" / purpose if cfg.eval.sgf else None
         try:
-            return play_match(rules, a, b, games, concurrent, sgf_dir, prefix=prefix, stop_when=self._interrupted)
+            return play_match(rules, a, b, games, concurrent, sgf_dir, prefix=prefix, stop_when=self._interrupted,
+                              opening_plies=cfg.eval.opening_plies, seed=chunk_seed(cfg.seed, self.trainer.step, 3))
         finally:
             a.close()
             b.close()

@@ -233,3 +233,26 @@ def test_the_shipped_net_as_opponent():
         assert side.evaluator.model_id == embedded.model_id
     finally:
         side.close()
+
+
+def test_every_game_of_a_match_is_distinct_and_openings_are_played_with_colours_swapped(tmp_path, capsys, gnugo):
+    """Honest strength: per-game seeds on both sides (GnuGo reseeded each game) and a random opening per pair
+    of games, played once with each colour; the summary counts distinct games and names the opening."""
+    import json
+
+    from specmcts import cli
+    from specmcts.config import NetConfig
+    from specmcts.network import build_net, save_model
+    from specmcts.sgf import read_sgf
+
+    model = tmp_path / "net.pt"
+    save_model(model, build_net(5, NetConfig(blocks=1, channels=8, value_hidden=8)), {"step": 0})
+    assert cli.main(["eval", "--board", "5", "--model", str(model), "--opponent", "gnugo", "--games", "6",
+                     "--out", str(tmp_path), "--seed", "3", "--set", "eval.sims=4", "--set", "eval.temperature_moves=1",
+                     "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["distinct_games"] == 6 and summary["duplicate_games"] == 0
+    assert "2 random plies per pair" in summary["opening"]
+    records = [read_sgf(p) for p in sorted((tmp_path / "eval" / "sgf").glob("*.sgf"))]
+    openings = [tuple(r.moves[:2]) for r in records]
+    assert openings[0] == openings[1] and openings[2] == openings[3] and openings[0] != openings[2]
