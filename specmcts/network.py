@@ -148,6 +148,7 @@ class PolicyValueNet(nn.Module):
 
         self.model_id = f"{arch_name(board_size, cfg)}-init"
         self.trained_steps = 0  # the checkpoint's ``step`` (load_model); 0 for a fresh net
+        self.trained_board = board_size  # the board its checkpoint was trained on (load_model)
 
     @property
     def has_aux_heads(self) -> bool:
@@ -413,15 +414,19 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", expe
                expect_net: NetConfig | None = None) -> tuple[PolicyValueNet, dict[str, Any]]:
     """Rebuild the net a checkpoint describes and load its weights; returns ``(net in eval mode, meta)``.
 
-    ``meta`` is the stored dict without the weights (``model_id``, ``board_size``, ``net``, and the caller's
-    extras such as ``step``, ``optimizer``, ``config``). Raises ``CheckpointError`` with a one-line message if
-    the file is unreadable, or if it is for another board size than ``expect_board``, another architecture than
-    ``expect_net``, another number of input planes than this build, or its weights do not fit its own
-    architecture."""
+    ``meta`` is the stored dict without the weights (``model_id``, ``board_size``: the size it was trained on,
+    ``net``, and the caller's extras such as ``step``, ``optimizer``, ``config``). A net with KataGo-style heads
+    (fully convolutional: no weight depends on the board) is built for ``expect_board`` whatever size it was
+    trained on (``net.board_size`` is the size it plays, ``meta["board_size"]`` the size it learnt on). Raises
+    ``CheckpointError`` with a one-line message if the file is unreadable, or if it is an fc-heads net for
+    another board size than ``expect_board``, another architecture than ``expect_net``, another number of
+    input planes than this build, or its weights do not fit its own architecture."""
     data = read_checkpoint(path, device)
-    board = int(data["board_size"])
-    if expect_board is not None and board != expect_board:
-        raise CheckpointError(f"checkpoint {path} is for {board}x{board}, asked for {expect_board}x{expect_board}")
+    trained = int(data["board_size"])
+    board = trained if expect_board is None else int(expect_board)
+    if board != trained and net_config_of(data["net"]).heads != "kata":
+        raise CheckpointError(f"checkpoint {path} is for {trained}x{trained}, asked for {board}x{board} (its fc "
+                              f"heads fit one board size; a net with kata heads plays any)")
     planes = int(data.get("num_planes", NUM_PLANES))
     if planes != NUM_PLANES:
         raise CheckpointError(f"checkpoint {path} takes {planes} input planes, this build makes {NUM_PLANES}")
@@ -458,7 +463,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", expe
     net.to(device)
     meta = {k: v for k, v in data.items() if k != "model"}
     net.model_id = str(meta.get("model_id") or make_model_id(net, meta.get("step")))
+    if board != trained:  # the same weights on another board: another evaluator, named so
+        net.model_id += f"@{board}x{board}"
     net.trained_steps = int(meta.get("step") or 0)
+    net.trained_board = trained
     return net, meta
 
 

@@ -428,8 +428,11 @@ def _train(cfg: Config, run_dir: Path, data_dir, steps, resume: bool, init_model
                                   f"pass --resume to continue, or --out for a new run")
         trainer = Trainer.create(cfg, run_dir, buffer, device, init_model=init_model, report=report)
     if len(buffer) < max(1, cfg.train.min_samples):
-        raise ValueError(f"{buffer.data_dir} holds {len(buffer)} samples, training needs train.min_samples="
-                         f"{cfg.train.min_samples} (play more self-play games first)")
+        size = f"{cfg.game.board}x{cfg.game.board}"
+        why = (f"{len(buffer.skipped)} shard(s) skipped, e.g. {next(iter(buffer.skipped.values()))}"
+               if buffer.skipped else "play more self-play games first")
+        raise ValueError(f"{buffer.data_dir} holds {len(buffer)} {size} samples, training needs "
+                         f"train.min_samples={cfg.train.min_samples} ({why})")
     writer = open_writer(run_dir, purge_step=trainer.step if resume else None)
     trainer.writer = writer
     if trainer.step == 0 and not store.steps():

@@ -137,14 +137,22 @@ def test_boardsize_9_and_19_and_errors(engine):
         assert fails(engine, bad).startswith("syntax error")
 
 
-def test_a_checkpoint_fixes_the_board_size(tmp_path):
+def test_an_fc_checkpoint_fixes_the_board_size_and_a_kata_one_plays_every_size(tmp_path):
+    cfg = load_config(None, TINY + ["net.heads=fc"])
     path = tmp_path / "m9.pt"
-    save_model(path, build_net(9, load_config(None, TINY).net))
+    save_model(path, build_net(9, cfg.net))
     e = make_engine(model=str(path))
     assert e.size == 9
     assert fails(e, "boardsize 19") == "unacceptable size"
     ok(e, "boardsize 9")
     assert re.fullmatch(r"[A-HJ]\d|pass", ok(e, "genmove w"))
+    kata = tmp_path / "k9.pt"
+    save_model(kata, build_net(9, load_config(None, TINY).net))
+    e = make_engine(model=str(kata))
+    for size in (13, 19, 9):
+        ok(e, f"boardsize {size}")
+        assert ok(e, "genmove b")
+        assert e.source.net(size).board_size == size and e.source.net(size).trained_board == 9
 
 
 def test_bad_model_is_a_one_line_cli_error(tmp_path, capsys):
@@ -586,7 +594,13 @@ def test_default_net_is_the_one_that_ships_and_fresh_asks_for_an_untrained_one(t
     assert NetSource(cfg, None, log=logs.append).net(9).model_id == shipped.model_id
     assert "embedded net go9.pt" in logs[-1]
     assert NetSource(cfg, "fresh", log=logs.append).net(9).model_id.startswith("fresh-")
-    assert NetSource(cfg, None, log=logs.append).net(7).model_id.startswith("fresh-")  # nothing ships for 7x7
+    # nothing ships for 7x7: the shipped net plays it (its kata heads play any size), and says so
+    seven = NetSource(cfg, None, log=logs.append).net(7)
+    assert seven.model_id == shipped.model_id + "@7x7" and seven.board_size == 7
+    assert "no net trained for this size ships" in logs[-1] and "go9.pt" in logs[-1]
+    fc = network.build_net(9, NetConfig(blocks=1, channels=8, value_hidden=8, heads="fc"))
+    network.save_model(tmp_path / "go9.pt", fc)  # a net that plays only its own size: a fresh one elsewhere
+    assert NetSource(cfg, None, log=logs.append).net(7).model_id.startswith("fresh-")
 
 
 def test_one_setup_path_for_sgf_gtp_and_text(engine, tmp_path):

@@ -189,11 +189,21 @@ def test_a_torch_file_that_is_not_a_checkpoint(tmp_path):
 
 
 def test_board_size_mismatch_says_which(tmp_path):
+    """An fc-heads net fits one board size; a kata-heads net (no weight depends on the board) plays any."""
     path = tmp_path / "m19.pt"
-    save_model(path, build_net(19, TINY))
+    save_model(path, build_net(19, dataclasses.replace(TINY, heads="fc")))
     with pytest.raises(CheckpointError) as excinfo:
         load_model(path, expect_board=9)
     assert "is for 19x19, asked for 9x9" in _one_line(excinfo, path)
+    kata = tmp_path / "k19.pt"
+    trained = build_net(19, dataclasses.replace(TINY, heads="kata"))
+    save_model(kata, trained)
+    net, meta = load_model(kata, expect_board=9)
+    assert net.board_size == 9 and net.trained_board == 19 == meta["board_size"] and net.model_id.endswith("@9x9")
+    x = torch.zeros(1, net.num_planes, 9, 9)
+    assert net(x)[0].shape == (1, 82)
+    same = load_model(kata, expect_board=19)[0]  # the weights are the same tensors on any board
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), same.state_dict().values()))
 
 
 def test_architecture_mismatch_says_which(tmp_path):

@@ -217,12 +217,14 @@ def test_cli_train_resume_and_errors(tmp_path, data_dir, capsys):
                      str(tmp_path / "empty"), "--steps", "3", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "samples" in err and err.count("\n") == 1
-    # A checkpoint for another board.
+    # A checkpoint of another board (its kata heads play any size), on shards of that other board: the shards
+    # do not fit 7x7, and the one line says so (not "play more games").
     assert cli.main(["train", "--config", "tiny", "--board", "7", "--device", "cpu", "--out",
                      str(tmp_path / "other"), "--data", str(data_dir), "--model", str(out / "models" / "model_00000000.pt"),
                      "--steps", "3", "--quiet"]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert "is for 5x5, asked for 7x7" in err[-1] and not any("Traceback" in line for line in err)
+    assert "holds 0 7x7 samples" in err[-1] and "the run is 7x7" in err[-1] and "play more" not in err[-1]
+    assert not any("Traceback" in line for line in err)
 
 
 def test_weights_only_checkpoint_cannot_be_resumed(tmp_path, data_dir):

@@ -11,23 +11,31 @@ FRESH = "fresh"  # --model fresh: play with an untrained net, seeded by the conf
 
 
 class NetSource:
-    """Where nets come from: a checkpoint (one board size), else an embedded default for the size if one
-    ships in ``specmcts/weights/go<N>.pt`` (not with ``--model fresh``), else a fresh net seeded by the
-    config's seed."""
+    """Where nets come from, one per board size:
+
+    - ``--model PATH``: that checkpoint. A net with KataGo-style heads plays every size (its weights do not
+      depend on the board); an fc-heads net only its own, which then fixes the engine's board size.
+    - no ``--model``: the net that ships for the size (``specmcts/weights/go<N>.pt``), else the shipped net of
+      another size, which plays any size (it says so: it was not trained there), else a fresh net.
+    - ``--model fresh``: an untrained net seeded by the config's seed, even where one ships.
+    Each size's net is built once, and the log says which net plays which size."""
 
     def __init__(self, cfg, model_path: str | None = None, log: Callable[[str], None] = lambda message: None):
         self.cfg = cfg
         self.log = log
-        self._loaded = None
-        self._by_size: dict = {}  # size -> the embedded or fresh net, built once (final_score asks often)
+        self._by_size: dict = {}  # size -> its net, built once (final_score asks often)
         self._fixed_size = None
         self._fresh = model_path == FRESH  # --model fresh: an untrained net even where one ships
-        if model_path and not self._fresh:
+        self._path = None if self._fresh else model_path
+        if self._path:
             from specmcts.network import load_model
 
-            self._loaded, _meta = load_model(model_path, device="cpu")
-            self._fixed_size = self._loaded.board_size
-            log(f"model {model_path} ({self._loaded.model_id}), {self._fixed_size}x{self._fixed_size}")
+            net, meta = load_model(self._path, device="cpu")
+            if not net.kata:
+                self._fixed_size = net.board_size
+            self._by_size[net.board_size] = net
+            log(f"model {self._path} ({net.model_id}), trained on {net.board_size}x{net.board_size}"
+                + ("" if self._fixed_size else "; its kata heads play every board size"))
 
     @property
     def fixed_size(self) -> int | None:
@@ -37,23 +45,36 @@ class NetSource:
         return layout.MIN_SIZE <= size <= layout.MAX_SIZE and (self._fixed_size is None or size == self._fixed_size)
 
     def net(self, size: int):
-        if self._loaded is not None:
-            return self._loaded
         if size not in self._by_size:
             self._by_size[size] = self._build(size)
         return self._by_size[size]
 
     def _build(self, size: int):
-        from specmcts.network import embedded_model, load_model
+        from specmcts.network import WEIGHTS_DIR, CheckpointError, embedded_model, load_model
 
-        embedded = None if self._fresh else embedded_model(size)
-        if embedded is not None:
-            net, _ = load_model(embedded, device="cpu", expect_board=size)
-            self.log(f"no --model: using the embedded net {embedded.name} ({net.model_id})")
+        if self._path:
+            net, _ = load_model(self._path, device="cpu", expect_board=size)
+            self.log(f"{size}x{size}: {self._path}, trained on {net.trained_board}x{net.trained_board} "
+                     f"({net.model_id})")
             return net
+        if not self._fresh:
+            embedded = embedded_model(size)
+            if embedded is not None:
+                net, _ = load_model(embedded, device="cpu", expect_board=size)
+                self.log(f"{size}x{size}: using the embedded net {embedded.name} ({net.model_id})")
+                return net
+            for other in sorted(WEIGHTS_DIR.glob("go*.pt")):
+                try:
+                    net, _ = load_model(other, device="cpu", expect_board=size)
+                except CheckpointError:  # an fc-heads net plays only its own size
+                    continue
+                self.log(f"{size}x{size}: no net trained for this size ships; playing the "
+                         f"{net.trained_board}x{net.trained_board} net {other.name} ({net.model_id}), which plays "
+                         f"every size but was not trained on this one")
+                return net
         from specmcts.backends import load_fixed_net
 
         net = load_fixed_net(self.cfg, FRESH, board=size)  # the same "fresh" as backends.FRESH
-        self.log(f"no --model and no embedded net for {size}x{size}: playing with a fresh, untrained "
-                 f"{self.cfg.net.blocks}x{self.cfg.net.channels} net ({net.model_id})")
+        self.log(f"{size}x{size}: a fresh, untrained {self.cfg.net.blocks}x{self.cfg.net.channels} net "
+                 f"({net.model_id})")
         return net
