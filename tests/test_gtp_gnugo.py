@@ -144,10 +144,10 @@ def test_ctrl_c_of_the_gtp_match_tool_keeps_the_finished_games(tmp_path):
     """`tools/gtp_vs_gnugo.py` stopped by a terminal's Ctrl-C (SIGINT to its whole process group, engines
     included): the finished games are printed and kept as SGF, exit 130; no engine error."""
     import json
-    import signal
     import subprocess
     import sys
-    import time
+
+    from tests.helpers import ctrl_c_when
 
     assert find_gnugo() is not None, "GnuGo is needed (apt-get install -y gnugo; CI installs it)"
     out = tmp_path / "m"
@@ -155,16 +155,7 @@ def test_ctrl_c_of_the_gtp_match_tool_keeps_the_finished_games(tmp_path):
     proc = subprocess.Popen([sys.executable, str(tool), "--board", "5", "--visits", "4", "--games", "2000",
                              "--out", str(out), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while len(list(out.glob("*.sgf"))) < 2:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
-            time.sleep(0.1)
-        os.killpg(proc.pid, signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    stdout, stderr = ctrl_c_when(proc, lambda: len(list(out.glob("*.sgf"))) >= 2, "gtp_vs_gnugo.py")
     assert proc.returncode == 130, stderr
     result = json.loads(stdout)
     games = result["games"]

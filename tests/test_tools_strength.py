@@ -74,9 +74,9 @@ def test_ctrl_c_keeps_the_finished_games_and_prints_what_was_played(tmp_path, gn
     """A terminal's Ctrl-C (SIGINT to the tool's process group, GnuGo included) in the first match: the
     finished games are kept and reported, the later matches are not started, exit 130."""
     import os
-    import signal
     import subprocess
-    import time
+
+    from tests.helpers import ctrl_c_when
 
     from specmcts.config import NetConfig
     from specmcts.network import build_net, save_model
@@ -88,16 +88,7 @@ def test_ctrl_c_keeps_the_finished_games_and_prints_what_was_played(tmp_path, gn
                              "--visits", "4", "--levels", "0", "--games", "2000", "--out", str(out), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while len(list(out.rglob("*.sgf"))) < 2:
-            assert proc.poll() is None and time.monotonic() < deadline, "strength.py ended or stalled"
-            time.sleep(0.1)
-        os.killpg(proc.pid, signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    stdout, stderr = ctrl_c_when(proc, lambda: len(list(out.rglob("*.sgf"))) >= 2, "strength.py")
     assert proc.returncode == 130, stderr
     result = json.loads(stdout)
     assert result["stop_reason"] == "interrupted" and [m["opponent"] for m in result["matches"]] == ["gnugo-l0"]
