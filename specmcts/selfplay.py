@@ -243,8 +243,8 @@ class SelfPlay:
         if auto:
             with (notice_if_slow("selfplay: --speculate auto: measuring the evaluator's time per batch size "
                                  "(once, at start)", after=1.0) if progress else contextlib.nullcontext()):
-                cost = measured_cost(evaluator)
-            self.auto = plan_speculation(cost, cfg.search.leaves_per_tree, self.concurrent, int(evaluator.max_batch))
+                self.auto = plan_speculation(measured_cost(evaluator), cfg.search.leaves_per_tree, self.concurrent,
+                                             int(evaluator.max_batch))
             self.k, width, trees, stages = self.auto.k, self.auto.width, self.auto.trees, self.auto.stages
         self.search = Search(self.rules, cfg.search, evaluator, cache,
                              num_trees=self.concurrent * trees + int(cfg.search.tree_reuse))  # reuse needs one spare slot
@@ -380,10 +380,14 @@ class SelfPlay:
     def _say_if_hours(self, summary: dict, live: dict, total_games: int) -> bool:
         """Once the speed is known: when the games will take hours, say so (and, on a CPU, what is quicker)."""
         moves = summary["moves"] + sum(len(r.moves) for r in live.values())
-        if moves == 0 or summary["sims_per_s"] <= 0:
+        if summary["sims"] == 0 or summary["sims_per_s"] <= 0:
             return False
         length = summary["mean_game_length"] or self.rules.size * self.rules.size  # until a game has ended
-        left = max(0.0, total_games * length - moves) * summary["sims"] / moves / summary["sims_per_s"]
+        s = self.cfg.search
+        per_move = (summary["sims"] / moves if moves else  # until a move is played: what the config asks
+                    s.full_search_fraction * s.sims + (1 - s.full_search_fraction) * s.fast_sims if s.fast_sims
+                    else s.sims)
+        left = max(0.0, total_games * length - moves) * per_move / summary["sims_per_s"]
         if left >= 3600:
             device = str(getattr(self.evaluator, "device", "cpu"))
             hint = ("; on a CPU, `specmcts selfplay --board N` with no --config plays the small CPU defaults"
