@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from specmcts.config import Config
-from specmcts.network import CheckpointError, load_model
+from specmcts.network import FRESH, CheckpointError, load_model
 from specmcts.stopping import die_with_parent, say
 from specmcts.threads import SEARCH, TRAIN
 from specmcts.threads import configure as configure_threads
@@ -113,7 +113,6 @@ def load_selfplay_net(store, board: int):
     return net, {"path": found[0].name, "model_id": net.model_id, "step": int(meta.get("step", 0))}
 
 
-FRESH = "fresh"  # a fixed model spec: a fresh net seeded by the config's seed
 
 
 def load_fixed_net(cfg: Config, model: str, board: int | None = None):

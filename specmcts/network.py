@@ -47,6 +47,7 @@ from specmcts.config import Config, ConfigError, NetConfig, validate
 CHECKPOINT_FORMAT = 1
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # the nets that ship inside the package
 SHIPPED = "shipped"  # --model shipped: the embedded net of the board size
+FRESH = "fresh"  # --model fresh: a new, untrained net seeded by the config's seed
 _RESERVED_KEYS = ("model", "board_size", "num_planes", "net", "model_id", "format")
 
 

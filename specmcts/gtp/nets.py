@@ -3,11 +3,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-
 from native import layout
-
-
-FRESH = "fresh"  # --model fresh: play with an untrained net, seeded by the config's seed
+from specmcts.network import FRESH
 
 
 class NetSource:
@@ -74,7 +71,7 @@ class NetSource:
                 return net
         from specmcts.backends import load_fixed_net
 
-        net = load_fixed_net(self.cfg, FRESH, board=size)  # the same "fresh" as backends.FRESH
+        net = load_fixed_net(self.cfg, FRESH, board=size)
         self.log(f"{size}x{size}: a fresh, untrained {self.cfg.net.blocks}x{self.cfg.net.channels} net "
                  f"({net.model_id})")
         return net
