@@ -233,7 +233,7 @@ class Board:
 
         from specmcts.evaluator import make_evaluator
         from specmcts.nncache import NNCache
-        from specmcts.search import Search
+        from specmcts.search import Search, node_budget
 
         leaves = max(1, cfg.search.leaves_per_tree)
         cfg = dataclasses.replace(cfg, evaluator=dataclasses.replace(cfg.evaluator, max_batch=slots * leaves))
@@ -242,7 +242,7 @@ class Board:
         self.cache = NNCache.for_board(min(cfg.evaluator.cache_entries, 1 << 20), size)
         self.rules = GoRules(size)
         self.search = Search(self.rules, cfg.search, self.evaluator, self.cache, num_trees=slots,
-                             max_nodes=capacity + leaves + 2)
+                             max_nodes=node_budget(capacity, leaves))
         self.free = list(range(slots))[::-1]
         self.active: dict[int, Job] = {}
         self.queue: list[Job] = []
@@ -385,8 +385,7 @@ class AnalysisEngine:
             slots = np.array(sorted(b.active), np.int32)
             targets = np.array([b.active[s].max_visits for s in slots])
             want = b.search.wanted(slots, targets)
-            full = b.search.trees.node_count[slots] + b.search.leaves_per_tree + 2 > b.search.max_nodes
-            want[full] = 0
+            want[b.search.full(slots)] = 0
             if want.any():
                 b.search.step(slots, want)
             now = time.perf_counter()

@@ -25,7 +25,7 @@ from games.go import BLACK, GoRules, GoState
 from games.scoring import DEFAULT_PLAYOUTS, Status, estimate_status, ownership
 from native import tree as tree_kernels
 from specmcts.config import Config
-from specmcts.search import Search, dirichlet_noise
+from specmcts.search import Search, dirichlet_noise, node_budget
 
 # The random streams of a (seed, game, move number).
 UNIFORM, NOISE, PER_GAME, FULL_SEARCH, GUMBEL = range(5)
@@ -134,14 +134,14 @@ class MCTSPlayer:
         self.cfg = cfg
         self.sims = sims or cfg.search.sims
         self.search = Search(rules, cfg.search, evaluator, cache, num_trees=1,
-                             max_nodes=self.sims + cfg.search.leaves_per_tree + 2)
+                             max_nodes=node_budget(self.sims, cfg.search.leaves_per_tree))
 
     def analyze(self, state: GoState, sims: int | None = None, seconds: float | None = None,
                 stop=None, callback=None, every: float = 0.1, forbidden=None) -> Analysis:
         """Search ``state`` until ``sims`` simulations, ``seconds`` of wall time, or ``stop()`` is true;
         ``callback(analysis)`` every ``every`` seconds (GUI analysis streams). ``forbidden`` (actions) are
         not searched at the root (a GUI's avoid/allow lists), unless that would leave no move."""
-        sims = min(sims or self.sims, self.search.max_nodes - self.cfg.search.leaves_per_tree - 2)
+        sims = min(sims or self.sims, self.search.sims_capacity)
         self.search.reset(0, state)
         slots = np.zeros(1, np.int32)
         start = time.perf_counter()

@@ -25,6 +25,14 @@ from specmcts.config import SearchConfig
 from specmcts.threads import numba_threads
 
 
+
+NODE_SLACK = 2  # tree nodes beyond one per simulation and a batch of leaves in flight
+
+
+def node_budget(sims: int, leaves: int) -> int:
+    """The nodes a tree needs for ``sims`` simulations with a batch of ``leaves`` leaves in flight."""
+    return int(sims) + int(leaves) + NODE_SLACK
+
 @dataclass
 class SearchStats:
     steps: int = 0
@@ -93,14 +101,14 @@ class Search:
     evaluator: object  # specmcts.evaluator.Evaluator
     cache: object  # specmcts.nncache.NNCache
     num_trees: int
-    max_nodes: int = 0  # 0: sims + leaves_per_tree + 2
+    max_nodes: int = 0  # 0: node_budget(sims, leaves_per_tree)
     stats: SearchStats = field(default_factory=SearchStats)
 
     def __post_init__(self):
         size = self.rules.size
         self.num_actions = self.rules.num_actions
         if self.max_nodes <= 0:
-            self.max_nodes = self.cfg.sims + self.cfg.leaves_per_tree + 2
+            self.max_nodes = node_budget(self.cfg.sims, self.cfg.leaves_per_tree)
         self.trees = kernels.Tree.allocate(self.num_trees, self.max_nodes, self.num_actions)
         self.roots = allocate_states(self.num_trees, size)
         rows = int(self.evaluator.max_batch)
@@ -230,6 +238,15 @@ class Search:
 
     def root_prior(self, slot: int) -> np.ndarray:
         return self.trees.prior[slot, kernels.ROOT].copy()
+
+    @property
+    def sims_capacity(self) -> int:
+        """The most simulations one tree holds (``node_budget``'s inverse)."""
+        return self.max_nodes - self.leaves_per_tree - NODE_SLACK
+
+    def full(self, slots: np.ndarray) -> np.ndarray:
+        """Which trees of ``slots`` have no room left for another batch of leaves."""
+        return self.trees.node_count[slots] + self.leaves_per_tree + NODE_SLACK > self.max_nodes
 
     def root_raw(self, slot: int) -> tuple[float, float]:
         """The net's own value and score of the root (side to move's view), before any search (a root kept by
