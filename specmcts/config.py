@@ -27,6 +27,12 @@ class GameConfig:
     komi: float = 7.5
     superko: bool = True
 
+    def rules(self):
+        """The rules these settings describe (``games.go.GoRules``)."""
+        from games.go import GoRules
+
+        return GoRules(self.board, self.komi, self.superko)
+
 
 @dataclass(frozen=True)
 class NetConfig:

@@ -92,7 +92,7 @@ class NetSide(Side):
 
         self.name = name
         self.cfg = cfg
-        self.rules = GoRules(cfg.game.board, cfg.game.komi, cfg.game.superko)
+        self.rules = cfg.game.rules()
         self.sims = int(sims or cfg.eval.sims or cfg.search.sims)
         board = self.rules.size
         search_cfg = dataclasses.replace(cfg.search, sims=self.sims)
@@ -489,7 +489,7 @@ def opponent_side(spec: str, cfg: Config, concurrent: int, device: str = "cpu", 
                   seed: int = 0) -> Side:
     """``gnugo`` (at ``gnugo_level``, default ``eval.gnugo_level``), ``random``, ``gtp:<command line>``, a
     checkpoint path, or ``shipped`` (the net that ships for the board)."""
-    rules = GoRules(cfg.game.board, cfg.game.komi, cfg.game.superko)
+    rules = cfg.game.rules()
     if spec == "gnugo":
         level = cfg.eval.gnugo_level if gnugo_level is None else gnugo_level
         try:
@@ -527,7 +527,7 @@ def eval_run(cfg: Config, model: str, opponent: str, games: int, out: Path | Non
     from specmcts.threads import SEARCH, configure
 
     configure(cfg, SEARCH)
-    rules = GoRules(cfg.game.board, cfg.game.komi, cfg.game.superko)
+    rules = cfg.game.rules()
     concurrent = max(1, min(cfg.eval.concurrent, games))
     try:
         a = net_side(model_label(model, cfg.game.board), model, cfg, concurrent, device, seed=cfg.seed)

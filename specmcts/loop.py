@@ -341,7 +341,6 @@ class RunLoop:
     def _match(self, opponent, games: int, purpose: str, prefix: str):
         """The trainer's current net against ``opponent`` (a checkpoint path or 'gnugo'), ``games`` games; a
         Ctrl-C stops it at its next move (``MatchResult.stopped``: the caller records nothing from it)."""
-        from games.go import GoRules
         from specmcts.evaluate import NetSide, opponent_side, play_match
         from specmcts.evaluator import make_evaluator
         from specmcts.network import build_net
@@ -356,7 +355,7 @@ class RunLoop:
                     concurrent, seed=chunk_seed(cfg.seed, self.trainer.step, 1))
         b = opponent_side(str(opponent), cfg, concurrent, self.device,
                           seed=chunk_seed(cfg.seed, self.trainer.step, 2))
-        rules = GoRules(board, cfg.game.komi, cfg.game.superko)
+        rules = cfg.game.rules()
         sgf_dir = self.run_dir / "eval" / purpose if cfg.eval.sgf else None
         try:
             return play_match(rules, a, b, games, concurrent, sgf_dir, prefix=prefix, stop_when=self._interrupted,

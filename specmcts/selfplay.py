@@ -232,7 +232,7 @@ class SelfPlay:
     def __init__(self, cfg: Config, evaluator, cache, out: Path | None = None, model_id: str = "fresh",
                  progress: bool = False, tensorboard: bool = True):
         self.cfg = cfg
-        self.rules = GoRules(cfg.game.board, cfg.game.komi, cfg.game.superko)
+        self.rules = cfg.game.rules()
         self.evaluator = evaluator
         self.cache = cache
         self.concurrent = max(1, min(cfg.selfplay.concurrent, cfg.selfplay.games))
