@@ -181,7 +181,7 @@ class RunConfig:
     mode: str = "async"  # async (KataGo: producers and trainer concurrently) | generations (AlphaZero: in turns)
     generations: int = 0  # generations mode: how many (0: until minutes or Ctrl-C)
     minutes: float = 0.0  # wall-clock budget of the whole run (0: none)
-    cpu_minutes: float = 0.0  # CPU budget of this session (user + system time of all threads and of finished
+    cpu_minutes: float = 0.0  # CPU budget of this run start (user + system time of all threads and of finished
     # child processes: in async mode a worker counts once it has ended; 0: none)
     max_steps: int = 0  # stop at this trainer step (0: none)
     games_per_generation: int = 64  # generations mode: self-play games before each training phase

@@ -13,7 +13,7 @@ Contract (what ``search`` relies on)::
 Implementations:
 
 - ``NetEvaluator``: a ``PolicyValueNet``. On CPU, float32 eager PyTorch over a float copy of ``inputs``.
-  On CUDA (DESIGN.md section 4): channels_last, bf16 autocast, and one captured CUDA graph per batch size in
+  On CUDA: channels_last, bf16 autocast, and one captured CUDA graph per batch size in
   ``graph_batch_sizes(max_batch)`` (1, 2, 4, ..., max_batch); a call copies ``inputs[:n]`` host->device
   without blocking, replays the graph of the next captured size >= n (rows n.. hold stale inputs whose outputs
   are ignored; BatchNorm runs in eval mode, so rows do not interact), copies the outputs into pinned host

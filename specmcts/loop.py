@@ -152,7 +152,7 @@ class RunLoop:
         self.gating: dict = {"accepted": 0, "rejected": 0}
         self.bar = None
         self._last_eval_step = 0
-        self._gnugo_failed = False  # GnuGo could not be played: no more Elo points against it this session
+        self._gnugo_failed = False  # GnuGo could not be played: no more Elo points against it in this run start
         self.totals_before: dict = {}  # compute of the sessions before this one (``compute_totals``)
         t = os.times()
         self._cpu_at_start = t.user + t.system + t.children_user + t.children_system
@@ -213,7 +213,7 @@ class RunLoop:
                                           "gating": dict(self.gating), "totals": self.compute_totals()}})
 
     def _cpu_seconds(self) -> float:
-        """CPU seconds of this session: this process (all threads), its finished children, and what Ray actors
+        """CPU seconds of this run start: this process (all threads), its finished children, and what Ray actors
         report (their chunks' CPU, the trainer actor's)."""
         t = os.times()
         remote = self.stats.remote_cpu_s + float(getattr(self.trainer, "remote_cpu_s", 0.0))

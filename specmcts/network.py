@@ -23,7 +23,7 @@ skip connection), ``channels`` wide. Two sets of heads (``net.heads``):
 
 Presets in use: 2x32 (CPU/CI), 6x64 and 10x128 (9x9), 10x128 and 20x256 (19x19).
 
-Checkpoint (DESIGN.md section 5): ``torch.save`` of a dict ``{model: state_dict, board_size, num_planes, net:
+Checkpoint: ``torch.save`` of a dict ``{model: state_dict, board_size, num_planes, net:
 NetConfig as dict, model_id, format}`` plus whatever the caller adds (``optimizer``, ``step``, ``config``),
 written to a temp file and renamed so that a reader never sees half a checkpoint.
 """

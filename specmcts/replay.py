@@ -1,6 +1,6 @@
 """Replay buffer: the newest self-play samples of a run directory, sampled uniformly, with board symmetries.
 
-Shards are the ``data/*.npz`` files self-play writes (DESIGN.md section 5): ``features`` uint8/float16
+Shards are the ``data/*.npz`` files self-play writes: ``features`` uint8/float16
 [n, C, N, N], ``policy`` float32 [n, N*N+1], ``value`` float32 [n], and since shard version 2
 ``policy_weight`` float32 [n] (0: a fast search of playout cap randomization, policy not trained on),
 ``ownership`` int8 [n, N, N] and ``score`` float32 [n] (final Tromp-Taylor ownership and margin from the

@@ -1,7 +1,7 @@
 """PUCT search over many trees at once, driving the ``native.tree`` kernels.
 
 ``Search`` owns ``T`` tree slots, one scratch row per leaf of a batch, and talks to one evaluator and one
-NN cache. ``step(slots, wanted)`` is one round of the hot loop of DESIGN.md section 2 for every slot
+NN cache. ``step(slots, wanted)`` is one round of the search's hot loop for every slot
 given: select leaves (one numba call), answer what the cache knows, evaluate the rest in one forward
 pass, expand and back up (one numba call). Python here touches arrays, never nodes.
 

@@ -1,6 +1,6 @@
 """Self-play: many concurrent games in one process, one evaluator, one NN cache, the speculation pipeline.
 
-Writes under the run directory (DESIGN.md section 5): ``sgf/*.sgf``, ``data/*.npz`` training shards and
+Writes under the run directory: ``sgf/*.sgf``, ``data/*.npz`` training shards and
 ``tb/`` TensorBoard scalars. Randomness is drawn per (seed, game, move number), so a game's record does
 not depend on how its searches were scheduled (speculation depth, batch composition, concurrency).
 """
