@@ -305,6 +305,51 @@ def selfplay_worker(cfg: Config, run_dir: str, worker: int, device: str, threads
 EVALUATOR = -1  # the shared evaluator process, in messages
 
 
+class Outbox:
+    """One process's message pipe to the driver (``put``). A pipe per writer: a writer killed in the middle of
+    a message (kill -9) leaves no lock held that the other processes' messages would wait on, as the one
+    write lock of a shared ``multiprocessing.Queue`` would."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def put(self, item) -> None:
+        self.conn.send(item)
+
+
+class Inbox:
+    """The driver's end of every process's ``Outbox``: ``get(timeout)`` / ``get_nowait()`` as a queue's,
+    raising ``queue.Empty``. The driver closes its copy of each writing end once the process has started, so
+    a writer that dies mid-message reads as the end of its pipe, never as a message that never ends."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.readers: list = []
+
+    def outbox(self) -> Outbox:
+        reader, writer = self.ctx.Pipe(duplex=False)
+        self.readers.append(reader)
+        return Outbox(writer)
+
+    def get(self, timeout: float = 0.0):
+        from multiprocessing.connection import wait
+
+        deadline = time.monotonic() + max(0.0, timeout)
+        while self.readers:
+            for reader in wait(self.readers, max(0.0, deadline - time.monotonic())):
+                try:
+                    return reader.recv()
+                except (EOFError, OSError):  # its process is gone (and with it anything half sent)
+                    self.readers.remove(reader)
+                    reader.close()
+            if time.monotonic() >= deadline:
+                break
+        raise queue_module.Empty
+
+    def get_nowait(self):
+        return self.get(0.0)
+
+
 def evaluator_worker(cfg: Config, run_dir: str, spec, device: str, threads: int, messages, parent_pid: int,
                      model: str | None = None, follow_every: float = FOLLOW_EVERY_S) -> None:
     """The shared evaluator process: owns the net (and the GPU), serves every self-play worker through
@@ -366,7 +411,7 @@ class LocalProcesses:
         self.workers = cfg.run.workers
         self.shared = shared_evaluator(cfg, device, self.workers) if shared is None else bool(shared)
         self.ctx = multiprocessing.get_context("spawn")
-        self.messages = self.ctx.Queue()
+        self.messages = Inbox(self.ctx)
         self.tasks = [self.ctx.Queue() for _ in range(self.workers)]
         self.stopping = self.ctx.Event()
         self.procs: list = []
@@ -388,16 +433,20 @@ class LocalProcesses:
             self.channel = EvaluatorChannel(self.workers, self.cfg.evaluator.max_batch, self.cfg.game.board,
                                             NUM_PLANES, self.ctx)
             handles = [self.channel.handle(w) for w in range(self.workers)]
+            outbox = self.messages.outbox()
             self.server = self.ctx.Process(target=evaluator_worker, name="evaluator", daemon=True,
                                            args=(self.cfg, str(self.run_dir), self.channel.spec, self.device,
-                                                 max(1, cores // 2), self.messages, os.getpid(), self.model))
+                                                 max(1, cores // 2), outbox, os.getpid(), self.model))
             self.server.start()
+            outbox.conn.close()  # the child has its own copy
         threads = max(1, cores // (self.workers + 1))
         for w in range(self.workers):
+            outbox = self.messages.outbox()
             p = self.ctx.Process(target=selfplay_worker, name=f"selfplay-{w}", daemon=True,
                                  args=(self.cfg, str(self.run_dir), w, self.device, threads, self.tasks[w],
-                                       self.messages, os.getpid(), self.model, handles[w], self.stopping))
+                                       outbox, os.getpid(), self.model, handles[w], self.stopping))
             p.start()
+            outbox.conn.close()  # the child has its own copy
             self.procs.append(p)
 
     def free(self) -> list[int]:

@@ -200,3 +200,26 @@ def test_a_killed_worker_on_the_shared_evaluator_costs_only_its_chunks(tmp_path)
     assert result["stop_reason"] == "generations" and result["games"] >= 16, messages
     assert result["processes"]["shared_evaluator"] and result["processes"]["evaluator"]["requests"] > 0
     assert list(shards(tmp_path / "run")) == [f"g{g:05d}-c{c:04d}-0000.npz" for g in range(2) for c in range(4)]
+
+
+def test_a_writer_that_dies_mid_message_blocks_neither_the_driver_nor_the_others():
+    """Each process writes to the driver through a pipe of its own (backends.Inbox): a process killed in the
+    middle of a message leaves a frame that never ends. The driver reads it as that pipe's end, and the
+    other processes' messages still arrive (a shared multiprocessing.Queue's write lock, held by the killed
+    writer, used to block them all: a run with a killed worker could hang)."""
+    import multiprocessing
+    import queue
+    import struct
+
+    from specmcts.backends import Inbox
+
+    inbox = Inbox(multiprocessing.get_context("spawn"))
+    dying, alive = inbox.outbox(), inbox.outbox()
+    os.write(dying.conn.fileno(), struct.pack("!i", 1000) + b"half a message")  # a frame cut short
+    dying.conn.close()  # its process is gone
+    alive.put(("chunk", 1, "s", {"games": 2}))
+    got = [inbox.get(timeout=5.0) for _ in range(1)]
+    assert got == [("chunk", 1, "s", {"games": 2})]
+    with pytest.raises(queue.Empty):
+        inbox.get(timeout=0.5)
+    assert len(inbox.readers) == 1  # the dead writer's pipe is dropped, the live one kept
