@@ -425,9 +425,6 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", expe
     data = read_checkpoint(path, device)
     trained = int(data["board_size"])
     board = trained if expect_board is None else int(expect_board)
-    if board != trained and net_config_of(data["net"]).heads != "kata":
-        raise CheckpointError(f"checkpoint {path} is for {trained}x{trained}, asked for {board}x{board} (its fc "
-                              f"heads fit one board size; a net with kata heads plays any)")
     planes = int(data.get("num_planes", NUM_PLANES))
     if planes != NUM_PLANES:
         raise CheckpointError(f"checkpoint {path} takes {planes} input planes, this build makes {NUM_PLANES}")
@@ -435,6 +432,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", expe
         net_cfg = net_config_of(data["net"])
     except TypeError as e:
         raise CheckpointError(f"checkpoint {path} has an unknown architecture record ({_first_line(e)})") from None
+    if board != trained and net_cfg.heads != "kata":
+        raise CheckpointError(f"checkpoint {path} is for {trained}x{trained}, asked for {board}x{board} (its fc "
+                              f"heads fit one board size; a net with kata heads plays any)")
     if expect_net is not None and dataclasses.asdict(expect_net) != dataclasses.asdict(net_cfg):
         raise CheckpointError(
             f"checkpoint {path} is a {_describe(net_cfg)} net, asked for {_describe(expect_net)}")

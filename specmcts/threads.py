@@ -70,9 +70,9 @@ def plan(cfg, role: str = SEARCH, processes: int = 1, cores: int | None = None) 
     affinity) in ``role``. Never more threads than the share; the user's settings win."""
     if role not in ROLES:
         raise ValueError(f"thread role must be one of {', '.join(ROLES)}, got {role!r}")
-    share = max(1, (cores or available_cores()) // max(1, processes))
-    why = [f"{share} of {cores or available_cores()} cores" + (f" for each of {processes} processes"
-                                                               if processes > 1 else "")]
+    cores = cores or available_cores()
+    share = max(1, cores // max(1, processes))
+    why = [f"{share} of {cores} cores" + (f" for each of {processes} processes" if processes > 1 else "")]
     if cfg.evaluator.torch_threads > 0:
         torch_threads = cfg.evaluator.torch_threads
         why.append("evaluator.torch_threads")

@@ -331,3 +331,16 @@ def test_growing_refuses_what_it_cannot_do():
             grow_net(small, target)
     with pytest.raises(ValueError, match="kata heads"):
         grow_net(build_net(9, TINY_FC), dataclasses.replace(TINY_FC, blocks=2))
+
+
+def test_an_unknown_architecture_record_is_one_line_on_any_board(tmp_path):
+    """The board-size check reads the architecture record too: a record it cannot read is the one-line
+    CheckpointError, whatever board is asked for."""
+    path = tmp_path / "odd.pt"
+    save_model(path, build_net(9, TINY))
+    data = torch.load(path, weights_only=True)
+    data["net"] = {**data["net"], "frobnicate": 3}
+    torch.save(data, path)
+    for board in (9, 19):
+        with pytest.raises(CheckpointError, match="architecture record"):
+            load_model(path, expect_board=board)
