@@ -64,6 +64,7 @@ class Chunk:
     session: str
     games: int
     seed: int
+    board: int = 0  # the size its games are played on (0: the run's game.board; game.boards: one of them)
 
 
 def chunk_seed(*parts: int) -> int:
@@ -77,18 +78,23 @@ def chunk_config(cfg: Config, games: int, seed: int) -> Config:
 
 
 def play_chunk(cfg: Config, run_dir: Path, evaluator, cache, session: str, games: int, seed: int,
-               stop_when=None) -> dict:
-    """Play ``games`` self-play games into ``run_dir`` (SGF + one shard named ``<session>-0000.npz``).
-    ``stop_when()`` true: stop at the next batch and keep the games finished so far."""
+               stop_when=None, board: int = 0) -> dict:
+    """Play ``games`` self-play games into ``run_dir`` (SGF + one shard named ``<session>-0000.npz``) on
+    ``board`` (0: ``cfg.game.board``), with that size's evaluator and cache. ``stop_when()`` true: stop at
+    the next batch and keep the games finished so far."""
     from specmcts.selfplay import SelfPlay
 
+    cfg = cfg.at_board(board or cfg.game.board)
     runner = SelfPlay(chunk_config(cfg, games, seed), evaluator, cache, out=run_dir, model_id=evaluator.model_id,
                       progress=False, tensorboard=False)
     runner.stop_when = stop_when
     # The loop names its shards (sequence or time + worker) so that they sort in the order they were made and
     # a resumed generation can tell which chunks are done.
     runner.writer.session = session
+    cpu_started = time.process_time()
     summary = runner.run()
+    summary["board"] = cfg.game.board
+    summary["play_cpu_s"] = time.process_time() - cpu_started  # the playing process's (all its threads)
     summary["samples"] = summary["moves"]
     summary["model_id"] = evaluator.model_id
     # Speculation per stage/phase and cache hit rate per game phase, as self-play names them in TensorBoard.
@@ -167,22 +173,50 @@ class NetFollower:
         return new_net
 
 
+class BoardNets:
+    """One evaluator and NN cache per board size a run plays (``game.sizes()``), all with the same weights:
+    what a self-play process holds. ``get(board)`` -> ``(evaluator, cache)``."""
+
+    def __init__(self, cfg: Config, net, device: str):
+        from specmcts.evaluator import make_evaluator
+        from specmcts.network import on_board
+        from specmcts.nncache import NNCache
+
+        self.by_board = {b: (make_evaluator(cfg.at_board(b), b, on_board(net, b), device=device),
+                             NNCache.for_board(cfg.evaluator.cache_entries, b)) for b in cfg.game.sizes()}
+        self.board = cfg.game.board
+
+    def get(self, board: int = 0):
+        board = board or self.board
+        if board not in self.by_board:
+            raise ValueError(f"a chunk of {board}x{board} games, but the run plays {sorted(self.by_board)}")
+        return self.by_board[board]
+
+    def load_state_dict(self, state: dict, model_id: str, trained_board: int) -> None:
+        """New weights for every size (each evaluator named for its size); the caches are emptied."""
+        from specmcts.network import board_model_id
+
+        for b, (evaluator, cache) in self.by_board.items():
+            evaluator.load_state_dict(state, board_model_id(model_id, b, trained_board))
+            cache.clear()  # cached evaluations belong to the old weights
+
+
 class SelfPlayNet:
     """A self-play process's evaluator and NN cache: its own net (following ``source``), or a client of the
     shared evaluator process (``shared``: its handle), whose NN cache is the server's: the worker's own is
     disabled so that a new net can never meet a stale entry."""
 
     def __init__(self, cfg: Config, source: NetFollower, device: str, shared=None):
-        from specmcts.evaluator import make_evaluator
         from specmcts.nncache import NNCache
 
         self.cfg, self.source = cfg, source
-        if shared is not None:
+        self.nets = None  # BoardNets, without a shared evaluator
+        if shared is not None:  # one board size (config.shared_evaluator)
             self.evaluator = shared.connect()
             self.cache = NNCache.for_board(0, cfg.game.board)
         else:
-            self.evaluator = make_evaluator(cfg, cfg.game.board, source.load(), device=device)
-            self.cache = NNCache.for_board(cfg.evaluator.cache_entries, cfg.game.board)
+            self.nets = BoardNets(cfg, source.load(), device)
+            self.evaluator, self.cache = self.nets.get()
         self.shared = shared is not None
         self.stop_when = None  # a callable: stop the chunk at the next batch, keep its finished games
 
@@ -204,13 +238,13 @@ class SelfPlayNet:
         new_net = self.source.changed()
         if new_net is None:
             return False
-        self.evaluator.load_state_dict(new_net.state_dict(), new_net.model_id)
-        self.cache.clear()  # cached evaluations belong to the old weights
+        self.nets.load_state_dict(new_net.state_dict(), new_net.model_id, new_net.trained_board)
         return True
 
     def play(self, run_dir: Path, chunk: Chunk) -> dict:
-        return play_chunk(self.cfg, run_dir, self.evaluator, self.cache, chunk.session, chunk.games, chunk.seed,
-                          stop_when=self.stop_when)
+        evaluator, cache = (self.evaluator, self.cache) if self.nets is None else self.nets.get(chunk.board)
+        return play_chunk(self.cfg, run_dir, evaluator, cache, chunk.session, chunk.games, chunk.seed,
+                          stop_when=self.stop_when, board=chunk.board)
 
 
 # -- in this process -----------------------------------------------------------------------------------------

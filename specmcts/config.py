@@ -23,15 +23,45 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class GameConfig:
+    """The game. ``board`` is the size that is played; a *mixed-size* run (``specmcts run``) names several in
+    ``boards`` (e.g. ``[9, 13, 19]``, ``board`` one of them: the size its checkpoints are recorded for) with
+    each one's ``shares`` of the training samples (default: equal). One net (kata heads) learns them all:
+    self-play plays each size in proportion to its share over its area, the replay buffer samples each size
+    by its share, one size per batch (KataGo trains one net on several sizes the same way)."""
+
     board: int = 9
     komi: float = 7.5
     superko: bool = True
+    boards: tuple = field(default=(), metadata={"items": int})  # mixed-size runs: the sizes ((): board only)
+    shares: tuple = field(default=(), metadata={"items": float})  # ... their shares of the samples ((): equal)
 
     def rules(self):
         """The rules these settings describe (``games.go.GoRules``)."""
         from games.go import GoRules
 
         return GoRules(self.board, self.komi, self.superko)
+
+    def sizes(self) -> tuple[int, ...]:
+        """The board sizes played: ``boards``, or ``(board,)``."""
+        return tuple(self.boards) if self.boards else (self.board,)
+
+    @property
+    def mixed(self) -> bool:
+        return len(self.sizes()) > 1
+
+    def size_shares(self) -> dict[int, float]:
+        """Each size's share of the training samples, summing to 1."""
+        sizes = self.sizes()
+        raw = tuple(self.shares) if self.shares else (1.0,) * len(sizes)
+        total = float(sum(raw))
+        return {b: float(s) / total for b, s in zip(sizes, raw)}
+
+    def game_shares(self) -> dict[int, float]:
+        """Each size's share of the self-play *games*: its sample share over its area (a game's samples grow
+        with the area), so that the samples produced follow ``size_shares``."""
+        weights = {b: s / (b * b) for b, s in self.size_shares().items()}
+        total = sum(weights.values())
+        return {b: w / total for b, w in weights.items()}
 
 
 @dataclass(frozen=True)
@@ -194,6 +224,8 @@ class RunConfig:
     eval_every: int = 0  # trainer steps between Elo evaluations (generations: at a generation end); 0: off
     eval_games: int = 20
     eval_gnugo_games: int = 0  # ... and vs GnuGo at eval.gnugo_level (0: off)
+    eval_boards: tuple = field(default=(), metadata={"items": int})  # mixed-size runs: the sizes evaluated
+    # (each its own Elo points, elo/<N>x<N>/...; (): every size of game.boards)
     elo_reference: str = ""  # the net elo/vs_first is measured against ("": the run's first checkpoint; "shipped":
     # the board's embedded net; a run continued from another run's checkpoint names that run's first net here,
     # so the Elo curve continues)
@@ -251,7 +283,16 @@ class Config:
     ray: RayConfig = field(default_factory=RayConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain data (lists, not tuples), as YAML and JSON write it."""
+        return dataclasses.asdict(self, dict_factory=lambda items: {k: list(v) if isinstance(v, tuple) else v
+                                                                    for k, v in items})
+
+    def at_board(self, board: int) -> "Config":
+        """This config playing ``board`` (one of ``game.sizes()``): what a mixed-size run hands to self-play and
+        matches of that size."""
+        if board == self.game.board:
+            return self
+        return dataclasses.replace(self, game=dataclasses.replace(self.game, board=int(board)))
 
     def override(self, *items: str) -> "Config":
         """A new config: this one with ``a.b=value`` overrides (as ``--set`` takes them), validated. Configs
@@ -275,6 +316,8 @@ def _merge(obj, data: dict, where: str):
             _merge(current, value, _join(where, key))
         elif names[key].metadata.get("auto") and str(value).strip().lower() == AUTO:
             object.__setattr__(obj, key, AUTO)  # building: the config is frozen once loaded
+        elif "items" in names[key].metadata:
+            object.__setattr__(obj, key, _coerce_list(value, names[key].metadata["items"], _join(where, key)))
         else:
             object.__setattr__(obj, key, _coerce(value, current, _join(where, key)))
 
@@ -297,6 +340,14 @@ def _coerce(value, current, where: str):
         kind = "an integer" if isinstance(current, int) else "a number"
         raise ConfigError(f"{where}: expected {kind}, got {value!r}") from None
     return value if isinstance(value, str) else str(value)
+
+
+def _coerce_list(value, item_type, where: str) -> tuple:
+    """A list setting (YAML ``[9, 13]``, ``--set game.boards=[9,13]``; one value is a list of one)."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return tuple(_coerce(v, item_type(), f"{where}[{i}]") for i, v in enumerate(items))
 
 
 def preset_path(name: str) -> Path:
@@ -362,12 +413,44 @@ def _apply(cfg: Config, overrides) -> Config:
     return cfg
 
 
+def _validate_sizes(cfg: Config, lo: int, hi: int) -> None:
+    g = cfg.game
+    if not g.boards:
+        if g.shares:
+            raise ConfigError("game.shares needs game.boards (the sizes they are shares of)")
+        if any(b != g.board for b in cfg.run.eval_boards):
+            raise ConfigError(f"run.eval_boards: a run of game.board {g.board} evaluates only that size "
+                              f"(game.boards lists the sizes of a mixed-size run)")
+        return
+    bad = [b for b in g.boards if not lo <= b <= hi]
+    if bad:
+        raise ConfigError(f"game.boards must be sizes {lo}..{hi}, got {bad[0]}")
+    if len(set(g.boards)) != len(g.boards):
+        raise ConfigError(f"game.boards names a size twice: {list(g.boards)}")
+    if g.board not in g.boards:
+        raise ConfigError(f"game.board ({g.board}) must be one of game.boards {list(g.boards)}: the size the run's "
+                          f"checkpoints are recorded for")
+    stray = [b for b in cfg.run.eval_boards if b not in g.sizes()]
+    if stray:
+        raise ConfigError(f"run.eval_boards names {stray[0]}x{stray[0]}, which the run does not play "
+                          f"(game.boards {list(g.sizes())})")
+    if g.shares and len(g.shares) != len(g.boards):
+        raise ConfigError(f"game.shares has {len(g.shares)} values for {len(g.boards)} game.boards")
+    if g.shares and not all(math.isfinite(s) and s > 0 for s in g.shares):
+        raise ConfigError(f"game.shares must all be > 0, got {list(g.shares)}")
+    if len(g.boards) > 1 and cfg.net.heads != "kata":
+        raise ConfigError("game.boards with several sizes needs net.heads=kata (fc heads fit one board size)")
+    if len(g.boards) > 1 and str(cfg.evaluator.shared).lower() in ("on", "true"):
+        raise ConfigError("evaluator.shared serves one board size; a mixed-size run (game.boards) gives each "
+                          "self-play worker its own evaluator: set evaluator.shared=off")
+
+
 def shared_evaluator(cfg: Config, device: str, workers: int) -> bool:
     """Whether ``workers`` self-play processes share one evaluator process (``evaluator.shared``)."""
     choice = str(cfg.evaluator.shared).lower()
     if choice in ("on", "true"):
         return True
-    if choice in ("off", "false"):
+    if choice in ("off", "false") or cfg.game.mixed:
         return False
     return workers > 1 and str(device).startswith("cuda")
 
@@ -377,6 +460,7 @@ def validate(cfg: Config) -> None:
 
     if not MIN_SIZE <= cfg.game.board <= MAX_SIZE:
         raise ConfigError(f"game.board must be {MIN_SIZE}..{MAX_SIZE}, got {cfg.game.board}")
+    _validate_sizes(cfg, MIN_SIZE, MAX_SIZE)
     if cfg.search.sims < 1:
         raise ConfigError("search.sims must be >= 1")
     if cfg.search.speculate != AUTO and not 0 <= cfg.search.speculate <= MAX_SPECULATE:

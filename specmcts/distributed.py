@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Callable
 
 from specmcts.atomic import atomic_write_bytes
-from specmcts.backends import Chunk, WorkerFailed, play_chunk
+from specmcts.backends import BoardNets, Chunk, WorkerFailed, play_chunk
 from specmcts.config import Config, ConfigError
 from specmcts.loop import RunLoop, format_run_summary
 from specmcts.threads import SEARCH, TRAIN
@@ -97,9 +97,7 @@ class SelfPlayWorker:
     Plain class; ``WorkerPool`` wraps it with ``ray.remote`` (so this module imports without Ray)."""
 
     def __init__(self, cfg: Config, run_dir: str, index: int, device: str, threads: int, storage_marker: str | None):
-        from specmcts.evaluator import make_evaluator
         from specmcts.network import build_net
-        from specmcts.nncache import NNCache
 
         threads = max(1, int(threads))
         configure_threads(cfg, SEARCH, cores=threads)  # the actor's CPU share, not every core of the node
@@ -119,9 +117,10 @@ class SelfPlayWorker:
             self.scratch = Path(tempfile.mkdtemp(prefix=f"specmcts-w{index:02d}-{os.getpid()}-"))
             self.out = self.scratch
         self.net_spec = dataclasses.asdict(cfg.net)
+        self.device = device
         # Placeholder weights: the first chunk brings the run's net (its model id differs from this one).
-        self.evaluator = make_evaluator(cfg, board, build_net(board, cfg.net), device=device)
-        self.cache = NNCache.for_board(cfg.evaluator.cache_entries, board)
+        self.nets = BoardNets(cfg, build_net(board, cfg.net), device)
+        self.evaluator, self.cache = self.nets.get()
 
     def info(self) -> dict:
         import ray
@@ -137,22 +136,23 @@ class SelfPlayWorker:
 
         payload = ray.get(weights["refs"][0])
         if payload["net"] != self.net_spec:  # another architecture (not expected within a run): rebuild
-            from specmcts.evaluator import make_evaluator
             from specmcts.network import build_net, net_config_of
 
             self.cfg = dataclasses.replace(self.cfg, net=net_config_of(payload["net"]))
             self.net_spec = dict(payload["net"])
             board = self.cfg.game.board
-            self.evaluator = make_evaluator(self.cfg, board, build_net(board, self.cfg.net),
-                                            device=str(getattr(self.evaluator, "device", "cpu")))
-        self.evaluator.load_state_dict(payload["state"], weights["model_id"])
-        self.cache.clear()  # cached evaluations belong to the old weights
+            self.nets = BoardNets(self.cfg, build_net(board, self.cfg.net), self.device)
+        # the weights' id is the trainer's, recorded for game.board; every other size's evaluator gets @NxN
+        self.nets.load_state_dict(payload["state"], weights["model_id"], self.cfg.game.board)
+        self.evaluator, self.cache = self.nets.get()
 
-    def play(self, session: str, games: int, seed: int, weights: dict) -> dict:
-        """One chunk: ``games`` games with the broadcast net into one shard ``<session>-0000.npz`` and SGFs."""
+    def play(self, session: str, games: int, seed: int, weights: dict, board: int = 0) -> dict:
+        """One chunk: ``games`` games on ``board`` (0: game.board) with the broadcast net into one shard
+        ``<session>-0000.npz`` and SGFs."""
         cpu_started = time.process_time()
         self._adopt(weights)
-        summary = play_chunk(self.cfg, self.out, self.evaluator, self.cache, session, games, seed)
+        evaluator, cache = self.nets.get(board)
+        summary = play_chunk(self.cfg, self.out, evaluator, cache, session, games, seed, board=board)
         summary["worker"] = self.index
         summary["cpu_s"] = time.process_time() - cpu_started  # all threads of the actor's process
         return {"summary": summary, "files": self._take_files(session) if self.scratch is not None else {}}
@@ -300,7 +300,7 @@ class WorkerPool:
 
     def submit(self, worker: int, chunk: Chunk, weights: dict) -> None:
         slot = self.slots[worker]
-        ref = slot.handle.play.remote(chunk.session, chunk.games, chunk.seed, weights)
+        ref = slot.handle.play.remote(chunk.session, chunk.games, chunk.seed, weights, chunk.board)
         self.pending[ref] = (worker, slot.incarnation, chunk)
 
     # -- results ---------------------------------------------------------------------------------
@@ -450,14 +450,14 @@ class TrainerHost:
     TensorBoard points it returns."""
 
     def __init__(self, cfg: Config, run_dir: str, device: str, resume: bool, init_model: str | None, threads: int):
-        from specmcts.replay import ReplayBuffer
+        from specmcts.replay import make_replay
         from specmcts.train import Trainer
 
         self.cpu_started = time.process_time()
         configure_threads(cfg, TRAIN, cores=max(1, threads))
         run = Path(run_dir)
         self.notes: list[str] = []
-        self.buffer = ReplayBuffer(run / "data", cfg.game.board, cfg.train, seed=cfg.seed, report=self.notes.append)
+        self.buffer = make_replay(cfg, run / "data", seed=cfg.seed, report=self.notes.append)
         self.buffer.refresh()
         self.scalars = _Scalars()
         self.meta: dict = {}

@@ -43,7 +43,7 @@ from specmcts.atomic import atomic_write_bytes, remove_stale_temporaries
 from specmcts.backends import Chunk, WorkerFailed, chunk_seed, make_backend
 from specmcts.config import Config, ConfigError, validate
 from specmcts.network import CheckpointError, resolve_model
-from specmcts.replay import ReplayBuffer
+from specmcts.replay import make_replay
 from specmcts.stopping import GracefulStop, RunLock, say
 from specmcts.threads import SEARCH, TRAIN
 from specmcts.threads import configure as configure_threads
@@ -75,6 +75,36 @@ def elo_reference(cfg: Config) -> Path | None:
     return path
 
 
+# -- board sizes ---------------------------------------------------------------------------------------------
+
+
+def generation_games(cfg: Config, g: int) -> dict[int, int]:
+    """Generation ``g``'s self-play games per board size: ``run.games_per_generation`` split by the sizes' game
+    shares (``GameConfig.game_shares``), the fractions carried from generation to generation so that over
+    the run every size gets exactly its share. A function of ``g`` alone: a resumed run plays the same."""
+    per_gen = cfg.run.games_per_generation
+    if not cfg.game.mixed:
+        return {cfg.game.board: per_gen}
+    return {b: math.floor((g + 1) * per_gen * w + 1e-9) - math.floor(g * per_gen * w + 1e-9)
+            for b, w in cfg.game.game_shares().items()}
+
+
+class BoardSchedule:
+    """The board size of each next async chunk: smooth weighted round-robin over the game shares (every size
+    gets its share of the chunks, spread out rather than in runs)."""
+
+    def __init__(self, shares: dict[int, float]):
+        self.shares = dict(shares)
+        self.credit = {b: 0.0 for b in self.shares}
+
+    def next(self) -> int:
+        for b, w in self.shares.items():
+            self.credit[b] += w
+        board = max(self.credit, key=lambda b: self.credit[b])
+        self.credit[board] -= 1.0
+        return board
+
+
 # -- self-play statistics -------------------------------------------------------------------------------------
 
 
@@ -84,10 +114,12 @@ class SelfPlayStats:
     KEYS = ("mean_game_length", "resign_rate", "false_resign_rate", "cache_hit_rate", "black_win_rate",
             "wasted_sims_fraction", "mean_move_ms")
 
-    def __init__(self):
+    def __init__(self, per_board: bool = False):
+        self.per_board = per_board  # a mixed-size run: each size's totals logged too
         self.games_total = 0
         self.samples_total = 0
         self.remote_cpu_s = 0.0  # CPU of chunks played by Ray actors (not this process's children: os.times misses it)
+        self.by_board: dict[int, dict] = {}  # board size -> games, samples and the CPU seconds that played them
         self._pending: list[dict] = []
         self._last_wall = 0.0
 
@@ -96,6 +128,11 @@ class SelfPlayStats:
         self.games_total += summary["games"]
         self.samples_total += summary["samples"]
         self.remote_cpu_s += float(summary.get("cpu_s", 0.0))  # set by Ray actors only
+        if "board" in summary:
+            size = self.by_board.setdefault(int(summary["board"]), {"games": 0, "samples": 0, "cpu_s": 0.0})
+            size["games"] += summary["games"]
+            size["samples"] += summary["samples"]
+            size["cpu_s"] += float(summary.get("play_cpu_s", 0.0))
 
     def scalars(self, wall_s: float) -> dict:
         chunks, self._pending = self._pending, []
@@ -113,6 +150,10 @@ class SelfPlayStats:
         out["selfplay/games_total"] = self.games_total
         out["selfplay/samples_total"] = self.samples_total
         out["selfplay/games_per_hour"] = 3600.0 * self.games_total / wall_s if wall_s > 0 else 0.0
+        if self.per_board:
+            for b, size in self.by_board.items():  # a mixed-size run: each size's games and samples so far
+                out[f"selfplay/{b}x{b}/games_total"] = size["games"]
+                out[f"selfplay/{b}x{b}/samples_total"] = size["samples"]
         weights: dict[str, float] = {}
         sums: dict[str, float] = {}
         for c in chunks:
@@ -144,7 +185,7 @@ class RunLoop:
         self.progress = progress
         self.report = report
         self.store = CheckpointStore(self.run_dir)
-        self.stats = SelfPlayStats()
+        self.stats = SelfPlayStats(per_board=cfg.game.mixed)
         self.stop_reason = ""
         self.generation = 0
         self.started = 0.0
@@ -173,7 +214,7 @@ class RunLoop:
             self.trainer, meta = remote_trainer(cfg, run, self.device, self.resume, self.init_model, self.report)
             self.buffer = self.trainer.buffer
         else:
-            self.buffer = ReplayBuffer(run / "data", cfg.game.board, cfg.train, seed=cfg.seed, report=self.report)
+            self.buffer = make_replay(cfg, run / "data", seed=cfg.seed, report=self.report)
             self.buffer.refresh()
         if self.resume:
             if not remote:
@@ -231,7 +272,23 @@ class RunLoop:
             "games": int(before.get("games", 0)) + self.stats.games_total,
             "samples": int(before.get("samples", 0)) + self.stats.samples_total,
             "sessions": int(before.get("sessions", 0)) + 1,
+            "boards": self._board_totals(),
         }
+
+    def _board_totals(self) -> dict:
+        """Games, samples and self-play CPU-hours per board size (``"9x9"``: ...) over every session; compute
+        recorded before sizes were counted is the size the checkpoint was recorded for."""
+        before = self.totals_before
+        out = {k: dict(v) for k, v in (before.get("boards") or {}).items()}
+        if not out and int(before.get("games", 0)):
+            b = self.cfg.game.board
+            out[f"{b}x{b}"] = {"games": int(before["games"]), "samples": int(before.get("samples", 0))}
+        for b, size in self.stats.by_board.items():
+            entry = out.setdefault(f"{b}x{b}", {"games": 0, "samples": 0})
+            entry["games"] = int(entry.get("games", 0)) + size["games"]
+            entry["samples"] = int(entry.get("samples", 0)) + size["samples"]
+            entry["selfplay_cpu_hours"] = float(entry.get("selfplay_cpu_hours", 0.0)) + size["cpu_s"] / 3600.0
+        return out
 
     def _selfplay_paused(self) -> bool:
         """Async runs: self-play waits while it is more than ``run.max_lead_samples`` ahead of the train
@@ -338,25 +395,27 @@ class RunLoop:
     def _interrupted(self) -> bool:
         return self.stop_reason == "interrupted"
 
-    def _match(self, opponent, games: int, purpose: str, prefix: str):
-        """The trainer's current net against ``opponent`` (a checkpoint path or 'gnugo'), ``games`` games; a
-        Ctrl-C stops it at its next move (``MatchResult.stopped``: the caller records nothing from it)."""
+    def _match(self, opponent, games: int, purpose: str, prefix: str, board: int = 0):
+        """The trainer's current net against ``opponent`` (a checkpoint path or 'gnugo'), ``games`` games on
+        ``board`` (0: game.board); a Ctrl-C stops it at its next move (``MatchResult.stopped``: the caller
+        records nothing from it)."""
         from specmcts.evaluate import NetSide, opponent_side, play_match
         from specmcts.evaluator import make_evaluator
-        from specmcts.network import build_net
+        from specmcts.network import board_model_id, build_net
 
-        cfg = self.cfg
+        cfg = self.cfg.at_board(board or self.cfg.game.board)
         board = cfg.game.board
         concurrent = max(1, min(cfg.eval.concurrent, games))
         candidate = build_net(board, self.trainer.net.net_cfg)
         candidate.load_state_dict({k: v.detach().cpu() for k, v in self.trainer.net.state_dict().items()})
-        candidate.model_id = self.trainer.model_id
+        candidate.model_id = board_model_id(self.trainer.model_id, board, self.cfg.game.board)
         a = NetSide(f"step{self.trainer.step}", make_evaluator(cfg, board, candidate, device=self.device), cfg,
                     concurrent, seed=chunk_seed(cfg.seed, self.trainer.step, 1))
         b = opponent_side(str(opponent), cfg, concurrent, self.device,
                           seed=chunk_seed(cfg.seed, self.trainer.step, 2))
         rules = cfg.game.rules()
         sgf_dir = self.run_dir / "eval" / purpose if cfg.eval.sgf else None
+        prefix = f"{board}x{board}-{prefix}" if self.cfg.game.mixed else prefix
         try:
             return play_match(rules, a, b, games, concurrent, sgf_dir, prefix=prefix, stop_when=self._interrupted,
                               opening_plies=cfg.eval.opening_plies, seed=chunk_seed(cfg.seed, self.trainer.step, 3))
@@ -365,20 +424,31 @@ class RunLoop:
             b.close()
 
     def _evaluate_elo(self) -> None:
-        """One Elo point: the net against the run's first net (or run.elo_reference) and against GnuGo. A match
-        stopped by a Ctrl-C measures nothing: it and the ones after it are not recorded."""
+        """Elo points: the net against the run's first net (or run.elo_reference) and against GnuGo, on each
+        size of ``run.eval_boards`` (a mixed-size run; ``elo/<N>x<N>/...``). A match stopped by a Ctrl-C
+        measures nothing: it and the ones after it are not recorded."""
+        cfg = self.cfg
+        boards = cfg.run.eval_boards or cfg.game.sizes()
+        for board in boards:
+            if not self._evaluate_elo_on(board) or self._interrupted():
+                return
+
+    def _evaluate_elo_on(self, board: int) -> bool:
+        """One size's Elo point; False when interrupted."""
         r = self.cfg.run
+        mixed = self.cfg.game.mixed
+        tag = f"elo/{board}x{board}/" if mixed else "elo/"
         step = self.trainer.step
         first = elo_reference(self.cfg) or self.store.first()
         point, lines = {}, []  # what was measured at this step
         if first is not None and r.eval_games > 0:
-            m = self._match(first, r.eval_games, "elo", f"vs-first-{step:08d}")
+            m = self._match(first, r.eval_games, "elo", f"vs-first-{step:08d}", board)
             if m.stopped:
                 self.report(f"run: Elo at step {step} not measured: interrupted after {len(m.games)} games")
-                return
+                return False
             est = m.elo()
-            self.writer.add_scalar("elo/vs_first", est.elo, step)
-            self.writer.add_scalar("elo/score_vs_first", est.score, step)
+            self.writer.add_scalar(f"{tag}vs_first", est.elo, step)
+            self.writer.add_scalar(f"{tag}score_vs_first", est.score, step)
             point["vs_first"] = est.as_dict()
             lines.append(f"vs first {est}")
         if r.eval_gnugo_games > 0 and not self._gnugo_failed:
@@ -386,7 +456,7 @@ class RunLoop:
 
             level = self.cfg.eval.gnugo_level
             try:
-                m = self._match("gnugo", r.eval_gnugo_games, "elo", f"vs-gnugo-l{level}-{step:08d}")
+                m = self._match("gnugo", r.eval_gnugo_games, "elo", f"vs-gnugo-l{level}-{step:08d}", board)
             except MatchError as e:
                 self.report(f"run: no Elo vs GnuGo from now on: {e}")
                 self._gnugo_failed = True
@@ -394,19 +464,24 @@ class RunLoop:
                 if m.stopped:
                     self.report(f"run: Elo vs GnuGo at step {step} not measured: interrupted after "
                                 f"{len(m.games)} games")
-                else:
-                    est = m.elo()
-                    judged = {k: v for k, v in m.summary().items() if k.startswith("judge")}  # its final_score
-                    self.writer.add_scalar(f"elo/vs_gnugo_l{level}", est.elo, step)
-                    self.writer.add_scalar(f"elo/score_vs_gnugo_l{level}", est.score, step)
-                    point[f"vs_gnugo_l{level}"] = {**est.as_dict(), **judged}
-                    lines.append(f"vs gnugo-l{level} {est} ({judged['judge_disagreements']} disagree with "
-                                 f"Tromp-Taylor)")
+                    return False
+                est = m.elo()
+                judged = {k: v for k, v in m.summary().items() if k.startswith("judge")}  # its final_score
+                self.writer.add_scalar(f"{tag}vs_gnugo_l{level}", est.elo, step)
+                self.writer.add_scalar(f"{tag}score_vs_gnugo_l{level}", est.score, step)
+                point[f"vs_gnugo_l{level}"] = {**est.as_dict(), **judged}
+                lines.append(f"vs gnugo-l{level} {est} ({judged['judge_disagreements']} disagree with "
+                             f"Tromp-Taylor)")
         if point:
-            self.last_elo.update(point)
+            if mixed:
+                self.last_elo.setdefault(f"{board}x{board}", {}).update(point)
+            else:
+                self.last_elo.update(point)
+            record = {"step": step, "model_id": self.trainer.model_id, **({"board": board} if mixed else {}), **point}
             with open(self.run_dir / "eval" / "elo.jsonl", "a") as f:
-                f.write(json.dumps({"step": step, "model_id": self.trainer.model_id, **point}) + "\n")
-            self._note(f"run: step {step}: " + "; ".join(lines))
+                f.write(json.dumps(record) + "\n")
+            self._note(f"run: step {step}{f' {board}x{board}' if mixed else ''}: " + "; ".join(lines))
+        return True
 
     def _note(self, line: str) -> None:
         if self.bar is not None:
@@ -449,12 +524,15 @@ class RunLoop:
         generation skips what was played before a stop, and who plays a chunk does not matter)."""
         cfg = self.cfg
         chunk_games = cfg.run.chunk_games or cfg.selfplay.concurrent
-        per_gen = cfg.run.games_per_generation
         todo: deque[Chunk] = deque()
-        for c in range(math.ceil(per_gen / chunk_games)):
-            session = f"g{g:05d}-c{c:04d}"
-            if not (self.run_dir / "data" / f"{session}-0000.npz").exists():
-                todo.append(Chunk(session, min(chunk_games, per_gen - c * chunk_games), chunk_seed(cfg.seed, g, c)))
+        c = 0
+        for board, games in generation_games(cfg, g).items():
+            for first in range(0, games, chunk_games):
+                # a mixed-size run's names carry the size: -b09, -b13, -b19
+                session = f"g{g:05d}-c{c:04d}" + (f"-b{board:02d}" if cfg.game.mixed else "")
+                if not (self.run_dir / "data" / f"{session}-0000.npz").exists():
+                    todo.append(Chunk(session, min(chunk_games, games - first), chunk_seed(cfg.seed, g, c), board))
+                c += 1
         return todo
 
     def _train_to(self, target: int, seconds: float | None = None) -> None:
@@ -492,13 +570,15 @@ class RunLoop:
         cfg = self.cfg
         backend = self.backend
         games = cfg.run.chunk_games or cfg.selfplay.concurrent
+        sizes = BoardSchedule(cfg.game.game_shares())
         last_refresh = 0.0
         while not self._should_stop():
             if not self._selfplay_paused():
                 for w in backend.free():
-                    session = self._session(w)
+                    board = sizes.next()
+                    session = self._session(w) + (f"-b{board:02d}" if cfg.game.mixed else "")
                     seed = chunk_seed(cfg.seed, w, int(session.split("-")[0]), self._chunks_asked)
-                    backend.submit(w, Chunk(session, games, seed))
+                    backend.submit(w, Chunk(session, games, seed, board))
                     self._chunks_asked += 1
             train = self.trainer.step < self.target_step()
             got, _lost = self._collect(0.0 if train else 0.5)  # async: a lost chunk is simply not played
@@ -595,9 +675,10 @@ class RunLoop:
 
 def format_run_summary(s: dict) -> str:
     elo = ""
-    if "vs_first" in s["elo"]:
-        e = s["elo"]["vs_first"]
-        elo = f" | Elo vs first {e['elo']:+.0f} ({100 * e['score']:.0f}%)"
+    for size, point in ([("", s["elo"])] if "vs_first" in s["elo"] else sorted(s["elo"].items())):
+        if isinstance(point, dict) and "vs_first" in point:
+            e = point["vs_first"]
+            elo += f" | {size + ' ' if size else ''}Elo vs first {e['elo']:+.0f} ({100 * e['score']:.0f}%)"
     return (f"run ({s['mode']}): {s['steps']} steps to step {s['step']}, {s['games']} games "
             f"({s['games_per_hour']:.0f}/h), {s['selfplay_samples']} samples in {s['wall_s']:.0f} s | "
             f"train {s['train_samples_per_s']:.0f} samples/s | window {s['buffer_samples']} of {s['total_samples']}"

@@ -463,12 +463,34 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", expe
                               f"on a test position): it can neither play nor train")
     net.to(device)
     meta = {k: v for k, v in data.items() if k != "model"}
-    net.model_id = str(meta.get("model_id") or make_model_id(net, meta.get("step")))
-    if board != trained:  # the same weights on another board: another evaluator, named so
-        net.model_id += f"@{board}x{board}"
+    net.model_id = board_model_id(str(meta.get("model_id") or make_model_id(net, meta.get("step"))), board, trained)
     net.trained_steps = int(meta.get("step") or 0)
     net.trained_board = trained
     return net, meta
+
+
+def board_model_id(model_id: str, board: int, trained: int) -> str:
+    """The model id of a net's weights playing ``board``: the weights' id, with ``@NxN`` when that is not the
+    size they were recorded for (another evaluator; an NN cache entry of one never answers the other)."""
+    base = model_id.split("@")[0]
+    return base if board == trained else f"{base}@{board}x{board}"
+
+
+def on_board(net: PolicyValueNet, board: int) -> PolicyValueNet:
+    """The same weights playing ``board`` (a new module on the same device, in eval mode; ``net`` itself when
+    it already plays that size). Only nets with kata heads play another size than they were built for."""
+    if board == net.board_size:
+        return net
+    if not net.kata:
+        raise CheckpointError(f"a net with fc heads plays only {net.board_size}x{net.board_size}, not "
+                              f"{board}x{board} (a net with kata heads plays any size)")
+    other = PolicyValueNet(board, net.net_cfg, net.num_planes)
+    other.load_state_dict(net.state_dict())
+    other.to(next(net.parameters()).device).eval()
+    other.trained_steps = net.trained_steps
+    other.trained_board = net.trained_board
+    other.model_id = board_model_id(net.model_id, board, net.trained_board)
+    return other
 
 
 def broken_output(net: PolicyValueNet) -> str | None:

@@ -136,18 +136,25 @@ def _open(path: Path):
 
 def count_samples(path: Path) -> int:
     """Samples in a shard, reading only its ``value`` array; ``ShardError`` if unreadable."""
+    return shard_info(path)[0]
+
+
+def shard_info(path: Path) -> tuple[int, int | None]:
+    """``(samples, board size)`` of a shard, reading only its ``value`` and ``board_size`` arrays (the size is
+    None in shards that predate the tag); ``ShardError`` if unreadable."""
     try:
         with _open(path) as data:
             if "value" not in data.files:
                 raise ShardError(f"shard {path} has no 'value' array (not a training shard)")
             value = data["value"]
+            board = int(data["board_size"]) if "board_size" in data.files else None
     except ShardError:
         raise
     except Exception as e:  # zlib.error, BadZipFile and ValueError from a damaged member
         raise ShardError(f"shard {path} is unreadable or truncated ({_describe_error(e)})") from None
     if value.ndim != 1:
         raise ShardError(f"shard {path}: value has shape {value.shape}, expected [n]")
-    return int(value.shape[0])
+    return int(value.shape[0]), board
 
 
 def read_shard(path: str | Path, board_size: int) -> Shard:
@@ -240,9 +247,12 @@ class ReplayBuffer:
     resumed trainer draws the batches an uninterrupted one would have drawn."""
 
     def __init__(self, data_dir: str | Path, board_size: int, cfg: TrainConfig, seed: int = 0,
-                 report: Callable[[str], None] | None = None):
+                 report: Callable[[str], None] | None = None, other_sizes: str = "report"):
         self.data_dir = Path(data_dir)
         self.board_size = int(board_size)
+        # A shard of another board size: "report" it (skipped, once) or "ignore" it (a mixed-size run's
+        # folder holds every size; each size's buffer takes its own and counts no other)
+        self.other_sizes = other_sizes
         self.cfg = cfg
         self.report = report or say
         self.rng = np.random.default_rng([int(seed), 0x5EED])
@@ -308,9 +318,14 @@ class ReplayBuffer:
         counts = {}
         for p in fresh:
             try:
-                counts[p.name] = count_samples(p)
+                n, board = shard_info(p)
             except ShardError as e:
                 self._skip(p, str(e))
+                continue
+            if self.other_sizes == "ignore" and board is not None and board != self.board_size:
+                self._seen.add(p.name)  # another size's: never this buffer's
+                continue
+            counts[p.name] = n
         good = [p for p in fresh if p.name in counts]
         total_after = self.total_samples + sum(counts.values())
         window = window_size(total_after, self.cfg)
@@ -407,6 +422,85 @@ class ReplayBuffer:
     def stats(self) -> dict:
         return {"buffer_samples": len(self), "window": self.window, "total_samples": self.total_samples,
                 "shards": self.shards_read, "skipped_shards": len(self.skipped)}
+
+
+class MixedReplay:
+    """A mixed-size run's replay (``game.boards``): one ``ReplayBuffer`` per size over the run's one ``data/``
+    folder (shards carry their size), each with its own window, and batches of one size each, the size drawn
+    by its share of the samples (``game.shares``) among the sizes that have samples. The same interface as
+    ``ReplayBuffer``; ``total_samples`` and ``len`` are summed over the sizes."""
+
+    def __init__(self, data_dir: str | Path, shares: dict[int, float], cfg: TrainConfig, seed: int = 0,
+                 report: Callable[[str], None] | None = None):
+        self.data_dir = Path(data_dir)
+        self.cfg = cfg
+        self.shares = dict(shares)
+        self.buffers = {b: ReplayBuffer(data_dir, b, cfg, seed=seed + 7919 * b, report=report, other_sizes="ignore")
+                        for b in self.shares}
+        self.rng = np.random.default_rng([int(seed), 0x517E])
+        self.board_size = next(iter(self.shares))
+        self.last_board = self.board_size  # the size of the last batch drawn
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self.buffers.values())
+
+    @property
+    def total_samples(self) -> int:
+        return sum(b.total_samples for b in self.buffers.values())
+
+    @property
+    def window(self) -> int:
+        return sum(b.window for b in self.buffers.values())
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for b in self.buffers.values():
+            out.update(b.skipped)
+        return out
+
+    def refresh(self) -> int:
+        return sum(b.refresh() for b in self.buffers.values())
+
+    def model_ids(self) -> list[str]:
+        return [mid for b in self.buffers.values() for mid in b.model_ids()]
+
+    def pick_board(self) -> int:
+        """The size of the next batch: by share, among the sizes with samples in their window."""
+        ready = [b for b in self.shares if len(self.buffers[b])]
+        if not ready:
+            raise ValueError(f"replay buffer of {self.data_dir} is empty")
+        weights = np.array([self.shares[b] for b in ready])
+        return ready[int(self.rng.choice(len(ready), p=weights / weights.sum()))]
+
+    def sample(self, batch_size: int, augment_symmetries: bool | None = None) -> Batch:
+        self.last_board = self.pick_board()
+        return self.buffers[self.last_board].sample(batch_size, augment_symmetries)
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "sizes": {b: buf.state_dict() for b, buf in self.buffers.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "sizes" not in state:  # a single-size run's checkpoint continued as a mixed one: fresh generators
+            return
+        self.rng.bit_generator.state = state["rng"]
+        for b, buf in self.buffers.items():
+            if b in state["sizes"]:
+                buf.load_state_dict(state["sizes"][b])
+
+    def stats(self) -> dict:
+        out = {"buffer_samples": len(self), "window": self.window, "total_samples": self.total_samples,
+               "shards": sum(b.shards_read for b in self.buffers.values()), "skipped_shards": len(self.skipped)}
+        out["sizes"] = {f"{b}x{b}": buf.stats() for b, buf in self.buffers.items()}
+        return out
+
+
+def make_replay(cfg, data_dir: str | Path, seed: int = 0, report: Callable[[str], None] | None = None):
+    """The replay buffer of a run's ``data_dir`` for ``cfg`` (a ``specmcts.config.Config``): one size's
+    ``ReplayBuffer``, or a ``MixedReplay`` over ``game.boards``."""
+    if cfg.game.mixed:
+        return MixedReplay(data_dir, cfg.game.size_shares(), cfg.train, seed=seed, report=report)
+    return ReplayBuffer(data_dir, cfg.game.board, cfg.train, seed=seed, report=report)
 
 
 def _grow(array: np.ndarray, capacity: int, live: int) -> np.ndarray:

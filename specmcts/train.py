@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from specmcts.atomic import atomic_write_bytes, remove_stale_temporaries
 from specmcts.config import Config, TrainConfig, validate
 from specmcts.network import CheckpointError, PolicyValueNet, build_net, load_model, read_checkpoint, save_model
-from specmcts.replay import ReplayBuffer
+from specmcts.replay import ReplayBuffer, make_replay
 from specmcts.stopping import GracefulStop, RunLock, say
 from specmcts.threads import TRAIN
 from specmcts.threads import configure as configure_threads
@@ -191,6 +191,7 @@ class Trainer:
         self.samples_trained = 0
         self.last_checkpoint: Path | None = None
         self._log_sums: dict[str, float] = {}
+        self._size_sums: dict[str, tuple[float, int]] = {}  # per-size loss of a mixed-size run: (sum, count)
         self._log_count = 0
         self._log_seconds = 0.0
         self.train_seconds = 0.0
@@ -316,6 +317,11 @@ class Trainer:
                               ownership_loss=ownership_loss.item(), score_loss=score_loss.item(), l2=l2.item(), policy_entropy=entropy.item(), value_accuracy=accuracy.item(),
                               grad_norm=float(grad_norm), lr=lr)
         self.train_seconds += time.perf_counter() - started
+        board = getattr(self.buffer, "last_board", None)  # a mixed-size run's batch: its size's loss too
+        if board is not None:
+            key = f"train/{board}x{board}/loss"
+            total, count = self._size_sums.get(key, (0.0, 0))
+            self._size_sums[key] = (total + metrics.loss, count + 1)
         self._accumulate(metrics, time.perf_counter() - started)
         return metrics
 
@@ -350,10 +356,15 @@ class Trainer:
             "replay/total_samples": self.buffer.total_samples,
             "replay/skipped_shards": len(self.buffer.skipped),
         }
+        values.update({k: total / count for k, (total, count) in self._size_sums.items() if count})
+        for size, st in self.buffer.stats().get("sizes", {}).items():
+            values[f"replay/{size}/total_samples"] = st["total_samples"]
+            values[f"replay/{size}/buffer_samples"] = st["buffer_samples"]
         if self.writer is not None:
             for k, v in values.items():
                 self.writer.add_scalar(k, v, self.step)
         self._log_sums, self._log_count, self._log_seconds = {}, 0, 0.0
+        self._size_sums = {}
         return values
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -417,7 +428,7 @@ def _train(cfg: Config, run_dir: Path, data_dir, steps, resume: bool, init_model
     store = CheckpointStore(run_dir)
     store.dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(store.dir)
-    buffer = ReplayBuffer(data_dir or run_dir / "data", cfg.game.board, cfg.train, seed=cfg.seed, report=report)
+    buffer = make_replay(cfg, data_dir or run_dir / "data", seed=cfg.seed, report=report)
     buffer.refresh()
     target = int(steps or cfg.train.steps)
     if resume:
@@ -428,7 +439,7 @@ def _train(cfg: Config, run_dir: Path, data_dir, steps, resume: bool, init_model
                                   f"pass --resume to continue, or --out for a new run")
         trainer = Trainer.create(cfg, run_dir, buffer, device, init_model=init_model, report=report)
     if len(buffer) < max(1, cfg.train.min_samples):
-        size = f"{cfg.game.board}x{cfg.game.board}"
+        size = "/".join(f"{b}x{b}" for b in cfg.game.sizes())
         why = (f"{len(buffer.skipped)} shard(s) skipped, e.g. {next(iter(buffer.skipped.values()))}"
                if buffer.skipped else "play more self-play games first")
         raise ValueError(f"{buffer.data_dir} holds {len(buffer)} {size} samples, training needs "
