@@ -502,16 +502,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.overrides = [f"eval.gnugo_level={args.gnugo_level}"] + list(args.overrides)
     cfg = config_from_args(args)
     run = _run_dir(args, cfg)
-    from specmcts.network import embedded_model
+    from specmcts.network import SHIPPED, embedded_any, embedded_model, resolve_model
 
     model = args.model
-    if model is None:  # the net that ships for the board, else the newest checkpoint of the run
+    if model is None:  # the net that ships for the board, else the newest checkpoint of the run, else the
+        # shipped net of another size (kata heads play every size; resolve_model says so)
         embedded = embedded_model(cfg.game.board)
         found = CheckpointStore(run).steps()
-        if embedded is None and not found:
+        if embedded is None and not found and embedded_any(cfg.game.board) is None:
             raise CommandError(f"no --model given, no net ships for {cfg.game.board}x{cfg.game.board} and no "
                                f"checkpoint in {run / 'models'}", EXIT_USAGE)
-        model = str(embedded if embedded is not None else found[-1][1])
+        model = (str(embedded) if embedded is not None else str(found[-1][1]) if found
+                 else resolve_model(SHIPPED, cfg.game.board))
     games = args.games or cfg.eval.games
     from specmcts.stopping import GracefulStop, say
 

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from native.features import NUM_PLANES
+from specmcts.stopping import say
 from native.layout import MAX_SIZE, MIN_SIZE
 from specmcts.atomic import atomic_open
 from specmcts.config import Config, ConfigError, NetConfig, validate
@@ -216,10 +217,28 @@ def embedded_model(board_size: int) -> Path | None:
     return path if path.is_file() else None
 
 
+def embedded_any(board_size: int) -> tuple[Path, int] | None:
+    """The shipped net that plays ``board_size``: its own (``go<N>.pt``), else one with kata heads made for
+    another size (they play every size; the nearest size's), as ``(path, size it ships for)``; None if none."""
+    own = embedded_model(board_size)
+    if own is not None:
+        return own, board_size
+    others = []
+    for path in WEIGHTS_DIR.glob("go*.pt"):
+        size = path.stem[2:]
+        if size.isdigit() and (read_checkpoint(path).get("net") or {}).get("heads", "fc") == "kata":
+            others.append((abs(int(size) - board_size), -int(size), path))
+    if not others:
+        return None
+    _, size, path = min(others)
+    return path, -size
+
+
 def model_label(path: str | os.PathLike, board_size: int) -> str:
-    """How a match names a net: ``shipped`` for the board's embedded net, else the file's stem."""
-    embedded = embedded_model(board_size)
-    if embedded is not None and Path(path).resolve() == embedded.resolve():
+    """How a match names a net: ``shipped`` for the net that ships for (or plays) the board, else the file's
+    stem."""
+    embedded = embedded_any(board_size)
+    if embedded is not None and Path(path).resolve() == embedded[0].resolve():
         return SHIPPED
     return Path(path).stem
 
@@ -229,10 +248,14 @@ def resolve_model(spec: str | None, board_size: int, flag: str = "--model") -> s
     (CheckpointError if none ships), anything else is returned as given."""
     if spec != SHIPPED:
         return spec
-    path = embedded_model(board_size)
-    if path is None:
+    found = embedded_any(board_size)
+    if found is None:
         raise CheckpointError(f"{flag} shipped: no net ships for {board_size}x{board_size} "
                               f"(the package has: {', '.join(p.name for p in sorted(WEIGHTS_DIR.glob('go*.pt'))) or 'none'})")
+    path, size = found
+    if size != board_size:
+        say(f"{flag} shipped: no net trained for {board_size}x{board_size} ships; playing the {size}x{size} net "
+            f"{path.name}, whose kata heads play every size (it was not trained on this one)")
     return str(path)
 
 

@@ -193,7 +193,7 @@ def test_match_against_gnugo(tmp_path, gnugo):
 # -- the command ----------------------------------------------------------------------------------------------
 
 
-def test_cli_eval(tmp_path, capsys):
+def test_cli_eval(tmp_path, capsys, monkeypatch):
     cfg = tiny_config()
     a = tmp_path / "a.pt"
     save_model(a, build_net(SIZE, cfg.net))
@@ -215,7 +215,11 @@ def test_cli_eval(tmp_path, capsys):
     assert str(bad) in err and err.count("\n") == 1 and "Traceback" not in err
     assert cli.main(["eval", "--model", str(a), "--opponent", str(tmp_path / "missing.pt"), "--games", "2", *common]) == 1
     assert "missing.pt" in capsys.readouterr().err
-    # 'shipped' names the embedded net as an opponent too, as it does for --model; no net ships for 5x5.
+    # 'shipped' names the embedded net as an opponent too, as it does for --model; in a package without a
+    # net that plays 5x5, one line
+    from specmcts import network
+
+    monkeypatch.setattr(network, "WEIGHTS_DIR", tmp_path / "no-weights")
     assert cli.main(["eval", "--model", str(a), "--opponent", "shipped", "--games", "2", *common]) == 1
     err = capsys.readouterr().err
     assert "no net ships for 5x5" in err and err.count("\n") == 1

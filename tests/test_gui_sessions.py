@@ -139,7 +139,19 @@ def gtp_vertex(x: int, y: int, size: int) -> str:
     return "ABCDEFGHJKLMNOPQRST"[x] + str(size - y)
 
 
-def test_a_sabaki_session(session):
+# Per board size: two handicap stones (SGF points, as Sabaki holds them), white's first move, the move white
+# plays instead after an undo, and the pattern of a vertex on that board.
+SABAKI_GAMES = {
+    9: {"handicap": [(6, 6), (2, 2)], "sorted": "C7 G3", "white": "E5", "instead": "D5",
+        "vertex": r"[A-HJ][1-9]"},
+    19: {"handicap": [(15, 3), (3, 15)], "sorted": "Q16 D4", "white": "K10", "instead": "C3",
+         "vertex": r"[A-HJ-T](1[0-9]|[1-9])"},
+}
+
+
+@pytest.mark.parametrize("size", sorted(SABAKI_GAMES))
+def test_a_sabaki_session(session, size):
+    game = SABAKI_GAMES[size]
     s = session()
     s.send("name", "version", "protocol_version", "list_commands")  # start-up, all at once
     assert s.answer() == ("=", "specmcts")
@@ -153,11 +165,11 @@ def test_a_sabaki_session(session):
     assert (analyze, genmove) == ("kata-analyze", "kata-genmove_analyze")
     assert {"undo", "set_free_handicap"} <= set(commands)  # Sabaki's sync uses both when listed
 
-    # A 9x9 game with two handicap stones (AB[cc][gg], KM[0.5]) and white's first move E5, then analysis.
-    handicap = " ".join(gtp_vertex(x, y, 9) for x, y in js_sorted_vertices([(6, 6), (2, 2)]))
-    assert handicap == "C7 G3"
-    s.send("komi 0.5", "boardsize 9", "clear_board", f"set_free_handicap {handicap}", "play W E5",
-           f"{analyze} B 50")
+    # A game with two handicap stones (e.g. AB[cc][gg] on 9x9, KM[0.5]) and white's first move, then analysis.
+    handicap = " ".join(gtp_vertex(x, y, size) for x, y in js_sorted_vertices(game["handicap"]))
+    assert handicap == game["sorted"]
+    s.send("komi 0.5", f"boardsize {size}", "clear_board", f"set_free_handicap {handicap}",
+           f"play W {game['white']}", f"{analyze} B 50")
     for _ in range(5):
         assert s.answer() == ("=", "")
     assert s.line() == "="  # the analysis answer opens at once, then streams
@@ -167,7 +179,7 @@ def test_a_sabaki_session(session):
     assert variations, line
     for v in variations:
         assert 0.0 <= v["winrate"] <= 100.0 and v["visits"] >= 0 and v["scoreLead"] is not None
-        assert re.fullmatch(r"[A-HJ][1-9]", v["vertex"]) and v["vertex"] not in ("C7", "G3", "E5")
+        assert re.fullmatch(game["vertex"], v["vertex"]) and v["vertex"] not in (*handicap.split(), game["white"])
         assert not v["moves"] or v["moves"][0] == v["vertex"]
     s.send("protocol_version")  # Sabaki's abort: any command ends the stream, an empty line closes it
     line = s.line()
@@ -177,7 +189,7 @@ def test_a_sabaki_session(session):
     assert s.answer() == ("=", "2")
 
     # Navigating back one move and on (undo, then play), then the engine moves for black.
-    s.send("undo", "play W D5", f"{genmove} B 50")
+    s.send("undo", f"play W {game['instead']}", f"{genmove} B 50")
     assert s.answer() == ("=", "")
     assert s.answer() == ("=", "")
     assert s.line() == "="
@@ -185,7 +197,7 @@ def test_a_sabaki_session(session):
     while line.startswith("info "):
         assert all(0.0 <= v["winrate"] <= 100.0 for v in sabaki_parse(line, genmove))
         line = s.line()
-    assert re.fullmatch(r"play ([A-HJ][1-9]|pass|resign)", line), line  # Sabaki resolves on this line
+    assert re.fullmatch(rf"play ({game['vertex']}|pass|resign)", line), line  # Sabaki resolves on this line
     assert s.line() == ""
     played = line.split()[1]
     s.send("showboard")

@@ -344,3 +344,20 @@ def test_an_unknown_architecture_record_is_one_line_on_any_board(tmp_path):
     for board in (9, 19):
         with pytest.raises(CheckpointError, match="architecture record"):
             load_model(path, expect_board=board)
+
+
+def test_shipped_on_a_size_without_its_own_net_is_the_nearest_kata_net_and_says_so(capsys, monkeypatch, tmp_path):
+    """Kata heads play every size: `--model shipped` on 13x13 (no go13.pt ships) plays go9.pt, and says so in
+    one line; a size that has its own file gets it silently; a package with no kata net refuses in one line."""
+    from specmcts import network
+    from specmcts.network import CheckpointError, embedded_any, model_label, resolve_model
+
+    path = resolve_model("shipped", 13)
+    assert path == str(network.embedded_model(9))
+    assert "no net trained for 13x13 ships; playing the 9x9 net go9.pt" in capsys.readouterr().err
+    assert model_label(path, 13) == "shipped"
+    assert resolve_model("shipped", 9) == path and capsys.readouterr().err == ""
+    assert embedded_any(19) == (network.embedded_model(9), 9)
+    monkeypatch.setattr(network, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(CheckpointError, match="no net ships for 13x13"):
+        resolve_model("shipped", 13)

@@ -305,13 +305,19 @@ def test_kill_9_of_train_then_resume(tmp_path, data_dir, capsys, moment):
     assert not list(models.glob(".*.tmp")) and not list(models.glob("*.tmp"))
 
 
-def test_run_elo_reference_names_a_checkpoint_or_the_shipped_net(tmp_path, capsys):
+def test_run_elo_reference_names_a_checkpoint_or_the_shipped_net(tmp_path, capsys, monkeypatch):
     from specmcts.loop import elo_reference
     from specmcts.network import embedded_model
 
     assert elo_reference(load_config("go9cpu")) is None  # unset: the run's first checkpoint
     shipped = load_config("go9cpu", ["run.elo_reference=shipped"])
     assert elo_reference(shipped) == embedded_model(9)
+    # no net trained on 5x5 ships: the 9x9 one, whose kata heads play every size, says so and plays
+    assert elo_reference(tiny_config("run.elo_reference=shipped")) == embedded_model(9)
+    assert "no net trained for 5x5 ships; playing the 9x9 net go9.pt" in capsys.readouterr().err
+    from specmcts import network
+
+    monkeypatch.setattr(network, "WEIGHTS_DIR", tmp_path)  # a package without weights
     with pytest.raises(ConfigError, match="run.elo_reference shipped: no net ships for 5x5"):
         elo_reference(tiny_config("run.elo_reference=shipped"))
     with pytest.raises(ConfigError, match="no such checkpoint"):

@@ -47,7 +47,7 @@ class NetSource:
         return self._by_size[size]
 
     def _build(self, size: int):
-        from specmcts.network import WEIGHTS_DIR, CheckpointError, embedded_model, load_model
+        from specmcts.network import embedded_any, load_model
 
         if self._path:
             net, _ = load_model(self._path, device="cpu", expect_board=size)
@@ -55,19 +55,16 @@ class NetSource:
                      f"({net.model_id})")
             return net
         if not self._fresh:
-            embedded = embedded_model(size)
-            if embedded is not None:
-                net, _ = load_model(embedded, device="cpu", expect_board=size)
-                self.log(f"{size}x{size}: using the embedded net {embedded.name} ({net.model_id})")
-                return net
-            for other in sorted(WEIGHTS_DIR.glob("go*.pt")):
-                try:
-                    net, _ = load_model(other, device="cpu", expect_board=size)
-                except CheckpointError:  # an fc-heads net plays only its own size
-                    continue
-                self.log(f"{size}x{size}: no net trained for this size ships; playing the "
-                         f"{net.trained_board}x{net.trained_board} net {other.name} ({net.model_id}), which plays "
-                         f"every size but was not trained on this one")
+            found = embedded_any(size)
+            if found is not None:
+                path, trained = found
+                net, _ = load_model(path, device="cpu", expect_board=size)
+                if trained == size:
+                    self.log(f"{size}x{size}: using the embedded net {path.name} ({net.model_id})")
+                else:
+                    self.log(f"{size}x{size}: no net trained for this size ships; playing the {trained}x{trained} "
+                             f"net {path.name} ({net.model_id}), which plays every size but was not trained on "
+                             f"this one")
                 return net
         from specmcts.backends import load_fixed_net
 

@@ -1,6 +1,6 @@
 """KaTrain 1.20's own engine class (``katrain.core.engine.KataGoEngine``, custom engine via ``altcommand``)
-driving ``specmcts analysis``, headless: a 9x9 game of three moves, analysis of its last position and of the
-position before, one with pondering reports. Prints one JSON line per response KaTrain's callback received,
+driving ``specmcts analysis``, headless: a game of three moves on the board size given after the command (9 or
+19), analysis of its last position and of the position before, one with pondering reports. Prints one JSON line per response KaTrain's callback received,
 then a transcript of the queries KaTrain sent. Run by tests/test_katrain.py in a subprocess (KaTrain and Kivy
 keep global state and write their config under HOME)."""
 import json
@@ -14,6 +14,9 @@ os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
 from katrain.core.engine import KataGoEngine  # noqa: E402
 from katrain.core.game_node import GameNode  # noqa: E402
 from pysgf import Move  # noqa: E402
+
+
+MOVES = {9: ("E5", "C3", "G4"), 19: ("Q16", "D4", "R4")}
 
 
 class Katrain:
@@ -34,9 +37,10 @@ def main() -> int:
     config = {"altcommand": sys.argv[1], "max_visits": 48, "fast_visits": 12, "max_time": 60.0,
               "wide_root_noise": 0.0, "_enable_ownership": True}
     engine = KataGoEngine(katrain, config)
-    root = GameNode(properties={"SZ": 9, "KM": 7.5, "RU": "chinese"})
+    size = int(sys.argv[2]) if len(sys.argv) > 2 else 9
+    root = GameNode(properties={"SZ": size, "KM": 7.5, "RU": "chinese"})
     nodes = [root]
-    for gtp, player in (("E5", "B"), ("C3", "W"), ("G4", "B")):
+    for gtp, player in zip(MOVES[size], "BWB"):
         nodes.append(nodes[-1].play(Move.from_gtp(gtp, player=player)))
     received = []
     finished = threading.Semaphore(0)
@@ -51,7 +55,7 @@ def main() -> int:
         finished.release()
 
     engine.request_analysis(nodes[-1], callback, error_callback=error)
-    engine.request_analysis(nodes[-2], callback, error_callback=error, visits=24, report_every=0.05)
+    engine.request_analysis(nodes[-2], callback, error_callback=error, visits=24, report_every=1e-5)
     ok = finished.acquire(timeout=240) and finished.acquire(timeout=240)
     for r in received:
         print(json.dumps(r))
