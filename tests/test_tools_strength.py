@@ -94,3 +94,39 @@ def test_ctrl_c_keeps_the_finished_games_and_prints_what_was_played(tmp_path, gn
     assert result["stop_reason"] == "interrupted" and [m["opponent"] for m in result["matches"]] == ["gnugo-l0"]
     assert result["matches"][0]["games"] == len(list(out.rglob("*.sgf"))) >= 2
     assert json.loads((out / "strength.json").read_text())["stop_reason"] == "interrupted"
+
+
+def test_the_table_counts_distinct_games_on_any_board(tmp_path, capsys, gnugo):
+    """A kata-heads net made for 9x9 measured on 7x7: the table names the board and the opening method, counts
+    the distinct games and gives the score's Wilson interval; per-size Elo tags make per-size curve lines."""
+    from specmcts.config import NetConfig
+    from specmcts.network import build_net, save_model
+
+    model = tmp_path / "net.pt"
+    save_model(model, build_net(9, NetConfig(blocks=1, channels=8, value_hidden=8)), {"step": 0})
+    tool = load_tool()
+    assert tool.main(["--model", str(model), "--board", "7", "--visits", "4", "--levels", "0", "--games", "4",
+                      "--no-untrained", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("7x7, 2 random plies per pair of games"), out
+    header, row = out[1], out[3]
+    assert "distinct" in header and "Wilson" in header
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:4] == ["4", "gnugo-l0", "4", "4"]  # 4 games, all distinct
+    assert out[-1].startswith("strength: 1 matches of 4 games (4 of 4 distinct)")
+    result = json.loads((tmp_path / "out" / "strength.json").read_text())
+    assert result["board"] == 7 and result["matches"][0]["board"] == 7
+    assert len(list((tmp_path / "out").rglob("*.sgf"))) == 4
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    run = tmp_path / "mixed"
+    writer = SummaryWriter(str(run / "tb"))
+    for step in (0, 100):
+        writer.add_scalar("compute/cpu_hours", step / 100, step)
+        writer.add_scalar("compute/games", step, step)
+        writer.add_scalar("elo/9x9/vs_gnugo_l1", 10.0 + step, step)
+        writer.add_scalar("elo/13x13/vs_gnugo_l1", -100.0 + step, step)
+    writer.close()
+    curve = tool.learning_curve([run], tmp_path / "mixed.png")
+    assert {p["opponent"] for p in curve["points"]} == {"9x9 gnugo_l1", "13x13 gnugo_l1"}

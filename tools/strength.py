@@ -1,15 +1,21 @@
-"""Measured strength of a 9x9 net: matches against GnuGo and the untrained net, and the learning curve.
+"""Measured strength of a net on a board size: matches against GnuGo and the untrained net, and the learning
+curve.
 
-    python tools/strength.py                                   # the shipped net: the docs/strength.md table
+    python tools/strength.py                                   # the shipped 9x9 net: the docs/strength.md table
+    python tools/strength.py --board 13 --games 40             # the net that plays 13x13 (kata heads: any size)
     python tools/strength.py --model runs/go9cpu/models/model_00012000.pt --visits 200 --levels 1 --games 10
-    python tools/strength.py --curve-only --runs /root/specmcts-runs/go9cpu   # the learning-curve PNG only
+    python tools/strength.py --curve-only --runs runs/go9cpu   # the learning-curve PNG only
 
 Matches (``specmcts.evaluate``, the code behind ``specmcts eval``): the net at each of ``--visits`` against
 GnuGo 3.8 at each of ``--levels`` and against an untrained net of the same architecture (seeded, made here),
-``--games`` games each, colours alternating, 9x9, Chinese (area) rules, komi 7.5. GnuGo runs with
-``--capture-all-dead`` and positional superko, so games are played out, and each finished game is judged by
-GnuGo's ``final_score`` (dead stones removed) and by our Tromp-Taylor count; disagreements are counted.
-Every game is kept as SGF under ``--out``. Elo with 95 % intervals (``specmcts.elo``).
+``--games`` games each, on ``--board`` (default: the size the net was trained on), Chinese (area) rules, komi
+7.5. Every game is distinct: each pair of games starts from its own random opening (``eval.opening_plies``
+legal moves from the seed and the pair's number), played once with each colour; the net samples its first
+moves (``eval.temperature_moves``) with a seed per game, and GnuGo gets ``set_random_seed`` per game. The
+report counts the distinct games (by their moves) and any duplicates, and names the opening method. GnuGo runs
+with ``--capture-all-dead`` and positional superko, so games are played out, and each finished game is judged
+by GnuGo's ``final_score`` (dead stones removed) and by our Tromp-Taylor count; disagreements are counted.
+Every game is kept as SGF under ``--out``. Score with its Wilson 95 % interval, and Elo (``specmcts.elo``).
 
 Learning curve: read back from the TensorBoard logs of the run directories given (``elo/vs_first`` and
 ``elo/vs_gnugo_l<L>`` against ``compute/cpu_hours`` and ``compute/games`` of the same trainer step; the compute counts every session of
@@ -46,13 +52,13 @@ def untrained_like(model: str, out: Path, seed: int = 0) -> Path:
 
 
 def match(model: str, opponent: str, visits: int, games: int, out: Path, level: int | None, seed: int,
-          progress: bool, stop_when=None) -> dict:
+          progress: bool, stop_when=None, board: int = 0) -> dict:
     from specmcts.config import load_config
     from specmcts.evaluate import eval_run
     from specmcts.network import net_config_of, read_checkpoint
 
     meta = read_checkpoint(model)
-    board = int(meta["board_size"])
+    board = board or int(meta["board_size"])
     cfg = load_config(None, [f"game.board={board}", "game.komi=7.5", f"eval.sims={visits}", f"seed={seed}",
                              "evaluator.device=cpu", "evaluator.torch_threads=1", "search.threads=1",
                              f"eval.concurrent={min(games, 64)}", "eval.resign=true"])
@@ -78,13 +84,16 @@ def learning_curve(runs: list[Path], png: Path) -> dict:
             continue
         hours = {e.step: e.value for e in acc.Scalars("compute/cpu_hours")}
         games = {e.step: e.value for e in acc.Scalars("compute/games")}
-        for tag in sorted(t for t in tags if t.startswith("elo/vs_")):
+        # elo/vs_* (a run of one size) and elo/<N>x<N>/vs_* (a mixed-size run: one line per size)
+        for tag in sorted(t for t in tags if t.startswith("elo/") and t.split("/")[-1].startswith("vs_")):
             for e in acc.Scalars(tag):
                 # the compute logged at the last self-play point at or before the Elo point's step
                 before = [s for s in hours if s <= e.step]
                 if before:
                     s = max(before)
-                    points.append({"run": run.name, "config": config, "opponent": tag.removeprefix("elo/vs_"),
+                    size = tag.split("/")[1] + " " if tag.count("/") == 2 else ""
+                    points.append({"run": run.name, "config": config,
+                                   "opponent": size + tag.split("/")[-1].removeprefix("vs_"),
                                    "step": e.step,
                                    "elo": e.value, "cpu_hours": hours[s], "games": games.get(s, 0.0)})
     points.sort(key=lambda p: (p["opponent"], p["cpu_hours"]))
@@ -98,7 +107,9 @@ def learning_curve(runs: list[Path], png: Path) -> dict:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
         for config, opponent in sorted({(p["config"], p["opponent"]) for p in points}):
             series = [p for p in points if p["opponent"] == opponent and p["config"] == config]
-            label = {"first": "vs the run's first net"}.get(opponent, f"vs {opponent.replace('_l', ' level ')}")
+            size, _, versus = opponent.rpartition(" ")
+            label = {"first": "vs the run's first net"}.get(versus, f"vs {versus.replace('_l', ' level ')}")
+            label = f"{size}: {label}" if size else label
             if len(configs) > 1:
                 label = f"{config}: {label}"
             for ax, key in ((axes[0], "cpu_hours"), (axes[1], "games")):
@@ -109,7 +120,7 @@ def learning_curve(runs: list[Path], png: Path) -> dict:
         for ax in axes:
             ax.grid(alpha=0.3)
         axes[1].legend()
-        fig.suptitle(f"9x9 learning curve (specmcts run, {', '.join(f'configs/{c}.yaml' for c in configs)})")
+        fig.suptitle(f"Learning curve (specmcts run, {', '.join(f'configs/{c}.yaml' for c in configs)})")
         fig.tight_layout()
         png.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(png, dpi=100)
@@ -119,7 +130,8 @@ def learning_curve(runs: list[Path], png: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="shipped", help="checkpoint, or 'shipped' (the embedded 9x9 net)")
+    p.add_argument("--model", default="shipped", help="checkpoint, or 'shipped' (the net that ships for --board)")
+    p.add_argument("--board", type=int, default=0, help="board size (default: the net's own; 9 for shipped)")
     p.add_argument("--visits", type=int, nargs="+", default=[200, 800])
     p.add_argument("--levels", type=int, nargs="*", default=[1, 10], help="GnuGo levels to play")
     p.add_argument("--games", type=int, default=40)
@@ -133,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from specmcts.elo import estimate
-    from specmcts.network import CheckpointError, resolve_model
+    from specmcts.network import CheckpointError, read_checkpoint, resolve_model
     from specmcts.stopping import GracefulStop, say
 
     out = args.out
@@ -141,10 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"model": None, "matches": [], "curve": None}
     if not args.curve_only:
         try:
-            model = resolve_model(args.model, 9)
+            model = resolve_model(args.model, args.board or 9)
         except CheckpointError as e:
             raise SystemExit(f"strength: {e}")
         result["model"] = model
+        result["board"] = args.board or int(read_checkpoint(model)["board_size"])
         opponents = [(f"gnugo-l{level}", "gnugo", level) for level in args.levels]
         if not args.no_untrained:
             opponents.append(("untrained", str(untrained_like(model, out, args.seed)), None))
@@ -157,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
                     if stop.requested:
                         break
                     started = time.perf_counter()
-                    s = match(model, spec, visits, args.games, out / f"v{visits}-{name}", level, args.seed,
-                              progress=not args.json, stop_when=lambda: stop.requested)
+                    s = match(model, spec, visits, args.games, out / f"b{result['board']}-v{visits}-{name}", level,
+                              args.seed, progress=not args.json, stop_when=lambda: stop.requested,
+                              board=result["board"])
                     s.update(opponent=name, visits=visits, seconds=time.perf_counter() - started)
                     result["matches"].append(s)
                     if not args.json:
@@ -173,17 +187,29 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, default=float))
         return status
     if result["matches"]:
-        print("| visits | opponent | games | W-L-D | score | Elo [95 %] | judged by final_score | disagreements |")
-        print("|---|---|---|---|---|---|---|---|")
+        from specmcts.elo import format_elo, wilson_interval
+
+        board = result["board"]
+        print(f"{board}x{board}, {result['matches'][0].get('opening', '?')}")
+        print("| visits | opponent | games | distinct | W-L-D | score [Wilson 95 %] | Elo [95 %] | "
+              "judged by final_score | disagreements |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for s in result["matches"]:
             est = estimate(s["wins"], s["draws"], s["losses"])
+            low, high = wilson_interval(s["score"], s["games"])
+            s["score_low"], s["score_high"] = low, high
             judged = s.get("judged_by_final_score", 0)
             scored = judged + s.get("judged_by_tromp_taylor", 0)
-            print(f"| {s['visits']} | {s['opponent']} | {s['games']} | {s['wins']}-{s['losses']}-{s['draws']} | "
-                  f"{100 * s['score']:.1f} % | {est.elo:+.0f} [{est.low:+.0f}, {est.high:+.0f}] | "
+            distinct = s.get("distinct_games", s["games"])
+            dup = s["games"] - distinct
+            print(f"| {s['visits']} | {s['opponent']} | {s['games']} | {distinct}{f' ({dup} repeated)' if dup else ''} | "
+                  f"{s['wins']}-{s['losses']}-{s['draws']} | {100 * s['score']:.1f} % [{100 * low:.0f}, "
+                  f"{100 * high:.0f}] | {format_elo(est.elo)} [{format_elo(est.low)}, {format_elo(est.high)}] | "
                   f"{judged}/{scored} | {s.get('judge_disagreements', 0)} |")
     curve = result["curve"]
-    line = f"strength: {len(result['matches'])} matches of {args.games} games"
+    distinct = sum(s.get("distinct_games", s["games"]) for s in result["matches"])
+    played = sum(s["games"] for s in result["matches"])
+    line = f"strength: {len(result['matches'])} matches of {args.games} games ({distinct} of {played} distinct)"
     if curve:
         line += f"; learning curve {len(curve['points'])} points -> {curve['png']}"
     if status:
