@@ -271,20 +271,6 @@ class GoState:
             state.play(a)
         return state
 
-    @classmethod
-    def from_text(cls, rules: GoRules, rows: str, to_play: int = BLACK) -> "GoState":
-        """A position drawn as text (``X`` black, ``O`` white, ``.`` empty, row 0 at the top) with ``to_play``
-        to move, as setup stones (``games.position.setup_state``: move 0, no history, as in SGF and GTP); for
-        tests and Go problems."""
-        from games.position import setup_state
-
-        grid = [r.split() if " " in r.strip() else list(r.strip()) for r in rows.strip().splitlines()]
-        if len(grid) != rules.size or any(len(r) != rules.size for r in grid):
-            raise ValueError(f"expected {rules.size} rows of {rules.size} points")
-        points = {glyph: [r * rules.size + c for r, row in enumerate(grid) for c, g in enumerate(row) if g == glyph]
-                  for glyph in "XO"}
-        return setup_state(rules, points["X"], points["O"], to_play)
-
 
 def area_score_of(rules: GoRules, board: np.ndarray) -> tuple[int, int]:
     """Tromp-Taylor area (black, white) of any [N, N] board, e.g. one whose dead stones were removed: the

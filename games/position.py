@@ -133,3 +133,15 @@ def apply_move(state: GoState, colour: int, action: int) -> None:
     """Play ``colour``'s ``action`` in place (IllegalMoveError leaves ``state`` unusable: apply to a copy)."""
     to_move(state, colour)
     state.play(action)
+
+
+def state_from_text(rules: GoRules, rows: str, to_play: int = BLACK) -> GoState:
+    """A position drawn as text (``X`` black, ``O`` white, ``.`` empty, row 0 at the top) with ``to_play``
+    to move, as setup stones (``setup_state``: move 0, no history, as in SGF and GTP); for tests and Go
+    problems."""
+    grid = [r.split() if " " in r.strip() else list(r.strip()) for r in rows.strip().splitlines()]
+    if len(grid) != rules.size or any(len(r) != rules.size for r in grid):
+        raise ValueError(f"expected {rules.size} rows of {rules.size} points")
+    points = {glyph: [r * rules.size + c for r, row in enumerate(grid) for c, g in enumerate(row) if g == glyph]
+              for glyph in "XO"}
+    return setup_state(rules, points["X"], points["O"], to_play)

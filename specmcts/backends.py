@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import queue as queue_module
 import signal
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -38,8 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
+from specmcts.atomic import remove_stale_temporaries
 from specmcts.config import Config
-from specmcts.network import FRESH, CheckpointError, load_model
+from specmcts.network import FRESH, CheckpointError, load_fixed_net, load_model
+from specmcts.selfplay import SelfPlay, merge_summaries
 from specmcts.stopping import die_with_parent, say
 from specmcts.threads import SEARCH, TRAIN
 from specmcts.threads import configure as configure_threads
@@ -82,8 +85,6 @@ def play_chunk(cfg: Config, run_dir: Path, evaluator, cache, session: str, games
     """Play ``games`` self-play games into ``run_dir`` (SGF + one shard named ``<session>-0000.npz``) on
     ``board`` (0: ``cfg.game.board``), with that size's evaluator and cache. ``stop_when()`` true: stop at
     the next batch and keep the games finished so far."""
-    from specmcts.selfplay import SelfPlay
-
     cfg = cfg.at_board(board or cfg.game.board)
     runner = SelfPlay(chunk_config(cfg, games, seed), evaluator, cache, out=run_dir, model_id=evaluator.model_id,
                       progress=False, tensorboard=False)
@@ -119,23 +120,6 @@ def load_selfplay_net(store, board: int):
     return net, {"path": found[0].name, "model_id": net.model_id, "step": int(meta.get("step", 0))}
 
 
-
-
-def load_fixed_net(cfg: Config, model: str, board: int | None = None):
-    """A net that does not change (``selfplay``, GTP): a checkpoint path, or ``fresh``: a new net of
-    ``cfg.net`` seeded by ``cfg.seed``; for ``board`` (default ``cfg.game.board``), on CPU."""
-    import torch
-
-    from specmcts.network import build_net, make_model_id
-
-    board = board or cfg.game.board
-    if model != FRESH:
-        net, _meta = load_model(model, expect_board=board)
-        return net
-    torch.manual_seed(cfg.seed)
-    net = build_net(board, cfg.net)
-    net.model_id = "fresh-" + make_model_id(net)
-    return net
 
 
 class NetFollower:
@@ -598,17 +582,98 @@ class LocalProcesses:
         return out
 
 
-def make_backend(kind: str, cfg: Config, run_dir: Path, device: str, report):
-    """``kind``: ``auto`` (in-process for generations, local processes for async), ``in-process``,
-    ``processes`` or ``ray``."""
-    if kind == "auto":
-        kind = "in-process" if cfg.run.mode == "generations" else "processes"
-    if kind == "in-process":
-        return InProcess(cfg, run_dir, device, report)
-    if kind == "processes":
-        return LocalProcesses(cfg, run_dir, device, report)
-    if kind == "ray":
-        from specmcts.distributed import RayBackend
+# -- `specmcts selfplay --workers N` -------------------------------------------------------------------------
 
-        return RayBackend(cfg, run_dir, device, report)
-    raise ValueError(f"unknown self-play backend {kind!r}")
+
+def run_selfplay_processes(cfg: Config, out: Path, model_path: str | None, workers: int,
+                           progress: bool = False) -> dict:
+    """``selfplay --workers N``: ``cfg.selfplay.games`` games in chunks of ``selfplay.shard_games`` (a shard
+    each, named and seeded by their index) on N local processes (``LocalProcesses``), with
+    one shared evaluator process or a net each (``evaluator.shared``). Ctrl-C: each chunk in hand stops at
+    its next batch and keeps its finished games."""
+    from specmcts.config import resolve_device
+    from specmcts.stopping import GracefulStop
+
+    if model_path:  # a bad checkpoint is one line here, before any process starts
+        load_model(model_path, expect_board=cfg.game.board)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out / "sgf", out / "data")
+    total = cfg.selfplay.games
+    per_chunk = max(1, min(cfg.selfplay.shard_games, total))
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, workers=workers))
+    device = resolve_device(cfg.evaluator.device)
+    backend = LocalProcesses(cfg, out, device, model=model_path or FRESH,
+                             report=lambda message: print(message, file=sys.stderr, flush=True))
+    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+    todo = [Chunk(f"{stamp}-c{i:04d}", min(per_chunk, total - i * per_chunk), chunk_seed(cfg.seed, i))
+            for i in range(-(-total // per_chunk))]
+    parts: list[dict] = []
+    stopped = {"now": False}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="game", dynamic_ncols=True, leave=False)
+
+    def stop() -> None:
+        stopped["now"] = True
+        print("selfplay: stopping: each worker finishes its current batch and keeps its finished games "
+              "(again to stop now)", file=sys.stderr)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    tb = SummaryWriter(str(out / "tb"))  # the single-process tags, over all workers, at each finished chunk
+
+    def log(wall: float) -> None:
+        merged = merge_summaries(parts, wall)
+        values = {"selfplay/sims_per_s": merged["sims_per_s"], "selfplay/evals_per_s": merged["evals_per_s"],
+                  "selfplay/cache_hit_rate": merged["cache_hit_rate"],
+                  "selfplay/mean_game_length": merged["mean_game_length"],
+                  "selfplay/move_latency_ms": merged["mean_move_ms"],
+                  "selfplay/games_per_hour": 3600 * merged["games"] / wall if wall > 0 else 0.0,
+                  "speculation/accuracy": merged["prediction_accuracy"]}
+        for tag, value in values.items():
+            if value is not None:
+                tb.add_scalar(tag, value, merged["sims"])
+
+    started = time.perf_counter()
+    reason = "done"
+    try:
+        backend.start()
+        queue = list(todo)
+        with GracefulStop(stop):
+            while (queue or backend.busy()) and not stopped["now"]:
+                for w in backend.free():
+                    if queue:
+                        backend.submit(w, queue.pop(0))
+                done, lost = backend.collect(0.5)
+                queue = lost + queue
+                parts.extend(done)
+                if done:
+                    log(time.perf_counter() - started)
+                if bar is not None and done:
+                    bar.update(sum(p["games"] for p in done))
+    except KeyboardInterrupt:
+        stopped["now"] = True
+    except WorkerFailed as e:  # the games finished before are kept; the exit status says it failed
+        reason = f"failed: {e}"
+        print(f"selfplay: {e}", file=sys.stderr)
+    finally:
+        parts.extend(backend.stop(finish_games=True))
+        if parts:
+            log(time.perf_counter() - started)
+        tb.close()
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - started
+    summary = merge_summaries(parts, wall)
+    shared = backend.summary()
+    if shared.get("evaluator"):
+        served = shared["evaluator"]
+        summary["cache_hit_rate"] = served["cache_hits"] / served["rows"] if served["rows"] else 0.0
+        summary["evals"] = served["forwarded"]
+        summary["evals_per_s"] = served["forwarded"] / wall if wall > 0 else 0.0
+    summary.update(stop_reason="interrupted" if stopped["now"] else reason, workers=workers,
+                   shared_evaluator=backend.shared, model_id=parts[0]["model_id"] if parts else None,
+                   device=device, out=str(out), backend=shared, seed=cfg.seed)
+    return summary

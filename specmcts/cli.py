@@ -408,8 +408,13 @@ def cmd_selfplay(args: argparse.Namespace) -> int:
               f"{cfg.search.sims} sims, {cfg.selfplay.games} games); --config configs/go9.yaml for the full preset",
               file=sys.stderr)
     try:
-        summary = run_selfplay(cfg, out, model_path=args.model, progress=not (args.quiet or args.json),
-                               workers=args.workers)
+        progress = not (args.quiet or args.json)
+        if args.workers > 1:
+            from specmcts.backends import run_selfplay_processes
+
+            summary = run_selfplay_processes(cfg, out, args.model, args.workers, progress)
+        else:
+            summary = run_selfplay(cfg, out, model_path=args.model, progress=progress)
     except (ValueError, OSError) as err:
         raise CommandError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
     print(summary_json(summary) if args.json else format_summary(summary))
@@ -478,7 +483,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if getattr(args, "ray", None) is not None:  # self-play as Ray actors (specmcts.distributed), same run directory
         from functools import partial
 
-        from specmcts.distributed import format_distributed_summary, run_distributed
+        from specmcts.loop import format_distributed_summary, run_distributed
 
         runner, formatter = partial(run_distributed, address=args.ray), format_distributed_summary
     try:

@@ -49,7 +49,6 @@ from typing import Callable
 from specmcts.atomic import atomic_write_bytes
 from specmcts.backends import BoardNets, Chunk, WorkerFailed, play_chunk
 from specmcts.config import Config, ConfigError
-from specmcts.loop import RunLoop, format_run_summary
 from specmcts.threads import SEARCH, TRAIN
 from specmcts.threads import configure as configure_threads
 from specmcts.stopping import say
@@ -711,45 +710,3 @@ class RayBackend:
             if sub not in ("sgf", "data") or not name or "/" in name or name.startswith("."):
                 raise WorkerFailed(f"a self-play worker returned an unexpected file {rel!r}")
             atomic_write_bytes(self.run_dir / sub / name, files[rel])
-
-
-def format_distributed_summary(s: dict) -> str:
-    """The run's one-line summary, with the Ray part appended."""
-    r = s.get("ray") or {}
-    by_worker = ", ".join(f"{w} {n}" for w, n in r.get("games_by_worker", {}).items())
-    return (format_run_summary(s) + f" | ray: {r.get('workers', 0)} workers on {r.get('nodes', 0)} node(s), "
-            f"{r.get('restarts', 0)} restarts, games by worker: {by_worker}")
-
-
-def run_distributed(cfg: Config, run_dir: str | Path, address: str | None = None, device: str = "cpu",
-                    resume: bool = False, init_model: str | None = None, progress: bool = False,
-                    report: Callable[[str], None] = say) -> dict:
-    """``specmcts run --ray``: connect to (or start) a Ray cluster and run the loop with Ray self-play workers.
-
-    ``address``: ``local`` (a new cluster on this machine), ``auto`` (the running one), ``host:port`` or
-    ``ray://host:10001``; ``None`` takes ``cfg.ray.address``. A Ray already initialised in this process (a
-    test, a notebook) is used as it is and left running."""
-    ray = import_ray()
-    validate_ray_config(cfg)
-    address = address or cfg.ray.address
-    cfg = dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, address=address))
-    started_here = False
-    if not ray.is_initialized():
-        import logging
-
-        context = ray.init(address=address, logging_level=logging.WARNING)
-        started_here = True
-        resources = ray.cluster_resources()
-        dashboard = getattr(context, "dashboard_url", None)
-        report(f"ray: {'started a local cluster' if address == 'local' else 'connected to ' + address} "
-               f"({resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs, {len(ray.nodes())} node(s))"
-               + (f"; dashboard http://{dashboard}" if dashboard else ""))
-    try:
-        summary = RunLoop(cfg, run_dir, device, resume, init_model, progress, report, backend="ray").run()
-        r = summary["ray"]
-        report(f"ray: {r['workers']} workers on {r['nodes']} node(s), {r['restarts']} restarts, games by worker "
-               + ", ".join(f"{w} {n}" for w, n in r["games_by_worker"].items()))
-        return summary
-    finally:
-        if started_here:
-            ray.shutdown()

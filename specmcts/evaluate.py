@@ -39,7 +39,7 @@ from games.scoring import FINAL_SCORE, judge_game
 from specmcts import elo as elo_module
 from specmcts.config import Config, EvalConfig
 from specmcts.gtp_client import DEFAULT_TIMEOUT_S, GTPEngine, GTPError
-from specmcts.gtp_match import gnugo_spec
+from specmcts.gtp_client import gnugo_spec
 from specmcts.player import MoveRule, ResignStreak
 from specmcts.search import Search
 

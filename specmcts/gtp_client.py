@@ -9,8 +9,10 @@ import queue
 import shlex
 import shutil
 import subprocess
+import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 # Debian installs GnuGo in /usr/games, which is not on the default PATH.
@@ -145,3 +147,35 @@ class GTPEngine:
 
     def __exit__(self, *exc):
         self.close()
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """How to start one engine: a display name, the command line, and GTP commands to send first."""
+
+    name: str
+    command: tuple[str, ...]
+    setup: tuple[str, ...] = ()
+
+
+def gnugo_spec(level: int = 1, seed: int = 1) -> EngineSpec:
+    """GnuGo with our rules: Chinese (area) counting, positional superko, suicide forbidden (its default).
+    ``--capture-all-dead`` makes it remove dead stones before passing, as area scoring without a dead-stone
+    agreement phase wants. The seed makes it deterministic."""
+    cmd = gnugo_command(level=level, chinese_rules=True, extra=("--positional-superko", "--capture-all-dead"))
+    return EngineSpec(f"gnugo-l{level}", tuple(cmd), (f"set_random_seed {seed}",))
+
+
+def specmcts_spec(visits: int = 16, board: int = 9, model: str | None = None, seed: int = 0,
+                  extra: tuple[str, ...] = (), name: str = "specmcts") -> EngineSpec:
+    """Our engine as a subprocess (``python -m specmcts gtp``); ``model``: a checkpoint, 'shipped' or
+    'fresh' (None: the engine's default, the net that ships for the board)."""
+    cmd = [sys.executable, "-m", "specmcts", "gtp", "--board", str(board), "--visits", str(visits),
+           "--seed", str(seed)]
+    if model:
+        cmd += ["--model", model]
+    return EngineSpec(name, tuple(cmd) + tuple(extra))
+
+
+def parse_command(text: str) -> tuple[str, ...]:
+    return tuple(shlex.split(text))

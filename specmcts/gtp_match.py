@@ -11,48 +11,20 @@ game: each ``genmove`` answer is checked and passed on to the other engine with 
 - by resignation (``X+R``), or by an illegal or unreadable move, which loses (``X+F``).
 
 Every game is written as SGF (``<out>/game-NNNN.sgf``) with both engines' scores in the game comment.
-``play_match`` alternates colours and returns ``MatchGame`` records; ``summary`` condenses them.
-Used by ``tools/gtp_vs_gnugo.py``; ``specmcts eval`` (``specmcts.evaluate``) starts GnuGo with ``gnugo_spec`` and
-judges its games with ``judge_game``.
+``play_engines`` alternates colours and returns ``MatchGame`` records; ``summary`` condenses them.
+Used by ``tools/gtp_vs_gnugo.py``. How an engine is started (``EngineSpec``, ``gnugo_spec``, ``specmcts_spec``)
+is ``specmcts.gtp_client``'s.
 """
 from __future__ import annotations
 
-import shlex
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from games.go import BLACK, GoRules, action_to_gtp
 from games.scoring import FINAL_SCORE, Judgement
-from specmcts.gtp_client import gnugo_command
-
-
-@dataclass(frozen=True)
-class EngineSpec:
-    """How to start one engine: a display name, the command line, and GTP commands to send first."""
-
-    name: str
-    command: tuple[str, ...]
-    setup: tuple[str, ...] = ()
-
-
-def gnugo_spec(level: int = 1, seed: int = 1) -> EngineSpec:
-    """GnuGo with our rules: Chinese (area) counting, positional superko, suicide forbidden (its default).
-    ``--capture-all-dead`` makes it remove dead stones before passing, as area scoring without a dead-stone
-    agreement phase wants. The seed makes it deterministic."""
-    cmd = gnugo_command(level=level, chinese_rules=True, extra=("--positional-superko", "--capture-all-dead"))
-    return EngineSpec(f"gnugo-l{level}", tuple(cmd), (f"set_random_seed {seed}",))
-
-
-def specmcts_spec(visits: int = 16, board: int = 9, model: str | None = None, seed: int = 0,
-                  extra: tuple[str, ...] = (), name: str = "specmcts") -> EngineSpec:
-    """Our engine as a subprocess (``python -m specmcts gtp``); ``model``: a checkpoint, 'shipped' or
-    'fresh' (None: the engine's default, the net that ships for the board)."""
-    cmd = [sys.executable, "-m", "specmcts", "gtp", "--board", str(board), "--visits", str(visits),
-           "--seed", str(seed)]
-    if model:
-        cmd += ["--model", model]
-    return EngineSpec(name, tuple(cmd) + tuple(extra))
+from specmcts.evaluate import GTPSide, MatchError
+from specmcts.evaluate import play_match as play
+from specmcts.gtp_client import EngineSpec
 
 
 @dataclass
@@ -87,7 +59,7 @@ def _colour(c: int) -> str:
     return "B" if c == BLACK else "W"
 
 
-def play_match(a: EngineSpec, b: EngineSpec, games: int = 2, size: int = 9, komi: float = 7.5,
+def play_engines(a: EngineSpec, b: EngineSpec, games: int = 2, size: int = 9, komi: float = 7.5,
                out: Path | None = None, max_moves: int | None = None, progress=None,
                stop_when=None) -> list[MatchGame]:
     """``games`` games, ``a`` Black in the even-numbered ones, through the one match loop
@@ -96,9 +68,6 @@ def play_match(a: EngineSpec, b: EngineSpec, games: int = 2, size: int = 9, komi
     that fails ends the match: the games so far come back, the last one marked ``engine error``.
     ``stop_when()`` true (checked before each move): the finished games come back, the one in flight is
     abandoned (a Ctrl-C)."""
-    from specmcts.evaluate import GTPSide, MatchError
-    from specmcts.evaluate import play_match as play
-
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -176,7 +145,3 @@ def format_summary(s: dict, opponent: str) -> str:
     return (f"{s['engine']} vs {opponent}: {s['wins']}-{s['losses']}-{s['draws']} (W-L-D) in {s['games']} games, "
             f"final_score agreed {s['agreed']}/{s['scored']}, {s['errors']} errors, {s['moves']} moves, "
             f"{s['seconds']:.1f} s")
-
-
-def parse_command(text: str) -> tuple[str, ...]:
-    return tuple(shlex.split(text))

@@ -28,6 +28,7 @@ games/h, samples), ``elo/vs_first`` and ``elo/vs_gnugo_l<L>`` (evaluation), ``ga
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -40,8 +41,9 @@ from typing import Callable
 import yaml
 
 from specmcts.atomic import atomic_write_bytes, remove_stale_temporaries
-from specmcts.backends import Chunk, WorkerFailed, chunk_seed, make_backend
+from specmcts.backends import Chunk, InProcess, LocalProcesses, WorkerFailed, chunk_seed
 from specmcts.config import Config, ConfigError, validate
+from specmcts.distributed import RayBackend, import_ray, remote_trainer, validate_ray_config
 from specmcts.network import CheckpointError, resolve_model
 from specmcts.replay import make_replay
 from specmcts.stopping import GracefulStop, RunLock, say
@@ -164,6 +166,23 @@ class SelfPlayStats:
         return out
 
 
+# -- where self-play plays ----------------------------------------------------------------------------------
+
+
+def make_backend(kind: str, cfg: Config, run_dir: Path, device: str, report):
+    """``kind``: ``auto`` (in-process for generations, local processes for async), ``in-process``,
+    ``processes`` or ``ray``."""
+    if kind == "auto":
+        kind = "in-process" if cfg.run.mode == "generations" else "processes"
+    if kind == "in-process":
+        return InProcess(cfg, run_dir, device, report)
+    if kind == "processes":
+        return LocalProcesses(cfg, run_dir, device, report)
+    if kind == "ray":
+        return RayBackend(cfg, run_dir, device, report)
+    raise ValueError(f"unknown self-play backend {kind!r}")
+
+
 # -- the loop ------------------------------------------------------------------------------------------------
 
 
@@ -173,7 +192,7 @@ class RunLoop:
                  report: Callable[[str], None] = say, backend: str = "auto"):
         validate_run_config(cfg)
         self.cfg = cfg
-        self.backend_kind = backend  # where self-play plays (specmcts.backends.make_backend)
+        self.backend_kind = backend  # where self-play plays (make_backend)
         self.backend = None
         self.trainer = None
         self._last_session_ms = 0
@@ -209,8 +228,6 @@ class RunLoop:
             self.report(f"run: removed {removed} unfinished temporary file(s) of an interrupted session")
         remote = self.backend_kind == "ray" and cfg.ray.trainer == "actor"
         if remote:  # the trainer and its replay buffer in a Ray actor (specmcts.distributed.TrainerHost)
-            from specmcts.distributed import remote_trainer
-
             self.trainer, meta = remote_trainer(cfg, run, self.device, self.resume, self.init_model, self.report)
             self.buffer = self.trainer.buffer
         else:
@@ -689,3 +706,48 @@ def run_loop(cfg: Config, run_dir: str | Path, device: str = "cpu", resume: bool
              init_model: str | None = None, progress: bool = False, backend: str = "auto",
              report: Callable[[str], None] = say) -> dict:
     return RunLoop(cfg, run_dir, device, resume, init_model, progress, report, backend).run()
+
+
+# -- `specmcts run --ray` --------------------------------------------------------------------------------------
+
+
+def format_distributed_summary(s: dict) -> str:
+    """The run's one-line summary, with the Ray part appended."""
+    r = s.get("ray") or {}
+    by_worker = ", ".join(f"{w} {n}" for w, n in r.get("games_by_worker", {}).items())
+    return (format_run_summary(s) + f" | ray: {r.get('workers', 0)} workers on {r.get('nodes', 0)} node(s), "
+            f"{r.get('restarts', 0)} restarts, games by worker: {by_worker}")
+
+
+def run_distributed(cfg: Config, run_dir: str | Path, address: str | None = None, device: str = "cpu",
+                    resume: bool = False, init_model: str | None = None, progress: bool = False,
+                    report: Callable[[str], None] = say) -> dict:
+    """``specmcts run --ray``: connect to (or start) a Ray cluster and run the loop with Ray self-play workers.
+
+    ``address``: ``local`` (a new cluster on this machine), ``auto`` (the running one), ``host:port`` or
+    ``ray://host:10001``; ``None`` takes ``cfg.ray.address``. A Ray already initialised in this process (a
+    test, a notebook) is used as it is and left running."""
+    ray = import_ray()
+    validate_ray_config(cfg)
+    address = address or cfg.ray.address
+    cfg = dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, address=address))
+    started_here = False
+    if not ray.is_initialized():
+        import logging
+
+        context = ray.init(address=address, logging_level=logging.WARNING)
+        started_here = True
+        resources = ray.cluster_resources()
+        dashboard = getattr(context, "dashboard_url", None)
+        report(f"ray: {'started a local cluster' if address == 'local' else 'connected to ' + address} "
+               f"({resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs, {len(ray.nodes())} node(s))"
+               + (f"; dashboard http://{dashboard}" if dashboard else ""))
+    try:
+        summary = RunLoop(cfg, run_dir, device, resume, init_model, progress, report, backend="ray").run()
+        r = summary["ray"]
+        report(f"ray: {r['workers']} workers on {r['nodes']} node(s), {r['restarts']} restarts, games by worker "
+               + ", ".join(f"{w} {n}" for w, n in r["games_by_worker"].items()))
+        return summary
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -492,6 +492,20 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", expe
     return net, meta
 
 
+def load_fixed_net(cfg, model: str, board: int | None = None) -> PolicyValueNet:
+    """A net that does not change (``selfplay``, GTP): a checkpoint path, or ``fresh``: a new net of
+    ``cfg.net`` (a ``specmcts.config.Config``) seeded by ``cfg.seed``; for ``board`` (default
+    ``cfg.game.board``), on CPU."""
+    board = board or cfg.game.board
+    if model != FRESH:
+        net, _meta = load_model(model, expect_board=board)
+        return net
+    torch.manual_seed(cfg.seed)
+    net = build_net(board, cfg.net)
+    net.model_id = "fresh-" + make_model_id(net)
+    return net
+
+
 def board_model_id(model_id: str, board: int, trained: int) -> str:
     """The model id of a net's weights playing ``board``: the weights' id, with ``@NxN`` when that is not the
     size they were recorded for (another evaluator; an NN cache entry of one never answers the other)."""

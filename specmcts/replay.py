@@ -33,11 +33,10 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from games.symmetry import NUM_SYMMETRIES, apply_symmetry
 from native.features import NUM_PLANES
 from specmcts.config import TrainConfig
 from specmcts.stopping import say
-
-NUM_SYMMETRIES = 8
 
 
 class ShardError(ValueError):
@@ -46,27 +45,6 @@ class ShardError(ValueError):
 
 
 # -- symmetries ---------------------------------------------------------------------------------------------
-
-
-def apply_symmetry(grids: np.ndarray, symmetry: int) -> np.ndarray:
-    """One of the 8 symmetries of the square on the last two axes of ``grids`` ([..., N, N]).
-
-    ``symmetry`` in 0..7: ``symmetry % 4`` quarter turns, then a left-right mirror if ``symmetry >= 4``.
-    Feature planes and the board part of a policy go through this same function, which is what keeps them
-    consistent."""
-    out = np.rot90(grids, symmetry % 4, axes=(-2, -1))
-    if symmetry >= 4:
-        out = out[..., ::-1]
-    return out
-
-
-def symmetric_action(size: int, action: int, symmetry: int) -> int:
-    """Where ``action`` (a point, or pass) goes under ``symmetry``."""
-    if action >= size * size:
-        return action
-    grid = np.zeros((size, size), np.int8)
-    grid.flat[action] = 1
-    return int(np.flatnonzero(apply_symmetry(grid, symmetry))[0])
 
 
 def augment(features: np.ndarray, policy: np.ndarray, symmetries: np.ndarray, *grids: np.ndarray

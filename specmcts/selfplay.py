@@ -513,16 +513,11 @@ def format_summary(s: dict) -> str:
     return line
 
 
-def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, progress: bool = False,
-                 workers: int = 1) -> dict:
+def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, progress: bool = False) -> dict:
     """Build the net (a checkpoint, else a fresh one seeded by ``cfg.seed``), the evaluator and the cache,
-    play ``cfg.selfplay.games`` games into ``out``, and return the summary. ``workers > 1``: in that many
-    processes (``run_selfplay_processes``)."""
-    if workers > 1:
-        if out is None:
-            raise ValueError("selfplay --workers needs an output directory")
-        return run_selfplay_processes(cfg, out, model_path, workers, progress)
-    from specmcts.backends import FRESH, load_fixed_net
+    play ``cfg.selfplay.games`` games into ``out`` in this process, and return the summary (``selfplay
+    --workers N``: ``specmcts.backends.run_selfplay_processes``)."""
+    from specmcts.network import FRESH, load_fixed_net
     from specmcts.evaluator import make_evaluator
     from specmcts.nncache import NNCache
     from specmcts.threads import SEARCH
@@ -585,102 +580,3 @@ def merge_summaries(parts: list[dict], wall: float) -> dict:
         "wasted_sims_fraction": weighted("wasted_sims_fraction", "sims"),
         "shards": sum(p.get("shards", 0) for p in parts),
     }
-
-
-def run_selfplay_processes(cfg: Config, out: Path, model_path: str | None, workers: int,
-                           progress: bool = False) -> dict:
-    """``selfplay --workers N``: ``cfg.selfplay.games`` games in chunks of ``selfplay.shard_games`` (a shard
-    each, named and seeded by their index) on N local processes (``specmcts.backends.LocalProcesses``), with
-    one shared evaluator process or a net each (``evaluator.shared``). Ctrl-C: each chunk in hand stops at
-    its next batch and keeps its finished games."""
-    import dataclasses as dc
-
-    from specmcts.backends import FRESH, Chunk, LocalProcesses, WorkerFailed, chunk_seed
-    from specmcts.config import resolve_device
-    from specmcts.stopping import GracefulStop
-
-    if model_path:  # a bad checkpoint is one line here, before any process starts
-        from specmcts.network import load_model
-
-        load_model(model_path, expect_board=cfg.game.board)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out / "sgf", out / "data")
-    total = cfg.selfplay.games
-    per_chunk = max(1, min(cfg.selfplay.shard_games, total))
-    cfg = dc.replace(cfg, run=dc.replace(cfg.run, workers=workers))
-    device = resolve_device(cfg.evaluator.device)
-    backend = LocalProcesses(cfg, out, device, model=model_path or FRESH,
-                             report=lambda message: print(message, file=sys.stderr, flush=True))
-    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
-    todo = [Chunk(f"{stamp}-c{i:04d}", min(per_chunk, total - i * per_chunk), chunk_seed(cfg.seed, i))
-            for i in range(-(-total // per_chunk))]
-    parts: list[dict] = []
-    stopped = {"now": False}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, unit="game", dynamic_ncols=True, leave=False)
-
-    def stop() -> None:
-        stopped["now"] = True
-        print("selfplay: stopping: each worker finishes its current batch and keeps its finished games "
-              "(again to stop now)", file=sys.stderr)
-
-    from torch.utils.tensorboard import SummaryWriter
-
-    tb = SummaryWriter(str(out / "tb"))  # the single-process tags, over all workers, at each finished chunk
-
-    def log(wall: float) -> None:
-        merged = merge_summaries(parts, wall)
-        values = {"selfplay/sims_per_s": merged["sims_per_s"], "selfplay/evals_per_s": merged["evals_per_s"],
-                  "selfplay/cache_hit_rate": merged["cache_hit_rate"],
-                  "selfplay/mean_game_length": merged["mean_game_length"],
-                  "selfplay/move_latency_ms": merged["mean_move_ms"],
-                  "selfplay/games_per_hour": 3600 * merged["games"] / wall if wall > 0 else 0.0,
-                  "speculation/accuracy": merged["prediction_accuracy"]}
-        for tag, value in values.items():
-            if value is not None:
-                tb.add_scalar(tag, value, merged["sims"])
-
-    started = time.perf_counter()
-    reason = "done"
-    try:
-        backend.start()
-        queue = list(todo)
-        with GracefulStop(stop):
-            while (queue or backend.busy()) and not stopped["now"]:
-                for w in backend.free():
-                    if queue:
-                        backend.submit(w, queue.pop(0))
-                done, lost = backend.collect(0.5)
-                queue = lost + queue
-                parts.extend(done)
-                if done:
-                    log(time.perf_counter() - started)
-                if bar is not None and done:
-                    bar.update(sum(p["games"] for p in done))
-    except KeyboardInterrupt:
-        stopped["now"] = True
-    except WorkerFailed as e:  # the games finished before are kept; the exit status says it failed
-        reason = f"failed: {e}"
-        print(f"selfplay: {e}", file=sys.stderr)
-    finally:
-        parts.extend(backend.stop(finish_games=True))
-        if parts:
-            log(time.perf_counter() - started)
-        tb.close()
-        if bar is not None:
-            bar.close()
-    wall = time.perf_counter() - started
-    summary = merge_summaries(parts, wall)
-    shared = backend.summary()
-    if shared.get("evaluator"):
-        served = shared["evaluator"]
-        summary["cache_hit_rate"] = served["cache_hits"] / served["rows"] if served["rows"] else 0.0
-        summary["evals"] = served["forwarded"]
-        summary["evals_per_s"] = served["forwarded"] / wall if wall > 0 else 0.0
-    summary.update(stop_reason="interrupted" if stopped["now"] else reason, workers=workers,
-                   shared_evaluator=backend.shared, model_id=parts[0]["model_id"] if parts else None,
-                   device=device, out=str(out), backend=shared, seed=cfg.seed)
-    return summary

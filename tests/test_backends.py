@@ -11,9 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from specmcts.backends import Chunk, InProcess, LocalProcesses, make_backend
+from specmcts.backends import Chunk, InProcess, LocalProcesses
 from specmcts.config import Config, load_config
-from specmcts.loop import RunLoop, run_loop
+from specmcts.loop import RunLoop, make_backend, run_loop
 
 CONFIG = {
     "name": "backends5",

@@ -18,7 +18,7 @@ from specmcts import cli
 from specmcts.config import load_config
 from specmcts.evaluate import GTPSide, Side, opponent_side, play_match
 from specmcts.gtp_client import GTPEngine
-from specmcts.gtp_match import gnugo_spec
+from specmcts.gtp_client import gnugo_spec
 from specmcts.network import build_net, save_model
 from specmcts.sgf import read_sgf
 

@@ -18,7 +18,7 @@ import torch
 from games.go import BLACK, WHITE, GoRules, GoState
 from specmcts import __version__, cli
 from specmcts.config import load_config
-from games.position import setup_state
+from games.position import setup_state, state_from_text
 from games.scoring import parse_score
 from specmcts.gtp import Clock, EngineOptions, GtpEngine
 from specmcts.network import build_net, save_model
@@ -613,7 +613,7 @@ def test_one_setup_path_for_sgf_gtp_and_text(engine, tmp_path):
     rows = ["..X......", ".XO......", "..X.....O", ".........", "....X....",
             ".........", "......O..", ".........", "........."]
     rules = GoRules(9, engine.rules.komi)
-    drawn = GoState.from_text(rules, "\n".join(rows), to_play=WHITE)
+    drawn = state_from_text(rules, "\n".join(rows), to_play=WHITE)
     black = [r * 9 + c for r, row in enumerate(rows) for c, g in enumerate(row) if g == "X"]
     white = [r * 9 + c for r, row in enumerate(rows) for c, g in enumerate(row) if g == "O"]
     path = tmp_path / "setup.sgf"

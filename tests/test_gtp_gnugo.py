@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from specmcts.gtp_client import find_gnugo
-from specmcts.gtp_match import format_table, gnugo_spec, play_match, specmcts_spec, summary
+from specmcts.gtp_client import gnugo_spec, specmcts_spec
+from specmcts.gtp_match import format_table, play_engines, summary
 from specmcts.sgf import read_sgf
 
 TINY = ("--device", "cpu", "--set", "net.blocks=2", "--set", "net.channels=32", "--set", "net.value_hidden=32",
@@ -42,7 +43,7 @@ def test_two_games_against_gnugo_both_colours(tmp_path, one_thread_env):
         pytest.fail("gnugo is required and was not found on PATH or in /usr/games (apt-get install -y gnugo)",
                     pytrace=False)
     ours = specmcts_spec(visits=16, board=9, model="fresh", seed=0, extra=TINY)
-    games = play_match(ours, gnugo_spec(level=1), games=2, size=9, komi=7.5, out=tmp_path)
+    games = play_engines(ours, gnugo_spec(level=1), games=2, size=9, komi=7.5, out=tmp_path)
     table = format_table(games)
     assert len(games) == 2, table
     assert (games[0].black, games[0].white) == ("specmcts", "gnugo-l1")
@@ -73,13 +74,13 @@ def test_our_final_score_agrees_with_gnugo_on_positions_with_dead_stones(tmp_pat
     from specmcts.config import load_config
     from games.scoring import parse_score
     from specmcts.gtp import EngineOptions, GtpEngine
-    from specmcts.gtp_match import EngineSpec
+    from specmcts.gtp_client import EngineSpec
 
     def gnugo(name, seed):
         spec = gnugo_spec(level=1, seed=seed)
         return EngineSpec(name, tuple(x for x in spec.command if x != "--capture-all-dead"), spec.setup)
 
-    games = play_match(gnugo("gnugo-a", 1), gnugo("gnugo-b", 2), games=6, size=9, out=tmp_path)
+    games = play_engines(gnugo("gnugo-a", 1), gnugo("gnugo-b", 2), games=6, size=9, out=tmp_path)
     referee = GtpEngine(load_config(None, ["net.blocks=1", "net.channels=8", "evaluator.device=cpu",
                                            "evaluator.cache_entries=1024"]),
                         options=EngineOptions(visits=1, analysis_visits=8, quiet=True))

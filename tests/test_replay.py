@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from games import GoRules, GoState
+from games.symmetry import NUM_SYMMETRIES, apply_symmetry, symmetric_action
 from native.board import seed_kernels
 from native.features import NUM_PLANES
 from specmcts.config import TrainConfig
-from specmcts.replay import (NUM_SYMMETRIES, ReplayBuffer, ShardError, apply_symmetry, augment, read_shard,
-                             symmetric_action, window_size)
+from specmcts.replay import ReplayBuffer, ShardError, augment, read_shard, window_size
 
 SIZE = 5
 ACTIONS = SIZE * SIZE + 1

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from games.go import BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError
+from games.position import state_from_text
 from native import board as kernels
 from native import layout
 
@@ -25,7 +26,7 @@ from native import layout
 
 def position(text: str, to_play: int = BLACK, komi: float = 7.5, superko: bool = True) -> GoState:
     size = len(text.strip().splitlines())
-    return GoState.from_text(GoRules(size, komi, superko), text, to_play=to_play)
+    return state_from_text(GoRules(size, komi, superko), text, to_play=to_play)
 
 
 def play(state: GoState, *vertices: str) -> list[int]:

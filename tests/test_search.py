@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from games.go import BLACK, WHITE, GoRules, GoState
+from games.position import state_from_text
 from native import tree as kernels
 from native.layout import BLOOM_WORDS
 from specmcts.config import NetConfig, SearchConfig
@@ -172,15 +173,15 @@ X X X X X X X
 def test_problems_are_what_their_comments_say():
     """The positions themselves, so a failing search test is the search's fault, not the diagram's."""
     rules = GoRules(5, komi=2.5)
-    cut = GoState.from_text(rules, CUT_5, to_play=WHITE)
+    cut = state_from_text(rules, CUT_5, to_play=WHITE)
     assert cut.liberties(cut.gtp_to_action("C2")) == 1
     assert cut.score() == -0.5  # as it stands: white by half a point (C3 is dame)
     connected = cut.copy().play(cut.gtp_to_action("C3"))
     assert connected.score() == -1.5
-    captured = GoState.from_text(rules, CUT_5, to_play=BLACK).play(cut.gtp_to_action("C3"))
+    captured = state_from_text(rules, CUT_5, to_play=BLACK).play(cut.gtp_to_action("C3"))
     assert captured.captures == (1, 0) and captured.score() == 2.5
 
-    live = GoState.from_text(rules, CAPTURE_TO_LIVE_5, to_play=WHITE)
+    live = state_from_text(rules, CAPTURE_TO_LIVE_5, to_play=WHITE)
     assert live.liberties(live.gtp_to_action("C3")) == 1
     assert live.liberties(live.gtp_to_action("C4")) == 1
     assert not live.is_legal(live.gtp_to_action("C1"))  # extending is suicide
@@ -202,7 +203,7 @@ TERMINAL_ONLY = [  # (diagram, size, komi, to play, answer)
 @pytest.mark.parametrize("diagram,size,komi,to_play,answer", TERMINAL_ONLY)
 def test_problem_solved_from_finished_games_alone(diagram, size, komi, to_play, answer, leaves_per_tree):
     """Value 0 everywhere: only the rules' score of finished games (found by reading to them) decides."""
-    state = GoState.from_text(GoRules(size, komi), diagram, to_play=to_play)
+    state = state_from_text(GoRules(size, komi), diagram, to_play=to_play)
     counts = search_counts(state, UniformEvaluator(size, max_batch=64), 1600, leaves_per_tree)
     assert best_move(counts) == answer, counts
     assert counts[answer] > 0.5 * 1600, counts
@@ -218,7 +219,7 @@ STATIC_SCORE = TERMINAL_ONLY + [
 @pytest.mark.parametrize("sims", [400, 1600])
 @pytest.mark.parametrize("diagram,size,komi,to_play,answer", STATIC_SCORE)
 def test_problem_solved_with_a_score_evaluator(diagram, size, komi, to_play, answer, sims, leaves_per_tree):
-    state = GoState.from_text(GoRules(size, komi), diagram, to_play=to_play)
+    state = state_from_text(GoRules(size, komi), diagram, to_play=to_play)
     counts = search_counts(state, ScoreEvaluator(size, komi), sims, leaves_per_tree)
     assert best_move(counts) == answer, counts
     assert counts[answer] > 0.8 * sims, counts
@@ -228,7 +229,7 @@ def test_passing_into_a_lost_game_is_scored_by_the_rules():
     """White just passed: Black's pass ends the game at once (a terminal leaf, lost by half a point), so
     its value is exactly -1 and the capture gets the visits."""
     rules = GoRules(5, komi=2.5)
-    state = GoState.from_text(rules, CUT_5, to_play=WHITE).play(rules.pass_action)
+    state = state_from_text(rules, CUT_5, to_play=WHITE).play(rules.pass_action)
     search = make_search(rules, UniformEvaluator(5, max_batch=64), 400, 1)
     search.reset(0, state)
     search.run([0], 400)
@@ -323,12 +324,12 @@ X . X O . . . . .
 
 
 def ko_position() -> GoState:
-    state = GoState.from_text(GoRules(7), KO, to_play=WHITE)
+    state = state_from_text(GoRules(7), KO, to_play=WHITE)
     return state.play(state.gtp_to_action("C5"))
 
 
 def superko_position() -> GoState:
-    state = GoState.from_text(GoRules(9), TRIPLE_KO)
+    state = state_from_text(GoRules(9), TRIPLE_KO)
     for vertex in ("C9", "B1", "H9", "B9", "C1"):
         state.play(state.gtp_to_action(vertex))
     return state
@@ -762,7 +763,7 @@ WON_WITH_A_CAPTURE_7 = """
 @pytest.mark.parametrize("root", ["puct", "gumbel"])
 def test_score_utility_keeps_fighting_for_points_when_the_value_has_saturated(root):
     rules = GoRules(7, 0.5)
-    state = GoState.from_text(rules, WON_WITH_A_CAPTURE_7, to_play=WHITE)
+    state = state_from_text(rules, WON_WITH_A_CAPTURE_7, to_play=WHITE)
     capture = state.gtp_to_action("C4")
     tops = {}
     for weight in (0.0, 0.3):
@@ -812,7 +813,7 @@ X X . X X
 
 def test_the_search_never_fills_its_own_eyes_unless_told_to():
     rules = GoRules(5, 0.5)
-    state = GoState.from_text(rules, OWN_EYES_5)
+    state = state_from_text(rules, OWN_EYES_5)
     search = make_search(rules, UniformEvaluator(5, max_batch=16), 32, 4)
     assert search.searchable(state).sum() == 1  # pass
     search.reset(0, state)

@@ -46,7 +46,8 @@ def bench_row(ray, cfg, workers: int, seconds: float, chunk_games: int) -> dict:
 
     import torch
 
-    from specmcts.distributed import Chunk, WorkerPool
+    from specmcts.backends import Chunk
+    from specmcts.distributed import WorkerPool
     from specmcts.network import build_net
 
     cfg = dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, workers=workers))

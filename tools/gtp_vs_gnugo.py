@@ -18,9 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from specmcts.gtp_client import find_gnugo  # noqa: E402
-from specmcts.gtp_match import (EngineSpec, format_summary, format_table, gnugo_spec, parse_command,  # noqa: E402
-                                play_match, specmcts_spec, summary)
+from specmcts.gtp_client import EngineSpec, find_gnugo, gnugo_spec, parse_command, specmcts_spec  # noqa: E402
+from specmcts.gtp_match import format_summary, format_table, play_engines, summary  # noqa: E402
 from specmcts.stopping import GracefulStop, say  # noqa: E402
 
 
@@ -58,7 +57,7 @@ def main(argv=None) -> int:
         say("gtp_vs_gnugo: stopping after this move, keeping the finished games (again to stop now)")
 
     with GracefulStop(stopping) as stop:
-        games = play_match(ours, gnugo, args.games, args.board, args.komi, out, args.max_moves, progress,
+        games = play_engines(ours, gnugo, args.games, args.board, args.komi, out, args.max_moves, progress,
                            stop_when=lambda: stop.requested)
     s = summary(games, ours.name)
     s["out"] = str(out)

@@ -121,7 +121,7 @@ def raw_nn(net, state: GoState, symmetries: list[int]) -> str:
     by that symmetry and its board outputs turned back, from white's view."""
     import torch
 
-    from specmcts.replay import apply_symmetry
+    from games.symmetry import apply_symmetry
 
     size = state.size
     planes = state.features(np.float32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 from native import layout
-from specmcts.network import FRESH
+from specmcts.network import FRESH, load_fixed_net
 
 
 class NetSource:
@@ -66,8 +66,6 @@ class NetSource:
                              f"net {path.name} ({net.model_id}), which plays every size but was not trained on "
                              f"this one")
                 return net
-        from specmcts.backends import load_fixed_net
-
         net = load_fixed_net(self.cfg, FRESH, board=size)
         self.log(f"{size}x{size}: a fresh, untrained {self.cfg.net.blocks}x{self.cfg.net.channels} net "
                  f"({net.model_id})")
