@@ -1,7 +1,7 @@
 """Dead stones and the final score of a finished game, for referees (GTP ``final_score`` and
 ``final_status_list``, match judging): area scoring after removing dead stones, which are found from an
 ownership estimate of the final position: random playouts by default, or any other estimate such as a net's
-ownership head (``estimate_status(..., own=)``; the GTP engine averages both, ``specmcts.player.final_status``).
+ownership head (``estimate_status(..., own=)``; the GTP engine averages both, ``specmcts.engine.player.final_status``).
 
 A chain that its opponent owns at the end of most playouts is dead, and so is one the playouts leave in doubt
 that sits in the opponent's area without two eyes (uniform random play cannot see that a lone invader in a

@@ -66,7 +66,7 @@ class GameConfig:
 
 @dataclass(frozen=True)
 class NetConfig:
-    """The network (``specmcts.network``). ``heads: kata`` (the default) is KataGo-style and fully
+    """The network (``specmcts.engine.network``). ``heads: kata`` (the default) is KataGo-style and fully
     convolutional: a 1x1-conv policy plane plus a pass logit from pooled features, a pooled value head, and
     the auxiliary ownership and score heads; ``fc`` is the AlphaZero heads (fully connected over the board),
     which is what checkpoints made before ``heads`` existed hold."""
@@ -251,7 +251,7 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class RayConfig:
-    """``specmcts run --ray [ADDRESS]``: self-play workers as Ray actors (``specmcts.distributed``)."""
+    """``specmcts run --ray [ADDRESS]``: self-play workers as Ray actors (``specmcts.training.distributed``)."""
 
     address: str = "local"  # local: a new cluster here; auto: the running one; host:port; ray://host:10001
     workers: int = 0  # self-play actors (0: run.workers)

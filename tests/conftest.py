@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-# Tests import helpers from each other (``from tests.test_replay import write_shard``): the repository root
-# on sys.path makes that work from any working directory, not only from the root.
+# Tests import their shared helpers as ``tests.helpers``: the repository root on sys.path makes that work
+# from any working directory, not only from the root.
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -26,7 +26,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 @pytest.fixture
 def gnugo() -> str:
     """GnuGo's path. CI installs it (.ci/run), so a missing binary fails the test; it never skips."""
-    from specmcts.gtp_client import find_gnugo
+    from specmcts.play.gtp_client import find_gnugo
 
     path = find_gnugo()
     if path is None:

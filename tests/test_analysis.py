@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from specmcts.analysis import AnalysisEngine
+from specmcts.play.analysis_engine import AnalysisEngine
 from specmcts.config import load_config
 
 TINY = ["net.blocks=1", "net.channels=16", "net.value_hidden=16", "evaluator.device=cpu", "evaluator.torch_threads=1",

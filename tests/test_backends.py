@@ -1,4 +1,4 @@
-"""One run-loop schedule, several self-play backends (`specmcts.backends`): who plays a chunk does not change
+"""One run-loop schedule, several self-play backends (`specmcts.training.backends`): who plays a chunk does not change
 what is played, and a dead local worker costs its chunks, not the run. The Ray backend's tests are in
 test_distributed.py (they need a Ray cluster)."""
 from __future__ import annotations
@@ -11,22 +11,16 @@ import time
 import numpy as np
 import pytest
 
-from specmcts.backends import Chunk, InProcess, LocalProcesses
+from specmcts.training.backends import Chunk, InProcess
+from specmcts.training.local import LocalProcesses
 from specmcts.config import Config, load_config
-from specmcts.loop import RunLoop, make_backend, run_loop
+from specmcts.training.loop import RunLoop, make_backend, run_loop
+from tests.helpers import toy_run
 
-CONFIG = {
-    "name": "backends5",
-    "seed": 11,
-    "game": {"board": 5},
-    "net": {"blocks": 1, "channels": 16, "value_hidden": 16},
-    "search": {"sims": 16, "leaves_per_tree": 8, "threads": 1},
-    "evaluator": {"device": "cpu", "max_batch": 128, "cache_entries": 16384, "torch_threads": 1},
-    "selfplay": {"concurrent": 4},
-    "train": {"batch_size": 32, "min_samples": 64, "checkpoint_every": 5, "log_every": 5},
-    "run": {"mode": "generations", "generations": 2, "games_per_generation": 8, "chunk_games": 2, "workers": 2,
-            "train_samples_per_sample": 2.0, "minutes": 12.0},
-}
+CONFIG = toy_run(
+    name="backends5", seed=11, selfplay={"concurrent": 4},
+    run={"mode": "generations", "generations": 2, "games_per_generation": 8, "chunk_games": 2, "workers": 2,
+         "train_samples_per_sample": 2.0, "minutes": 12.0})
 
 
 def config(**sections) -> Config:
@@ -123,8 +117,8 @@ def test_every_worker_gone_stops_the_run_with_its_reason(tmp_path):
 
 def test_in_process_backend_plays_what_it_is_given(tmp_path):
     """The interface in miniature: free slot, submit, collect returns the summary, lost is empty."""
-    from specmcts.train import CheckpointStore, Trainer
-    from specmcts.replay import ReplayBuffer
+    from specmcts.training.trainer import CheckpointStore, Trainer
+    from specmcts.training.replay import ReplayBuffer
 
     cfg = config()
     for sub in ("data", "sgf", "models"):
@@ -203,7 +197,7 @@ def test_a_killed_worker_on_the_shared_evaluator_costs_only_its_chunks(tmp_path)
 
 
 def test_a_writer_that_dies_mid_message_blocks_neither_the_driver_nor_the_others():
-    """Each process writes to the driver through a pipe of its own (backends.Inbox): a process killed in the
+    """Each process writes to the driver through a pipe of its own (local.Inbox): a process killed in the
     middle of a message leaves a frame that never ends. The driver reads it as that pipe's end, and the
     other processes' messages still arrive (a shared multiprocessing.Queue's write lock, held by the killed
     writer, used to block them all: a run with a killed worker could hang)."""
@@ -211,7 +205,7 @@ def test_a_writer_that_dies_mid_message_blocks_neither_the_driver_nor_the_others
     import queue
     import struct
 
-    from specmcts.backends import Inbox
+    from specmcts.training.local import Inbox
 
     inbox = Inbox(multiprocessing.get_context("spawn"))
     dying, alive = inbox.outbox(), inbox.outbox()

@@ -192,7 +192,7 @@ def test_model_export_keeps_how_the_net_was_made(tmp_path, capsys):
     info` shows them."""
     import torch
 
-    from specmcts.network import build_net, save_model
+    from specmcts.engine.network import build_net, save_model
 
     src = tmp_path / "trained.pt"
     save_model(src, build_net(5, None), {"step": 7, "config": {"name": "go9cpu", "search": {"root": "gumbel", "sims": 40}},
@@ -210,7 +210,7 @@ def test_model_export_keeps_how_the_net_was_made(tmp_path, capsys):
 
 
 def test_model_shipped_is_the_embedded_net_or_a_one_line_error(tmp_path, monkeypatch, capsys):
-    from specmcts import network
+    from specmcts.engine import network
 
     assert cli.main(["model", "info", "shipped"]) == 0
     assert "go9.pt" in capsys.readouterr().out

@@ -16,20 +16,13 @@ import yaml
 
 from specmcts import cli
 from specmcts.config import Config, load_config
+from tests.helpers import toy_run
 
-RAY_CONFIG = {
-    "name": "ray5",
-    "seed": 5,
-    "game": {"board": 5},
-    "net": {"blocks": 1, "channels": 16, "value_hidden": 16},
-    "search": {"sims": 16, "leaves_per_tree": 8},
-    "evaluator": {"device": "cpu", "max_batch": 128, "cache_entries": 16384, "torch_threads": 1},
-    "selfplay": {"concurrent": 4},
-    "train": {"batch_size": 32, "min_samples": 64, "checkpoint_every": 5, "log_every": 5},
+RAY_CONFIG = toy_run(
+    name="ray5", selfplay={"concurrent": 4},
     # minutes: a safety net only (each test stops on steps or generations; the per-test timeout is 15 minutes),
     # long enough that a slow, loaded CI machine never stops on time instead
-    "run": {"mode": "async", "workers": 2, "chunk_games": 4, "train_samples_per_sample": 2.0, "minutes": 12.0},
-}
+    run={"mode": "async", "workers": 2, "chunk_games": 4, "train_samples_per_sample": 2.0, "minutes": 12.0})
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +91,7 @@ def test_killed_worker_is_respawned_and_its_chunk_replayed(tmp_path, ray_cluster
     write into the run directory themselves here (ray.shared_storage), the other path of the shards."""
     import numpy as np
 
-    from specmcts.loop import RunLoop, run_loop
+    from specmcts.training.loop import RunLoop, run_loop
 
     cfg = load_config(write_config(tmp_path, run={"mode": "generations", "generations": 2, "games_per_generation": 8,
                                                   "chunk_games": 2}), ["ray.shared_storage=true"])
@@ -142,7 +135,7 @@ def test_killed_worker_is_respawned_and_its_chunk_replayed(tmp_path, ray_cluster
 
 def test_without_ray_the_module_imports_and_the_flag_says_what_to_install(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
-    from specmcts import distributed
+    from specmcts.training import distributed
 
     with pytest.raises(distributed.RayUnavailable, match=r"specmcts\[ray\]"):
         distributed.import_ray()
@@ -153,7 +146,7 @@ def test_without_ray_the_module_imports_and_the_flag_says_what_to_install(tmp_pa
 
 
 def test_ray_flag_and_resources():
-    from specmcts.distributed import worker_resources
+    from specmcts.training.distributed import worker_resources
 
     parser = cli.build_parser()
     assert parser.parse_args(["run"]).ray is None

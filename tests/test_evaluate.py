@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,11 @@ import pytest
 from games import BLACK, WHITE, GoRules
 from specmcts import cli
 from specmcts.config import load_config
-from specmcts.elo import elo_from_score, estimate, score_from_elo, wilson_interval
-from specmcts.evaluate import GTPSide, NetSide, RandomSide, Side, gate, net_side, opponent_side, play_match
-from specmcts.network import build_net, save_model
+from specmcts.play.elo import elo_from_score, estimate, score_from_elo, wilson_interval
+from specmcts.play.match import GTPSide, NetSide, RandomSide, Side, gate, net_side, opponent_side, play_match
+from specmcts.engine.network import build_net, save_model
 from specmcts.sgf import read_sgf
+from tests.helpers import stub_engine
 
 SIZE = 5
 RULES = GoRules(SIZE, 7.5)
@@ -135,26 +135,6 @@ def test_net_match_is_reproducible_and_counts_resignations(tmp_path):
     assert s["games"] == 4 and s["wins"] + s["losses"] + s["draws"] == 4 and "resignations" in s
 
 
-def stub_engine(genmove: str, final_score_error: bool = False) -> str:
-    """Python source of a minimal GTP engine: every ``genmove`` is answered ``genmove``, ``final_score`` with
-    an error when ``final_score_error``, anything else with an empty success."""
-    return textwrap.dedent(f"""
-        import sys
-        for line in sys.stdin:
-            cmd = line.split()
-            if not cmd:
-                continue
-            if cmd[0] == "quit":
-                print("=\\n", flush=True)
-                break
-            if cmd[0] == "final_score" and {final_score_error!r}:
-                print("? cannot score\\n", flush=True)
-                continue
-            answer = {genmove!r} if cmd[0] == "genmove" else ""
-            print(f"= {{answer}}\\n", flush=True)
-    """)
-
-
 FORFEITING_ENGINE = stub_engine("A1")
 
 
@@ -176,7 +156,7 @@ def test_an_illegal_gtp_move_forfeits_the_game(tmp_path):
 def test_match_against_gnugo(tmp_path, gnugo):
     cfg = tiny_config()
     a = net_side("net", build_net(SIZE, cfg.net), cfg, concurrent=2)
-    from specmcts.evaluate import opponent_side
+    from specmcts.play.match import opponent_side
 
     b = opponent_side("gnugo", cfg, concurrent=2, gnugo_level=0)
     try:
@@ -217,7 +197,7 @@ def test_cli_eval(tmp_path, capsys, monkeypatch):
     assert "missing.pt" in capsys.readouterr().err
     # 'shipped' names the embedded net as an opponent too, as it does for --model; in a package without a
     # net that plays 5x5, one line
-    from specmcts import network
+    from specmcts.engine import network
 
     monkeypatch.setattr(network, "WEIGHTS_DIR", tmp_path / "no-weights")
     assert cli.main(["eval", "--model", str(a), "--opponent", "shipped", "--games", "2", *common]) == 1
@@ -230,7 +210,7 @@ def test_the_shipped_net_as_opponent():
     side = opponent_side("shipped", cfg, concurrent=1)
     try:
         # specmcts/weights/go9.pt (not a file named 'shipped'), and the match calls it what it is
-        from specmcts.network import embedded_model, load_model
+        from specmcts.engine.network import embedded_model, load_model
 
         embedded, _ = load_model(embedded_model(9))
         assert isinstance(side, NetSide) and side.name == "shipped"
@@ -246,7 +226,7 @@ def test_every_game_of_a_match_is_distinct_and_openings_are_played_with_colours_
 
     from specmcts import cli
     from specmcts.config import NetConfig
-    from specmcts.network import build_net, save_model
+    from specmcts.engine.network import build_net, save_model
     from specmcts.sgf import read_sgf
 
     model = tmp_path / "net.pt"

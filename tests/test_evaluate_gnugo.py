@@ -16,13 +16,13 @@ from games import BLACK, WHITE, GoRules
 from games.go import GoState, gtp_to_action
 from specmcts import cli
 from specmcts.config import load_config
-from specmcts.evaluate import GTPSide, Side, opponent_side, play_match
-from specmcts.gtp_client import GTPEngine
-from specmcts.gtp_client import gnugo_spec
-from specmcts.network import build_net, save_model
+from specmcts.play.match import GTPSide, Side, opponent_side, play_match
+from specmcts.play.gtp_client import GtpClient
+from specmcts.play.gtp_client import gnugo_spec
+from specmcts.engine.network import build_net, save_model
 from specmcts.sgf import read_sgf
 
-from tests.test_evaluate import stub_engine
+from tests.helpers import stub_engine
 
 needs_gnugo = pytest.mark.usefixtures("gnugo")
 
@@ -88,7 +88,7 @@ def test_judge_game_prefers_gnugo_final_score_over_tromp_taylor():
     from games.scoring import judge_game
 
     state = GoState(RULES7)
-    with GTPEngine(list(gnugo_spec(level=0).command)) as gnugo:
+    with GtpClient(list(gnugo_spec(level=0).command)) as gnugo:
         for cmd in ("boardsize 7", "clear_board", "komi 7.5"):
             gnugo.send(cmd)
         for b, w in zip(BLACK_MOVES, WHITE_MOVES):

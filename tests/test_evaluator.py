@@ -6,10 +6,10 @@ import torch
 from games.go import GoRules, GoState
 from native.features import NUM_PLANES, encode
 from specmcts.config import Config, EvaluatorConfig, NetConfig
-from specmcts.evaluator import (GRAPH_BATCH_SIZES, Evaluator, HashEvaluator, NetEvaluator, SharedEvaluatorServer,
-                                UniformEvaluator, graph_batch_sizes, make_evaluator, padded_batch_size,
-                                torch_device)
-from specmcts.network import build_net
+from specmcts.engine.evaluator import (GRAPH_BATCH_SIZES, Evaluator, HashEvaluator, NetEvaluator, UniformEvaluator,
+                                       graph_batch_sizes, make_evaluator, padded_batch_size, torch_device)
+from specmcts.engine.shared_evaluator import SharedEvaluatorServer
+from specmcts.engine.network import build_net
 
 TINY = NetConfig(blocks=2, channels=32)
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -287,7 +287,7 @@ def test_shared_evaluator_serves_worker_processes(cache, server_batch):
     that evicts, one that only deduplicates within a batch, or none."""
     import multiprocessing
 
-    from specmcts.nncache import NNCache
+    from specmcts.engine.nncache import NNCache
 
     ctx = multiprocessing.get_context("fork")
     server = SharedEvaluatorServer(HashEvaluator(9, seed=0, max_batch=server_batch), clients=3, rows=8, mp_context=ctx,
@@ -356,7 +356,7 @@ def test_shared_evaluator_cache_answers_repeats_and_sends_each_new_row_once():
     new model empties the cache and is what clients read as ``model_id``."""
     import threading
 
-    from specmcts.nncache import NNCache
+    from specmcts.engine.nncache import NNCache
 
     cache = NNCache.for_board(1024, 9)
     direct = HashEvaluator(9, seed=0, max_batch=16)
@@ -394,7 +394,7 @@ def test_shared_evaluator_cache_answers_repeats_and_sends_each_new_row_once():
 
 
 def _serve_in_own_process(spec, ready):
-    from specmcts.nncache import NNCache
+    from specmcts.engine.nncache import NNCache
 
     server = SharedEvaluatorServer(HashEvaluator(9, seed=0, max_batch=8), spec=spec, cache=NNCache.for_board(64, 9))
     ready.set()
@@ -408,7 +408,7 @@ def test_a_client_fails_at_once_when_the_evaluator_process_dies():
     import os
     import signal
 
-    from specmcts.evaluator import EvaluatorChannel
+    from specmcts.engine.shared_evaluator import EvaluatorChannel
 
     ctx = multiprocessing.get_context("spawn")
     channel = EvaluatorChannel(1, 4, 9, NUM_PLANES, ctx)

@@ -24,7 +24,7 @@ import pytest
 from games.go import BLACK, WHITE, GoRules, GoState, action_to_gtp
 from native import board as kernels
 from native import layout
-from specmcts.gtp_client import GTPEngine, GTPError, find_gnugo, gnugo_command
+from specmcts.play.gtp_client import GtpClient, GtpClientError, find_gnugo, gnugo_command
 
 KOMI = 7.5
 GAMES = {9: 150, 13: 20, 19: 50}  # 220 games, ~10 s on two cores
@@ -44,8 +44,8 @@ def gnugo_factory():
         )
     engines = []
 
-    def start(size: int) -> GTPEngine:
-        engine = GTPEngine(gnugo_command(level=1, chinese_rules=True))
+    def start(size: int) -> GtpClient:
+        engine = GtpClient(gnugo_command(level=1, chinese_rules=True))
         engines.append(engine)
         engine.send(f"boardsize {size}")
         engine.send(f"komi {KOMI}")
@@ -65,7 +65,7 @@ def random_game(size: int, seed: int) -> tuple[GoState, list[int]]:
     return state, moves
 
 
-def gtp_stones(engine: GTPEngine, colour: str) -> set[str]:
+def gtp_stones(engine: GtpClient, colour: str) -> set[str]:
     return set(engine.send(f"list_stones {colour}").upper().split())
 
 
@@ -73,7 +73,7 @@ def our_stones(state: GoState, colour: int) -> set[str]:
     return {action_to_gtp(state.size, int(a)) for a in np.flatnonzero(state.board().flatten() == colour)}
 
 
-def final_position_legality(engine: GTPEngine, state: GoState) -> list[str]:
+def final_position_legality(engine: GtpClient, state: GoState) -> list[str]:
     """Compare GnuGo's ``is_legal`` with ours (occupancy + suicide) for both colours on every point."""
     problems = []
     for colour, name in ((BLACK, "b"), (WHITE, "w")):
@@ -103,7 +103,7 @@ def test_random_games_agree_with_gnugo(size, gnugo_factory):
         try:
             for i, a in enumerate(moves):
                 engine.send(f"play {'BW'[i % 2]} {action_to_gtp(size, a)}")
-        except GTPError as e:
+        except GtpClientError as e:
             failures.append(f"{tag}: gnugo refused move {i + 1}: {e}")
             continue
         for colour, name in ((BLACK, "black"), (WHITE, "white")):

@@ -20,8 +20,8 @@ from specmcts import __version__, cli
 from specmcts.config import load_config
 from games.position import setup_state, state_from_text
 from games.scoring import parse_score
-from specmcts.gtp import Clock, EngineOptions, GtpEngine
-from specmcts.network import build_net, save_model
+from specmcts.play.gtp import Clock, EngineOptions, GtpEngine
+from specmcts.engine.network import build_net, save_model
 from specmcts.sgf import read_sgf, write_sgf
 
 TINY = ["net.blocks=2", "net.channels=32", "net.value_hidden=32", "search.sims=8", "evaluator.device=cpu",
@@ -582,9 +582,9 @@ def test_subprocess_lz_analyze_streams_until_the_next_command():
 
 
 def test_default_net_is_the_one_that_ships_and_fresh_asks_for_an_untrained_one(tmp_path, monkeypatch):
-    from specmcts import network
+    from specmcts.engine import network
     from specmcts.config import NetConfig
-    from specmcts.gtp import NetSource
+    from specmcts.play.gtp import NetSource
 
     shipped = network.build_net(9, NetConfig(blocks=1, channels=8, value_hidden=8))
     network.save_model(tmp_path / "go9.pt", shipped)

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from specmcts.config import load_config
-from specmcts.gtp import EngineOptions, GtpEngine
+from specmcts.play.gtp import EngineOptions, GtpEngine
 
 TINY = ["net.blocks=2", "net.channels=32", "net.value_hidden=32", "search.sims=4", "evaluator.device=cpu",
         "evaluator.cache_entries=4096"]

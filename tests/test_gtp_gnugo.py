@@ -1,6 +1,6 @@
 """Real opponents: ``specmcts gtp`` (a subprocess, a fresh 2x32 net, 16 visits) plays GnuGo level 1 over GTP.
 
-Two full 9x9 games, one with each colour, driven by ``specmcts.gtp_match`` to the end (two passes, the length
+Two full 9x9 games, one with each colour, driven by ``specmcts.play.engine_match`` to the end (two passes, the length
 limit or a resignation); for every game that is scored, both engines' ``final_score`` answers must agree.
 Every game is written as SGF and reads back with the agreed result.
 
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from specmcts.gtp_client import find_gnugo
-from specmcts.gtp_client import gnugo_spec, specmcts_spec
-from specmcts.gtp_match import format_table, play_engines, summary
+from specmcts.play.gtp_client import find_gnugo
+from specmcts.play.gtp_client import gnugo_spec, specmcts_spec
+from specmcts.play.engine_match import format_table, play_engines, summary
 from specmcts.sgf import read_sgf
 
 TINY = ("--device", "cpu", "--set", "net.blocks=2", "--set", "net.channels=32", "--set", "net.value_hidden=32",
@@ -73,8 +73,8 @@ def test_our_final_score_agrees_with_gnugo_on_positions_with_dead_stones(tmp_pat
 
     from specmcts.config import load_config
     from games.scoring import parse_score
-    from specmcts.gtp import EngineOptions, GtpEngine
-    from specmcts.gtp_client import EngineSpec
+    from specmcts.play.gtp import EngineOptions, GtpEngine
+    from specmcts.play.gtp_client import EngineSpec
 
     def gnugo(name, seed):
         spec = gnugo_spec(level=1, seed=seed)
@@ -111,10 +111,10 @@ def test_final_score_uses_the_trained_nets_ownership_head():
                     pytrace=False)
     from games.scoring import estimate_status, parse_score
     from specmcts.config import load_config
-    from specmcts.gtp import EngineOptions, GtpEngine
-    from specmcts.gtp_client import GTPEngine, gnugo_command
+    from specmcts.play.gtp import EngineOptions, GtpEngine
+    from specmcts.play.gtp_client import GtpClient, gnugo_command
 
-    gnugo = GTPEngine(gnugo_command(level=10, chinese_rules=True))
+    gnugo = GtpClient(gnugo_command(level=10, chinese_rules=True))
     try:
         gnugo.send(f"loadsgf {DEAD_STONES_GAME}")
         gnugo_score = gnugo.send("final_score")

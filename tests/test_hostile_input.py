@@ -157,7 +157,7 @@ def test_run_resume_without_config_reads_the_runs_own_config(tmp_path, capsys):
 
 def small_checkpoint(path):
     from specmcts.config import NetConfig
-    from specmcts.network import build_net, save_model
+    from specmcts.engine.network import build_net, save_model
 
     save_model(path, build_net(5, NetConfig(blocks=1, channels=8, value_hidden=8)),
                {"step": 3, "optimizer": {"state": {}, "param_groups": []}})
@@ -208,7 +208,7 @@ def test_finite_weights_whose_outputs_overflow_are_refused(tmp_path, capsys):
     2-move games and shards whose policy was always pass."""
     import torch
 
-    from specmcts.network import CheckpointError, load_model, read_checkpoint
+    from specmcts.engine.network import CheckpointError, load_model, read_checkpoint
 
     ck = small_checkpoint(tmp_path / "net.pt")
     data = read_checkpoint(ck)
@@ -226,10 +226,10 @@ def test_finite_weights_whose_outputs_overflow_are_refused(tmp_path, capsys):
 def test_an_engine_whose_answer_never_ends_times_out_per_answer(tmp_path):
     """`gtp:yes =` answers every command with endless '=' lines: a timeout per line never fired and the
     memory grew. The timeout is per answer now, and the reader waits instead of queueing without bound."""
-    from specmcts.gtp_client import GTPEngine, GTPError
+    from specmcts.play.gtp_client import GtpClient, GtpClientError
 
-    with GTPEngine(["yes", "="], timeout=2.0) as engine:
-        with pytest.raises(GTPError, match="did not answer|characters"):
+    with GtpClient(["yes", "="], timeout=2.0) as engine:
+        with pytest.raises(GtpClientError, match="did not answer|characters"):
             engine.send("name")
     assert engine._lines.maxsize > 0 and engine._lines.qsize() <= engine._lines.maxsize
 

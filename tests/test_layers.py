@@ -3,11 +3,11 @@ the top of a file or inside a function, goes to a lower layer or within one laye
 layers, low to high (docs/architecture.md):
 
     0  games, native                  the rules and the numba kernels
-    1  specmcts.config, atomic, stopping, threads, sgf, elo, gtp_client     what every layer uses
-    2  network, evaluator, nncache, search, speculation, player             the engine
-    3  evaluate, gtp_match, analysis, gtp                                  play: matches, GTP, analysis
-    4  selfplay, replay, train, backends, distributed, loop                training
-    5  cli, __main__                                                       the command line
+    1  specmcts (config, atomic, stopping, threads, sgf)    what every layer uses
+    2  specmcts.engine                network, evaluator, NN cache, search, speculation, move rules
+    3  specmcts.play                  matches, Elo, the GTP engine, the analysis engine, GTP client
+    4  specmcts.training              self-play, replay, trainer, backends, the run loop
+    5  specmcts.cli, specmcts.__main__                      the command line
 """
 from __future__ import annotations
 
@@ -18,13 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("games", "native", "specmcts")
 LAYERS = {
     0: ("games", "native"),
-    1: ("specmcts", "specmcts.config", "specmcts.atomic", "specmcts.stopping", "specmcts.threads", "specmcts.sgf",
-        "specmcts.elo", "specmcts.gtp_client"),
-    2: ("specmcts.network", "specmcts.evaluator", "specmcts.nncache", "specmcts.search", "specmcts.speculation",
-        "specmcts.player"),
-    3: ("specmcts.evaluate", "specmcts.gtp_match", "specmcts.analysis", "specmcts.gtp"),
-    4: ("specmcts.selfplay", "specmcts.replay", "specmcts.train", "specmcts.backends", "specmcts.distributed",
-        "specmcts.loop"),
+    1: ("specmcts",),  # the package's own modules: its utilities
+    2: ("specmcts.engine",),
+    3: ("specmcts.play",),
+    4: ("specmcts.training",),
     5: ("specmcts.cli", "specmcts.__main__"),
 }
 
@@ -122,9 +119,11 @@ def test_the_checks_catch_what_they_are_for(tmp_path):
     """On made-up files: an engine module importing the training layer inside a function, and a cycle through
     that import, are both found."""
     search, loop = tmp_path / "search.py", tmp_path / "loop.py"
-    search.write_text("import numpy\n\n\ndef f():\n    from specmcts.loop import RunLoop\n")
-    loop.write_text("from specmcts.search import Search\n")
-    graph = imports({"specmcts.search": search, "specmcts.loop": loop})
-    assert graph == {"specmcts.search": {"specmcts.loop"}, "specmcts.loop": {"specmcts.search"}}
-    assert cycles(graph) == [["specmcts.loop", "specmcts.search"]]
-    assert layer("specmcts.loop") > layer("specmcts.search") and layer("specmcts.gtp.engine") == 3
+    search.write_text("import numpy\n\n\ndef f():\n    from specmcts.training.loop import RunLoop\n")
+    loop.write_text("from specmcts.engine.search import Search\n")
+    graph = imports({"specmcts.engine.search": search, "specmcts.training.loop": loop})
+    assert graph == {"specmcts.engine.search": {"specmcts.training.loop"},
+                     "specmcts.training.loop": {"specmcts.engine.search"}}
+    assert cycles(graph) == [["specmcts.engine.search", "specmcts.training.loop"]]
+    assert layer("specmcts.training.loop") > layer("specmcts.engine.search")
+    assert layer("specmcts.play.gtp.engine") == 3 and layer("specmcts.config") == 1

@@ -22,6 +22,7 @@ import torch
 import yaml
 
 from specmcts import cli
+from tests.helpers import toy_run
 
 LEARNING_CONFIG = {
     "name": "learn5",
@@ -97,18 +98,9 @@ def test_the_trained_net_beats_the_untrained_one(tmp_path, capsys, one_thread):
         assert tag in scalars, tag
 
 
-SMALL_CONFIG = {
-    "name": "loop5",
-    "seed": 5,
-    "game": {"board": 5},
-    "net": {"blocks": 1, "channels": 16, "value_hidden": 16},
-    "search": {"sims": 8, "leaves_per_tree": 4, "threads": 1},
-    "evaluator": {"device": "cpu", "max_batch": 128, "cache_entries": 16384, "torch_threads": 1},
-    "selfplay": {"concurrent": 8},
-    "train": {"batch_size": 32, "min_samples": 64, "checkpoint_every": 10, "log_every": 5},
-    "run": {"mode": "generations", "games_per_generation": 16, "train_samples_per_sample": 2.0},
-    "eval": {"concurrent": 8},
-}
+SMALL_CONFIG = toy_run(
+    name="loop5", search={"sims": 8, "leaves_per_tree": 4}, train={"checkpoint_every": 10},
+    run={"mode": "generations", "games_per_generation": 16, "train_samples_per_sample": 2.0}, eval={"concurrent": 8})
 
 
 def small_run(tmp_path, name: str, *extra: str) -> tuple[int, dict, str]:
@@ -124,7 +116,7 @@ def small_run(tmp_path, name: str, *extra: str) -> tuple[int, dict, str]:
 
 def test_generations_resume_exactly(tmp_path):
     """Two generations in one go, or one generation then --resume: the same games, the same final weights."""
-    from specmcts.network import read_checkpoint
+    from specmcts.engine.network import read_checkpoint
 
     code, straight, err = small_run(tmp_path, "a", "--generations", "2")
     assert code == 0, err
@@ -144,7 +136,7 @@ def test_generations_resume_exactly(tmp_path):
 
 
 def test_gating_and_elo_points(tmp_path):
-    from specmcts.gtp_client import find_gnugo
+    from specmcts.play.gtp_client import find_gnugo
 
     gnugo = 2 if find_gnugo() else 0
     code, summary, err = small_run(tmp_path, "g", "--generations", "2", "--speculate", "1", "--set", "run.gating_games=4",
@@ -175,8 +167,8 @@ def test_efficient_config_mechanics(tmp_path):
     playout cap randomization. Shards carry the auxiliary targets and the policy weights, the Gumbel
     targets are distributions, the auxiliary heads train (their losses fall), the checkpoint records the
     compute behind it, and a run started from it with --model carries that compute on."""
-    from specmcts.network import read_checkpoint
-    from specmcts.replay import read_shard
+    from specmcts.engine.network import read_checkpoint
+    from specmcts.training.replay import read_shard
 
     efficient = ["--set", "net.heads=kata", "--set", "search.root=gumbel", "--set", "search.gumbel_considered=4",
                  "--set", "search.fast_sims=4", "--set", "search.full_search_fraction=0.5"]

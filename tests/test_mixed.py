@@ -12,25 +12,20 @@ import pytest
 import yaml
 
 from specmcts.config import Config, ConfigError, TrainConfig, load_config
-from specmcts.loop import BoardSchedule, generation_games, run_loop
-from specmcts.network import build_net, on_board, read_checkpoint
-from specmcts.replay import MixedReplay, ReplayBuffer, make_replay
+from specmcts.training.loop import run_loop
+from specmcts.training.schedule import BoardSchedule, generation_games
+from specmcts.engine.network import build_net, on_board, read_checkpoint
+from specmcts.training.replay import MixedReplay, ReplayBuffer, make_replay
 
-from test_replay import write_shard
+from tests.helpers import toy_run, write_shard
 
-RUN = {
-    "name": "mixed57",
-    "seed": 5,
-    "game": {"board": 5, "boards": "[5,7]", "shares": "[1,3]"},
-    "net": {"blocks": 1, "channels": 16, "value_hidden": 16},
-    "search": {"sims": 12, "leaves_per_tree": 4, "threads": 1},
-    "evaluator": {"device": "cpu", "max_batch": 128, "cache_entries": 4096, "torch_threads": 1},
-    "selfplay": {"concurrent": 4},
-    "train": {"batch_size": 16, "min_samples": 32, "checkpoint_every": 4, "log_every": 2},
-    "run": {"mode": "generations", "generations": 2, "games_per_generation": 8, "chunk_games": 2,
-            "train_samples_per_sample": 0.5, "eval_every": 1, "eval_games": 2, "minutes": 10.0},
-    "eval": {"sims": 4, "concurrent": 2, "opening_plies": 1},
-}
+RUN = toy_run(
+    name="mixed57", game={"board": 5, "boards": "[5,7]", "shares": "[1,3]"},
+    search={"sims": 12, "leaves_per_tree": 4}, evaluator={"cache_entries": 4096}, selfplay={"concurrent": 4},
+    train={"batch_size": 16, "min_samples": 32, "checkpoint_every": 4, "log_every": 2},
+    run={"mode": "generations", "generations": 2, "games_per_generation": 8, "chunk_games": 2,
+         "train_samples_per_sample": 0.5, "eval_every": 1, "eval_games": 2, "minutes": 10.0},
+    eval={"sims": 4, "concurrent": 2, "opening_plies": 1})
 
 
 def config(*extra: str) -> Config:

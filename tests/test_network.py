@@ -7,7 +7,7 @@ import torch
 
 from native.features import NUM_PLANES
 from specmcts.config import NetConfig
-from specmcts.network import (CheckpointError, PolicyValueNet, build_net, count_parameters, load_model,
+from specmcts.engine.network import (CheckpointError, PolicyValueNet, build_net, count_parameters, load_model,
                               make_model_id, save_model)
 
 TINY = NetConfig(blocks=1, channels=16, policy_channels=2, value_channels=1, value_hidden=16)
@@ -259,7 +259,7 @@ def test_load_model_onto_cuda(tmp_path):
 def test_the_shipped_9x9_net():
     """specmcts/weights/go9.pt: package data under 10 MB, the 6x48 kata net for 9x9 (configs/go9cpu-big.yaml),
     with the compute that made it."""
-    from specmcts.network import embedded_model, provenance, read_checkpoint
+    from specmcts.engine.network import embedded_model, provenance, read_checkpoint
 
     path = embedded_model(9)
     assert path is not None and path.stat().st_size < 10 * 1024 * 1024
@@ -288,7 +288,7 @@ def _trained_like(cfg: NetConfig, seed: int = 0) -> PolicyValueNet:
 def test_a_grown_net_computes_what_the_small_one_did(blocks, channels):
     """Deeper and/or wider, the grown net's every output (policy, value, score, ownership) is the small
     net's, in eval mode and in training mode (batch statistics), on any board size."""
-    from specmcts.network import grow_net
+    from specmcts.engine.network import grow_net
 
     small = _trained_like(SMALL_KATA)
     grown = grow_net(small, dataclasses.replace(SMALL_KATA, blocks=blocks, channels=channels), seed=3)
@@ -307,7 +307,7 @@ def test_a_grown_net_computes_what_the_small_one_did(blocks, channels):
 def test_a_grown_net_learns_with_all_its_new_weights():
     """The zero weights that keep the old channels blind to the new ones, and the zero scales of the appended
     blocks, get gradients: training can use the new capacity (nothing is dead)."""
-    from specmcts.network import grow_net
+    from specmcts.engine.network import grow_net
 
     small = _trained_like(SMALL_KATA)
     grown = grow_net(small, dataclasses.replace(SMALL_KATA, blocks=5, channels=24), seed=1).train()
@@ -321,7 +321,7 @@ def test_a_grown_net_learns_with_all_its_new_weights():
 
 
 def test_growing_refuses_what_it_cannot_do():
-    from specmcts.network import grow_net
+    from specmcts.engine.network import grow_net
 
     small = _trained_like(SMALL_KATA)
     for target, words in ((dataclasses.replace(SMALL_KATA, blocks=2), "does not shrink"),
@@ -349,8 +349,8 @@ def test_an_unknown_architecture_record_is_one_line_on_any_board(tmp_path):
 def test_shipped_on_a_size_without_its_own_net_is_the_nearest_kata_net_and_says_so(capsys, monkeypatch, tmp_path):
     """Kata heads play every size: `--model shipped` on 13x13 (no go13.pt ships) plays go9.pt, and says so in
     one line; a size that has its own file gets it silently; a package with no kata net refuses in one line."""
-    from specmcts import network
-    from specmcts.network import CheckpointError, embedded_any, model_label, resolve_model
+    from specmcts.engine import network
+    from specmcts.engine.network import CheckpointError, embedded_any, model_label, resolve_model
 
     path = resolve_model("shipped", 13)
     assert path == str(network.embedded_model(9))

@@ -8,9 +8,9 @@ from games.go import GoRules, GoState
 from native.features import encode
 from native.tree import input_key
 from specmcts.config import NetConfig
-from specmcts.evaluator import HashEvaluator, NetEvaluator
-from specmcts.network import build_net
-from specmcts.nncache import NNCache, round_capacity
+from specmcts.engine.evaluator import HashEvaluator, NetEvaluator
+from specmcts.engine.network import build_net
+from specmcts.engine.nncache import NNCache, round_capacity
 
 A9 = 82
 

@@ -5,9 +5,9 @@ import numpy as np
 from games.go import GoRules, GoState
 from native import board as board_kernels
 from specmcts.config import SearchConfig
-from specmcts.evaluator import HashEvaluator
-from specmcts.nncache import NNCache
-from specmcts.search import Search
+from specmcts.engine.evaluator import HashEvaluator
+from specmcts.engine.nncache import NNCache
+from specmcts.engine.search import Search
 
 
 def roots(count, size=9, seed=7):

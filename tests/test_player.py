@@ -1,4 +1,4 @@
-"""The player layer (`specmcts.player`): one move rule, one resign rule and one source of randomness for
+"""The player layer (`specmcts.engine.player`): one move rule, one resign rule and one source of randomness for
 self-play, evaluation and GTP."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from games import GoRules, GoState
 from specmcts.config import ConfigError, load_config
-from specmcts.player import UNIFORM, MoveRule, ResignStreak, draw, rng
+from specmcts.engine.player import UNIFORM, MoveRule, ResignStreak, draw, rng
 
 
 def test_move_rule_samples_then_takes_the_most_visited():
@@ -42,9 +42,9 @@ def test_resign_streak_counts_consecutive_low_values_per_key():
 
 def test_every_caller_uses_the_one_rule(tmp_path):
     """Self-play, evaluation and GTP decide with the player layer's objects, configured from the config."""
-    from specmcts.evaluate import NetSide
-    from specmcts.evaluator import HashEvaluator
-    from specmcts.selfplay import SelfPlayPolicy
+    from specmcts.play.match import NetSide
+    from specmcts.engine.evaluator import HashEvaluator
+    from specmcts.training.selfplay import SelfPlayPolicy
 
     cfg = load_config(None, ["game.board=5", "search.sims=8", "search.temperature_moves=3", "eval.temperature_moves=2",
                              "search.resign_consecutive=4", "eval.resign=false"])

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from specmcts.config import load_config
-from specmcts.loop import RunLoop
+from specmcts.training.loop import RunLoop
 
 CONFIG = [
     "seed=5", "game.board=5", "net.blocks=1", "net.channels=16", "net.value_hidden=16", "search.sims=16",

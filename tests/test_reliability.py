@@ -29,8 +29,7 @@ from specmcts import cli
 from specmcts.sgf import read_sgf
 from specmcts.stopping import RunLock
 
-from tests.test_replay import write_shard
-from tests.test_resume_kill import wait_for
+from tests.helpers import wait_for, write_shard
 
 SIZE = 5
 TINY = ["--board", "5", "--device", "cpu", "--set", "net.blocks=1", "--set", "net.channels=8",
@@ -89,7 +88,7 @@ def test_train_refuses_a_directory_another_run_holds(tmp_path, shards, capsys):
 
 
 def test_sigint_of_train_checkpoints_the_step_it_reached(tmp_path, shards):
-    from specmcts.network import read_checkpoint
+    from specmcts.engine.network import read_checkpoint
 
     out = tmp_path / "run"
     proc = specmcts(*train_args(out, shards, "--steps", "100000", "--json"))
@@ -112,7 +111,7 @@ def test_sigint_of_train_checkpoints_the_step_it_reached(tmp_path, shards):
 
 
 def test_sigint_of_selfplay_writes_the_finished_games_shard(tmp_path):
-    from specmcts.replay import read_shard
+    from specmcts.training.replay import read_shard
 
     out = tmp_path / "sp"
     proc = specmcts("selfplay", *TINY, "--games", "20000", "--set", "selfplay.concurrent=2",
@@ -134,7 +133,7 @@ def test_sigint_of_selfplay_writes_the_finished_games_shard(tmp_path):
 def test_sigint_of_selfplay_workers_keeps_every_finished_game(tmp_path, shared):
     """selfplay --workers 2 (one shared evaluator process, or a net each): Ctrl-C stops each worker at its
     next batch; every game finished by then is in an SGF and in a shard, and the summary counts them."""
-    from specmcts.replay import read_shard
+    from specmcts.training.replay import read_shard
 
     out = tmp_path / "sp"
     proc = specmcts("selfplay", *TINY, "--games", "20000", "--workers", "2", "--set", "selfplay.concurrent=2",
@@ -189,7 +188,7 @@ def test_ctrl_c_at_a_terminal_keeps_the_finished_games(tmp_path, tiny_model, com
     self-play workers. The command still stops at the next move with every finished game kept and counted,
     exit 130: a child that dies of the same SIGINT must not turn the stop into an engine or worker error."""
     if command == "eval-gnugo":
-        from specmcts.gtp_client import find_gnugo
+        from specmcts.play.gtp_client import find_gnugo
 
         assert find_gnugo() is not None, "GnuGo is needed (apt-get install -y gnugo; CI installs it)"
         out = tmp_path / "ev"
@@ -397,9 +396,9 @@ def test_selfplay_progress_counts_the_moves_of_games_in_progress(monkeypatch):
     import tqdm
 
     from specmcts.config import load_config
-    from specmcts.evaluator import HashEvaluator
-    from specmcts.nncache import NNCache
-    from specmcts.selfplay import SelfPlay
+    from specmcts.engine.evaluator import HashEvaluator
+    from specmcts.engine.nncache import NNCache
+    from specmcts.training.selfplay import SelfPlay
 
     seen: list[tuple[int, int]] = []  # (games finished, moves shown)
 
@@ -430,7 +429,7 @@ def test_selfplay_progress_counts_the_moves_of_games_in_progress(monkeypatch):
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_kill_9_of_selfplay_leaves_only_whole_files(tmp_path, seed):
-    from specmcts.replay import read_shard
+    from specmcts.training.replay import read_shard
 
     out = tmp_path / "sp"
     proc = specmcts("selfplay", *TINY, "--games", "400", "--set", "selfplay.concurrent=2",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,27 +13,11 @@ from games.symmetry import NUM_SYMMETRIES, apply_symmetry, symmetric_action
 from native.board import seed_kernels
 from native.features import NUM_PLANES
 from specmcts.config import TrainConfig
-from specmcts.replay import ReplayBuffer, ShardError, augment, read_shard, window_size
+from specmcts.training.replay import ReplayBuffer, ShardError, augment, read_shard, window_size
+from tests.helpers import write_shard
 
 SIZE = 5
 ACTIONS = SIZE * SIZE + 1
-
-
-def write_shard(path: Path, n: int, tag: float = 0.0, board: int = SIZE, **override) -> Path:
-    """A well-formed shard whose samples carry ``tag + i / 1000`` in ``value`` (to recognise them)."""
-    rng = np.random.default_rng(int(tag * 1000) + n)
-    policy = rng.random((n, board * board + 1)).astype(np.float32)
-    policy /= policy.sum(1, keepdims=True)
-    arrays = dict(
-        features=rng.integers(0, 2, (n, NUM_PLANES, board, board)).astype(np.uint8),
-        policy=policy,
-        value=(tag + np.arange(n) / 1000.0).astype(np.float32) if tag < 1 else np.zeros(n, np.float32),
-        board_size=np.int32(board), komi=np.float32(7.5), model_id=np.array("test"), version=np.int32(1),
-    )
-    arrays.update(override)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays)
-    return path
 
 
 def cfg(**kw) -> TrainConfig:
@@ -155,7 +138,7 @@ def test_sampler_state_round_trip(tmp_path):
 def test_samples_of_real_selfplay_shards(tmp_path):
     """Shards written by self-play load as they are: shapes, dtypes, value from the mover's view."""
     from specmcts.config import load_config
-    from specmcts.selfplay import run_selfplay
+    from specmcts.training.selfplay import run_selfplay
 
     c = load_config("tiny", ["game.board=5", "search.sims=8", "selfplay.games=4", "selfplay.concurrent=4",
                              "selfplay.shard_games=2", "evaluator.device=cpu"])

@@ -15,20 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from specmcts.network import read_checkpoint
-from specmcts.replay import read_shard
+from specmcts.engine.network import read_checkpoint
+from specmcts.training.replay import read_shard
+from tests.helpers import toy_run, wait_for
 
-KILL_CONFIG = {
-    "name": "kill5",
-    "seed": 3,
-    "game": {"board": 5},
-    "net": {"blocks": 1, "channels": 16, "value_hidden": 16},
-    "search": {"sims": 16, "leaves_per_tree": 8},
-    "evaluator": {"device": "cpu", "max_batch": 128, "cache_entries": 16384},
-    "selfplay": {"concurrent": 8},
-    "train": {"batch_size": 32, "min_samples": 64, "checkpoint_every": 5, "log_every": 5},
-    "run": {"mode": "async", "workers": 1, "chunk_games": 8, "train_samples_per_sample": 2.0, "minutes": 8.0},
-}
+KILL_CONFIG = toy_run(
+    name="kill5", seed=3,
+    run={"mode": "async", "workers": 1, "chunk_games": 8, "train_samples_per_sample": 2.0, "minutes": 8.0})
 
 
 def listing(folder: Path, pattern: str) -> dict[str, int]:
@@ -57,17 +50,7 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def wait_for(proc: subprocess.Popen, condition, what: str, limit_s: float = 300.0) -> None:
-    """Poll ``condition`` (the command's progress on disk); a command that dies or never gets there fails the
-    test (the deadline only turns a hang into a failure)."""
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        if proc.poll() is not None:
-            pytest.fail(f"{proc.args[3] if len(proc.args) > 3 else proc.args} exited ({proc.returncode}) before {what}: {proc.stderr.read()[-2000:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"{proc.args[3] if len(proc.args) > 3 else proc.args} did not reach {what} within {limit_s:.0f} s")
-        time.sleep(0.1)
+
 
 
 @pytest.mark.slow

@@ -24,10 +24,10 @@ from games.position import state_from_text
 from native import tree as kernels
 from native.layout import BLOOM_WORDS
 from specmcts.config import NetConfig, SearchConfig
-from specmcts.evaluator import Evaluator, HashEvaluator, NetEvaluator, UniformEvaluator
-from specmcts.network import build_net
-from specmcts.nncache import NNCache
-from specmcts.search import Search, dirichlet_noise
+from specmcts.engine.evaluator import Evaluator, HashEvaluator, NetEvaluator, UniformEvaluator
+from specmcts.engine.network import build_net
+from specmcts.engine.nncache import NNCache
+from specmcts.engine.search import Search, dirichlet_noise
 
 
 # ----------------------------------------------------------------------------------------------
@@ -677,7 +677,7 @@ def test_leaves_per_tree_above_the_evaluator_batch_still_completes():
 
 
 def test_considered_visits_table_is_sequential_halving():
-    from specmcts.search import considered_visits
+    from specmcts.engine.search import considered_visits
 
     # m = 4, n = 16: log2(m) = 2 phases; 4 candidates get 16 // (2 * 4) = 2 visits each, then 2 get the rest
     assert considered_visits(4, 16).tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
@@ -692,7 +692,7 @@ def test_considered_visits_table_is_sequential_halving():
 def test_gumbel_root_visits_follow_the_halving_table(m, sims, leaves_per_tree):
     """Root children end with the visit counts the table implies: m candidates, the survivors of each
     phase ahead; in-flight walks of a batch count, so batching does not change the schedule."""
-    from specmcts.search import considered_visits
+    from specmcts.engine.search import considered_visits
 
     state = random_positions(9, 1, seed=m + sims)[0]
     search = make_search(GoRules(9), HashEvaluator(9, seed=3, max_batch=64), sims, leaves_per_tree,

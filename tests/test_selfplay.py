@@ -23,7 +23,7 @@ from native.features import NUM_PLANES
 from specmcts import cli
 from specmcts.config import CONFIG_DIR, CPU_FALLBACK, load_config
 from specmcts.cli import summary_json
-from specmcts.selfplay import SelfPlay, format_summary, run_selfplay
+from specmcts.training.selfplay import SelfPlay, format_summary, run_selfplay
 from specmcts.sgf import read_sgf
 
 TINY = CONFIG_DIR / "tiny.yaml"
@@ -187,9 +187,9 @@ def test_tensorboard_events_can_be_read_back(run):
 
 
 def play_tiny(tmp_path, **overrides) -> tuple[SelfPlay, dict]:
-    from specmcts.evaluator import make_evaluator
-    from specmcts.network import build_net
-    from specmcts.nncache import NNCache
+    from specmcts.engine.evaluator import make_evaluator
+    from specmcts.engine.network import build_net
+    from specmcts.engine.nncache import NNCache
 
     cfg = tiny_config(**{"search.sims": 8, "selfplay.games": 2, "selfplay.concurrent": 2, **overrides})
     torch.manual_seed(cfg.seed)

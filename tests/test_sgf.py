@@ -9,7 +9,7 @@ import pytest
 from games import BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError
 from native.board import seed_kernels
 from specmcts import __version__
-from specmcts.gtp_client import GTPEngine, find_gnugo, gnugo_command
+from specmcts.play.gtp_client import GtpClient, find_gnugo, gnugo_command
 from specmcts.sgf import SgfError, SgfGame, action_to_sgf, read_sgf, write_sgf
 
 
@@ -31,12 +31,12 @@ def gnugo():
     if find_gnugo() is None:
         pytest.fail("GnuGo is required for the SGF tests (apt-get install -y gnugo); "
                     "it was not found on PATH or in /usr/games")
-    engine = GTPEngine(gnugo_command(level=1))
+    engine = GtpClient(gnugo_command(level=1))
     yield engine
     engine.close()
 
 
-def gnugo_stones(engine: GTPEngine, colour: str) -> set[str]:
+def gnugo_stones(engine: GtpClient, colour: str) -> set[str]:
     return set(engine.send(f"list_stones {colour}").upper().split())
 
 

@@ -10,10 +10,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from spec_model import j_distribution_from_p, simulate  # noqa: E402
 
 from specmcts.config import Config  # noqa: E402
-from specmcts.evaluator import HashEvaluator  # noqa: E402
-from specmcts.nncache import NNCache  # noqa: E402
-from specmcts.selfplay import SelfPlay  # noqa: E402
-from specmcts.speculation import correct_from_stage  # noqa: E402
+from specmcts.engine.evaluator import HashEvaluator  # noqa: E402
+from specmcts.engine.nncache import NNCache  # noqa: E402
+from specmcts.training.selfplay import SelfPlay  # noqa: E402
+from specmcts.engine.speculation import correct_from_stage  # noqa: E402
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5])

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from specmcts.config import Config
-from specmcts.evaluator import HashEvaluator, UniformEvaluator
-from specmcts.nncache import NNCache
-from specmcts.selfplay import SelfPlay
+from specmcts.engine.evaluator import HashEvaluator, UniformEvaluator
+from specmcts.engine.nncache import NNCache
+from specmcts.training.selfplay import SelfPlay
 
 SIMS = 32
 TEMPERATURE_MOVES = 4
@@ -242,7 +242,7 @@ def test_trees_are_lossless_with_gumbel_playout_cap_and_resignations(k, width):
 def test_trees_never_run_more_searches_than_the_budget(monkeypatch):
     """After every batch each game runs at most ``trees`` searches, at most ``width`` children per level,
     none deeper than k, every child one of its parent's candidates; the slots are all accounted for."""
-    from specmcts.speculation import Pipeline, walk
+    from specmcts.engine.speculation import Pipeline, walk
 
     seen = {"max": 0}
     original = Pipeline.step
@@ -287,7 +287,7 @@ def test_sure_moves_are_never_wrong_and_spawn_early():
 
 
 def test_calibration_learns_what_becomes_the_move():
-    from specmcts.speculation import PRIOR_ODDS, Calibration
+    from specmcts.engine.speculation import PRIOR_ODDS, Calibration
 
     cal = Calibration(stages=8)  # boundaries 1..7 fall in progress quarters 0, 1, 1, 2, 2, 3, 3
     shares = np.array([0.6, 0.3, 0.05])
@@ -403,7 +403,7 @@ def test_speculation_cuts_batches_per_move_for_a_single_game(evaluator, k):
 
 
 def test_auto_plan_follows_the_batch_cost_curve():
-    from specmcts.speculation import plan_speculation
+    from specmcts.engine.spec_shape import plan_speculation
 
     flat = plan_speculation(lambda rows: 1.0, leaves=8, concurrent=1, max_batch=512)  # a GPU: rows are free
     assert (flat.k, flat.width, flat.trees, flat.stages) == (16, 2, 17, 51)
@@ -471,7 +471,7 @@ def test_self_play_processes_on_one_shared_evaluator_are_lossless():
     records still equal the k = 0 records of a process with its own evaluator."""
     import multiprocessing
 
-    from specmcts.evaluator import SharedEvaluatorServer
+    from specmcts.engine.shared_evaluator import SharedEvaluatorServer
 
     reference, _, _ = selfplay(9, 0)
     ctx = multiprocessing.get_context("spawn")

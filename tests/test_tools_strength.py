@@ -56,7 +56,7 @@ def test_learning_curve_from_tensorboard_logs(tmp_path):
 
 def test_strength_table_at_toy_size(tmp_path, capsys, gnugo):
     from specmcts.config import NetConfig
-    from specmcts.network import build_net, save_model
+    from specmcts.engine.network import build_net, save_model
 
     model = tmp_path / "net.pt"
     save_model(model, build_net(9, NetConfig(blocks=1, channels=8, value_hidden=8)), {"step": 0})
@@ -79,7 +79,7 @@ def test_ctrl_c_keeps_the_finished_games_and_prints_what_was_played(tmp_path, gn
     from tests.helpers import ctrl_c_when
 
     from specmcts.config import NetConfig
-    from specmcts.network import build_net, save_model
+    from specmcts.engine.network import build_net, save_model
 
     model = tmp_path / "net.pt"
     save_model(model, build_net(9, NetConfig(blocks=1, channels=8, value_hidden=8)), {"step": 0})
@@ -100,7 +100,7 @@ def test_the_table_counts_distinct_games_on_any_board(tmp_path, capsys, gnugo):
     """A kata-heads net made for 9x9 measured on 7x7: the table names the board and the opening method, counts
     the distinct games and gives the score's Wilson interval; per-size Elo tags make per-size curve lines."""
     from specmcts.config import NetConfig
-    from specmcts.network import build_net, save_model
+    from specmcts.engine.network import build_net, save_model
 
     model = tmp_path / "net.pt"
     save_model(model, build_net(9, NetConfig(blocks=1, channels=8, value_hidden=8)), {"step": 0})

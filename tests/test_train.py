@@ -11,11 +11,11 @@ import torch
 
 from specmcts import cli
 from specmcts.config import Config, ConfigError, TrainConfig, load_config, validate
-from specmcts.network import CheckpointError, load_model, read_checkpoint
-from specmcts.replay import ReplayBuffer
-from specmcts.train import CheckpointStore, Trainer, TrainingDiverged, lr_at, train_run
+from specmcts.engine.network import CheckpointError, load_model, read_checkpoint
+from specmcts.training.replay import ReplayBuffer
+from specmcts.training.trainer import CheckpointStore, Trainer, TrainingDiverged, lr_at, train_run
 
-from tests.test_replay import write_shard
+from tests.helpers import write_shard
 
 SIZE = 5
 
@@ -228,7 +228,7 @@ def test_cli_train_resume_and_errors(tmp_path, data_dir, capsys):
 
 
 def test_weights_only_checkpoint_cannot_be_resumed(tmp_path, data_dir):
-    from specmcts.network import build_net, save_model
+    from specmcts.engine.network import build_net, save_model
 
     cfg = tiny_config()
     store = CheckpointStore(tmp_path / "run")
@@ -274,7 +274,7 @@ def test_kill_9_of_train_then_resume(tmp_path, data_dir, capsys, moment):
     import sys
     import time
 
-    from specmcts.network import read_checkpoint
+    from specmcts.engine.network import read_checkpoint
 
     out = tmp_path / "run"
     models = out / "models"
@@ -306,8 +306,8 @@ def test_kill_9_of_train_then_resume(tmp_path, data_dir, capsys, moment):
 
 
 def test_run_elo_reference_names_a_checkpoint_or_the_shipped_net(tmp_path, capsys, monkeypatch):
-    from specmcts.loop import elo_reference
-    from specmcts.network import embedded_model
+    from specmcts.training.evaluation import elo_reference
+    from specmcts.engine.network import embedded_model
 
     assert elo_reference(load_config("go9cpu")) is None  # unset: the run's first checkpoint
     shipped = load_config("go9cpu", ["run.elo_reference=shipped"])
@@ -315,7 +315,7 @@ def test_run_elo_reference_names_a_checkpoint_or_the_shipped_net(tmp_path, capsy
     # no net trained on 5x5 ships: the 9x9 one, whose kata heads play every size, says so and plays
     assert elo_reference(tiny_config("run.elo_reference=shipped")) == embedded_model(9)
     assert "no net trained for 5x5 ships; playing the 9x9 net go9.pt" in capsys.readouterr().err
-    from specmcts import network
+    from specmcts.engine import network
 
     monkeypatch.setattr(network, "WEIGHTS_DIR", tmp_path)  # a package without weights
     with pytest.raises(ConfigError, match="run.elo_reference shipped: no net ships for 5x5"):

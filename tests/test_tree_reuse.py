@@ -4,10 +4,10 @@ import numpy as np
 from games.go import GoRules, GoState
 from native import tree as kernels
 from specmcts.config import Config
-from specmcts.evaluator import HashEvaluator
-from specmcts.nncache import NNCache
-from specmcts.search import Search
-from specmcts.selfplay import SelfPlay
+from specmcts.engine.evaluator import HashEvaluator
+from specmcts.engine.nncache import NNCache
+from specmcts.engine.search import Search
+from specmcts.training.selfplay import SelfPlay
 
 
 def make_search(sims=200, trees=2):

@@ -1,6 +1,6 @@
 """Self-play scaling over Ray worker actors: games/hour with 1, 2, 4, 8 workers on whatever cluster it runs on.
 
-Each row starts that many ``SelfPlayWorker`` actors (``specmcts.distributed``) with the cluster's CPUs and GPUs
+Each row starts that many ``SelfPlayWorker`` actors (``specmcts.training.distributed``) with the cluster's CPUs and GPUs
 split evenly between them (``ray.num_cpus_per_worker`` / ``ray.num_gpus_per_worker`` when set), broadcasts one
 fresh net through the object store, lets every worker play one warm-up chunk (JIT, CUDA graphs, cache), then
 keeps ``ray.chunks_in_flight`` chunks queued per worker for ``--seconds`` and counts finished games. Shards and
@@ -46,9 +46,9 @@ def bench_row(ray, cfg, workers: int, seconds: float, chunk_games: int) -> dict:
 
     import torch
 
-    from specmcts.backends import Chunk
-    from specmcts.distributed import WorkerPool
-    from specmcts.network import build_net
+    from specmcts.training.backends import Chunk
+    from specmcts.training.distributed import WorkerPool
+    from specmcts.engine.network import build_net
 
     cfg = dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, workers=workers))
     torch.manual_seed(cfg.seed)

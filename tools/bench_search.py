@@ -75,9 +75,9 @@ def midgame_roots(size: int, count: int, seed: int = 0) -> list[GoState]:
 
 
 def bench_cpu(size: int, sims: int, trees: int, leaves: int, repeats: int) -> dict:
-    from specmcts.evaluator import UniformEvaluator
-    from specmcts.nncache import NNCache
-    from specmcts.search import Search
+    from specmcts.engine.evaluator import UniformEvaluator
+    from specmcts.engine.nncache import NNCache
+    from specmcts.engine.search import Search
 
     rules = GoRules(size)
     cfg = Config().override(f"search.sims={sims}", f"search.leaves_per_tree={leaves}")
@@ -106,10 +106,10 @@ def bench_net(name: str, device: str, concurrent: int, sims: int, leaves: int, m
               overlap: bool = False) -> dict:
     import torch
 
-    from specmcts.evaluator import make_evaluator
-    from specmcts.network import build_net
-    from specmcts.nncache import NNCache
-    from specmcts.selfplay import SelfPlay
+    from specmcts.engine.evaluator import make_evaluator
+    from specmcts.engine.network import build_net
+    from specmcts.engine.nncache import NNCache
+    from specmcts.training.selfplay import SelfPlay
 
     cfg = Config()
     if name in NETS:
@@ -118,7 +118,7 @@ def bench_net(name: str, device: str, concurrent: int, sims: int, leaves: int, m
         torch.manual_seed(0)
         net = build_net(size, cfg.net)
     else:  # a trained net: a checkpoint, or 'shipped'
-        from specmcts.network import load_model, resolve_model
+        from specmcts.engine.network import load_model, resolve_model
 
         net, meta = load_model(resolve_model(name, 9))
         size = int(meta["board_size"])

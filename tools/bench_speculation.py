@@ -44,7 +44,7 @@ def board_of(net_name: str) -> int:
     """The board of a preset name (NETS) or of a checkpoint (a path or 'shipped')."""
     if net_name in NETS:
         return NETS[net_name][0]
-    from specmcts.network import read_checkpoint, resolve_model
+    from specmcts.engine.network import read_checkpoint, resolve_model
 
     return int(read_checkpoint(resolve_model(net_name, 9))["board_size"])
 
@@ -53,8 +53,8 @@ def make_evaluator(kind: str, net_name: str, device: str, max_batch: int, seed: 
     """A random net of a preset (NETS), or a trained one (a checkpoint path, or 'shipped')."""
     import torch
 
-    from specmcts.evaluator import HashEvaluator, NetEvaluator, UniformEvaluator
-    from specmcts.network import build_net, load_model, resolve_model
+    from specmcts.engine.evaluator import HashEvaluator, NetEvaluator, UniformEvaluator
+    from specmcts.engine.network import build_net, load_model, resolve_model
 
     size = board_of(net_name)
     if kind == "hash":
@@ -76,7 +76,7 @@ _CACHES = {}
 def fresh_cache(entries: int, size: int):
     """An empty NN cache, one allocation per (entries, board) reused across runs: a new 1M-entry cache
     pays its page faults in the first run's timings (several ms per move), which would favour later rows."""
-    from specmcts.nncache import NNCache
+    from specmcts.engine.nncache import NNCache
 
     key = (entries, size)
     if key not in _CACHES:
@@ -92,7 +92,7 @@ def fresh_cache(entries: int, size: int):
 
 
 def play(cfg: Config, evaluator, cache_entries: int):
-    from specmcts.selfplay import SelfPlay
+    from specmcts.training.selfplay import SelfPlay
 
     size = cfg.game.board
     cache = fresh_cache(cache_entries, size)

@@ -9,7 +9,7 @@ processes, each with a net of its own or all on one shared evaluator process, me
 Forward ceiling: evals/s of ``NetEvaluator.evaluate(B)`` on random rows at each batch size B of
 ``--batches``: eager PyTorch, and on CUDA also the captured CUDA graphs (bf16), the same evaluator self-play
 uses. Self-play: for each worker count and each of ``own`` (every process loads the net) and ``shared`` (one
-evaluator process serves all, ``evaluator.shared=on``), ``specmcts.backends.LocalProcesses`` starts the
+evaluator process serves all, ``evaluator.shared=on``), ``specmcts.training.local.LocalProcesses`` starts the
 processes, every worker plays one warm-up chunk (imports, JIT, CUDA graphs), then chunks of ``--chunk-games``
 games stay queued for ``--seconds``. Rates count what finished in that window: games/hour over the time to
 the last chunk finished in it; evals/s are network rows per second (the shared evaluator's own counters; a
@@ -50,8 +50,8 @@ def config_for(args, net: str):
 def forward_ceiling(cfg, batches: list[int], device: str) -> list[dict]:
     import torch
 
-    from specmcts.evaluator import NetEvaluator
-    from specmcts.network import build_net
+    from specmcts.engine.evaluator import NetEvaluator
+    from specmcts.engine.network import build_net
 
     torch.manual_seed(0)
     net = build_net(cfg.game.board, cfg.net)
@@ -74,7 +74,9 @@ def forward_ceiling(cfg, batches: list[int], device: str) -> list[dict]:
 
 
 def selfplay_row(cfg, workers: int, shared: bool, seconds: float, chunk_games: int, out: Path) -> dict:
-    from specmcts.backends import FRESH, Chunk, LocalProcesses, chunk_seed
+    from specmcts.engine.network import FRESH
+    from specmcts.training.backends import Chunk, chunk_seed
+    from specmcts.training.local import LocalProcesses
 
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, workers=workers))
     backend = LocalProcesses(cfg, out, cfg.evaluator.device, model=FRESH, shared=shared, report=lambda m: None)

@@ -133,7 +133,7 @@ def main() -> int:
     vs_first = specmcts("eval", "--config", args.config, "--model", str(checkpoint),
                         "--opponent", str(first), "--games", str(games), "--out", str(out), *sets, log=log)
     if args.reference != "none" and not args.smoke:
-        from specmcts.network import CheckpointError, resolve_model
+        from specmcts.engine.network import CheckpointError, resolve_model
 
         try:
             reference = resolve_model(args.reference, 9)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from specmcts.gtp_client import EngineSpec, find_gnugo, gnugo_spec, parse_command, specmcts_spec  # noqa: E402
-from specmcts.gtp_match import format_summary, format_table, play_engines, summary  # noqa: E402
+from specmcts.play.gtp_client import EngineSpec, find_gnugo, gnugo_spec, parse_command, specmcts_spec  # noqa: E402
+from specmcts.play.engine_match import format_summary, format_table, play_engines, summary  # noqa: E402
 from specmcts.stopping import GracefulStop, say  # noqa: E402
 
 

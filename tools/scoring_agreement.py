@@ -13,7 +13,7 @@ Referee: GnuGo 3.8 at ``--level`` loads each game (``loadsgf``) and answers ``fi
 - ``playouts``: random playouts from the final position (what ``final_score`` used before the net had an
   ownership head);
 - ``net``: the net's ownership head (``--model``, the shipped net by default);
-- ``mean``: the mean of the two (``specmcts.player.final_status``: what the GTP engine's ``final_score`` and
+- ``mean``: the mean of the two (``specmcts.engine.player.final_status``: what the GTP engine's ``final_score`` and
   ``final_status_list`` use when the net has an ownership head).
 
 For each: the share of positions where the result string equals GnuGo's, and where the dead stones are the
@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from games.go import GoRules, GoState, action_to_gtp, gtp_to_action  # noqa: E402
 from games.scoring import DEFAULT_PLAYOUTS, estimate_status, ownership, parse_score  # noqa: E402
-from specmcts.gtp_client import GTPEngine, gnugo_command  # noqa: E402
+from specmcts.play.gtp_client import GtpClient, gnugo_command  # noqa: E402
 from specmcts.sgf import read_sgf, write_sgf  # noqa: E402
 
 KOMI = 7.5
@@ -46,7 +46,7 @@ def gnugo_game(seed: int, random_moves: int, size: int = 9) -> tuple[GoRules, li
     """GnuGo (level 1) against itself after ``random_moves`` seeded random legal moves, to two passes."""
     rules = GoRules(size, KOMI)
     state, moves, rng = GoState(rules), [], random.Random(seed)
-    engine = GTPEngine(gnugo_command(level=1, chinese_rules=True))
+    engine = GtpClient(gnugo_command(level=1, chinese_rules=True))
     try:
         engine.send(f"boardsize {size}")
         engine.send(f"komi {KOMI}")
@@ -68,7 +68,7 @@ def gnugo_game(seed: int, random_moves: int, size: int = 9) -> tuple[GoRules, li
     return rules, moves
 
 
-def referee(engine: GTPEngine, path: Path) -> tuple[str, set[int]]:
+def referee(engine: GtpClient, path: Path) -> tuple[str, set[int]]:
     engine.send(f"loadsgf {path}")
     score = engine.send("final_score")
     dead = engine.send("final_status_list dead").split()
@@ -86,10 +86,10 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from specmcts.network import load_model, resolve_model
+    from specmcts.engine.network import load_model, resolve_model
 
     net, _ = load_model(resolve_model(args.model, 9), device="cpu", expect_board=9)
-    from specmcts.player import board_ownership, final_status
+    from specmcts.engine.player import board_ownership, final_status
 
     started = time.time()
     records = []  # (name, rules, moves)
@@ -106,7 +106,7 @@ def main() -> None:
 
     agree = {m: {"result": 0, "dead": 0} for m in METHODS}
     with_dead, rows = 0, []
-    engine = GTPEngine(gnugo_command(level=args.level, chinese_rules=True))
+    engine = GtpClient(gnugo_command(level=args.level, chinese_rules=True))
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, rules, moves) in enumerate(records):
             path = Path(tmp) / "game.sgf"

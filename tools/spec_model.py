@@ -6,7 +6,7 @@ costs; ``--batch-cost`` adds a linear penalty per extra tree for machines where 
 
 A move's predictions are summarised by J, the first stage boundary from which every prediction equals the
 final move (J = k + 1: never). The model is the finite-state Markov chain of the pipeline that
-``specmcts/speculation.py`` implements:
+``specmcts/engine/speculation.py`` implements:
 
 - a level at depth d crossing boundary j predicts; if j >= J its child is (re)started on the right move,
   else on a wrong one (only when d + 1 <= k);
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from specmcts.speculation import KEEP, plan_tree, walk
+from specmcts.engine.speculation import KEEP, plan_tree, walk
 
 
 @dataclass
@@ -142,7 +142,7 @@ class _Search:
 
 def simulate_tree(traces: list[dict], k: int, width: int, trees: int, stages: int, leaves: int,
                   moves: int = 20_000, seed: int = 0, keep: float = KEEP) -> dict:
-    """The speculation tree (``specmcts/speculation.py``) replayed on recorded move traces, in evaluator
+    """The speculation tree (``specmcts/engine/speculation.py``) replayed on recorded move traces, in evaluator
     batches of one game. The real path replays the traces in order (a trace with ``first`` starts a new
     game); a search off the real path borrows a random trace, so it ranks and spends the budget like a
     real one, and everything below it is wrong. Each batch every live search gets ``leaves`` simulations;

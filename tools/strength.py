@@ -6,7 +6,7 @@ curve.
     python tools/strength.py --model runs/go9cpu/models/model_00012000.pt --visits 200 --levels 1 --games 10
     python tools/strength.py --curve-only --runs runs/go9cpu   # the learning-curve PNG only
 
-Matches (``specmcts.evaluate``, the code behind ``specmcts eval``): the net at each of ``--visits`` against
+Matches (``specmcts.play.match``, the code behind ``specmcts eval``): the net at each of ``--visits`` against
 GnuGo 3.8 at each of ``--levels`` and against an untrained net of the same architecture (seeded, made here),
 ``--games`` games each, on ``--board`` (default: the size the net was trained on), Chinese (area) rules, komi
 7.5. Every game is distinct: each pair of games starts from its own random opening (``eval.opening_plies``
@@ -15,7 +15,7 @@ moves (``eval.temperature_moves``) with a seed per game, and GnuGo gets ``set_ra
 report counts the distinct games (by their moves) and any duplicates, and names the opening method. GnuGo runs
 with ``--capture-all-dead`` and positional superko, so games are played out, and each finished game is judged
 by GnuGo's ``final_score`` (dead stones removed) and by our Tromp-Taylor count; disagreements are counted.
-Every game is kept as SGF under ``--out``. Score with its Wilson 95 % interval, and Elo (``specmcts.elo``).
+Every game is kept as SGF under ``--out``. Score with its Wilson 95 % interval, and Elo (``specmcts.play.elo``).
 
 Learning curve: read back from the TensorBoard logs of the run directories given (``elo/vs_first`` and
 ``elo/vs_gnugo_l<L>`` against ``compute/cpu_hours`` and ``compute/games`` of the same trainer step; the compute counts every session of
@@ -41,7 +41,7 @@ def untrained_like(model: str, out: Path, seed: int = 0) -> Path:
     """An untrained net of ``model``'s architecture and board (seeded), written to ``out``."""
     import torch
 
-    from specmcts.network import build_net, net_config_of, read_checkpoint, save_model
+    from specmcts.engine.network import build_net, net_config_of, read_checkpoint, save_model
 
     meta = read_checkpoint(model)
     torch.manual_seed(seed)
@@ -54,8 +54,8 @@ def untrained_like(model: str, out: Path, seed: int = 0) -> Path:
 def match(model: str, opponent: str, visits: int, games: int, out: Path, level: int | None, seed: int,
           progress: bool, stop_when=None, board: int = 0) -> dict:
     from specmcts.config import load_config
-    from specmcts.evaluate import eval_run
-    from specmcts.network import net_config_of, read_checkpoint
+    from specmcts.play.match import eval_run
+    from specmcts.engine.network import net_config_of, read_checkpoint
 
     meta = read_checkpoint(model)
     board = board or int(meta["board_size"])
@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
-    from specmcts.elo import estimate
-    from specmcts.network import CheckpointError, read_checkpoint, resolve_model
+    from specmcts.play.elo import estimate
+    from specmcts.engine.network import CheckpointError, read_checkpoint, resolve_model
     from specmcts.stopping import GracefulStop, say
 
     out = args.out
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, default=float))
         return status
     if result["matches"]:
-        from specmcts.elo import format_elo, wilson_interval
+        from specmcts.play.elo import format_elo, wilson_interval
 
         board = result["board"]
         print(f"{board}x{board}, {result['matches'][0].get('opening', '?')}")

@@ -1,7 +1,7 @@
 """``specmcts run --ray [ADDRESS]``: the run loop with its self-play workers as Ray actors.
 
-Everything but where self-play happens is the single-machine run (``specmcts.loop.RunLoop`` with the
-``RayBackend`` defined here, one of the backends of ``specmcts.backends``): the same run directory (``data/``, ``sgf/``, ``models/`` with ``selfplay.json``, ``tb/``,
+Everything but where self-play happens is the single-machine run (``specmcts.training.loop.RunLoop`` with the
+``RayBackend`` defined here, one of the backends of ``specmcts.training.backends``): the same run directory (``data/``, ``sgf/``, ``models/`` with ``selfplay.json``, ``tb/``,
 ``config.yaml``, ``run.lock``), the same checkpoints, ratio control, gating, Elo, ``--resume`` and summary. A
 user switches by one flag.
 
@@ -47,9 +47,9 @@ from pathlib import Path
 from typing import Callable
 
 from specmcts.atomic import atomic_write_bytes
-from specmcts.backends import BoardNets, Chunk, WorkerFailed, play_chunk
+from specmcts.training.backends import BoardNets, Chunk, WorkerFailed, play_chunk
 from specmcts.config import Config, ConfigError
-from specmcts.threads import SEARCH, TRAIN
+from specmcts.threads import SEARCH
 from specmcts.threads import configure as configure_threads
 from specmcts.stopping import say
 
@@ -96,7 +96,7 @@ class SelfPlayWorker:
     Plain class; ``WorkerPool`` wraps it with ``ray.remote`` (so this module imports without Ray)."""
 
     def __init__(self, cfg: Config, run_dir: str, index: int, device: str, threads: int, storage_marker: str | None):
-        from specmcts.network import build_net
+        from specmcts.engine.network import build_net
 
         threads = max(1, int(threads))
         configure_threads(cfg, SEARCH, cores=threads)  # the actor's CPU share, not every core of the node
@@ -135,7 +135,7 @@ class SelfPlayWorker:
 
         payload = ray.get(weights["refs"][0])
         if payload["net"] != self.net_spec:  # another architecture (not expected within a run): rebuild
-            from specmcts.network import build_net, net_config_of
+            from specmcts.engine.network import build_net, net_config_of
 
             self.cfg = dataclasses.replace(self.cfg, net=net_config_of(payload["net"]))
             self.net_spec = dict(payload["net"])
@@ -364,13 +364,13 @@ class WorkerPool:
             return  # another queued task of the same dead actor: already respawned
         text = str(error)
         if "creation task" in text:  # its __init__ raised: deterministic, respawning would loop
-            raise WorkerFailed(f"self-play worker {worker} cannot start: {_last_line(text)}")
+            raise WorkerFailed(f"self-play worker {worker} cannot start: {last_line(text)}")
         if self.restarts >= self.cfg.ray.max_restarts:
             raise WorkerFailed(f"self-play workers died {self.restarts + 1} times (ray.max_restarts="
                                f"{self.cfg.ray.max_restarts}); last: worker {worker}: {_first_line(error)}")
         self.restarts += 1
         slot.restarts += 1
-        self.report(f"ray: self-play worker {worker} died ({_reason(text)}); respawning it, its chunks in flight "
+        self.report(f"ray: self-play worker {worker} died ({death_reason(text)}); respawning it, its chunks in flight "
                     f"are lost")
         try:
             self.ray.kill(slot.handle, no_restart=True)
@@ -412,12 +412,12 @@ def _first_line(e: BaseException | str) -> str:
     return lines[0][:200] if lines else type(e).__name__
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:200] if lines else "unknown error"
 
 
-def _reason(text: str) -> str:
+def death_reason(text: str) -> str:
     """The most telling line of a Ray actor-death message."""
     for line in text.splitlines():
         if "killed by `ray.kill`" in line or "The actor is dead because" in line:
@@ -425,205 +425,11 @@ def _reason(text: str) -> str:
     return _first_line(text)
 
 
-# -- the trainer as an actor ---------------------------------------------------------------------------------
-
-
-class _Scalars:
-    """A TensorBoard writer's ``add_scalar`` that keeps the points for the driver to write."""
-
-    def __init__(self):
-        self.points: list[tuple[str, float, int]] = []
-
-    def add_scalar(self, tag: str, value, step: int) -> None:
-        self.points.append((tag, float(value), int(step)))
-
-    def take(self) -> list[tuple[str, float, int]]:
-        points, self.points = self.points, []
-        return points
-
-
-class TrainerHost:
-    """``ray.trainer: actor``: the run's ``Trainer`` and ``ReplayBuffer`` in a Ray actor. It reads the shards
-    and writes the checkpoints in the run directory (so it runs on the driver's node unless the storage is
-    shared); the driver's ``RunLoop`` drives it through ``RemoteTrainer`` one call per step, and writes the
-    TensorBoard points it returns."""
-
-    def __init__(self, cfg: Config, run_dir: str, device: str, resume: bool, init_model: str | None, threads: int):
-        from specmcts.replay import make_replay
-        from specmcts.train import Trainer
-
-        self.cpu_started = time.process_time()
-        configure_threads(cfg, TRAIN, cores=max(1, threads))
-        run = Path(run_dir)
-        self.notes: list[str] = []
-        self.buffer = make_replay(cfg, run / "data", seed=cfg.seed, report=self.notes.append)
-        self.buffer.refresh()
-        self.scalars = _Scalars()
-        self.meta: dict = {}
-        if resume:
-            self.trainer, meta = Trainer.resume(cfg, run, self.buffer, device, writer=self.scalars,
-                                                report=self.notes.append)
-            self.meta = {"run": meta.get("run") or {}}
-        else:
-            self.trainer = Trainer.create(cfg, run, self.buffer, device, init_model=init_model, writer=self.scalars,
-                                          report=self.notes.append)
-
-    def state(self) -> dict:
-        import ray
-
-        t = self.trainer
-        notes, self.notes = self.notes, []
-        return {"step": t.step, "samples_trained": t.samples_trained, "model_id": t.model_id,
-                "last_checkpoint": str(t.last_checkpoint) if t.last_checkpoint else None,
-                "train_seconds": t.train_seconds, "total_samples": self.buffer.total_samples,
-                "buffer_stats": self.buffer.stats(), "scalars": self.scalars.take(), "notes": notes,
-                "node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
-                "pid": os.getpid(), "device": str(t.device), "cpu_s": time.process_time() - self.cpu_started}
-
-    def resume_meta(self) -> dict:
-        return self.meta
-
-    def refresh(self) -> dict:
-        self.buffer.refresh()
-        return self.state()
-
-    def train_step(self):
-        return self.trainer.train_step(), self.state()
-
-    def flush_log(self):
-        return self.trainer.flush_log(), self.state()
-
-    def save(self, extra: dict | None = None):
-        return str(self.trainer.save(extra)), self.state()
-
-    def weights(self) -> tuple[dict, object, str]:
-        net = self.trainer.net
-        return {k: v.detach().cpu() for k, v in net.state_dict().items()}, net.net_cfg, net.model_id
-
-
-class RemoteTrainer:
-    """What ``RunLoop`` uses of a ``Trainer``, for one that lives in a ``TrainerHost`` actor."""
-
-    def __init__(self, ray, actor, board: int, report: Callable[[str], None]):
-        self.ray, self.actor, self.board, self.report = ray, actor, board, report
-        self.writer = None  # the driver's TensorBoard writer (set by the run loop)
-        self.buffer = RemoteBuffer(self)
-        self._state: dict = {}
-        self._update(self._call(actor.state))
-
-    def _call(self, method, *args):
-        from specmcts.train import TrainingDiverged
-
-        try:
-            return self.ray.get(method.remote(*args))
-        except self.ray.exceptions.RayTaskError as e:
-            cause = e.as_instanceof_cause()
-            if isinstance(cause, TrainingDiverged):
-                raise TrainingDiverged(str(cause).splitlines()[-1]) from None
-            raise RuntimeError(f"the trainer actor failed: {_last_line(str(e))}") from None
-        except self.ray.exceptions.RayActorError as e:
-            raise RuntimeError(f"the trainer actor died: {_reason(str(e))}") from None
-
-    def _update(self, state: dict) -> None:
-        self._state = state
-        for note in state.get("notes", ()):
-            self.report(note)
-        if self.writer is not None:
-            for tag, value, step in state.get("scalars", ()):
-                self.writer.add_scalar(tag, value, step)
-
-    # what the run loop reads
-    step = property(lambda self: self._state["step"])
-    samples_trained = property(lambda self: self._state["samples_trained"])
-    model_id = property(lambda self: self._state["model_id"])
-    train_seconds = property(lambda self: self._state["train_seconds"])
-    remote_cpu_s = property(lambda self: self._state["cpu_s"])  # the actor's process (counted in run.totals)
-    where = property(lambda self: {k: self._state[k] for k in ("node_id", "host", "pid", "device")})
-
-    @property
-    def last_checkpoint(self) -> Path | None:
-        path = self._state["last_checkpoint"]
-        return Path(path) if path else None
-
-    def train_step(self):
-        metrics, state = self._call(self.actor.train_step)
-        self._update(state)
-        return metrics
-
-    def flush_log(self) -> dict:
-        values, state = self._call(self.actor.flush_log)
-        self._update(state)
-        return values
-
-    def save(self, extra: dict | None = None) -> Path:
-        path, state = self._call(self.actor.save, extra)
-        self._update(state)
-        return Path(path)
-
-    def close(self) -> None:
-        """End the actor (every checkpoint it wrote is on disk)."""
-        try:
-            self.ray.kill(self.actor, no_restart=True)
-        except Exception:  # already gone
-            pass
-
-    @property
-    def net(self):
-        """A copy of the trainer's current net in this process (for gating and Elo matches)."""
-        from specmcts.network import build_net
-
-        weights, net_cfg, model_id = self._call(self.actor.weights)
-        net = build_net(self.board, net_cfg)
-        net.load_state_dict(weights)
-        net.model_id = model_id
-        return net
-
-
-class RemoteBuffer:
-    """What ``RunLoop`` uses of the ``ReplayBuffer``: the actor's, read through its trainer."""
-
-    def __init__(self, trainer: RemoteTrainer):
-        self.trainer = trainer
-
-    def refresh(self) -> None:
-        self.trainer._update(self.trainer._call(self.trainer.actor.refresh))
-
-    @property
-    def total_samples(self) -> int:
-        return self.trainer._state["total_samples"]
-
-    def stats(self) -> dict:
-        return dict(self.trainer._state["buffer_stats"])
-
-
-def remote_trainer(cfg: Config, run_dir: Path, device: str, resume: bool, init_model: str | None,
-                   report: Callable[[str], None] = say) -> tuple[RemoteTrainer, dict]:
-    """Start the ``TrainerHost`` actor (on the driver's node unless ``ray.shared_storage``) and return its
-    handle and, when resuming, the checkpoint's run state."""
-    ray = import_ray()
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    r = cfg.ray
-    gpus = r.trainer_gpus if r.trainer_gpus >= 0 else (1.0 if str(device).startswith("cuda") else 0.0)
-    options = {"num_cpus": r.trainer_cpus, "num_gpus": gpus, "max_restarts": 0, "namespace": NAMESPACE,
-               "name": f"{Path(run_dir).resolve().name}-{socket.gethostname()}-{os.getpid()}-trainer"}
-    if not r.shared_storage:  # the run directory is on this node
-        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
-                                                                        soft=False)
-    actor = ray.remote(TrainerHost).options(**options).remote(
-        cfg, str(Path(run_dir).resolve()), "cuda" if gpus > 0 else "cpu", resume, init_model,
-        max(1, int(r.trainer_cpus)))
-    trainer = RemoteTrainer(ray, actor, cfg.game.board, report)
-    where = trainer.where
-    report(f"ray: the trainer is an actor on {where['host']} (node {where['node_id'][:8]}, {where['device']})")
-    return trainer, (trainer._call(actor.resume_meta) if resume else {})
-
-
 # -- the backend ---------------------------------------------------------------------------------------------
 
 
 class RayBackend:
-    """The run's self-play on a ``WorkerPool`` of Ray actors (``specmcts.backends`` has the interface):
+    """The run's self-play on a ``WorkerPool`` of Ray actors (``specmcts.training.backends`` has the interface):
     the driver broadcasts each published net once and writes the chunks' files into the run directory."""
 
     name = "ray"
@@ -690,7 +496,7 @@ class RayBackend:
         if pointer.get("model_id") == trainer.model_id:
             net = trainer.net
         else:
-            from specmcts.network import load_model
+            from specmcts.engine.network import load_model
 
             net, _meta = load_model(self.loop.store.dir / pointer["path"], expect_board=self.cfg.game.board)
             net.model_id = pointer.get("model_id", net.model_id)

@@ -1,6 +1,6 @@
 """Full games between two GTP engines: specmcts against GnuGo (or Pachi, or another specmcts), both colours.
 
-The games are played by the one match loop, ``specmcts.evaluate.play_match``, with a ``GTPSide`` for each
+The games are played by the one match loop, ``specmcts.play.match.play_match``, with a ``GTPSide`` for each
 engine. A referee ``GoState`` (our rules: area scoring, positional superko, suicide illegal) follows every
 game: each ``genmove`` answer is checked and passed on to the other engine with ``play``. A game ends
 
@@ -13,7 +13,7 @@ game: each ``genmove`` answer is checked and passed on to the other engine with 
 Every game is written as SGF (``<out>/game-NNNN.sgf``) with both engines' scores in the game comment.
 ``play_engines`` alternates colours and returns ``MatchGame`` records; ``summary`` condenses them.
 Used by ``tools/gtp_vs_gnugo.py``. How an engine is started (``EngineSpec``, ``gnugo_spec``, ``specmcts_spec``)
-is ``specmcts.gtp_client``'s.
+is ``specmcts.play.gtp_client``'s.
 """
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from pathlib import Path
 
 from games.go import BLACK, GoRules, action_to_gtp
 from games.scoring import FINAL_SCORE, Judgement
-from specmcts.evaluate import GTPSide, MatchError
-from specmcts.evaluate import play_match as play
-from specmcts.gtp_client import EngineSpec
+from specmcts.play.match import GTPSide, MatchError
+from specmcts.play.match import play_match as play
+from specmcts.play.gtp_client import EngineSpec
 
 
 @dataclass
@@ -63,7 +63,7 @@ def play_engines(a: EngineSpec, b: EngineSpec, games: int = 2, size: int = 9, ko
                out: Path | None = None, max_moves: int | None = None, progress=None,
                stop_when=None) -> list[MatchGame]:
     """``games`` games, ``a`` Black in the even-numbered ones, through the one match loop
-    (``specmcts.evaluate.play_match``); each engine is started once and reused (``clear_board`` between
+    (``specmcts.play.match.play_match``); each engine is started once and reused (``clear_board`` between
     games). SGF (``game-NNNN.sgf``) and engine logs (``<name>.log``) go under ``out`` when given. An engine
     that fails ends the match: the games so far come back, the last one marked ``engine error``.
     ``stop_when()`` true (checked before each move): the finished games come back, the one in flight is

@@ -9,7 +9,7 @@ a GTP side asks all its engine processes at once (one process per concurrent gam
   match is reproducible; later moves are the most visited. Resigns when its root value stays below
   ``search.resign_threshold`` for ``search.resign_consecutive`` of its moves (``eval.resign``).
 - ``GTPSide``: an external GTP engine (GnuGo at a level, another ``specmcts gtp``, any command line), driven
-  through ``specmcts.gtp_client.GTPEngine``. Our rules referee: an illegal answer loses the game (``X+F``).
+  through ``specmcts.play.gtp_client.GtpClient``. Our rules referee: an illegal answer loses the game (``X+F``).
   GnuGo is started as ``gtp_match.gnugo_spec`` starts it: Chinese rules, positional superko and
   ``--capture-all-dead`` (it removes dead stones before it passes).
 - ``RandomSide``: uniform random moves that do not fill the mover's own eyes (``GoState.play_random``).
@@ -36,12 +36,12 @@ import numpy as np
 
 from games.go import BLACK, EMPTY, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp, gtp_to_action
 from games.scoring import FINAL_SCORE, judge_game
-from specmcts import elo as elo_module
+from specmcts.play import elo as elo_module
 from specmcts.config import Config, EvalConfig
-from specmcts.gtp_client import DEFAULT_TIMEOUT_S, GTPEngine, GTPError
-from specmcts.gtp_client import gnugo_spec
-from specmcts.player import MoveRule, ResignStreak
-from specmcts.search import Search
+from specmcts.play.gtp_client import DEFAULT_TIMEOUT_S, GtpClient, GtpClientError
+from specmcts.play.gtp_client import gnugo_spec
+from specmcts.engine.player import MoveRule, ResignStreak
+from specmcts.engine.search import Search
 
 
 UNREADABLE = -1  # a genmove answer that is no move: the side forfeits the game
@@ -88,7 +88,7 @@ class NetSide(Side):
 
     def __init__(self, name: str, evaluator, cfg: Config, concurrent: int, seed: int = 0, sims: int | None = None,
                  cache=None):
-        from specmcts.nncache import NNCache
+        from specmcts.engine.nncache import NNCache
 
         self.name = name
         self.cfg = cfg
@@ -145,7 +145,7 @@ class GTPSide(Side):
         self.log_path = log_path  # the engines' stderr is appended there (else discarded)
         self.timeout = timeout  # seconds per answer
         self.rules = rules
-        self.engines: list[GTPEngine] = []
+        self.engines: list[GtpClient] = []
         self._free: list[int] = []
         self._slot: dict[int, int] = {}
         self.concurrent = max(1, concurrent)
@@ -154,7 +154,7 @@ class GTPSide(Side):
     def _send(self, slot: int, line: str) -> str:
         try:
             return self.engines[slot].send(line)
-        except (GTPError, OSError) as e:
+        except (GtpClientError, OSError) as e:
             raise MatchError(f"{self.name} ({shlex.join(self.command)}): {str(e).splitlines()[0]}") from None
 
     def new_game(self, game: int, colour: int) -> None:
@@ -162,7 +162,7 @@ class GTPSide(Side):
             try:
                 stderr = open(self.log_path, "a") if self.log_path is not None else subprocess.DEVNULL
                 try:
-                    self.engines.append(GTPEngine(self.command, stderr=stderr, timeout=self.timeout))
+                    self.engines.append(GtpClient(self.command, stderr=stderr, timeout=self.timeout))
                 finally:
                     if self.log_path is not None:
                         stderr.close()  # the child holds its own descriptor
@@ -200,7 +200,7 @@ class GTPSide(Side):
     def final_score(self, game: int) -> str | None:
         try:
             return self.engines[self._slot[game]].send("final_score").strip()
-        except (GTPError, OSError):
+        except (GtpClientError, OSError):
             return None
 
     def end_game(self, game: int) -> None:
@@ -474,8 +474,8 @@ def play_match(rules: GoRules, a: Side, b: Side, games: int, concurrent: int = 6
 
 def net_side(name: str, model, cfg: Config, concurrent: int, device: str = "cpu", seed: int = 0) -> NetSide:
     """A ``NetSide`` for a checkpoint path or a ``PolicyValueNet``."""
-    from specmcts.evaluator import make_evaluator
-    from specmcts.network import load_model
+    from specmcts.engine.evaluator import make_evaluator
+    from specmcts.engine.network import load_model
 
     if isinstance(model, (str, Path)):
         net, _meta = load_model(model, device="cpu", expect_board=cfg.game.board)
@@ -505,7 +505,7 @@ def opponent_side(spec: str, cfg: Config, concurrent: int, device: str = "cpu", 
         if not command:
             raise MatchError("gtp: needs a command line, e.g. gtp:'gnugo --mode gtp --level 5'")
         return GTPSide(Path(command[0]).name, command, rules, concurrent, timeout=cfg.eval.gtp_timeout)
-    from specmcts.network import model_label, resolve_model
+    from specmcts.engine.network import model_label, resolve_model
 
     spec = resolve_model(spec, cfg.game.board, flag="--opponent")
     return net_side(model_label(spec, cfg.game.board), spec, cfg, concurrent, device, seed=seed + 1)
@@ -523,7 +523,7 @@ def eval_run(cfg: Config, model: str, opponent: str, games: int, out: Path | Non
              gnugo_level: int | None = None, progress: bool = False, stop_when=None) -> dict:
     """Play ``model`` against ``opponent``; SGF under ``<out>/sgf/``; returns the summary (Elo of ``model``).
     ``stop_when()`` true: stop at the next move; the summary is of the finished games (``stop_reason``)."""
-    from specmcts.network import CheckpointError, model_label
+    from specmcts.engine.network import CheckpointError, model_label
     from specmcts.threads import SEARCH, configure
 
     configure(cfg, SEARCH)

@@ -10,7 +10,7 @@ Two schedules (``run.mode``):
   published net (they look for a new one between chunks: no restart), while this process trains. Workers die
   with this process (``PR_SET_PDEATHSIG``), so a ``kill -9`` leaves no orphan writing into the run.
 
-One schedule for both, whoever plays the games: a self-play *backend* (``specmcts.backends``: this process,
+One schedule for both, whoever plays the games: a self-play *backend* (``specmcts.training.backends``: this process,
 local processes, or Ray actors with ``--ray``) takes chunks and hands back their summaries.
 
 Ratio control (both modes): the trainer may reach step ``floor(run.train_samples_per_sample * samples produced /
@@ -29,7 +29,6 @@ games/h, samples), ``elo/vs_first`` and ``elo/vs_gnugo_l<L>`` (evaluation), ``ga
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -41,15 +40,19 @@ from typing import Callable
 import yaml
 
 from specmcts.atomic import atomic_write_bytes, remove_stale_temporaries
-from specmcts.backends import Chunk, InProcess, LocalProcesses, WorkerFailed, chunk_seed
-from specmcts.config import Config, ConfigError, validate
-from specmcts.distributed import RayBackend, import_ray, remote_trainer, validate_ray_config
-from specmcts.network import CheckpointError, resolve_model
-from specmcts.replay import make_replay
+from specmcts.training.backends import Chunk, InProcess, WorkerFailed, chunk_seed
+from specmcts.training.local import LocalProcesses
+from specmcts.training.schedule import BoardSchedule, SelfPlayStats, generation_games
+from specmcts.config import Config, validate
+from specmcts.training.distributed import RayBackend, import_ray, validate_ray_config
+from specmcts.training.ray_trainer import remote_trainer
+from specmcts.training.evaluation import RunMatches, elo_reference
+from specmcts.engine.network import CheckpointError
+from specmcts.training.replay import make_replay
 from specmcts.stopping import GracefulStop, RunLock, say
 from specmcts.threads import SEARCH, TRAIN
 from specmcts.threads import configure as configure_threads
-from specmcts.train import CheckpointStore, Trainer, open_writer
+from specmcts.training.trainer import CheckpointStore, Trainer, open_writer
 
 
 CONFIG_NAME = "config.yaml"
@@ -60,110 +63,6 @@ def validate_run_config(cfg: Config) -> None:
     """Every section (config.validate) and what only a run can check: the Elo reference's file."""
     validate(cfg)
     elo_reference(cfg)
-
-
-def elo_reference(cfg: Config) -> Path | None:
-    """The checkpoint named by ``run.elo_reference`` (``shipped``: the board's embedded net), or None when
-    unset (the run's first checkpoint is the reference); ConfigError if it names no checkpoint."""
-    spec = cfg.run.elo_reference
-    if not spec:
-        return None
-    try:
-        path = Path(resolve_model(spec, cfg.game.board, flag="run.elo_reference"))
-    except CheckpointError as err:
-        raise ConfigError(str(err)) from None
-    if not path.is_file():
-        raise ConfigError(f"run.elo_reference {spec}: no such checkpoint")
-    return path
-
-
-# -- board sizes ---------------------------------------------------------------------------------------------
-
-
-def generation_games(cfg: Config, g: int) -> dict[int, int]:
-    """Generation ``g``'s self-play games per board size: ``run.games_per_generation`` split by the sizes' game
-    shares (``GameConfig.game_shares``), the fractions carried from generation to generation so that over
-    the run every size gets exactly its share. A function of ``g`` alone: a resumed run plays the same."""
-    per_gen = cfg.run.games_per_generation
-    if not cfg.game.mixed:
-        return {cfg.game.board: per_gen}
-    return {b: math.floor((g + 1) * per_gen * w + 1e-9) - math.floor(g * per_gen * w + 1e-9)
-            for b, w in cfg.game.game_shares().items()}
-
-
-class BoardSchedule:
-    """The board size of each next async chunk: smooth weighted round-robin over the game shares (every size
-    gets its share of the chunks, spread out rather than in runs)."""
-
-    def __init__(self, shares: dict[int, float]):
-        self.shares = dict(shares)
-        self.credit = {b: 0.0 for b in self.shares}
-
-    def next(self) -> int:
-        for b, w in self.shares.items():
-            self.credit[b] += w
-        board = max(self.credit, key=lambda b: self.credit[b])
-        self.credit[board] -= 1.0
-        return board
-
-
-# -- self-play statistics -------------------------------------------------------------------------------------
-
-
-class SelfPlayStats:
-    """Self-play summaries of chunks, merged (game-weighted) into the scalars logged at a trainer step."""
-
-    KEYS = ("mean_game_length", "resign_rate", "false_resign_rate", "cache_hit_rate", "black_win_rate",
-            "wasted_sims_fraction", "mean_move_ms")
-
-    def __init__(self, per_board: bool = False):
-        self.per_board = per_board  # a mixed-size run: each size's totals logged too
-        self.games_total = 0
-        self.samples_total = 0
-        self.remote_cpu_s = 0.0  # CPU of chunks played by Ray actors (not this process's children: os.times misses it)
-        self.by_board: dict[int, dict] = {}  # board size -> games, samples and the CPU seconds that played them
-        self._pending: list[dict] = []
-        self._last_wall = 0.0
-
-    def add(self, summary: dict) -> None:
-        self._pending.append(summary)
-        self.games_total += summary["games"]
-        self.samples_total += summary["samples"]
-        self.remote_cpu_s += float(summary.get("cpu_s", 0.0))  # set by Ray actors only
-        if "board" in summary:
-            size = self.by_board.setdefault(int(summary["board"]), {"games": 0, "samples": 0, "cpu_s": 0.0})
-            size["games"] += summary["games"]
-            size["samples"] += summary["samples"]
-            size["cpu_s"] += float(summary.get("play_cpu_s", 0.0))
-
-    def scalars(self, wall_s: float) -> dict:
-        chunks, self._pending = self._pending, []
-        if not chunks:
-            return {}
-        games = sum(c["games"] for c in chunks) or 1
-        out = {f"selfplay/{k}": sum(c[k] * c["games"] for c in chunks) / games for k in self.KEYS}
-        busy = sum(c["wall_s"] for c in chunks)
-        interval, self._last_wall = wall_s - self._last_wall, wall_s
-        evals = sum(c["evals"] for c in chunks)
-        # per self-play process while it plays, and of all processes over the wall clock since the last point
-        out["selfplay/evals_per_s"] = evals / busy if busy else 0.0
-        out["selfplay/sims_per_s"] = sum(c["sims"] for c in chunks) / busy if busy else 0.0
-        out["selfplay/evals_per_s_total"] = evals / interval if interval > 0 else 0.0
-        out["selfplay/games_total"] = self.games_total
-        out["selfplay/samples_total"] = self.samples_total
-        out["selfplay/games_per_hour"] = 3600.0 * self.games_total / wall_s if wall_s > 0 else 0.0
-        if self.per_board:
-            for b, size in self.by_board.items():  # a mixed-size run: each size's games and samples so far
-                out[f"selfplay/{b}x{b}/games_total"] = size["games"]
-                out[f"selfplay/{b}x{b}/samples_total"] = size["samples"]
-        weights: dict[str, float] = {}
-        sums: dict[str, float] = {}
-        for c in chunks:
-            for k, v in c.get("scalars", {}).items():
-                sums[k] = sums.get(k, 0.0) + v * c["games"]
-                weights[k] = weights.get(k, 0.0) + c["games"]
-        out.update({k: sums[k] / weights[k] for k in sums if weights[k]})
-        return out
 
 
 # -- where self-play plays ----------------------------------------------------------------------------------
@@ -208,11 +107,9 @@ class RunLoop:
         self.stop_reason = ""
         self.generation = 0
         self.started = 0.0
-        self.last_elo: dict = {}
-        self.gating: dict = {"accepted": 0, "rejected": 0}
+        self.matches = RunMatches(self)  # Elo points and gating
         self.bar = None
         self._last_eval_step = 0
-        self._gnugo_failed = False  # GnuGo could not be played: no more Elo points against it in this run start
         self.totals_before: dict = {}  # compute of the sessions before this one (``compute_totals``)
         t = os.times()
         self._cpu_at_start = t.user + t.system + t.children_user + t.children_system
@@ -227,7 +124,7 @@ class RunLoop:
         if removed:
             self.report(f"run: removed {removed} unfinished temporary file(s) of an interrupted session")
         remote = self.backend_kind == "ray" and cfg.ray.trainer == "actor"
-        if remote:  # the trainer and its replay buffer in a Ray actor (specmcts.distributed.TrainerHost)
+        if remote:  # the trainer and its replay buffer in a Ray actor (specmcts.training.ray_trainer.TrainerHost)
             self.trainer, meta = remote_trainer(cfg, run, self.device, self.resume, self.init_model, self.report)
             self.buffer = self.trainer.buffer
         else:
@@ -239,7 +136,7 @@ class RunLoop:
             state = meta.get("run") or {}
             self.totals_before = dict(state.get("totals") or {})
             self.generation = int(state.get("generation", 0))
-            self.gating = dict(state.get("gating", self.gating))
+            self.matches.gating = dict(state.get("gating", self.matches.gating))
             self.report(f"run: resuming {run} at step {self.trainer.step} (checkpoint "
                         f"{self.trainer.last_checkpoint.name}, {self.buffer.total_samples} samples on disk)")
             if self.store.read_pointer() is None:
@@ -252,7 +149,7 @@ class RunLoop:
                 self.trainer = Trainer.create(cfg, run, self.buffer, self.device, init_model=self.init_model,
                                               report=self.report)
             if self.init_model:  # a run continued from another run's checkpoint carries its compute on
-                from specmcts.network import read_checkpoint
+                from specmcts.engine.network import read_checkpoint
 
                 self.totals_before = dict((read_checkpoint(self.init_model).get("run") or {}).get("totals") or {})
             path = self._save()
@@ -268,7 +165,7 @@ class RunLoop:
 
     def _save(self) -> Path:
         return self.trainer.save({"run": {"generation": self.generation, "mode": self.cfg.run.mode,
-                                          "gating": dict(self.gating), "totals": self.compute_totals()}})
+                                          "gating": dict(self.matches.gating), "totals": self.compute_totals()}})
 
     def _cpu_seconds(self) -> float:
         """CPU seconds of this run start: this process (all threads), its finished children, and what Ray actors
@@ -374,7 +271,7 @@ class RunLoop:
         every = self.cfg.run.eval_every
         if every > 0 and self.trainer.step - self._last_eval_step >= every:
             self._last_eval_step = self.trainer.step
-            self._evaluate_elo()
+            self.matches.evaluate_elo()
 
     def _publish(self, path: Path) -> None:
         """Hand a new checkpoint to self-play, through gating when it is on."""
@@ -383,122 +280,11 @@ class RunLoop:
             self.backend.published()
 
     def _gate(self, path: Path) -> None:
-        r = self.cfg.run
-        step = self.trainer.step
-        if r.gating_games <= 0:
-            self.store.write_pointer(path, self.trainer.model_id, step)
-            return
-        pointer = self.store.read_pointer()
-        if pointer is None or pointer.get("path") == path.name:
-            self.store.write_pointer(path, self.trainer.model_id, step)
-            return
-        from specmcts.evaluate import gate
-
-        match = self._match(self.store.dir / pointer["path"], r.gating_games, "gating", f"gate-{step:08d}")
-        if match.stopped:  # a part of a match decides nothing
-            self.report(f"run: gating at step {step} interrupted after {len(match.games)} games: "
-                        f"kept {pointer['path']}")
-            return
-        accepted = gate(match.score, r.gating_threshold)
-        self.gating["accepted" if accepted else "rejected"] += 1
-        self.writer.add_scalar("gating/score", match.score, step)
-        self.writer.add_scalar("gating/accepted", 1.0 if accepted else 0.0, step)
-        self.report(f"run: gating at step {step}: {match.elo()} vs {pointer['path']} -> "
-                    f"{'adopted' if accepted else 'kept ' + pointer['path']}")
-        if accepted:
-            self.store.write_pointer(path, self.trainer.model_id, step)
+        self.matches.adopt(path)
 
     # -- evaluation ------------------------------------------------------------------------------
     def _interrupted(self) -> bool:
         return self.stop_reason == "interrupted"
-
-    def _match(self, opponent, games: int, purpose: str, prefix: str, board: int = 0):
-        """The trainer's current net against ``opponent`` (a checkpoint path or 'gnugo'), ``games`` games on
-        ``board`` (0: game.board); a Ctrl-C stops it at its next move (``MatchResult.stopped``: the caller
-        records nothing from it)."""
-        from specmcts.evaluate import NetSide, opponent_side, play_match
-        from specmcts.evaluator import make_evaluator
-        from specmcts.network import board_model_id, build_net
-
-        cfg = self.cfg.at_board(board or self.cfg.game.board)
-        board = cfg.game.board
-        concurrent = max(1, min(cfg.eval.concurrent, games))
-        candidate = build_net(board, self.trainer.net.net_cfg)
-        candidate.load_state_dict({k: v.detach().cpu() for k, v in self.trainer.net.state_dict().items()})
-        candidate.model_id = board_model_id(self.trainer.model_id, board, self.cfg.game.board)
-        a = NetSide(f"step{self.trainer.step}", make_evaluator(cfg, board, candidate, device=self.device), cfg,
-                    concurrent, seed=chunk_seed(cfg.seed, self.trainer.step, 1))
-        b = opponent_side(str(opponent), cfg, concurrent, self.device,
-                          seed=chunk_seed(cfg.seed, self.trainer.step, 2))
-        rules = cfg.game.rules()
-        sgf_dir = self.run_dir / "eval" / purpose if cfg.eval.sgf else None
-        prefix = f"{board}x{board}-{prefix}" if self.cfg.game.mixed else prefix
-        try:
-            return play_match(rules, a, b, games, concurrent, sgf_dir, prefix=prefix, stop_when=self._interrupted,
-                              opening_plies=cfg.eval.opening_plies, seed=chunk_seed(cfg.seed, self.trainer.step, 3))
-        finally:
-            a.close()
-            b.close()
-
-    def _evaluate_elo(self) -> None:
-        """Elo points: the net against the run's first net (or run.elo_reference) and against GnuGo, on each
-        size of ``run.eval_boards`` (a mixed-size run; ``elo/<N>x<N>/...``). A match stopped by a Ctrl-C
-        measures nothing: it and the ones after it are not recorded."""
-        cfg = self.cfg
-        boards = cfg.run.eval_boards or cfg.game.sizes()
-        for board in boards:
-            if not self._evaluate_elo_on(board) or self._interrupted():
-                return
-
-    def _evaluate_elo_on(self, board: int) -> bool:
-        """One size's Elo point; False when interrupted."""
-        r = self.cfg.run
-        mixed = self.cfg.game.mixed
-        tag = f"elo/{board}x{board}/" if mixed else "elo/"
-        step = self.trainer.step
-        first = elo_reference(self.cfg) or self.store.first()
-        point, lines = {}, []  # what was measured at this step
-        if first is not None and r.eval_games > 0:
-            m = self._match(first, r.eval_games, "elo", f"vs-first-{step:08d}", board)
-            if m.stopped:
-                self.report(f"run: Elo at step {step} not measured: interrupted after {len(m.games)} games")
-                return False
-            est = m.elo()
-            self.writer.add_scalar(f"{tag}vs_first", est.elo, step)
-            self.writer.add_scalar(f"{tag}score_vs_first", est.score, step)
-            point["vs_first"] = est.as_dict()
-            lines.append(f"vs first {est}")
-        if r.eval_gnugo_games > 0 and not self._gnugo_failed:
-            from specmcts.evaluate import MatchError
-
-            level = self.cfg.eval.gnugo_level
-            try:
-                m = self._match("gnugo", r.eval_gnugo_games, "elo", f"vs-gnugo-l{level}-{step:08d}", board)
-            except MatchError as e:
-                self.report(f"run: no Elo vs GnuGo from now on: {e}")
-                self._gnugo_failed = True
-            else:
-                if m.stopped:
-                    self.report(f"run: Elo vs GnuGo at step {step} not measured: interrupted after "
-                                f"{len(m.games)} games")
-                    return False
-                est = m.elo()
-                judged = {k: v for k, v in m.summary().items() if k.startswith("judge")}  # its final_score
-                self.writer.add_scalar(f"{tag}vs_gnugo_l{level}", est.elo, step)
-                self.writer.add_scalar(f"{tag}score_vs_gnugo_l{level}", est.score, step)
-                point[f"vs_gnugo_l{level}"] = {**est.as_dict(), **judged}
-                lines.append(f"vs gnugo-l{level} {est} ({judged['judge_disagreements']} disagree with "
-                             f"Tromp-Taylor)")
-        if point:
-            if mixed:
-                self.last_elo.setdefault(f"{board}x{board}", {}).update(point)
-            else:
-                self.last_elo.update(point)
-            record = {"step": step, "model_id": self.trainer.model_id, **({"board": board} if mixed else {}), **point}
-            with open(self.run_dir / "eval" / "elo.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-            self._note(f"run: step {step}{f' {board}x{board}' if mixed else ''}: " + "; ".join(lines))
-        return True
 
     def _note(self, line: str) -> None:
         if self.bar is not None:
@@ -682,8 +468,8 @@ class RunLoop:
             "wall_s": round(wall, 3),
             "checkpoint": str(t.last_checkpoint),
             "model_id": t.model_id,
-            "elo": self.last_elo,
-            "gating": self.gating,
+            "elo": self.matches.last_elo,
+            "gating": self.matches.gating,
             "totals": self.compute_totals(),
             **self.buffer.stats(),
             **({self.backend.name: self.backend.summary()} if self.backend and self.backend.summary() else {}),

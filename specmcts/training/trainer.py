@@ -8,7 +8,7 @@ Huber(score / N, final margin / N)`` over the samples that have those targets (`
 ``weight_decay * sum(w^2)`` over conv/linear weights with SGD (AdamW decays the same weights in the
 optimizer instead). BatchNorm parameters and biases are never decayed.
 
-Checkpoints live in ``<run>/models/model_<step:08d>.pt`` (``specmcts.network.save_model``: atomic, with a
+Checkpoints live in ``<run>/models/model_<step:08d>.pt`` (``specmcts.engine.network.save_model``: atomic, with a
 model id naming the step and the weights) and hold everything a resumed trainer needs to continue exactly
 as if it had not stopped: weights, optimizer state, step, the replay sampler's generator, torch's RNG and
 the AMP scaler. ``models/model_00000000.pt`` is the untrained net the run started from (Elo reference).
@@ -31,8 +31,8 @@ import torch.nn.functional as F
 
 from specmcts.atomic import atomic_write_bytes, remove_stale_temporaries
 from specmcts.config import Config, TrainConfig, validate
-from specmcts.network import CheckpointError, PolicyValueNet, build_net, load_model, read_checkpoint, save_model
-from specmcts.replay import ReplayBuffer, make_replay
+from specmcts.engine.network import CheckpointError, PolicyValueNet, build_net, load_model, read_checkpoint, save_model
+from specmcts.training.replay import ReplayBuffer, make_replay
 from specmcts.stopping import GracefulStop, RunLock, say
 from specmcts.threads import TRAIN
 from specmcts.threads import configure as configure_threads

@@ -19,7 +19,7 @@ from pathlib import Path
 GNUGO_FALLBACK_DIRS = ("/usr/games", "/usr/local/games")
 
 
-class GTPError(RuntimeError):
+class GtpClientError(RuntimeError):
     """The engine answered ``? message`` or died."""
 
 
@@ -50,8 +50,8 @@ MAX_LINE = 1 << 20  # an answer line longer than this is not GTP
 MAX_ANSWER = 1 << 22  # characters of one answer (a 19x19 board drawn with analysis is a few thousand)
 
 
-class GTPEngine:
-    """A GTP engine process. ``send('play b d4')`` returns the response text or raises GTPError, also when
+class GtpClient:
+    """A GTP engine process. ``send('play b d4')`` returns the response text or raises GtpClientError, also when
     no complete answer arrives within ``timeout`` seconds (the message names the engine and the command)."""
 
     def __init__(self, command: list[str], stderr=subprocess.DEVNULL, timeout: float = DEFAULT_TIMEOUT_S):
@@ -88,29 +88,29 @@ class GTPEngine:
             return self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
             self.hung = True
-            raise GTPError(f"engine {shlex.join(self.command)} did not answer {line.strip()[:80]!r} within "
+            raise GtpClientError(f"engine {shlex.join(self.command)} did not answer {line.strip()[:80]!r} within "
                            f"{self.timeout:g} s") from None
 
     def send(self, line: str) -> str:
         if self.proc.poll() is not None:
-            raise GTPError(f"engine {self.command[0]} has exited with code {self.proc.returncode}")
+            raise GtpClientError(f"engine {self.command[0]} has exited with code {self.proc.returncode}")
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
             self.proc.stdin.write(line.strip() + "\n")
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError) as e:
-            raise GTPError(f"engine {self.command[0]} does not read its input ({e})") from None
+            raise GtpClientError(f"engine {self.command[0]} does not read its input ({e})") from None
         lines = []
         deadline = time.monotonic() + self.timeout  # for the whole answer, however many lines it has
         size = 0
         while True:
             out = self._readline(line, deadline)
             if out == "":
-                raise GTPError(f"engine {self.command[0]} closed its output after {line!r}")
+                raise GtpClientError(f"engine {self.command[0]} closed its output after {line!r}")
             size += len(out)
             if size > MAX_ANSWER:
                 self.hung = True
-                raise GTPError(f"engine {shlex.join(self.command)} answered {line.strip()[:80]!r} with more than "
+                raise GtpClientError(f"engine {shlex.join(self.command)} answered {line.strip()[:80]!r} with more than "
                                f"{MAX_ANSWER:,} characters: not GTP")
             out = out.rstrip("\r\n")
             if out == "" and lines:
@@ -121,9 +121,9 @@ class GTPEngine:
         head, rest = lines[0], lines[1:]
         body = "\n".join([head[1:].lstrip()] + rest).strip()
         if head.startswith("?"):
-            raise GTPError(f"{line.strip()!r}: {body}")
+            raise GtpClientError(f"{line.strip()!r}: {body}")
         if not head.startswith("="):
-            raise GTPError(f"{line.strip()!r}: malformed response {head!r}")
+            raise GtpClientError(f"{line.strip()!r}: malformed response {head!r}")
         return body
 
     def close(self):
@@ -134,7 +134,7 @@ class GTPEngine:
             self.timeout = min(self.timeout, 5.0)
             try:
                 self.send("quit")
-            except (GTPError, BrokenPipeError, OSError):
+            except (GtpClientError, BrokenPipeError, OSError):
                 pass
             try:
                 self.proc.wait(timeout=5)

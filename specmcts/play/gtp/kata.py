@@ -21,7 +21,7 @@ import json
 import numpy as np
 
 from games.go import AREA_RULES, BLACK, GoRules, GoState
-from specmcts.gtp.protocol import GtpError, parse_colour, parse_int, parse_vertex
+from specmcts.play.gtp.protocol import GtpError, parse_colour, parse_int, parse_vertex
 
 TERRITORY_RULES = {"japanese", "korean"}
 PARAMS = ("maxVisits", "numSearchThreads")

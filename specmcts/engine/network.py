@@ -46,7 +46,7 @@ from specmcts.atomic import atomic_open
 from specmcts.config import Config, ConfigError, NetConfig, validate
 
 CHECKPOINT_FORMAT = 1
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # the nets that ship inside the package
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"  # the nets that ship inside the package
 SHIPPED = "shipped"  # --model shipped: the embedded net of the board size
 FRESH = "fresh"  # --model fresh: a new, untrained net seeded by the config's seed
 _RESERVED_KEYS = ("model", "board_size", "num_planes", "net", "model_id", "format")
@@ -161,7 +161,7 @@ class PolicyValueNet(nn.Module):
         return out["policy"], out["value"]
 
     def evaluate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """What search asks of the net (``specmcts.evaluator``): policy logits, value and score (zeros
+        """What search asks of the net (``specmcts.engine.evaluator``): policy logits, value and score (zeros
         without kata heads); the ownership plane is not computed."""
         out = self.heads(x, aux="score")
         score = out["score"] if "score" in out else torch.zeros_like(out["value"])

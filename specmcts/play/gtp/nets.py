@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 from native import layout
-from specmcts.network import FRESH, load_fixed_net
+from specmcts.engine.network import FRESH, load_fixed_net
 
 
 class NetSource:
@@ -25,7 +25,7 @@ class NetSource:
         self._fresh = model_path == FRESH  # --model fresh: an untrained net even where one ships
         self._path = None if self._fresh else model_path
         if self._path:
-            from specmcts.network import load_model
+            from specmcts.engine.network import load_model
 
             net, meta = load_model(self._path, device="cpu")
             if not net.kata:
@@ -47,7 +47,7 @@ class NetSource:
         return self._by_size[size]
 
     def _build(self, size: int):
-        from specmcts.network import embedded_any, load_model
+        from specmcts.engine.network import embedded_any, load_model
 
         if self._path:
             net, _ = load_model(self._path, device="cpu", expect_board=size)

@@ -98,8 +98,8 @@ def load_state(rows: kernels.States, row: int, state: GoState) -> None:
 class Search:
     rules: GoRules
     cfg: SearchConfig
-    evaluator: object  # specmcts.evaluator.Evaluator
-    cache: object  # specmcts.nncache.NNCache
+    evaluator: object  # specmcts.engine.evaluator.Evaluator
+    cache: object  # specmcts.engine.nncache.NNCache
     num_trees: int
     max_nodes: int = 0  # 0: node_budget(sims, leaves_per_tree)
     stats: SearchStats = field(default_factory=SearchStats)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +18,10 @@ from games.go import BLACK, EMPTY, GoRules, GoState, action_to_gtp
 from specmcts.atomic import atomic_open, remove_stale_temporaries
 from specmcts.stopping import notice_if_slow, say
 from specmcts.config import AUTO, Config, dirichlet_alpha, temperature_moves
-from specmcts.player import FULL_SEARCH, GUMBEL, PER_GAME, MoveRule, ResignStreak, draw, rng, root_noise
-from specmcts.search import Search
-from specmcts.speculation import (Pipeline, RootSetup, game_phase, measured_cost, plan_speculation,
-                                   speculation_trees)
+from specmcts.engine.player import FULL_SEARCH, GUMBEL, PER_GAME, MoveRule, ResignStreak, draw, rng, root_noise
+from specmcts.engine.search import Search
+from specmcts.engine.spec_shape import measured_cost, plan_speculation, speculation_trees
+from specmcts.engine.speculation import Pipeline, RootSetup, game_phase
 
 ETA_AFTER_S = 20.0  # seconds of self-play before the time the games will take is estimated (said if hours)
 SHARD_VERSION = 2  # 2: ownership, score, aux_weight and policy_weight (version 1 shards still load)
@@ -516,10 +515,10 @@ def format_summary(s: dict) -> str:
 def run_selfplay(cfg: Config, out: Path | None, model_path: str | None = None, progress: bool = False) -> dict:
     """Build the net (a checkpoint, else a fresh one seeded by ``cfg.seed``), the evaluator and the cache,
     play ``cfg.selfplay.games`` games into ``out`` in this process, and return the summary (``selfplay
-    --workers N``: ``specmcts.backends.run_selfplay_processes``)."""
-    from specmcts.network import FRESH, load_fixed_net
-    from specmcts.evaluator import make_evaluator
-    from specmcts.nncache import NNCache
+    --workers N``: ``specmcts.training.local.run_selfplay_processes``)."""
+    from specmcts.engine.network import FRESH, load_fixed_net
+    from specmcts.engine.evaluator import make_evaluator
+    from specmcts.engine.nncache import NNCache
     from specmcts.threads import SEARCH
     from specmcts.threads import configure as configure_threads
 

@@ -1,35 +1,32 @@
 """The GTP engine: the game, every command, the search behind ``genmove`` and analysis, pondering.
 
-Read ``specmcts/gtp/__init__.py`` first for what the engine does; this file is the commands."""
+Read ``specmcts/play/gtp/__init__.py`` first for what the engine does; this file is the commands."""
 from __future__ import annotations
 
 import dataclasses
-import re
 import sys
 import traceback
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, TextIO
 
 import numpy as np
 
-from games.go import BLACK, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp
-from games.position import GameLine, apply_move, reopen, setup_state, to_move
+from games.go import BLACK, GoRules, GoState, IllegalMoveError, action_to_gtp
+from games.position import GameLine, apply_move, to_move
 from games.scoring import DEFAULT_PLAYOUTS
 from specmcts.config import AUTO, MAX_SPECULATE
-from specmcts.gtp import kata
-from specmcts.gtp.analysis import format_info
-from specmcts.gtp.clock import Clock
-from specmcts.gtp.nets import NetSource
-from specmcts.gtp.protocol import (MAX_LINE, PROTOCOL_VERSION, GtpError, LineQueue, TooLong, answer, arity, clean_line,
+from specmcts.play.gtp import kata
+from specmcts.play.gtp.analyze import AnalyzeCommands
+from specmcts.play.gtp.clock import Clock
+from specmcts.play.gtp.nets import NetSource
+from specmcts.play.gtp.setup_commands import SetupCommands
+from specmcts.play.gtp.protocol import (MAX_LINE, PROTOCOL_VERSION, GtpError, LineQueue, TooLong, answer, arity, clean_line,
                                    colour_letter, one_line, parse_colour, parse_float, parse_int, parse_vertex,
                                    split_command)
-from specmcts.player import ResignStreak, final_status
+from specmcts.engine.player import ResignStreak, final_status
 
 ENGINE_NAME = "specmcts"
 MAX_KOMI = 1000.0  # the kernels keep komi in half points in an int32; anything this large is a typo anyway
-MAX_SGF_BYTES = 4 << 20  # loadsgf refuses bigger files (and anything that is not a regular file)
-DEFAULT_INTERVAL_CS = 100  # analysis output period when the command gives none (centiseconds)
 LOG_PREFIX = "specmcts gtp:"
 _STREAMING = frozenset({"lz-analyze", "kata-analyze", "lz-genmove_analyze", "kata-genmove_analyze"})
 
@@ -46,36 +43,9 @@ class EngineOptions:
     quiet: bool = False
 
 
-FIXED_HANDICAP = {  # GTP v2 section 4.1.1, as (column, row) of the star points: D4 Q16 D16 Q4 K10 D10 Q10 K4 K16
-    2: ("lo-lo", "hi-hi"),
-    3: ("lo-lo", "hi-hi", "lo-hi"),
-    4: ("lo-lo", "hi-hi", "lo-hi", "hi-lo"),
-    5: ("lo-lo", "hi-hi", "lo-hi", "hi-lo", "mid-mid"),
-    6: ("lo-lo", "hi-hi", "lo-hi", "hi-lo", "lo-mid", "hi-mid"),
-    7: ("lo-lo", "hi-hi", "lo-hi", "hi-lo", "lo-mid", "hi-mid", "mid-mid"),
-    8: ("lo-lo", "hi-hi", "lo-hi", "hi-lo", "lo-mid", "hi-mid", "mid-lo", "mid-hi"),
-    9: ("lo-lo", "hi-hi", "lo-hi", "hi-lo", "lo-mid", "hi-mid", "mid-lo", "mid-hi", "mid-mid"),
-}
 
 
-def fixed_handicap_points(size: int, stones: int) -> list[int]:
-    """GTP's fixed handicap placement; GtpError where the spec defines none (boards under 7x7, more than 4
-    stones on even or 7x7 boards, more than 9 stones)."""
-    odd = size % 2 == 1
-    limit = 0 if size < 7 else (4 if size == 7 or not odd else 9)
-    if not 2 <= stones <= limit:
-        raise GtpError("invalid number of stones")
-    edge = 3 if size < 13 else 4
-    coord = {"lo": edge - 1, "mid": size // 2, "hi": size - edge}
-    points = []
-    for name in FIXED_HANDICAP[stones]:
-        col_name, row_name = name.split("-")
-        col, row_from_bottom = coord[col_name], coord[row_name]
-        points.append((size - 1 - row_from_bottom) * size + col)
-    return points
-
-
-class GtpEngine:
+class GtpEngine(SetupCommands, AnalyzeCommands):
     """The GTP engine. ``execute(line)`` answers one line on ``out``; ``handle(line)`` returns the answer as
     a string (tests); ``serve(stdin, stdout)`` is the main loop with a reader thread."""
 
@@ -170,9 +140,9 @@ class GtpEngine:
         """The MCTS player for the current board size (built on first use)."""
         size = self.size
         if size not in self._players:
-            from specmcts.evaluator import make_evaluator
-            from specmcts.nncache import NNCache
-            from specmcts.player import MCTSPlayer
+            from specmcts.engine.evaluator import make_evaluator
+            from specmcts.engine.nncache import NNCache
+            from specmcts.engine.player import MCTSPlayer
 
             cfg = dataclasses.replace(self.cfg, evaluator=dataclasses.replace(
                 self.cfg.evaluator, max_batch=max(1, self.cfg.search.leaves_per_tree)))
@@ -305,7 +275,7 @@ class GtpEngine:
     def cmd_get_komi(self, args):
         return f"{self.rules.komi:g}"
 
-    # -- KataGo's and Leela Zero's extensions (specmcts.gtp.kata) -------------------------------------------
+    # -- KataGo's and Leela Zero's extensions (specmcts.play.gtp.kata) -------------------------------------------
     def cmd_kata_get_rules(self, args):
         return kata.rules_json(self.rules)
 
@@ -434,116 +404,6 @@ class GtpEngine:
         return ""
 
     # -- SGF ---------------------------------------------------------------------------------------
-    def cmd_loadsgf(self, args):
-        if not 1 <= len(args) <= 2:
-            raise GtpError("syntax error (loadsgf FILE [MOVE_NUMBER])")
-        from specmcts.sgf import SgfError, read_sgf
-
-        upto = parse_int(args[1], "move number", 1) if len(args) == 2 else None
-        path = Path(args[0])
-        try:
-            if not path.is_file() or path.stat().st_size > MAX_SGF_BYTES:
-                raise GtpError("cannot load file")
-            game = read_sgf(path)
-        except (SgfError, OSError, ValueError) as e:
-            self.log(f"loadsgf {args[0]}: {e}")
-            raise GtpError("cannot load file") from None
-        if not self.source.supports(game.rules.size):
-            raise GtpError("unacceptable size")
-        moves = game.moves if upto is None else game.moves[:upto - 1]
-        colours = [game.first_player if i % 2 == 0 else 3 - game.first_player for i in range(len(moves))]
-        record = GameLine(game.rules, list(game.setup_black), list(game.setup_white), game.first_player,
-                            list(zip(colours, moves)))
-        try:
-            self._set_record(record)
-        except (IllegalMoveError, ValueError) as e:
-            self.log(f"loadsgf {args[0]}: {e}")
-            raise GtpError("cannot load file") from None
-        return ""
-
-    def sgf_text(self) -> str:
-        """The game as SGF. RE only when it ended by two passes (our final_score then); the record is not
-        replayed (``write_sgf`` would: a GTP game may go on after two passes, which SGF replay refuses)."""
-        from specmcts.sgf import write_sgf
-
-        r = self.record
-        ended = len(r.moves) >= 2 and all(a == r.rules.pass_action for _, a in r.moves[-2:])
-        result = self._final_status(self.state).result() if ended else "?"
-        text = write_sgf(None, r.rules, r.actions(), result=result, players=(None, None), setup_black=r.setup_black,
-                         setup_white=r.setup_white, first_player=r.first_player, validate=False)
-        return text.replace("RE[?]", "")
-
-    def cmd_printsgf(self, args):
-        if len(args) > 1:
-            raise GtpError("syntax error (printsgf [FILE])")
-        if args:
-            try:
-                Path(args[0]).write_text(self.sgf_text(), encoding="utf-8")
-            except OSError as e:
-                self.log(f"printsgf {args[0]}: {e}")
-                raise GtpError("cannot write file") from None
-            return ""
-        return "\n".join(line for line in self.sgf_text().splitlines() if line.strip())
-
-    # -- handicap ----------------------------------------------------------------------------------
-    def _require_empty(self):
-        if self.record.moves or self.record.setup_black or self.record.setup_white:
-            raise GtpError("board not empty")
-
-    def _place_handicap(self, points: list[int]) -> str:
-        record = GameLine(self.rules, sorted(points), [], WHITE)
-        try:
-            self._set_record(record)
-        except ValueError as e:
-            raise GtpError(f"bad vertex list ({e})") from None
-        return " ".join(action_to_gtp(self.size, a) for a in sorted(points))
-
-    def _max_handicap(self) -> int:
-        # setup_state needs 2 * stones moves of the 2 * N^2 the kernels store: keep most of them for the game
-        return self.size * self.size // 4
-
-    def cmd_fixed_handicap(self, args):
-        arity(args, 1)
-        stones = parse_int(args[0], "number of stones")
-        self._require_empty()
-        return self._place_handicap(fixed_handicap_points(self.size, stones))
-
-    def cmd_place_free_handicap(self, args):
-        arity(args, 1)
-        stones = parse_int(args[0], "number of stones")
-        self._require_empty()
-        if not 2 <= stones <= self._max_handicap():
-            raise GtpError("invalid number of stones")
-        points: list[int] = []
-        for k in range(min(stones, 9), 1, -1):  # as much of the fixed pattern as this board has
-            try:
-                points = fixed_handicap_points(self.size, k)
-                break
-            except GtpError:
-                continue
-        if len(points) < stones:  # beyond the fixed pattern: the points the net likes best for black
-            prior = self._prior(setup_state(self.rules, points, [], BLACK))
-            for a in np.argsort(-prior[:self.size * self.size], kind="stable"):
-                if len(points) == stones:
-                    break
-                if int(a) not in points:
-                    points.append(int(a))
-        return self._place_handicap(points)
-
-    def cmd_set_free_handicap(self, args):
-        self._require_empty()
-        if not 2 <= len(args) <= self._max_handicap():
-            raise GtpError("bad vertex list")
-        try:
-            points = [parse_vertex(self.size, v) for v in args]
-        except GtpError:
-            raise GtpError("bad vertex list") from None
-        if len(set(points)) != len(points) or self.rules.pass_action in points:
-            raise GtpError("bad vertex list")
-        self._place_handicap(points)
-        return ""
-
-    # -- search ------------------------------------------------------------------------------------
     def _budget(self, colour: int) -> tuple[int, float | None]:
         """(visits, seconds) for one move."""
         o = self.options
@@ -647,130 +507,6 @@ class GtpEngine:
         return line
 
     # -- analysis ----------------------------------------------------------------------------------
-    def _analysis_args(self, args: list[str]) -> tuple[int, float, int, int, bool, list]:
-        """(colour, interval seconds, minmoves, maxmoves, ownership, actions forbidden at the root) of
-        ``[colour] [interval] [key value ...]``."""
-        colour = self.state.to_play
-        interval_cs = DEFAULT_INTERVAL_CS
-        min_moves = max_moves = 0
-        ownership = False
-        forbidden: list = []
-        rest = list(args)
-        if rest and rest[0].lower() in ("b", "w", "black", "white"):
-            colour = parse_colour(rest.pop(0))
-        if rest and re.fullmatch(r"\d+", rest[0]):
-            interval_cs = parse_int(rest.pop(0), "interval", 0, 360000)
-        while rest:
-            key = rest.pop(0)
-            if key in ("avoid", "allow"):
-                forbidden += list(kata.take_avoid_allow(key, rest, self.size, colour))
-                continue
-            if not rest:
-                raise GtpError(f"syntax error (missing value after {key!r})")
-            value = rest.pop(0)
-            if key == "interval":
-                interval_cs = parse_int(value, "interval", 0, 360000)
-            elif key == "minmoves":
-                min_moves = parse_int(value, "minmoves", 0, 1000)
-            elif key == "maxmoves":
-                max_moves = parse_int(value, "maxmoves", 0, 1000)
-            elif key in ("ownership", "ownershipStdev", "movesOwnership", "movesOwnershipStdev", "pvVisits",
-                         "pvEdgeVisits", "rootInfo", "includePolicy"):
-                if value.lower() not in ("true", "false"):
-                    raise GtpError(f"syntax error ({key} takes true or false)")
-                if key == "ownership":
-                    ownership = value.lower() == "true"
-            else:
-                raise GtpError(f"syntax error (unknown analysis key {key!r})")
-        return colour, interval_cs / 100.0, min_moves, max_moves, ownership, forbidden
-
-    def _emitter(self, state: GoState, style: str, min_moves: int, max_moves: int, want_ownership: bool):
-        """The function that writes one analysis line of ``state`` (with the net's ownership for
-        ``kata-analyze ... ownership true``, side to move's view)."""
-        ownership = None
-        if want_ownership and style == "kata" and not state.is_over:
-            from specmcts.player import net_ownership
-
-            owned = net_ownership(self.source.net(state.size), [state])
-            if owned is None:
-                self.log("ownership: this net has no ownership head (fc heads)")
-            else:
-                ownership = owned[0]
-
-        def emit(analysis):
-            text = format_info(analysis, state, style, min_moves, max_moves, self._tree_pv, ownership)
-            if text:
-                self._write(text + "\n")
-
-        return emit
-
-    def _analyze(self, args, tag: str, style: str) -> None:
-        colour, interval, min_moves, max_moves, want_ownership, forbidden = self._analysis_args(args)
-        state = to_move(self.state.copy(), colour)
-        self._write(f"={tag}\n")
-        emit = self._emitter(state, style, min_moves, max_moves, want_ownership)
-
-        try:
-            if not state.is_over:
-                player = self.player()
-                # ``every`` 0 would print on every step: interval 0 means "only when the search stops".
-                analysis = player.analyze(state, sims=player.search.max_nodes, stop=self._interrupted,
-                                          callback=emit if interval > 0 else None, every=interval or 1e9,
-                                          forbidden=forbidden)
-                if interval <= 0:
-                    emit(analysis)
-            if self.input is not None:  # tree full (or game over): hold the answer open until told
-                self.input.wait()
-        except Exception as e:  # the answer has begun: log, and end it cleanly
-            self.log(f"analysis failed: {type(e).__name__}: {e}")
-        self._write("\n")
-
-    def _genmove_analyze(self, args, tag: str, style: str) -> None:
-        if not args:
-            raise GtpError("syntax error (expected a colour)")
-        colour_arg, rest = args[0], args[1:]
-        state_for_info = to_move(self.state.copy(), parse_colour(colour_arg))
-        _, interval, min_moves, max_moves, want_ownership, _ = self._analysis_args(rest)
-        self._write(f"={tag}\n")
-        emit = self._emitter(state_for_info, style, min_moves, max_moves, want_ownership)
-
-        try:
-            move = self._genmove([colour_arg], play=True, on_info=emit if interval > 0 else None,
-                                 every=interval or 1e9)
-        except Exception as e:  # the answer has begun: log, and end it without a move
-            self.log(f"genmove_analyze failed: {type(e).__name__}: {e}")
-            self._write("\n")
-            return
-        self._write(f"play {move}\n\n")
-
-    def cmd_lz_analyze(self, args, tag):
-        self._analyze(args, tag, "lz")
-
-    def cmd_kata_analyze(self, args, tag):
-        self._analyze(args, tag, "kata")
-
-    def cmd_lz_genmove_analyze(self, args, tag):
-        self._genmove_analyze(args, tag, "lz")
-
-    def cmd_kata_genmove_analyze(self, args, tag):
-        self._genmove_analyze(args, tag, "kata")
-
-    # -- GoGui -------------------------------------------------------------------------------------
-    def cmd_gogui_analyze_commands(self, args):
-        return "\n".join([
-            "dboard/Network policy/specmcts-policy",
-            "plist/Dead stones/final_status_list dead",
-            "string/Final score/final_score",
-        ])
-
-    def cmd_policy(self, args):
-        """The network's prior for the side to move, one board row per line (GoGui ``dboard``)."""
-        arity(args, 0)
-        state = reopen(self.state.copy())
-        if state.is_over:
-            raise GtpError("the game is over")
-        prior = np.maximum(self._prior(state)[:self.size * self.size], 0.0).reshape(self.size, self.size)
-        return "\n".join(" ".join(f"{p:.4f}" for p in row) for row in prior)
 
 
 def run_gtp(cfg, model_path: str | None, options: EngineOptions) -> int:

@@ -25,7 +25,7 @@ from games.go import BLACK, GoRules, GoState
 from games.scoring import DEFAULT_PLAYOUTS, Status, estimate_status, ownership
 from native import tree as tree_kernels
 from specmcts.config import Config
-from specmcts.search import Search, dirichlet_noise, node_budget
+from specmcts.engine.search import Search, dirichlet_noise, node_budget
 
 # The random streams of a (seed, game, move number).
 UNIFORM, NOISE, PER_GAME, FULL_SEARCH, GUMBEL = range(5)

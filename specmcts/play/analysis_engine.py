@@ -231,9 +231,9 @@ class Board:
     def __init__(self, cfg, size: int, net, slots: int, capacity: int):
         import dataclasses
 
-        from specmcts.evaluator import make_evaluator
-        from specmcts.nncache import NNCache
-        from specmcts.search import Search, node_budget
+        from specmcts.engine.evaluator import make_evaluator
+        from specmcts.engine.nncache import NNCache
+        from specmcts.engine.search import Search, node_budget
 
         leaves = max(1, cfg.search.leaves_per_tree)
         cfg = dataclasses.replace(cfg, evaluator=dataclasses.replace(cfg.evaluator, max_batch=slots * leaves))
@@ -250,7 +250,7 @@ class Board:
     def ownership(self, states: list[GoState]) -> np.ndarray | None:
         """The net's ownership head for ``states`` ([n, N*N], each from its side to move's view), or None
         for a net without one."""
-        from specmcts.player import net_ownership
+        from specmcts.engine.player import net_ownership
 
         return net_ownership(self.net, states)
 
@@ -260,7 +260,7 @@ class AnalysisEngine:
 
     def __init__(self, cfg, model_path: str | None = None, slots: int = 8, capacity: int = 100_000,
                  out: TextIO | None = None, log: TextIO | None = None):
-        from specmcts.gtp.nets import NetSource
+        from specmcts.play.gtp.nets import NetSource
 
         self.cfg = cfg
         self.slots = max(1, slots)
@@ -412,7 +412,7 @@ class AnalysisEngine:
 
     # -- responses -----------------------------------------------------------------------------------------
     def response(self, b: Board, job: Job, during: bool) -> dict:
-        from specmcts.player import analysis_of, winrate_lcb
+        from specmcts.engine.player import analysis_of, winrate_lcb
 
         state = job.state
         size = state.size
@@ -478,7 +478,7 @@ class AnalysisEngine:
     # -- the loop ------------------------------------------------------------------------------------------
     def serve(self, stdin=None) -> int:
         """Answer queries until the end of input, then finish what is queued."""
-        from specmcts.gtp.protocol import LineQueue
+        from specmcts.play.gtp.protocol import LineQueue
 
         lines = LineQueue(stdin if stdin is not None else sys.stdin.buffer)
         ended = False

@@ -32,7 +32,7 @@ a GTP game either: the controller decides, so a later ``play``/``genmove`` conti
 history, like an SGF root with AB/AW. Limit: the rules kernels store at most 2·N² moves per game (moves,
 setup passes and inserted passes); past that ``play`` answers ``? illegal move`` and ``genmove`` passes.
 
-Scoring (``final_score``, ``final_status_list``; ``specmcts.player.final_status``, ``games.scoring``): area
+Scoring (``final_score``, ``final_status_list``; ``specmcts.engine.player.final_status``, ``games.scoring``): area
 scoring after removing dead stones, found from an ownership estimate of the final position: the mean of a
 trained net's ownership head and random playouts (the playouts alone for an untrained net or one without the
 head). A chain its opponent mostly owns is dead, and so is one left in doubt that sits in the opponent's area
@@ -58,9 +58,9 @@ evaluations there; when it was wrong nothing is lost but idle time. Nothing is w
 The package, by concern: ``protocol`` (parsing, answers, the reader thread), ``engine`` (the game and every
 command), ``clock`` (time controls), ``analysis`` (the lines GUIs parse), ``nets`` (which network plays).
 """
-from specmcts.gtp.clock import Clock
-from specmcts.gtp.engine import EngineOptions, GtpEngine, run_gtp
-from specmcts.gtp.nets import FRESH, NetSource
-from specmcts.gtp.protocol import GtpError
+from specmcts.play.gtp.clock import Clock
+from specmcts.play.gtp.engine import EngineOptions, GtpEngine, run_gtp
+from specmcts.play.gtp.nets import FRESH, NetSource
+from specmcts.play.gtp.protocol import GtpError
 
 __all__ = ["Clock", "EngineOptions", "FRESH", "GtpEngine", "GtpError", "NetSource", "run_gtp"]
