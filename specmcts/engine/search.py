@@ -29,6 +29,9 @@ from specmcts.threads import numba_threads
 NODE_SLACK = 2  # tree nodes beyond one per simulation and a batch of leaves in flight
 
 
+PV_MAX = 32  # the longest principal variation reported (Search.pv)
+
+
 def node_budget(sims: int, leaves: int) -> int:
     """The nodes a tree needs for ``sims`` simulations with a batch of ``leaves`` leaves in flight."""
     return int(sims) + int(leaves) + NODE_SLACK
@@ -265,6 +268,29 @@ class Search:
         prior[~keep] = kernels.ILLEGAL
         prior[keep] = prior[keep] / prior[keep].sum()
         return True
+
+    def root_expanded(self, slot: int) -> bool:
+        """Whether the root of ``slot`` has been evaluated (its priors exist: ``restrict_root`` can act)."""
+        return bool(self.trees.status[slot, kernels.ROOT] == kernels.EXPANDED)
+
+    def pv(self, slot: int, action: int) -> list[int]:
+        """``action`` and the most visited line below it in the tree of ``slot`` (up to ``PV_MAX`` moves)."""
+        child = int(self.trees.children[slot, kernels.ROOT, action])
+        if child < 0:
+            return [action]
+        buf = np.zeros(PV_MAX, np.int32)
+        n = kernels.principal_variation(self.trees, slot, child, buf)
+        return [action] + [int(x) for x in buf[:n]]
+
+    def pv_visits(self, slot: int, pv: list[int]) -> list[int]:
+        """The visits of each node along ``pv`` from the root of ``slot`` (shorter where the tree ends)."""
+        node, out = kernels.ROOT, []
+        for action in pv:
+            node = int(self.trees.children[slot, node, action])
+            if node < 0:
+                break
+            out.append(int(self.trees.visits[slot, node]))
+        return out
 
     def gumbel_action(self, slot: int) -> int:
         """A Gumbel root's move from its (partial or final) search: the most visited candidates ranked by
