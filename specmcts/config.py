@@ -82,8 +82,8 @@ class NetConfig:
     gpool_channels: int = 0  # channels pooled in those blocks (0: channels // 4)
 
 
-AUTO = "auto"  # the value of settings chosen by measurement at start (search.speculate)
-MAX_SPECULATE = 16  # deepest speculation (search.speculate)
+AUTO = "auto"  # the value of settings chosen by measurement at start (speculation.k)
+MAX_SPECULATE = 16  # deepest speculation (speculation.k)
 MAX_SPEC_WIDTH = 8  # most candidate moves one level speculates on
 MAX_SPEC_STAGES = 64  # finest cut of a search into stages
 OPTIMIZERS = ("sgd", "adamw")  # train.optimizer
@@ -99,34 +99,18 @@ MAX_ROWS = 65_536  # search.leaves_per_tree, evaluator.max_batch, train.batch_si
 
 @dataclass(frozen=True)
 class SearchConfig:
+    """The search itself: what ``specmcts.engine.search.Search`` reads."""
+
     sims: int = 800  # simulations per move
     c_puct: float = 1.25
     fpu_reduction: float = 0.25  # unvisited child value = parent value - fpu_reduction * sqrt(visited prior mass)
-    dirichlet_alpha: float = 0.0  # 0: scaled to the board, 0.03 * 361 / N^2 (AlphaZero's 0.03 on 19x19)
-    dirichlet_fraction: float = 0.25
     leaves_per_tree: int = 8  # intra-decision batch: leaves selected per tree per evaluator call (virtual loss)
     virtual_loss: float = 1.0
-    temperature: float = 1.0
-    temperature_moves: int = 0  # moves sampled with temperature; 0: N*N // 8 (10 on 9x9, 45 on 19x19)
     tree_reuse: bool = False
-    resign_threshold: float = -0.95  # resign when the root value is below this
-    resign_consecutive: int = 3  # ... for this many of the player's moves in a row (0: never resign)
-    no_resign_fraction: float = 0.1  # games that never resign (to measure false resignations)
     threads: int = 0  # CPU threads for the batch kernels: 0 = this process's share of the cores (specmcts.threads)
     parallel_min_trees: int = 16  # below this many trees in a batch the kernels run serially
     overlap: bool = False  # two batches in flight per search: half the trees' forward pass runs (in a thread,
     # on a twin evaluator) while the other half selects; records unchanged (docs/performance.md)
-    # look-ahead depth k of the inter-decision pipeline: 0..16 (0 = off), or "auto": the shape the evaluator's
-    # measured batch-cost curve affords (self-play; GTP ponders up to 16 moves deep)
-    speculate: int | str = field(default=0, metadata={"auto": True})
-    # Speculation trees: a level may start searches for its spec_width best candidate moves, not only its
-    # prediction; spec_rows bounds the evaluator rows one game's searches take per batch (0: a chain's,
-    # (k + 1) * leaves_per_tree); the likeliest positions get them. spec_sure: a move decided early (its
-    # lead cannot be caught with the simulations left) starts its successor as a search that never rolls back.
-    spec_width: int = 1
-    spec_rows: int = 0
-    spec_sure: bool = True
-    spec_stages: int = 0  # stages a search is cut into (boundaries where the tree may change); 0: k + 1
     # Root selection: puct (AlphaZero: PUCT + Dirichlet noise, visit-count targets, temperature picks) or gumbel
     # (Danihelka et al. 2022: Gumbel-top-k candidates, sequential halving, improved-policy targets from
     # completed Q-values; self-play draws the Gumbel noise per (game, move), evaluation and GTP use none).
@@ -134,11 +118,6 @@ class SearchConfig:
     gumbel_considered: int = 16  # gumbel: candidates m sampled at the root
     gumbel_c_visit: float = 50.0  # gumbel: sigma(q) = (c_visit + max visits) * c_scale * q (mctx defaults)
     gumbel_c_scale: float = 0.1
-    # Playout cap randomization (KataGo): a move gets the full `sims` with probability full_search_fraction
-    # (drawn per (game, move)) and its policy is trained on; otherwise a fast search of fast_sims, without
-    # root noise, whose policy target is not trained on. 0: off (every move full).
-    fast_sims: int = 0
-    full_search_fraction: float = 0.25
     # Score utility (KataGo's dynamic score utility, its weight 0.3): selection maximises
     # q + score_utility * (2/pi) * atan((mean score - root's score) / scale), so a search whose value has
     # saturated still sees points (it keeps a lead instead of passing it away). Applies with an evaluator
@@ -148,6 +127,52 @@ class SearchConfig:
     # false: the search never plays into the mover's own true eyes (diagonal rule). Tromp-Taylor play never
     # needs to, and a net that has not yet learnt when to pass would fill its eyes until its groups die.
     fill_own_eyes: bool = False
+
+
+@dataclass(frozen=True)
+class MoveConfig:
+    """How a move is chosen from a search, and how self-play varies its games and its searches."""
+
+    temperature: float = 1.0
+    temperature_moves: int = 0  # moves sampled with temperature; 0: N*N // 8 (10 on 9x9, 45 on 19x19)
+    dirichlet_alpha: float = 0.0  # 0: scaled to the board, 0.03 * 361 / N^2 (AlphaZero's 0.03 on 19x19)
+    dirichlet_fraction: float = 0.25
+    resign_threshold: float = -0.95  # resign when the root value is below this
+    resign_consecutive: int = 3  # ... for this many of the player's moves in a row (0: never resign)
+    no_resign_fraction: float = 0.1  # games that never resign (to measure false resignations)
+    # Playout cap randomization (KataGo): a move gets the full `search.sims` with probability
+    # full_search_fraction (drawn per (game, move)) and its policy is trained on; otherwise a fast search of
+    # fast_sims, without root noise, whose policy target is not trained on. 0: off (every move full).
+    fast_sims: int = 0
+    full_search_fraction: float = 0.25
+
+
+@dataclass(frozen=True)
+class SpeculationConfig:
+    """Speculation: the searches of the next positions started before a move is decided."""
+
+    # look-ahead depth k of the inter-decision pipeline: 0..16 (0 = off), or "auto": the shape the evaluator's
+    # measured batch-cost curve affords (self-play; GTP ponders up to 16 moves deep)
+    k: int | str = field(default=0, metadata={"auto": True})
+    # Speculation trees: a level may start searches for its width best candidate moves, not only its
+    # prediction; rows bounds the evaluator rows one game's searches take per batch (0: a chain's,
+    # (k + 1) * search.leaves_per_tree); the likeliest positions get them. sure: a move decided early (its
+    # lead cannot be caught with the simulations left) starts its successor as a search that never rolls back.
+    width: int = 1
+    rows: int = 0
+    sure: bool = True
+    stages: int = 0  # stages a search is cut into (boundaries where the tree may change); 0: k + 1
+
+
+# Keys that moved out of ``search`` (configs written before the split still load; ``--set`` takes both).
+MOVED_KEYS = {
+    **{f"search.{k}": f"moves.{k}" for k in ("temperature", "temperature_moves", "dirichlet_alpha",
+                                             "dirichlet_fraction", "resign_threshold", "resign_consecutive",
+                                             "no_resign_fraction", "fast_sims", "full_search_fraction")},
+    "search.speculate": "speculation.k", "search.spec_width": "speculation.width",
+    "search.spec_rows": "speculation.rows", "search.spec_sure": "speculation.sure",
+    "search.spec_stages": "speculation.stages",
+}
 
 
 @dataclass(frozen=True)
@@ -240,7 +265,7 @@ class EvalConfig:
     concurrent: int = 64  # games played at once (one batched search per side)
     temperature_moves: int = 0  # opening moves sampled in proportion to visits, for variety (0: max(4, N*N // 16))
     temperature: float = 1.0
-    resign: bool = True  # resign at search.resign_threshold for search.resign_consecutive moves
+    resign: bool = True  # resign at moves.resign_threshold for moves.resign_consecutive moves
     gnugo_level: int = 1  # 0..10
     sgf: bool = True  # write every game under <out>/sgf/
     gtp_timeout: float = 120.0  # seconds an external GTP engine may take to answer one command
@@ -275,6 +300,8 @@ class Config:
     game: GameConfig = field(default_factory=GameConfig)
     net: NetConfig = field(default_factory=NetConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    moves: MoveConfig = field(default_factory=MoveConfig)
+    speculation: SpeculationConfig = field(default_factory=SpeculationConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     selfplay: SelfPlayConfig = field(default_factory=SelfPlayConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -367,7 +394,7 @@ def load_config(source: str | Path | None = None, overrides: list[str] | tuple[s
             raise ConfigError(f"config {path}: not a text file (a YAML config is expected)") from None
         except OSError as e:
             raise ConfigError(f"config {path}: cannot be read ({e.strerror or e})") from None
-        _merge(cfg, data, str(path))
+        _merge(cfg, _moved(data), str(path))
     return _apply(cfg, overrides)
 
 
@@ -390,12 +417,30 @@ def find_config(source: str | Path) -> Path:
                       f"e.g. --config go9 or --config configs/go9.yaml)")
 
 
+def _moved(data):
+    """A config file's data with the keys that left ``search`` (``MOVED_KEYS``) in their sections now."""
+    if not isinstance(data, dict) or not isinstance(data.get("search"), dict):
+        return data
+    data = dict(data)
+    search = dict(data["search"])
+    for old, new in MOVED_KEYS.items():
+        key = old.split(".", 1)[1]
+        if key in search:
+            section, name = new.split(".")
+            moved = dict(data.get(section) or {})
+            moved.setdefault(name, search.pop(key))
+            data[section] = moved
+    data["search"] = search
+    return data
+
+
 def _apply(cfg: Config, overrides) -> Config:
     """``a.b=value`` overrides merged into ``cfg`` (being built: not yet handed out), then validated."""
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. search.sims=400")
+        key = MOVED_KEYS.get(key.strip(), key)  # search.speculate=2 still works: speculation.k=2
         node = cfg
         parts = key.strip().split(".")
         for i, part in enumerate(parts[:-1]):
@@ -463,24 +508,24 @@ def validate(cfg: Config) -> None:
     _validate_sizes(cfg, MIN_SIZE, MAX_SIZE)
     if cfg.search.sims < 1:
         raise ConfigError("search.sims must be >= 1")
-    if cfg.search.speculate != AUTO and not 0 <= cfg.search.speculate <= MAX_SPECULATE:
-        raise ConfigError(f"search.speculate must be 0..{MAX_SPECULATE} or auto, got {cfg.search.speculate}")
-    if not 1 <= cfg.search.spec_width <= MAX_SPEC_WIDTH:
-        raise ConfigError(f"search.spec_width must be 1..{MAX_SPEC_WIDTH}, got {cfg.search.spec_width}")
-    if cfg.search.spec_stages != 0 and not 2 <= cfg.search.spec_stages <= MAX_SPEC_STAGES:
-        raise ConfigError(f"search.spec_stages must be 0 (k + 1) or 2..{MAX_SPEC_STAGES}, got {cfg.search.spec_stages}")
-    if cfg.search.spec_rows < 0:
-        raise ConfigError(f"search.spec_rows must be >= 0 (0: a chain's rows), got {cfg.search.spec_rows}")
+    if cfg.speculation.k != AUTO and not 0 <= cfg.speculation.k <= MAX_SPECULATE:
+        raise ConfigError(f"speculation.k must be 0..{MAX_SPECULATE} or auto, got {cfg.speculation.k}")
+    if not 1 <= cfg.speculation.width <= MAX_SPEC_WIDTH:
+        raise ConfigError(f"speculation.width must be 1..{MAX_SPEC_WIDTH}, got {cfg.speculation.width}")
+    if cfg.speculation.stages != 0 and not 2 <= cfg.speculation.stages <= MAX_SPEC_STAGES:
+        raise ConfigError(f"speculation.stages must be 0 (k + 1) or 2..{MAX_SPEC_STAGES}, got {cfg.speculation.stages}")
+    if cfg.speculation.rows < 0:
+        raise ConfigError(f"speculation.rows must be >= 0 (0: a chain's rows), got {cfg.speculation.rows}")
     if cfg.search.root not in ("puct", "gumbel"):
         raise ConfigError(f"search.root must be puct or gumbel, got {cfg.search.root!r}")
     if cfg.search.score_utility < 0 or cfg.search.score_utility_scale < 0:
         raise ConfigError("search.score_utility and search.score_utility_scale must be >= 0")
     if cfg.search.gumbel_considered < 1:
         raise ConfigError("search.gumbel_considered must be >= 1")
-    if not 0 <= cfg.search.fast_sims <= cfg.search.sims:
-        raise ConfigError(f"search.fast_sims must be 0..search.sims ({cfg.search.sims}), got {cfg.search.fast_sims}")
-    if not 0.0 <= cfg.search.full_search_fraction <= 1.0:
-        raise ConfigError("search.full_search_fraction must be in [0, 1]")
+    if not 0 <= cfg.moves.fast_sims <= cfg.search.sims:
+        raise ConfigError(f"moves.fast_sims must be 0..search.sims ({cfg.search.sims}), got {cfg.moves.fast_sims}")
+    if not 0.0 <= cfg.moves.full_search_fraction <= 1.0:
+        raise ConfigError("moves.full_search_fraction must be in [0, 1]")
     if cfg.search.leaves_per_tree < 1:
         raise ConfigError("search.leaves_per_tree must be >= 1")
     if cfg.net.heads not in ("kata", "fc"):
@@ -497,14 +542,14 @@ def validate(cfg: Config) -> None:
     ranges = [
         ("game.komi", cfg.game.komi, "a finite number", math.isfinite),
         ("search.c_puct", cfg.search.c_puct, "> 0", lambda v: v > 0),
-        ("search.temperature", cfg.search.temperature, ">= 0", lambda v: v >= 0),
-        ("search.dirichlet_fraction", cfg.search.dirichlet_fraction, "in [0, 1]", lambda v: 0 <= v <= 1),
-        ("search.dirichlet_alpha", cfg.search.dirichlet_alpha, ">= 0 (0: scaled to the board)", lambda v: v >= 0),
+        ("moves.temperature", cfg.moves.temperature, ">= 0", lambda v: v >= 0),
+        ("moves.dirichlet_fraction", cfg.moves.dirichlet_fraction, "in [0, 1]", lambda v: 0 <= v <= 1),
+        ("moves.dirichlet_alpha", cfg.moves.dirichlet_alpha, ">= 0 (0: scaled to the board)", lambda v: v >= 0),
         ("search.virtual_loss", cfg.search.virtual_loss, ">= 0", lambda v: v >= 0),
         ("search.fpu_reduction", cfg.search.fpu_reduction, ">= 0", lambda v: v >= 0),
         ("search.threads", cfg.search.threads, ">= 0 (0: this process's share of the cores)", lambda v: v >= 0),
-        ("search.resign_consecutive", cfg.search.resign_consecutive, ">= 0 (0: never resign)", lambda v: v >= 0),
-        ("search.no_resign_fraction", cfg.search.no_resign_fraction, "in [0, 1]", lambda v: 0 <= v <= 1),
+        ("moves.resign_consecutive", cfg.moves.resign_consecutive, ">= 0 (0: never resign)", lambda v: v >= 0),
+        ("moves.no_resign_fraction", cfg.moves.no_resign_fraction, "in [0, 1]", lambda v: 0 <= v <= 1),
         ("eval.gnugo_level", cfg.eval.gnugo_level, "0..10 (GnuGo's levels)", lambda v: 0 <= v <= 10),
         ("eval.gtp_timeout", cfg.eval.gtp_timeout, "> 0 seconds", lambda v: v > 0),
         ("selfplay.games", cfg.selfplay.games, ">= 1", lambda v: v >= 1),
@@ -573,9 +618,9 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def dirichlet_alpha(cfg: SearchConfig, board: int) -> float:
+def dirichlet_alpha(cfg: MoveConfig, board: int) -> float:
     return cfg.dirichlet_alpha if cfg.dirichlet_alpha > 0 else 0.03 * 361 / (board * board)
 
 
-def temperature_moves(cfg: SearchConfig, board: int) -> int:
+def temperature_moves(cfg: MoveConfig, board: int) -> int:
     return cfg.temperature_moves if cfg.temperature_moves > 0 else (board * board) // 8

@@ -243,18 +243,18 @@ def test_speculate_auto_is_a_value(tmp_path):
 
     assert cli.build_parser().parse_args(["selfplay", "--speculate", "auto"]).speculate == "auto"
     assert cli.build_parser().parse_args(["selfplay", "--speculate", "16"]).speculate == 16
-    assert load_config(None, ["search.speculate=auto"]).search.speculate == "auto"
+    assert load_config(None, ["speculation.k=auto"]).speculation.k == "auto"
     path = tmp_path / "c.yaml"
     path.write_text("search:\n  speculate: Auto\n")
-    assert load_config(path).search.speculate == "auto"
+    assert load_config(path).speculation.k == "auto"
     for bad in ("-1", "17", "deep"):
-        with pytest.raises(ConfigError, match="search.speculate"):
-            load_config(None, [f"search.speculate={bad}"])
+        with pytest.raises(ConfigError, match="speculation.k"):
+            load_config(None, [f"speculation.k={bad}"])
 
 
 @pytest.mark.parametrize("override, key", [
     ("selfplay.games=0", "selfplay.games"), ("selfplay.max_moves=-1", "selfplay.max_moves"),
-    ("search.temperature=-0.5", "search.temperature"), ("search.dirichlet_fraction=1.5", "search.dirichlet_fraction"),
+    ("moves.temperature=-0.5", "moves.temperature"), ("moves.dirichlet_fraction=1.5", "moves.dirichlet_fraction"),
     ("evaluator.torch_threads=-2", "evaluator.torch_threads"), ("search.c_puct=0", "search.c_puct"),
     ("game.komi=.nan", "game.komi"), ("net.blocks=-1", "net.blocks"), ("selfplay.concurrent=0", "selfplay.concurrent"),
 ])
@@ -345,3 +345,20 @@ def test_a_config_whose_net_differs_from_the_model_says_which_net_is_used(tmp_pa
                               "--model", str(small)])
     cli.config_from_args(args)
     assert capsys.readouterr().err == ""  # the same net: nothing to say
+
+
+def test_keys_that_left_search_still_load(tmp_path):
+    """The move rule and speculation have sections of their own (``moves``, ``speculation``); a config written
+    before the split (``search.fast_sims``, ``search.speculate``) and ``--set`` with the old keys load into them."""
+    from specmcts.config import MOVED_KEYS, load_config
+
+    old = tmp_path / "old.yaml"
+    old.write_text("search: {sims: 20, fast_sims: 5, temperature_moves: 7, speculate: 3, spec_width: 2}\n")
+    cfg = load_config(old)
+    assert (cfg.search.sims, cfg.moves.fast_sims, cfg.moves.temperature_moves) == (20, 5, 7)
+    assert (cfg.speculation.k, cfg.speculation.width) == (3, 2)
+    assert load_config(None, ["search.speculate=auto", "search.no_resign_fraction=0.5"]).speculation.k == "auto"
+    assert load_config(None, ["speculation.k=2"]).speculation.k == 2
+    assert set(MOVED_KEYS.values()) <= {f"{s}.{f}" for s in ("moves", "speculation")
+                                        for f in load_config().to_dict()[s]}
+    assert not hasattr(load_config().search, "speculate")  # one place for each setting

@@ -111,8 +111,7 @@ def test_net_evaluator_equals_direct_forward(n):
     ev = NetEvaluator(net, device="cpu", max_batch=32)
     states = positions(9, n, seed=n)
     write_leaves(ev, states)
-    policy, value = ev.evaluate(n)
-    score = ev.scores(n)
+    policy, value, score = ev.forward(n)
 
     x = torch.from_numpy(np.stack([s.features() for s in states]))
     with torch.no_grad():
@@ -125,8 +124,7 @@ def test_net_evaluator_equals_direct_forward(n):
 def test_net_evaluator_without_a_score_head_scores_zero():
     ev = NetEvaluator(build_net(9, NetConfig(blocks=1, channels=16, heads="fc")), max_batch=4)
     write_leaves(ev, positions(9, 3, seed=4))
-    ev.evaluate(3)
-    assert (ev.scores(3) == 0).all()
+    assert (ev.forward(3).score == 0).all()
 
 
 def test_net_evaluator_sees_what_callers_write_into_inputs():
@@ -266,12 +264,11 @@ def _worker(handle, seed, rounds, failures):
             n = int(rng.integers(0, ev.max_batch + 1))
             rows = pool[rng.integers(0, len(pool), n)]  # rows the workers share, and repeat
             ev.inputs[:n] = rows
-            policy, value = ev.evaluate(n)
-            score = ev.scores(n)
+            policy, value, score = ev.forward(n)
             reference.inputs[:n] = rows
-            ref_policy, ref_value = reference.evaluate(n)
+            ref_policy, ref_value, ref_score = reference.forward(n)
             if (policy.tobytes() != ref_policy.tobytes() or value.tobytes() != ref_value.tobytes()
-                    or score.tobytes() != reference.scores(n).tobytes()):
+                    or score.tobytes() != ref_score.tobytes()):
                 failures.put(f"worker {seed}: wrong answer for {n} rows")
                 return
     finally:

@@ -127,3 +127,23 @@ def test_the_checks_catch_what_they_are_for(tmp_path):
     assert cycles(graph) == [["specmcts.engine.search", "specmcts.training.loop"]]
     assert layer("specmcts.training.loop") > layer("specmcts.engine.search")
     assert layer("specmcts.play.gtp.engine") == 3 and layer("specmcts.config") == 1
+
+
+def test_only_the_engine_touches_the_search_trees():
+    """Front-ends (play, training, the CLI) ask ``Search`` (``pv``, ``pv_visits``, ``root_expanded``,
+    ``restrict_root``, ...): no module outside ``specmcts.engine`` imports the tree kernels or reads a field of
+    ``search.trees``."""
+    offenders = []
+    for module, path in modules().items():
+        if not module.startswith(("specmcts.play", "specmcts.training", "specmcts.cli")):
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "native" and any(a.name == "tree" for a in node.names):
+                offenders.append(f"{module}: imports native.tree")
+            if isinstance(node, ast.Import) and any(a.name == "native.tree" for a in node.names):
+                offenders.append(f"{module}: imports native.tree")
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+                    and node.value.attr == "trees"):
+                offenders.append(f"{module}:{node.lineno}: reads .trees.{node.attr}")
+    assert not offenders, "\n".join(offenders)

@@ -171,7 +171,7 @@ def test_efficient_config_mechanics(tmp_path):
     from specmcts.training.replay import read_shard
 
     efficient = ["--set", "net.heads=kata", "--set", "search.root=gumbel", "--set", "search.gumbel_considered=4",
-                 "--set", "search.fast_sims=4", "--set", "search.full_search_fraction=0.5"]
+                 "--set", "moves.fast_sims=4", "--set", "moves.full_search_fraction=0.5"]
     code, summary, err = small_run(tmp_path, "e", "--generations", "3", *efficient)
     assert code == 0, err
     shards = sorted((tmp_path / "e" / "data").glob("*.npz"))

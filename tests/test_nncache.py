@@ -49,8 +49,7 @@ def test_cached_equals_fresh_evaluation_through_the_net():
         encode(s.core, s.past, ev.inputs[i])
     n = len(states)
     keys = state_keys(states)
-    fresh_policy, fresh_value = (a.copy() for a in ev.evaluate(n))
-    fresh_score = ev.scores(n).copy()
+    fresh_policy, fresh_value, fresh_score = (a.copy() for a in ev.forward(n))
     assert np.abs(fresh_score).max() > 0  # a kata net: the score head answers
 
     cache = NNCache(1 << 16, ev.num_actions, 162)  # sparse: direct-mapped slots collide

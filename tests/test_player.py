@@ -46,8 +46,8 @@ def test_every_caller_uses_the_one_rule(tmp_path):
     from specmcts.engine.evaluator import HashEvaluator
     from specmcts.training.selfplay import SelfPlayPolicy
 
-    cfg = load_config(None, ["game.board=5", "search.sims=8", "search.temperature_moves=3", "eval.temperature_moves=2",
-                             "search.resign_consecutive=4", "eval.resign=false"])
+    cfg = load_config(None, ["game.board=5", "search.sims=8", "moves.temperature_moves=3", "eval.temperature_moves=2",
+                             "moves.resign_consecutive=4", "eval.resign=false"])
     rules = GoRules(5, cfg.game.komi)
     policy = SelfPlayPolicy(cfg, rules)
     assert isinstance(policy.rule, MoveRule) and policy.rule.temperature_moves == 3
@@ -62,7 +62,7 @@ def test_every_caller_uses_the_one_rule(tmp_path):
 
 
 def test_resign_ranges_are_validated():
-    with pytest.raises(ConfigError, match="search.resign_consecutive"):
-        load_config(None, ["search.resign_consecutive=-1"])
-    with pytest.raises(ConfigError, match="search.no_resign_fraction"):
-        load_config(None, ["search.no_resign_fraction=1.5"])
+    with pytest.raises(ConfigError, match="moves.resign_consecutive"):
+        load_config(None, ["moves.resign_consecutive=-1"])
+    with pytest.raises(ConfigError, match="moves.no_resign_fraction"):
+        load_config(None, ["moves.no_resign_fraction=1.5"])

@@ -309,7 +309,7 @@ def test_a_refused_run_does_not_touch_the_recorded_config(tmp_path, capsys):
 
 @pytest.mark.parametrize("override, says", [("search.sims=[", "not a value"), ("selfplay.games=0", "selfplay.games"),
                                             ("search.c_puct=0", "search.c_puct"),
-                                            ("search.resign_consecutive=-1", "search.resign_consecutive"),
+                                            ("moves.resign_consecutive=-1", "moves.resign_consecutive"),
                                             ("evaluator.torch_threads=-1", "evaluator.torch_threads"),
                                             ("game.komi=.nan", "game.komi")])
 def test_bad_set_values_are_one_line_usage_errors(override, says, capsys):
@@ -319,9 +319,9 @@ def test_bad_set_values_are_one_line_usage_errors(override, says, capsys):
 
 
 @settings(max_examples=60)
-@given(key=st.sampled_from(["search.sims", "search.c_puct", "search.speculate", "search.temperature", "game.board",
+@given(key=st.sampled_from(["search.sims", "search.c_puct", "speculation.k", "moves.temperature", "game.board",
                             "game.komi", "selfplay.games", "selfplay.max_moves", "evaluator.max_batch",
-                            "search.dirichlet_fraction", "search.spec_width", "net.blocks", "eval.gnugo_level",
+                            "moves.dirichlet_fraction", "speculation.width", "net.blocks", "eval.gnugo_level",
                             "search.root", "search.nonexistent", "nothing"]),
        value=st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
                        st.text(max_size=12), st.sampled_from(["[", "{a: 1", "auto", "true", "1e999", "", "- x"])))

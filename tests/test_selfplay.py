@@ -201,9 +201,9 @@ def play_tiny(tmp_path, **overrides) -> tuple[SelfPlay, dict]:
 
 
 def test_games_resign_below_the_threshold(tmp_path):
-    runner, summary = play_tiny(tmp_path, **{"search.resign_threshold": 0.99, "search.no_resign_fraction": 0.0})
+    runner, summary = play_tiny(tmp_path, **{"moves.resign_threshold": 0.99, "moves.no_resign_fraction": 0.0})
     assert summary["resign_rate"] == 1.0
-    consecutive = runner.cfg.search.resign_consecutive
+    consecutive = runner.cfg.moves.resign_consecutive
     for rec in runner.records:
         assert rec.result in ("B+R", "W+R")
         assert rec.moves[-1] == runner.rules.resign_action
@@ -222,7 +222,7 @@ def test_games_resign_below_the_threshold(tmp_path):
 
 
 def test_no_resign_games_play_on_and_count_false_resignations(tmp_path):
-    runner, summary = play_tiny(tmp_path, **{"search.resign_threshold": 0.99, "search.no_resign_fraction": 1.0,
+    runner, summary = play_tiny(tmp_path, **{"moves.resign_threshold": 0.99, "moves.no_resign_fraction": 1.0,
                                              "selfplay.max_moves": 30})
     assert summary["resign_rate"] == 0.0
     for rec in runner.records:
@@ -284,7 +284,7 @@ def test_board_9_without_config_on_a_cpu_applies_the_cpu_fallback(monkeypatch):
     assert cfg.search.sims == fallback.search.sims < defaults.search.sims
     assert cfg.selfplay.games == fallback.selfplay.games
     # the rest of the go9 preset stays
-    assert cfg.search.temperature_moves == defaults.search.temperature_moves
+    assert cfg.moves.temperature_moves == defaults.moves.temperature_moves
     assert cfg.game.komi == defaults.game.komi
 
 

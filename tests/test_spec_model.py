@@ -51,12 +51,12 @@ def test_correct_from_stage():
 @pytest.mark.parametrize("k, stages", [(1, 0), (3, 0), (2, 6), (4, 12)])
 def test_model_predicts_the_measured_pipeline(k, stages):
     """Measured latency in evaluator batches (deterministic) against the model fed the measured J, for the
-    paper's k + 1 stages and for finer ones (search.spec_stages)."""
+    paper's k + 1 stages and for finer ones (speculation.stages)."""
     steps = {}
     stats = None
     for kk in (0, k):
-        cfg = Config().override("search.sims=256", f"search.speculate={kk}", f"search.spec_stages={stages if kk else 0}",
-                                "search.spec_sure=false",  # the model knows no sure moves
+        cfg = Config().override("search.sims=256", f"speculation.k={kk}", f"speculation.stages={stages if kk else 0}",
+                                "speculation.sure=false",  # the model knows no sure moves
                                 "selfplay.games=1", "selfplay.concurrent=1", "selfplay.max_moves=50")
         sp = SelfPlay(cfg, HashEvaluator(9, seed=5, max_batch=64), NNCache(1 << 14, 82, 163), tensorboard=False)
         steps[kk] = sp.run()["mean_move_steps"]
@@ -87,8 +87,8 @@ def test_tree_model_replays_the_measured_pipeline(shape):
     from spec_model import simulate_tree
 
     k, width, trees, stages = shape
-    cfg = Config().override("search.sims=256", f"search.speculate={k}", f"search.spec_width={width}",
-                            f"search.spec_rows={trees * 8}", f"search.spec_stages={stages}", "selfplay.games=2",
+    cfg = Config().override("search.sims=256", f"speculation.k={k}", f"speculation.width={width}",
+                            f"speculation.rows={trees * 8}", f"speculation.stages={stages}", "selfplay.games=2",
                             "selfplay.concurrent=1", "selfplay.max_moves=40")
     sp = SelfPlay(cfg, HashEvaluator(9, seed=5, max_batch=trees * 8), NNCache(1 << 14, 82, 163), tensorboard=False)
     sp.pipeline.traces = []

@@ -45,11 +45,11 @@ def config_for(board: int, k: int, *, games: int = 3, concurrent: int = 3, sims:
                stages: int = 0, parallel_min_trees: int = 16, overlap: bool = False) -> Config:
     return Config().override(
         f"seed={seed}", f"game.board={board}", f"search.sims={sims}", f"search.leaves_per_tree={leaves_per_tree}",
-        f"search.speculate={k}", f"search.temperature_moves={TEMPERATURE_MOVES}", "search.dirichlet_fraction=0.25",
-        "search.tree_reuse=false", f"search.resign_threshold={resign_threshold}", "search.resign_consecutive=2",
-        f"search.no_resign_fraction={no_resign_fraction}", f"search.threads={threads}", f"search.root={root}",
-        f"search.fast_sims={fast_sims}", f"search.score_utility={score_utility}", f"search.spec_width={width}",
-        f"search.spec_rows={rows}", f"search.spec_sure={sure}", f"search.spec_stages={stages}",
+        f"speculation.k={k}", f"moves.temperature_moves={TEMPERATURE_MOVES}", "moves.dirichlet_fraction=0.25",
+        "search.tree_reuse=false", f"moves.resign_threshold={resign_threshold}", "moves.resign_consecutive=2",
+        f"moves.no_resign_fraction={no_resign_fraction}", f"search.threads={threads}", f"search.root={root}",
+        f"moves.fast_sims={fast_sims}", f"search.score_utility={score_utility}", f"speculation.width={width}",
+        f"speculation.rows={rows}", f"speculation.sure={sure}", f"speculation.stages={stages}",
         f"search.parallel_min_trees={parallel_min_trees}", f"selfplay.games={games}",
         f"selfplay.concurrent={concurrent}", f"selfplay.max_moves={max_moves}", f"evaluator.max_batch={max_batch}",
         f"search.overlap={overlap}")

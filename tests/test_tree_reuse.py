@@ -97,8 +97,8 @@ def test_tree_reuse_with_speculation(monkeypatch):
     monkeypatch.setattr(Search, "reuse", counted)
     for width, rows in ((1, 0), (2, 8 * 6)):
         calls.clear()
-        cfg = Config().override("search.sims=48", "search.tree_reuse=true", "search.speculate=3",
-                                f"search.spec_width={width}", f"search.spec_rows={rows}", "selfplay.games=3",
+        cfg = Config().override("search.sims=48", "search.tree_reuse=true", "speculation.k=3",
+                                f"speculation.width={width}", f"speculation.rows={rows}", "selfplay.games=3",
                                 "selfplay.concurrent=3", "selfplay.max_moves=30")
         sp = SelfPlay(cfg, HashEvaluator(9, seed=1, max_batch=256), NNCache(1 << 12, 82, 163), tensorboard=False)
         summary = sp.run()

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "go9cpu.yaml"
 CONFIGS = {
     "baseline": ["net.blocks=2", "net.channels=32", "net.value_hidden=32", "net.heads=fc", "net.gpool_every=0",
-                 "search.root=puct", "search.fast_sims=0", "search.sims=64", "search.leaves_per_tree=8"],
+                 "search.root=puct", "moves.fast_sims=0", "search.sims=64", "search.leaves_per_tree=8"],
     "efficient": [],
 }
 

@@ -102,7 +102,7 @@ def ours(games: int, sims: int, moves: int, seed: int, pin: list[str], out: Path
                         "--games", str(games), "--sims", str(sims), "--seed", str(seed), "--out", str(out), "--json",
                         "--set", f"selfplay.concurrent={games}", "--set", f"selfplay.max_moves={moves}",
                         "--set", "search.root=gumbel", "--set", "search.gumbel_considered=16",
-                        "--set", "search.fast_sims=0", "--set", "search.no_resign_fraction=1.0"],
+                        "--set", "moves.fast_sims=0", "--set", "moves.no_resign_fraction=1.0"],
                        capture_output=True, text=True, timeout=3600, env=env)
     if p.returncode != 0:
         raise SystemExit(f"bench_mctx: specmcts selfplay failed: {p.stderr.strip().splitlines()[-1:]}")

@@ -166,9 +166,9 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
         k = shape["k"]
         cfg = Config().override(
             f"seed={args.seed}", f"game.board={size}", f"search.sims={args.sims}", f"search.leaves_per_tree={leaves}",
-            f"search.speculate={k}", f"search.spec_width={shape['width']}",
-            f"search.spec_rows={shape['trees'] * leaves}", f"search.spec_sure={shape.get('sure', True)}",
-            f"search.spec_stages={shape['stages'] if k > 0 else 0}", f"selfplay.games={args.games}",
+            f"speculation.k={k}", f"speculation.width={shape['width']}",
+            f"speculation.rows={shape['trees'] * leaves}", f"speculation.sure={shape.get('sure', True)}",
+            f"speculation.stages={shape['stages'] if k > 0 else 0}", f"selfplay.games={args.games}",
             "selfplay.concurrent=1", f"selfplay.max_moves={args.max_moves}")
         ev = make_evaluator(args.evaluator, net_name, args.device, max_batch=leaves * max_trees, seed=args.seed)
         sp, s = play(cfg, ev, cache_entries)
@@ -261,7 +261,7 @@ def throughput_rows(args, net_name: str) -> list[dict]:
     for k in [k for k in args.k if k <= 4] + ["auto"]:
         cfg = Config().override(
             f"seed={args.seed}", f"game.board={size}", f"search.sims={args.sims}",
-            f"search.leaves_per_tree={args.leaves[0]}", f"search.speculate={k}",  # an int, or "auto"
+            f"search.leaves_per_tree={args.leaves[0]}", f"speculation.k={k}",  # an int, or "auto"
             f"selfplay.games={args.throughput}", f"selfplay.concurrent={args.throughput}",
             f"selfplay.max_moves={args.max_moves}")
         mb = args.throughput * args.leaves[0] * 5
@@ -313,7 +313,7 @@ def main(argv=None) -> int:
     caches = {"on": [1 << 20], "off": [0], "both": [1 << 20, 0]}[args.cache]
     started = time.perf_counter()
     # compile every kernel (and capture CUDA graphs) before anything is timed
-    warm = Config().override(f"game.board={board_of(args.nets[0])}", "search.sims=32", "search.speculate=1",
+    warm = Config().override(f"game.board={board_of(args.nets[0])}", "search.sims=32", "speculation.k=1",
                              "selfplay.games=1", "selfplay.concurrent=1", "selfplay.max_moves=6")
     play(warm, make_evaluator(args.evaluator, args.nets[0], args.device, 64, args.seed), max(caches))
     rows = []

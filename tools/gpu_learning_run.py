@@ -100,7 +100,7 @@ def main() -> int:
     overrides += [f"run.workers={1 if args.smoke else workers}", f"run.eval_every={10 if args.smoke else args.eval_every}",
                   f"run.eval_games={4 if args.smoke else args.eval_games}",
                   f"run.eval_gnugo_games={2 if args.smoke else args.gnugo_games}", "eval.gnugo_level=1",
-                  f"search.speculate={args.speculate}"]
+                  f"speculation.k={args.speculate}"]
     overrides += args.overrides
     sets = [x for o in overrides for x in ("--set", o)]
     games = 4 if args.smoke else args.games

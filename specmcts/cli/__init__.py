@@ -98,8 +98,8 @@ def add_gtp_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--time-per-move", type=positive_float_arg, metavar="S",
                    help="seconds per move at most (GTP time_settings/time_left are honoured too)")
     g.add_argument("--resign-threshold", type=fraction_arg, metavar="W",
-                   help="resign when the winrate stays below W for search.resign_consecutive moves "
-                        "(default: from search.resign_threshold, 0.025; 0 = never resign)")
+                   help="resign when the winrate stays below W for moves.resign_consecutive moves "
+                        "(default: from moves.resign_threshold, 0.025; 0 = never resign)")
     g.add_argument("--analysis-visits", type=positive_int_arg, metavar="N", default=20000,
                    help="lz-analyze/kata-analyze stop growing the tree at N visits (default: 20000)")
     g.add_argument("--quiet", action="store_true", help="no log lines on stderr")
@@ -275,11 +275,11 @@ def cmd_gtp(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     resign = args.resign_threshold
     if resign is None:
-        resign = max(0.0, (cfg.search.resign_threshold + 1.0) / 2.0)  # a value in [-1, 1] -> a winrate
+        resign = max(0.0, (cfg.moves.resign_threshold + 1.0) / 2.0)  # a value in [-1, 1] -> a winrate
     options = EngineOptions(
         visits=args.visits or args.sims, seconds=args.time_per_move, analysis_visits=args.analysis_visits,
-        resign_threshold=resign, resign_consecutive=cfg.search.resign_consecutive,
-        speculate=cfg.search.speculate, quiet=args.quiet)
+        resign_threshold=resign, resign_consecutive=cfg.moves.resign_consecutive,
+        speculate=cfg.speculation.k, quiet=args.quiet)
     try:
         return run_gtp(cfg, args.model, options)
     except CheckpointError as err:

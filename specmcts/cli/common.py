@@ -136,8 +136,8 @@ def add_common(
     if speculate:
         g.add_argument("--speculate", type=speculate_arg, metavar="K|auto",
                        help="speculative look-ahead depth: search up to K (0..16) moves ahead of the committed "
-                            "one (0 = off; records are identical to K=0; trees: --set search.spec_width=W "
-                            "search.spec_rows=R; auto = the depth and width whose rows the evaluator takes at "
+                            "one (0 = off; records are identical to K=0; trees: --set speculation.width=W "
+                            "speculation.rows=R; auto = the depth and width whose rows the evaluator takes at "
                             "(almost) no extra cost per batch, measured at start)")
     if device:
         g.add_argument("--device", type=device_arg, metavar="auto|cpu|cuda",
@@ -201,7 +201,7 @@ def config_from_args(args: argparse.Namespace):
         source = saved
     flags = []
     for flag, key in (("board", "game.board"), ("games", "selfplay.games"), ("sims", "search.sims"),
-                      ("speculate", "search.speculate"), ("device", "evaluator.device"), ("seed", "seed")):
+                      ("speculate", "speculation.k"), ("device", "evaluator.device"), ("seed", "seed")):
         value = getattr(args, flag, None)
         if value is not None:
             flags.append(f"{key}={value}")

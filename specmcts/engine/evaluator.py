@@ -4,9 +4,11 @@ Contract (what ``search`` relies on)::
 
     ev.inputs            uint8 [max_batch, num_planes, N, N], preallocated (pinned host memory on CUDA);
                          the caller writes the planes of its leaves into rows 0..n-1
-    ev.evaluate(n)       -> (policy float32 [n, N*N+1], value float32 [n]): softmax over all actions
-                         (unmasked) and the value in [-1, 1] from the side to move's point of view;
-                         views of preallocated buffers, valid until the next call
+    ev.forward(n)        -> NNOutput(policy float32 [n, N*N+1], value float32 [n], score float32 [n]):
+                         softmax over all actions (unmasked), the value in [-1, 1] and the score (points)
+                         from the side to move's point of view (zeros without a score head); views of
+                         preallocated buffers, valid until the next call. (``evaluate(n)`` is the same
+                         without the score, for callers that need no score.)
     ev.evals, ev.batches rows evaluated, non-empty calls made
     ev.model_id          id of the weights (stored in training shards; clear the NN cache when it changes)
 
@@ -31,6 +33,7 @@ what was inserted; "cached == fresh" is bit-exact only for evaluators like ``Has
 from __future__ import annotations
 
 import bisect
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -85,8 +88,17 @@ def torch_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+class NNOutput(NamedTuple):
+    """What one forward pass answers for ``n`` rows (``Evaluator.forward``)."""
+
+    policy: np.ndarray  # float32 [n, N*N+1]
+    value: np.ndarray  # float32 [n]
+    score: np.ndarray  # float32 [n]
+
+
 class Evaluator:
-    """Base class: owns ``inputs`` and the output buffers, checks ``n`` and keeps the counters."""
+    """Base class: owns ``inputs`` and the output buffers, checks ``n`` and keeps the counters. A subclass
+    implements ``_forward``."""
 
     model_id: str = "none"
     has_score: bool = False  # its scores mean something (a score head): search may use them (score utility)
@@ -124,10 +136,11 @@ class Evaluator:
             self.batches += 1
         return self._policy[:n], self._value[:n]
 
-    def scores(self, n: int) -> np.ndarray:
-        """The score (final margin for the side to move, in points) of the rows of the last ``evaluate``:
-        float32 [n], a view valid until the next call; zeros for an evaluator without a score head."""
-        return self._score[:n]
+    def forward(self, n: int) -> NNOutput:
+        """Evaluate ``inputs[:n]``: policy, value and score in one ``NNOutput`` (views valid until the next
+        call)."""
+        policy, value = self.evaluate(n)
+        return NNOutput(policy, value, self._score[:n])
 
     def _forward(self, n: int) -> None:
         """Fill ``self._policy[:n]``, ``self._value[:n]`` and ``self._score[:n]`` from ``self.inputs[:n]``."""

@@ -266,7 +266,8 @@ def provenance(meta: dict) -> dict:
     config = meta.get("config") or {}
     out = {"step": meta.get("step"), **{k: totals[k] for k in ("cpu_hours", "games", "samples", "sessions") if k in totals}}
     if config:
-        search = config.get("search") or {}
+        search = {**(config.get("search") or {}), **(config.get("moves") or {})}  # configs before and after
+        # the move rule left ``search`` (specmcts.config.MOVED_KEYS)
         out["config"] = config.get("name")
         out["search"] = {k: search.get(k) for k in ("root", "sims", "fast_sims", "full_search_fraction") if k in search}
     return out

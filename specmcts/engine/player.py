@@ -89,7 +89,6 @@ class ResignStreak:
         self.streak.pop(key, None)
 
 
-PV_MAX = 32
 
 
 @dataclass
@@ -172,8 +171,8 @@ class MCTSPlayer:
         return analysis_of(self.search, 0, start)
 
     def principal_variation(self, action: int) -> list[int]:
-        """``action`` and the most visited line below it in the tree just searched (up to ``PV_MAX`` moves)."""
-        return principal_variation(self.search, 0, action)
+        """``action`` and the most visited line below it in the tree just searched (``Search.pv``)."""
+        return self.search.pv(0, action)
 
 
 def analysis_of(search: Search, slot: int, started: float, pv_moves: int = 10) -> Analysis:
@@ -196,19 +195,8 @@ def analysis_of(search: Search, slot: int, started: float, pv_moves: int = 10) -
                         seconds=time.perf_counter() - started, pvs={}, score=score.astype(np.float32),
                         root_score=root_score, raw_value=raw_value, raw_score=raw_score)
     for a in analysis.ranked()[:pv_moves]:
-        analysis.pvs[a] = principal_variation(search, slot, a)
+        analysis.pvs[a] = search.pv(slot, a)
     return analysis
-
-
-def principal_variation(search: Search, slot: int, action: int) -> list[int]:
-    """``action`` and the most visited line below it in the tree of ``slot`` (up to ``PV_MAX`` moves)."""
-    tr = search.trees
-    child = int(tr.children[slot, tree_kernels.ROOT, action])
-    if child < 0:
-        return [action]
-    buf = np.zeros(PV_MAX, np.int32)
-    n = tree_kernels.principal_variation(tr, slot, child, buf)
-    return [action] + [int(x) for x in buf[:n]]
 
 
 def net_ownership(net, states: list[GoState]) -> np.ndarray | None:

@@ -17,16 +17,23 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
+from concurrent.futures import Future, ThreadPoolExecutor
+
 from games.go import GoRules, GoState
 from native import nncache as nncache_kernels
 from native import tree as kernels
 from native import layout
 from specmcts.config import SearchConfig
+from specmcts.engine.evaluator import Evaluator, NNOutput
+from specmcts.engine.nncache import NNCache
 from specmcts.threads import numba_threads
 
 
 
 NODE_SLACK = 2  # tree nodes beyond one per simulation and a batch of leaves in flight
+
+
+PV_MAX = 32  # the longest principal variation reported (Search.pv)
 
 
 def node_budget(sims: int, leaves: int) -> int:
@@ -95,11 +102,47 @@ def load_state(rows: kernels.States, row: int, state: GoState) -> None:
 
 
 @dataclass
+class Lane:
+    """The buffers of one batch in flight: its evaluator (lane 1: the twin of ``search.overlap``), one scratch
+    state per leaf, the leaves, the rows that missed the cache, each tree's first row, and the scratch of the
+    misses' de-duplication (``nncache.dedup_misses``)."""
+
+    evaluator: Evaluator
+    scratch: kernels.States
+    leaves: kernels.Leaves
+    miss_rows: np.ndarray
+    row_start: np.ndarray
+    dedup: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    @classmethod
+    def allocate(cls, evaluator: Evaluator, rows: int, size: int, num_actions: int, num_trees: int) -> "Lane":
+        dedup = (np.zeros(1 << (2 * rows - 1).bit_length(), np.int32), np.zeros(rows, np.int32),
+                 np.zeros(rows, np.int32))
+        return cls(evaluator, allocate_states(rows, size), kernels.Leaves.allocate(rows, num_actions),
+                   np.zeros(rows, np.int32), np.zeros(num_trees, np.int32), dedup)
+
+
+@dataclass
+class InFlight:
+    """A batch between ``_start`` (selected, looked up, encoded, its forward pass started) and ``_finish``."""
+
+    lane: Lane
+    slots: np.ndarray
+    wanted: np.ndarray
+    starts: np.ndarray
+    leaves: int  # selected
+    collisions: int
+    hits: int
+    misses: int
+    answer: Future | NNOutput | None  # the forward pass: running in a thread, done, or none (all cached)
+
+
+@dataclass
 class Search:
     rules: GoRules
     cfg: SearchConfig
-    evaluator: object  # specmcts.engine.evaluator.Evaluator
-    cache: object  # specmcts.engine.nncache.NNCache
+    evaluator: Evaluator
+    cache: NNCache
     num_trees: int
     max_nodes: int = 0  # 0: node_budget(sims, leaves_per_tree)
     stats: SearchStats = field(default_factory=SearchStats)
@@ -116,13 +159,7 @@ class Search:
         # A tree's batch is taken whole or not at all (``select_leaves``), so it must fit in the scratch
         # rows: asking a tree for more leaves than the evaluator takes would skip it forever.
         self.leaves_per_tree = min(int(self.cfg.leaves_per_tree), rows)
-        self.scratch = allocate_states(rows, size)
-        self.leaves = kernels.Leaves.allocate(rows, self.num_actions)
-        self._miss_rows = np.zeros(rows, np.int32)
-        # per batch in flight (two with search.overlap): distinct misses (nncache.dedup_misses)
-        self._dedup = [(np.zeros(1 << (2 * rows - 1).bit_length(), np.int32), np.zeros(rows, np.int32),
-                        np.zeros(rows, np.int32)) for _ in range(2)]
-        self._row_start = np.zeros(self.num_trees, np.int32)
+        self.lanes = [Lane.allocate(self.evaluator, rows, size, self.num_actions, self.num_trees)]
         self.threads = numba_threads(self.cfg.threads)
         self._queue = np.zeros(self.max_nodes, np.int32)
         c = self.cfg
@@ -138,12 +175,7 @@ class Search:
         # evaluated (in a thread) while the other half selects
         self._twin = self.evaluator.twin() if self.cfg.overlap else None
         if self._twin is not None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.scratch_b = allocate_states(rows, size)
-            self.leaves_b = kernels.Leaves.allocate(rows, self.num_actions)
-            self._miss_rows_b = np.zeros(rows, np.int32)
-            self._row_start_b = np.zeros(self.num_trees, np.int32)
+            self.lanes.append(Lane.allocate(self._twin, rows, size, self.num_actions, self.num_trees))
             self._forwarder = ThreadPoolExecutor(1, thread_name_prefix="forward")
 
     # -- slots -----------------------------------------------------------------------------------
@@ -266,6 +298,29 @@ class Search:
         prior[keep] = prior[keep] / prior[keep].sum()
         return True
 
+    def root_expanded(self, slot: int) -> bool:
+        """Whether the root of ``slot`` has been evaluated (its priors exist: ``restrict_root`` can act)."""
+        return bool(self.trees.status[slot, kernels.ROOT] == kernels.EXPANDED)
+
+    def pv(self, slot: int, action: int) -> list[int]:
+        """``action`` and the most visited line below it in the tree of ``slot`` (up to ``PV_MAX`` moves)."""
+        child = int(self.trees.children[slot, kernels.ROOT, action])
+        if child < 0:
+            return [action]
+        buf = np.zeros(PV_MAX, np.int32)
+        n = kernels.principal_variation(self.trees, slot, child, buf)
+        return [action] + [int(x) for x in buf[:n]]
+
+    def pv_visits(self, slot: int, pv: list[int]) -> list[int]:
+        """The visits of each node along ``pv`` from the root of ``slot`` (shorter where the tree ends)."""
+        node, out = kernels.ROOT, []
+        for action in pv:
+            node = int(self.trees.children[slot, node, action])
+            if node < 0:
+                break
+            out.append(int(self.trees.visits[slot, node]))
+        return out
+
     def gumbel_action(self, slot: int) -> int:
         """A Gumbel root's move from its (partial or final) search: the most visited candidates ranked by
         ``g + log prior + sigma(q)``."""
@@ -278,26 +333,27 @@ class Search:
         return out
 
     # -- the hot loop ----------------------------------------------------------------------------
-    def _encode_distinct(self, lane: int, sc, leaves, miss_rows, misses: int, inputs, encode) -> int:
-        """Encode one row per distinct input among the misses into ``inputs``; returns how many."""
-        slots, source, unique = self._dedup[lane]
-        rows = int(nncache_kernels.dedup_misses(leaves, miss_rows, misses, slots, source, unique))
-        encode(sc, unique[:rows], inputs)
+    def _encode_distinct(self, lane: Lane, misses: int, encode) -> int:
+        """Encode one row per distinct input among the misses into the lane's evaluator inputs; how many."""
+        slots, source, unique = lane.dedup
+        rows = int(nncache_kernels.dedup_misses(lane.leaves, lane.miss_rows, misses, slots, source, unique))
+        encode(lane.scratch, unique[:rows], lane.evaluator.inputs)
         return rows
 
-    def _per_miss(self, lane: int, misses: int, rows: int, policy, value, score):
+    @staticmethod
+    def _per_miss(lane: Lane, misses: int, out: NNOutput) -> NNOutput:
         """The evaluator's answers for the distinct rows, one per miss (in ``miss_rows`` order)."""
-        if rows == misses:
-            return policy, value, score
-        source = self._dedup[lane][1][:misses]
-        return policy[source], value[source], score[source]
+        if len(out.value) == misses:
+            return out
+        source = lane.dedup[1][:misses]
+        return NNOutput(out.policy[source], out.value[source], out.score[source])
 
     def step(self, slots: np.ndarray, wanted: np.ndarray) -> int:
         """One batch over ``slots``; returns the number of leaves evaluated and backed up.
 
         With ``search.overlap`` two batches are in flight: the first half of ``slots`` selects and its
         forward pass starts in a thread (on ``evaluator``); the second half selects meanwhile (into its own
-        rows) and is evaluated on the twin while the first half backs up. Each tree's leaves, values and
+        lane) and is evaluated on the twin while the first half backs up. Each tree's leaves, values and
         order are the same either way (trees are independent; every lookup of a step precedes its inserts),
         so records are unchanged."""
         slots = np.ascontiguousarray(slots, np.int32)
@@ -309,81 +365,70 @@ class Search:
         overlap = self._twin is not None and len(slots) >= 2
         half = len(slots) // 2 if overlap else len(slots)
         parts = (slice(0, half), slice(half, len(slots))) if overlap else (slice(0, len(slots)),)
-        lanes = [self._start_lane(lane, slots[part], wanted[part], parallel, overlap)
-                 for lane, part in enumerate(parts)]
+        batches = [self._start(self.lanes[i], slots[part], wanted[part], parallel, overlap)
+                   for i, part in enumerate(parts)]
         self.stats.steps += 1
         self.stats.overlapped_steps += int(overlap)
-        return sum(self._finish_lane(lane, parallel) for lane in lanes)
+        return sum(self._finish(batch, parallel) for batch in batches)
 
-    def _lane_buffers(self, lane: int):
-        """(evaluator, scratch, leaves, miss rows, row starts) of batch ``lane`` (1: the twin's)."""
-        if lane == 0:
-            return self.evaluator, self.scratch, self.leaves, self._miss_rows, self._row_start
-        return self._twin, self.scratch_b, self.leaves_b, self._miss_rows_b, self._row_start_b
-
-    def _start_lane(self, lane: int, slots: np.ndarray, wanted: np.ndarray, parallel: bool, in_thread: bool):
+    def _start(self, lane: Lane, slots: np.ndarray, wanted: np.ndarray, parallel: bool, in_thread: bool
+               ) -> InFlight:
         """Select, look up and encode one batch, and start (``in_thread``) or run its forward pass."""
         clock, spent = time.perf_counter, self.stats.seconds
-        ev, sc, leaves, miss_rows, row_start = self._lane_buffers(lane)
         select = kernels.select_leaves_parallel if parallel else kernels.select_leaves
         encode = kernels.encode_leaves_parallel if parallel else kernels.encode_leaves
         t0 = clock()
-        starts = row_start[:len(slots)]
-        n, collisions = select(slots, wanted, starts, self.trees, self.roots, sc, leaves, self.params)
+        starts = lane.row_start[:len(slots)]
+        n, collisions = select(slots, wanted, starts, self.trees, self.roots, lane.scratch, lane.leaves,
+                               self.params)
         t1 = clock()
         spent["select"] += t1 - t0
         hits = misses = 0
-        answer = None  # the forward pass: a future, or its result
+        answer = None
         if n:
-            hits, misses = self.cache.lookup_leaves(leaves, n, kernels.LEAF_EVAL, miss_rows)
+            hits, misses = self.cache.lookup_leaves(lane.leaves, n, kernels.LEAF_EVAL, lane.miss_rows)
             t2 = clock()
             spent["cache"] += t2 - t1
             if misses:
-                rows = self._encode_distinct(lane, sc, leaves, miss_rows, misses, ev.inputs, encode)
+                rows = self._encode_distinct(lane, misses, encode)
                 t3 = clock()
                 spent["encode"] += t3 - t2
                 if in_thread:
-                    answer = self._forwarder.submit(self._evaluate, ev, rows)
+                    answer = self._forwarder.submit(lane.evaluator.forward, rows)
                 else:
-                    answer = self._evaluate(ev, rows)
+                    answer = lane.evaluator.forward(rows)
                     spent["forward"] += clock() - t3
-        return lane, slots, wanted, starts, n, int(collisions), hits, misses, answer
+        return InFlight(lane, slots, wanted, starts, n, int(collisions), hits, misses, answer)
 
-    def _finish_lane(self, started, parallel: bool) -> int:
+    def _finish(self, batch: InFlight, parallel: bool) -> int:
         """Wait for a batch's forward pass, store and scatter its answers, expand and back up."""
-        lane, slots, wanted, starts, n, collisions, hits, misses, answer = started
         clock, spent, stats = time.perf_counter, self.stats.seconds, self.stats
-        _ev, sc, leaves, miss_rows, _row_start = self._lane_buffers(lane)
-        stats.collisions += collisions
-        if n == 0:
+        lane = batch.lane
+        stats.collisions += batch.collisions
+        if batch.leaves == 0:
             return 0
         rows = 0
-        if answer is not None:
+        if batch.answer is not None:
             t3 = clock()
-            policy, value, score = answer.result() if hasattr(answer, "result") else answer
+            out = batch.answer.result() if isinstance(batch.answer, Future) else batch.answer
             t4 = clock()
             spent["forward"] += t4 - t3  # in a thread: the part of the forward pass nothing overlapped
-            rows = len(value)
-            policy, value, score = self._per_miss(lane, misses, rows, policy, value, score)
-            self.cache.insert_leaves(leaves, miss_rows, misses, policy, value, score)
+            rows = len(out.value)
+            out = self._per_miss(lane, batch.misses, out)
+            self.cache.insert_leaves(lane.leaves, lane.miss_rows, batch.misses, out.policy, out.value, out.score)
             spent["cache"] += clock() - t4
-        stats.cache_hits += hits
+        stats.cache_hits += batch.hits
         stats.evals += rows
-        stats.shared_rows += misses - rows
+        stats.shared_rows += batch.misses - rows
         stats.batch_rows[rows] += 1
         t5 = clock()
         backup = kernels.expand_and_backup_parallel if parallel else kernels.expand_and_backup
-        backup(slots, wanted, starts, self.trees, sc, leaves, self.cfg.fill_own_eyes)
+        backup(batch.slots, batch.wanted, batch.starts, self.trees, lane.scratch, lane.leaves, self.cfg.fill_own_eyes)
         spent["backup"] += clock() - t5
-        evaluated = n - collisions
+        evaluated = batch.leaves - batch.collisions
         stats.leaves += evaluated
-        stats.terminal += evaluated - (hits + misses)
+        stats.terminal += evaluated - (batch.hits + batch.misses)
         return evaluated
-
-    @staticmethod
-    def _evaluate(ev, n: int):
-        policy, value = ev.evaluate(n)
-        return policy, value, ev.scores(n)
 
     def close(self) -> None:
         """Stop the forward thread and release the twin evaluator (``search.overlap``)."""

@@ -376,8 +376,7 @@ class SharedEvaluatorServer:
                 first = answer = np.arange(len(rows))
             used = len(first)
             self.evaluator.inputs[:used] = m.inputs[clients[first], rows[first]]
-            policy, value = self.evaluator.evaluate(used)
-            score = self.evaluator.scores(used)
+            policy, value, score = self.evaluator.forward(used)
             control[_BATCHES] += 1
             control[_FORWARDED] += used
             control[_SHARED] += len(rows) - used  # the same input as another row of the batch

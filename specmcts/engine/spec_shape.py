@@ -11,10 +11,10 @@ from specmcts.config import MAX_SPEC_STAGES, MAX_SPECULATE
 
 
 def speculation_trees(cfg, k: int) -> int:
-    """Searches one game runs at once at depth ``k``: ``search.spec_rows`` divided by the leaves per tree,
-    or a chain's k + 1 when no row budget is given."""
-    if cfg.spec_rows > 0:
-        return max(1, cfg.spec_rows // max(1, cfg.leaves_per_tree))
+    """Searches one game (``cfg``: a ``Config``) runs at once at depth ``k``: ``speculation.rows`` divided by
+    the leaves per tree, or a chain's k + 1 when no row budget is given."""
+    if cfg.speculation.rows > 0:
+        return max(1, cfg.speculation.rows // max(1, cfg.search.leaves_per_tree))
     return k + 1
 
 

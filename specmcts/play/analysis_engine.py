@@ -33,7 +33,6 @@ import numpy as np
 
 from games.go import AREA_RULES, BLACK, WHITE, GoRules, GoState, IllegalMoveError, action_to_gtp, gtp_to_action
 from games.position import apply_move, reopen, setup_state
-from native import tree as tree_kernels
 
 PROTOCOL_FIELDS = {  # query keys this engine reads
     "id", "moves", "initialStones", "initialPlayer", "rules", "komi", "boardXSize", "boardYSize", "analyzeTurns",
@@ -391,7 +390,7 @@ class AnalysisEngine:
             now = time.perf_counter()
             for s, w in zip(slots, want):
                 job = b.active[int(s)]
-                if not job.masked and b.search.trees.status[s, tree_kernels.ROOT] == tree_kernels.EXPANDED:
+                if not job.masked and b.search.root_expanded(int(s)):
                     self._mask(b, job)
                 done = (w == 0 or job.terminated
                         or (job.max_time is not None and now - job.started >= job.max_time)
@@ -438,7 +437,7 @@ class AnalysisEngine:
                     "utility": 2.0 * winrate - 1.0, "lcb": winrate_lcb(winrate, n), "order": order,
                     "pv": [action_to_gtp(size, x) for x in pv]}
             if job.pv_visits:
-                info["pvVisits"] = self._pv_visits(b, job.slot, pv)
+                info["pvVisits"] = b.search.pv_visits(job.slot, pv)
             infos.append(info)
         root_winrate, root_lead = view(a.winrate, a.root_score)
         raw_winrate, raw_lead = view(a.raw_winrate, a.raw_score)
@@ -462,17 +461,6 @@ class AnalysisEngine:
                     info["ownership"] = [round(float(v), 6) for v in -sign * row]
         if job.policy:
             out["policy"] = [float(p) if p >= 0 else -1.0 for p in a.prior]
-        return out
-
-    @staticmethod
-    def _pv_visits(b: Board, slot: int, pv: list[int]) -> list[int]:
-        tr = b.search.trees
-        node, out = tree_kernels.ROOT, []
-        for action in pv:
-            node = int(tr.children[slot, node, action])
-            if node < 0:
-                break
-            out.append(int(tr.visits[slot, node]))
         return out
 
     # -- the loop ------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ a GTP side asks all its engine processes at once (one process per concurrent gam
 - ``NetSide``: a checkpoint (or a live net) + MCTS. No root noise; the first ``temperature_moves`` moves of a
   game are sampled in proportion to visits with a per-(seed, game, move) uniform, so games differ and a
   match is reproducible; later moves are the most visited. Resigns when its root value stays below
-  ``search.resign_threshold`` for ``search.resign_consecutive`` of its moves (``eval.resign``).
+  ``moves.resign_threshold`` for ``moves.resign_consecutive`` of its moves (``eval.resign``).
 - ``GTPSide``: an external GTP engine (GnuGo at a level, another ``specmcts gtp``, any command line), driven
   through ``specmcts.play.gtp_client.GtpClient``. Our rules referee: an illegal answer loses the game (``X+F``).
   GnuGo is started as ``gtp_match.gnugo_spec`` starts it: Chinese rules, positional superko and
@@ -103,7 +103,7 @@ class NetSide(Side):
         self.search = Search(self.rules, search_cfg, evaluator, cache, num_trees=max(1, concurrent))
         self.seed = int(seed)
         self.rule = MoveRule(seed, cfg.eval.temperature, eval_temperature_moves(cfg.eval, board))
-        self.resign = ResignStreak(cfg.search.resign_threshold, cfg.search.resign_consecutive if cfg.eval.resign else 0)
+        self.resign = ResignStreak(cfg.moves.resign_threshold, cfg.moves.resign_consecutive if cfg.eval.resign else 0)
         self._free = list(range(max(1, concurrent)))[::-1]
         self._slot: dict[int, int] = {}
 

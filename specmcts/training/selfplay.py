@@ -34,17 +34,18 @@ class SelfPlayPolicy:
     ``search.root: puct``: visit counts, a temperature pick with a pre-drawn uniform, Dirichlet noise, the
     visit distribution as the policy target. ``gumbel``: Gumbel noise drawn per (game, move), sequential
     halving, the move the halving leaves, the improved policy as the target. Playout cap randomization
-    (``search.fast_sims`` > 0): whether a move gets the full search is drawn per (game, move); fast moves
+    (``moves.fast_sims`` > 0): whether a move gets the full search is drawn per (game, move); fast moves
     have no root noise and their policy target weight is 0."""
 
     def __init__(self, cfg: Config, rules: GoRules):
         self.seed = cfg.seed
-        self.search = cfg.search
+        self.sims = cfg.search.sims
+        self.moves = cfg.moves
         self.rules = rules
         self.gumbel = cfg.search.root == "gumbel"
-        self.rule = MoveRule(cfg.seed, cfg.search.temperature, temperature_moves(cfg.search, rules.size))
-        self.alpha = dirichlet_alpha(cfg.search, rules.size)
-        self.resign = ResignStreak(cfg.search.resign_threshold, cfg.search.resign_consecutive)
+        self.rule = MoveRule(cfg.seed, cfg.moves.temperature, temperature_moves(cfg.moves, rules.size))
+        self.alpha = dirichlet_alpha(cfg.moves, rules.size)
+        self.resign = ResignStreak(cfg.moves.resign_threshold, cfg.moves.resign_consecutive)
 
     def temperature(self, move_number: int) -> float:
         return self.rule.temperature(move_number)
@@ -54,10 +55,10 @@ class SelfPlayPolicy:
 
     def full_search(self, game, move_number: int) -> bool:
         """Playout cap randomization: does this move get the full search (and a trained policy target)?"""
-        s = self.search
-        if s.fast_sims <= 0:
+        m = self.moves
+        if m.fast_sims <= 0:
             return True
-        return draw(self.seed, int(game), move_number, FULL_SEARCH) < s.full_search_fraction
+        return draw(self.seed, int(game), move_number, FULL_SEARCH) < m.full_search_fraction
 
     def pick(self, game, move_number: int, search: Search, slot: int) -> int:
         if self.gumbel:
@@ -79,19 +80,18 @@ class SelfPlayPolicy:
     def root(self, game, state: GoState) -> RootSetup:
         m = state.move_number
         full = self.full_search(game, m)
-        s = self.search
-        setup = RootSetup(sims=s.sims if full else s.fast_sims)
+        setup = RootSetup(sims=self.sims if full else self.moves.fast_sims)
         if self.gumbel:
             legal = state.legal_mask()
             g = rng(self.seed, game, m, GUMBEL).gumbel(size=legal.shape[0]).astype(np.float32)
             setup.gumbel = np.where(legal, g, 0.0).astype(np.float32)
-        elif full and s.dirichlet_fraction > 0:
+        elif full and self.moves.dirichlet_fraction > 0:
             setup.noise = root_noise(self.seed, game, state, self.alpha)
-            setup.noise_fraction = s.dirichlet_fraction
+            setup.noise_fraction = self.moves.dirichlet_fraction
         return setup
 
     def no_resign(self, game: int) -> bool:
-        return draw(self.seed, int(game), 0, PER_GAME) < self.search.no_resign_fraction
+        return draw(self.seed, int(game), 0, PER_GAME) < self.moves.no_resign_fraction
 
 
 @dataclass
@@ -226,7 +226,7 @@ class RunWriter:
 
 class SelfPlay:
     """Plays ``cfg.selfplay.games`` games, ``cfg.selfplay.concurrent`` at a time, speculating
-    ``cfg.search.speculate`` moves deep."""
+    ``cfg.speculation.k`` moves deep."""
 
     def __init__(self, cfg: Config, evaluator, cache, out: Path | None = None, model_id: str = "fresh",
                  progress: bool = False, tensorboard: bool = True):
@@ -235,9 +235,9 @@ class SelfPlay:
         self.evaluator = evaluator
         self.cache = cache
         self.concurrent = max(1, min(cfg.selfplay.concurrent, cfg.selfplay.games))
-        auto = cfg.search.speculate == AUTO
-        self.k = 0 if auto else cfg.search.speculate
-        width, trees, stages = cfg.search.spec_width, speculation_trees(cfg.search, self.k), cfg.search.spec_stages
+        auto = cfg.speculation.k == AUTO
+        self.k = 0 if auto else cfg.speculation.k
+        width, trees, stages = cfg.speculation.width, speculation_trees(cfg, self.k), cfg.speculation.stages
         self.auto = None  # SpeculationPlan of --speculate auto
         if auto:
             with (notice_if_slow("selfplay: --speculate auto: measuring the evaluator's time per batch size "
@@ -249,7 +249,7 @@ class SelfPlay:
                              num_trees=self.concurrent * trees + int(cfg.search.tree_reuse))  # reuse needs one spare slot
         self.policy = SelfPlayPolicy(cfg, self.rules)
         self.pipeline = Pipeline(self.search, self.k, self.policy, tree_reuse=cfg.search.tree_reuse,
-                                 width=width, trees=trees, sure=cfg.search.spec_sure,
+                                 width=width, trees=trees, sure=cfg.speculation.sure,
                                  stages=stages)
         self.writer = RunWriter(out, self.rules, model_id, cfg.selfplay.shard_games, tensorboard)
         self.progress = progress
@@ -382,10 +382,10 @@ class SelfPlay:
         if summary["sims"] == 0 or summary["sims_per_s"] <= 0:
             return False
         length = summary["mean_game_length"] or self.rules.size * self.rules.size  # until a game has ended
-        s = self.cfg.search
+        m, sims = self.cfg.moves, self.cfg.search.sims
         per_move = (summary["sims"] / moves if moves else  # until a move is played: what the config asks
-                    s.full_search_fraction * s.sims + (1 - s.full_search_fraction) * s.fast_sims if s.fast_sims
-                    else s.sims)
+                    m.full_search_fraction * sims + (1 - m.full_search_fraction) * m.fast_sims if m.fast_sims
+                    else sims)
         left = max(0.0, total_games * length - moves) * per_move / summary["sims_per_s"]
         if left >= 3600:
             device = str(getattr(self.evaluator, "device", "cpu"))
