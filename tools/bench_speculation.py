@@ -106,30 +106,23 @@ def play(cfg: Config, evaluator, cache_entries: int):
     return sp, summary
 
 
-ANCHORS = Path(__file__).resolve().parent.parent.parent / "shared" / "anchors" / "h100_forward.json"
+def net_shape(net_name: str) -> tuple[int, int, int]:
+    """(board, blocks, channels) of a preset name (NETS) or of a checkpoint (a path or 'shipped')."""
+    if net_name in NETS:
+        return NETS[net_name]
+    from specmcts.network import read_checkpoint, resolve_model
+
+    data = read_checkpoint(resolve_model(net_name, 9))
+    return int(data["board_size"]), int(data["net"]["blocks"]), int(data["net"]["channels"])
 
 
-class BatchCost:
-    """A modelled GPU forward time per batch size: the H100 table (../shared/anchors/h100_forward.json),
-    bf16 CUDA graphs, of the table's net closest to ours, interpolated in log(batch). A model, labelled so."""
+def batch_cost(net_name: str, device: str = "h100"):
+    """The measured forward time per batch size of the device's table (``specmcts.emulate.forward_cost``: the
+    package's H100 table, bf16 CUDA graphs) for the table's net nearest to ours; its ``note`` says when the
+    table's net stands in for another."""
+    from specmcts.emulate import forward_cost
 
-    def __init__(self, board: int, path: Path = ANCHORS):
-        rows = json.loads(path.read_text())["rows"] if path.exists() else []
-        rows = [r for r in rows if r["mode"] == "cudagraph" and r["dtype"] == "bf16"]
-        same = [r for r in rows if r["board"] == board] or rows
-        if not same:
-            self.label, self.batch, self.ms = "no table", np.array([1.0]), np.array([0.0])
-            return
-        blocks, ch = min((r["blocks"], r["ch"]) for r in same)  # the smallest net of that board
-        table = sorted((r["batch"], r["ms"]) for r in same if (r["blocks"], r["ch"]) == (blocks, ch))
-        self.label = f"H100 {board}x{board} {blocks}x{ch} bf16 graph (model)"
-        self.batch = np.log(np.array([b for b, _ in table], float))
-        self.ms = np.array([m for _, m in table], float)
-
-    def __call__(self, rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, float)
-        ms = np.interp(np.log(np.maximum(rows, 1.0)), self.batch, self.ms)
-        return np.where(rows > 0, ms, 0.0)  # a batch answered by the cache alone sends nothing
+    return forward_cost(*net_shape(net_name), device=device)
 
 
 def parse_shape(text: str) -> dict:
@@ -158,7 +151,7 @@ def shape_label(shape: dict) -> str:
 
 def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: list[dict]) -> list[dict]:
     size = board_of(net_name)
-    cost = BatchCost(size)
+    cost = batch_cost(net_name)
     rows = []
     base = None
     max_trees = max(s["trees"] for s in shapes)
@@ -195,7 +188,7 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
         st = sp.search.stats
         moves = max(s["moves"], 1)
         hist = st.batch_rows
-        gpu_ms = float((hist * cost(np.arange(len(hist)))).sum()) / moves
+        gpu_ms = float((hist * cost.ms_at(np.arange(len(hist)))).sum()) / moves
         # wall time outside the forward passes: select, cache, encode, backup, scheduling (one thread; give
         # the benchmark a core of its own, other processes' time would count)
         cpu_ms = s["mean_move_ms"] - 1000 * st.seconds["forward"] / moves
@@ -228,13 +221,15 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
 
 
 def print_latency(rows: list[dict], args) -> None:
-    cost = BatchCost(board_of(args.nets[0]))
+    cost = batch_cost(args.nets[0])
     print(f"\nLatency: one game at a time, {args.sims} sims/move, evaluator {args.evaluator} on {args.device}"
           f"{f', first {args.max_moves} moves' if args.max_moves else ''}. Speedups are vs k=0 in the same run.")
     print("replay: batches per move of the tree model (tools/spec_model.simulate_tree) replaying this run's move "
           "traces. J model: the chain model fed the measured J (chains: a prediction; trees: J of 'among the top "
           "width candidates', the speedup were every such branch within the budget, a bound).")
-    print(f"Modelled GPU ms/move (GPU ms*) = sum over batches of {cost.label} at that batch's rows + this "
+    if cost.note:
+        print(f"Note: {cost.note}.")
+    print(f"Modelled GPU ms/move (GPU ms*) = sum over batches of {cost.label} (a model) at that batch's rows + this "
           f"machine's time per move outside the forward passes (CPU ms: select, cache, encode, backup and "
           f"scheduling, one thread). wall ms: this CPU's own latency, forward included.")
     head = (f"{'net':>10} {'L':>3} {'cache':>5} {'shape':>18} {'batches':>8} {'replay':>7} {'speedup':>8} {'J model':>7} {'rows':>5} "
