@@ -134,6 +134,10 @@ class Search:
             su_scale=float(c.score_utility_scale or size / 2.0))
         for t in range(self.num_trees):
             self._reset_arrays(t)
+        # a list: every step leaves (what, lane, start, end) in perf_counter seconds: "step" (lane -1), "select"
+        # (select, cache lookup, encode: the CPU work before a lane's forward pass), "backup" (cache insert,
+        # expand and back up); what tools/bench_speculation.py draws on the emulated device's timeline
+        self.timeline: list | None = None
         # search.overlap: a second set of rows and a twin evaluator, so that one half of the trees' batch is
         # evaluated (in a thread) while the other half selects
         self._twin = self.evaluator.twin() if self.cfg.overlap else None
@@ -309,11 +313,15 @@ class Search:
         overlap = self._twin is not None and len(slots) >= 2
         half = len(slots) // 2 if overlap else len(slots)
         parts = (slice(0, half), slice(half, len(slots))) if overlap else (slice(0, len(slots)),)
+        began = time.perf_counter()
         lanes = [self._start_lane(lane, slots[part], wanted[part], parallel, overlap)
                  for lane, part in enumerate(parts)]
         self.stats.steps += 1
         self.stats.overlapped_steps += int(overlap)
-        return sum(self._finish_lane(lane, parallel) for lane in lanes)
+        done = sum(self._finish_lane(lane, parallel) for lane in lanes)
+        if self.timeline is not None:
+            self.timeline.append(("step", -1, began, time.perf_counter()))
+        return done
 
     def _lane_buffers(self, lane: int):
         """(evaluator, scratch, leaves, miss rows, row starts) of batch ``lane`` (1: the twin's)."""
@@ -342,11 +350,15 @@ class Search:
                 rows = self._encode_distinct(lane, sc, leaves, miss_rows, misses, ev.inputs, encode)
                 t3 = clock()
                 spent["encode"] += t3 - t2
+                if self.timeline is not None:
+                    self.timeline.append(("select", lane, t0, t3))
                 if in_thread:
                     answer = self._forwarder.submit(self._evaluate, ev, rows)
                 else:
                     answer = self._evaluate(ev, rows)
                     spent["forward"] += clock() - t3
+        if answer is None and self.timeline is not None:
+            self.timeline.append(("select", lane, t0, clock()))
         return lane, slots, wanted, starts, n, int(collisions), hits, misses, answer
 
     def _finish_lane(self, started, parallel: bool) -> int:
@@ -374,7 +386,10 @@ class Search:
         t5 = clock()
         backup = kernels.expand_and_backup_parallel if parallel else kernels.expand_and_backup
         backup(slots, wanted, starts, self.trees, sc, leaves, self.cfg.fill_own_eyes)
-        spent["backup"] += clock() - t5
+        t6 = clock()
+        spent["backup"] += t6 - t5
+        if self.timeline is not None:
+            self.timeline.append(("backup", lane, t4 if answer is not None else t5, t6))
         evaluated = n - collisions
         stats.leaves += evaluated
         stats.terminal += evaluated - (hits + misses)

@@ -1,13 +1,29 @@
-"""The H100 forward table ships with the package (specmcts/emulate.py)."""
+"""The emulated device (specmcts/emulate.py): the H100 table ships with the package, a replay on the emulated
+device plays exactly the games its recording played (at k = 0, at speculation shapes, with two lanes), and a
+row the recording never saw is an error, never a silent miss. No wall-clock thresholds: holds are checked
+against the table's time only in their order (a hold ends no sooner than the table says)."""
 from __future__ import annotations
 
+import threading
 import tomllib
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from specmcts.emulate import DATA_DIR, forward_cost, forward_table
+from specmcts.config import Config, NetConfig
+from specmcts.emulate import (DATA_DIR, EmulatedDevice, ForwardCost, MissingRowError, RecordingEvaluator, RowRecord,
+                              forward_cost, forward_table)
+from specmcts.evaluator import NetEvaluator
+from specmcts.network import build_net
+from specmcts.nncache import NNCache
+from specmcts.selfplay import SelfPlay
+
+BOARD = 9
+LEAVES = 4
+SHAPES = {"k0": (0, 1, 1, 0), "chain2": (2, 1, 3, 0), "tree": (3, 2, 4, 6)}  # k, width, trees, stages
 
 
 def test_the_h100_table_ships_with_the_package():
@@ -33,3 +49,130 @@ def test_forward_cost_takes_the_nearest_net_and_says_so():
     between = cost.ms_at(np.array([8, 16, 32]))
     assert between[0] <= between[1] <= between[2]  # interpolated in log(rows)
     assert cost.ms_at(4096) == pytest.approx(2 * cost.ms_at(2048))  # saturated: proportional to rows
+
+
+@lru_cache(maxsize=None)
+def _net():
+    torch.manual_seed(3)
+    return build_net(BOARD, NetConfig(blocks=1, channels=16, value_hidden=16))
+
+
+def _config(shape: str, overlap: bool = False, seed: int = 5) -> Config:
+    k, width, trees, stages = SHAPES[shape]
+    return Config().override(
+        f"seed={seed}", f"game.board={BOARD}", "search.sims=24", f"search.leaves_per_tree={LEAVES}",
+        f"search.speculate={k}", f"search.spec_width={width}", f"search.spec_rows={trees * LEAVES}",
+        f"search.spec_stages={stages}", "search.tree_reuse=false", "search.temperature_moves=3",
+        f"search.overlap={overlap}", "selfplay.games=1", "selfplay.concurrent=1", "selfplay.max_moves=10")
+
+
+def _play(cfg: Config, evaluator, timeline: bool = False):
+    sp = SelfPlay(cfg, evaluator, NNCache.for_board(1 << 12, BOARD), out=None, tensorboard=False)
+    if timeline:
+        sp.search.timeline, sp.pipeline.events = [], []
+    sp.run()
+    return sp, sorted(sp.records, key=lambda r: r.index)
+
+
+def assert_same_records(records, reference):
+    assert len(records) == len(reference) > 0
+    for rec, ref in zip(records, reference):
+        assert rec.moves == ref.moves and rec.result == ref.result
+        np.testing.assert_array_equal(np.stack(rec.targets), np.stack(ref.targets))
+        np.testing.assert_array_equal(np.array(rec.root_values), np.array(ref.root_values))
+        np.testing.assert_array_equal(np.stack(rec.features), np.stack(ref.features))
+
+
+@lru_cache(maxsize=None)
+def _recorded(shape: str):
+    """(recorder, records) of ``shape``'s recording pass; every shape records into one record."""
+    record = _recorded_record()
+    recorder = RecordingEvaluator(NetEvaluator(_net(), "cpu", max_batch=4 * LEAVES), record)
+    _sp, records = _play(_config(shape), recorder)
+    return recorder, records
+
+
+@lru_cache(maxsize=None)
+def _recorded_record():
+    return RowRecord(BOARD * BOARD + 1)
+
+
+@pytest.mark.parametrize("shape,overlap", [("k0", False), ("chain2", False), ("tree", False), ("tree", True)])
+def test_a_replay_on_the_emulated_device_plays_the_recorded_games(shape, overlap):
+    recorder, recorded = _recorded(shape)
+    _k0_recorder, k0_records = _recorded("k0")
+    assert_same_records(recorded, k0_records)  # one record: every shape's recording is k = 0's games
+    device = EmulatedDevice.replaying(recorder, forward_cost(BOARD, 1, 16))
+    sp, replayed = _play(_config(shape, overlap), device, timeline=True)
+    assert_same_records(replayed, recorded)
+    log = device.log.batches
+    assert len(log) == int(sp.search.stats.batch_rows[1:].sum()) > 0  # one hold per forward pass
+    for lane, asked, start, end, rows, hold in log:
+        assert asked <= start and end - start >= hold == pytest.approx(device.cost.seconds(rows))
+    spans = sorted((start, end) for _l, _a, start, end, _r, _h in log)
+    assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:]))  # one device: one batch at a time
+    assert {lane for lane, *_ in log} == ({0, 1} if overlap and shape != "k0" else {0})
+    assert device.log.busy_s() >= device.log.table_s() > 0
+    kinds = {kind for _t, kind, _g, _m in sp.pipeline.events}
+    assert len(sp.pipeline.events) == len(replayed[0].moves) - 1  # the last move ends the game
+    assert kinds == ({"rollback"} if shape == "k0" else kinds) and ("commit" in kinds or shape == "k0")
+    assert {what for what, *_ in sp.search.timeline} == {"step", "select", "backup"}
+
+
+def test_a_row_missing_from_the_record_raises():
+    recorder, _ = _recorded("k0")
+    device = EmulatedDevice.replaying(recorder, forward_cost(BOARD, 1, 16))
+    seen = np.frombuffer(next(iter(recorder.record.rows)), np.uint8).reshape(device.inputs.shape[1:])
+    device.inputs[:2] = seen
+    device.evaluate(1)  # a recorded row is answered
+    device.inputs[1, 0, 4, 4] = 7  # no position has this plane value: never recorded
+    with pytest.raises(MissingRowError, match="row 1 of a batch of 2 is not in the record"):
+        device.evaluate(2)
+    empty = EmulatedDevice(RowRecord(BOARD * BOARD + 1), forward_cost(BOARD, 1, 16), BOARD, 8)
+    with pytest.raises(MissingRowError):
+        empty.evaluate(1)
+    # another game than the one recorded asks for positions the record lacks
+    with pytest.raises(MissingRowError):
+        _play(_config("k0", seed=99), EmulatedDevice.replaying(recorder, forward_cost(BOARD, 1, 16)))
+
+
+def test_the_recorder_answers_a_row_it_has_seen_from_its_record():
+    net = build_net(BOARD, NetConfig(blocks=1, channels=16, value_hidden=16))
+    recorder = RecordingEvaluator(NetEvaluator(net, "cpu", max_batch=4))
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, 2, size=(3,) + recorder.inputs.shape[1:], dtype=np.uint8)
+    recorder.inputs[:2] = rows[:2]
+    first = [a.copy() for a in recorder.evaluate(2)] + [recorder.scores(2).copy()]
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.5)  # the net now answers differently
+    recorder.inputs[:2] = rows[[1, 2]]
+    policy, value = recorder.evaluate(2)
+    np.testing.assert_array_equal(policy[0], first[0][1])  # row 1 seen before: the recorded answer
+    np.testing.assert_array_equal(value[0], first[1][1])
+    np.testing.assert_array_equal(recorder.scores(2)[0], first[2][1])
+    assert not np.array_equal(policy[1], first[0][1]) and len(recorder.record) == 3
+
+
+def test_a_hold_lets_other_threads_run():
+    slow = ForwardCost("h100", BOARD, 1, 16, "bf16", "cudagraph", "", np.array([1.0, 2.0]), np.array([30.0, 30.0]))
+    record = RowRecord(BOARD * BOARD + 1)
+    device = EmulatedDevice(record, slow, BOARD, 4)
+    record.keep([device.inputs[0].tobytes()], np.zeros((1, BOARD * BOARD + 1), np.float32), np.zeros(1, np.float32),
+                np.zeros(1, np.float32))
+    ticks, stop = [0], threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            ticks[0] += 1
+
+    other = threading.Thread(target=spin)
+    other.start()
+    try:
+        before = ticks[0]
+        device.evaluate(1)
+        during = ticks[0] - before
+    finally:
+        stop.set()
+        other.join()
+    assert during > 0  # the GIL was released while the batch was held
