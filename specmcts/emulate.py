@@ -19,6 +19,11 @@ How a run is emulated (``tools/bench_speculation.py --emulate h100``):
    table's milliseconds at its number of rows (``ForwardCost``, interpolated in log(rows)). The replayed
    games equal the recorded ones.
 
+The lookup of a batch's rows in the record is done inside its hold (at these sizes it takes a fraction
+of the table's time; a hold that ends late is logged as it was, and the benchmark reports the overshoot).
+How the caller's thread waits is ``EmulatedDevice``'s ``wait``: it spins, as a CUDA synchronisation does
+by default, or sleeps where a second lane of the same process needs the core.
+
 What the emulation leaves out: the host's own work of a real CUDA call (the copies in and out, the graph
 launch, the synchronisation: tens of microseconds a call), and two batches computing at once on one GPU (the
 emulated device runs one batch at a time: a second thread's batch waits for it). ``tools/gpu_bench.sh`` runs
@@ -199,7 +204,7 @@ class RecordingEvaluator(Evaluator):
 
 # -- the device ------------------------------------------------------------------------------------------------
 
-SPIN_S = 60e-6  # the last part of a hold is waited out yielding the core, not in a sleep (a sleep overshoots)
+SPIN_S = 60e-6  # a sleeping hold wakes this early and waits out the rest yielding the core (a sleep overshoots)
 _thread_state = threading.local()
 
 
@@ -217,9 +222,17 @@ def _fine_timer() -> None:
             pass
 
 
-def hold_until(deadline: float) -> None:
-    """Wait until ``perf_counter() >= deadline`` with the GIL released all along (other threads run): a
-    sleep, then a few yields of the core."""
+def hold_until(deadline: float, spin: bool = False) -> None:
+    """Wait until ``perf_counter() >= deadline`` with the GIL released (other threads of the process run).
+
+    ``spin``: keep the core, as a CUDA synchronisation does by default while cores are spare (it spins):
+    every check releases the GIL, and the core goes to another program only when the scheduler takes it, as
+    from any CPU work. Else sleep (the core is free for the process's other threads), then yield it until the
+    deadline; on a core other programs use too, a sleeping hold may wake late: the caller logs what it took."""
+    if spin:
+        while time.perf_counter() < deadline:
+            time.sleep(0)  # releases the GIL, keeps the core
+        return
     _fine_timer()
     left = deadline - time.perf_counter()
     if left > SPIN_S:
@@ -236,6 +249,7 @@ class DeviceLog:
 
     batches: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    lanes: int = 0  # evaluators on this device (search.overlap: 2)
 
     def busy_s(self, since: float = -math.inf) -> float:
         return float(sum(end - start for _l, _a, start, end, _r, _t in self.batches if start >= since))
@@ -252,11 +266,16 @@ class EmulatedDevice(Evaluator):
     ``record`` (``MissingRowError`` for a row it lacks) and returns after ``cost``'s time for ``n`` rows,
     counted from when the device took the batch, with the GIL released meanwhile, as a CUDA call would.
     One device: ``twin()`` (``search.overlap``) gets buffers of its own and the same record, log and lock,
-    so the second lane's batch waits while the first computes."""
+    so the second lane's batch waits while the first computes.
+
+    ``wait``: how the calling thread waits out a hold. ``spin`` keeps the core, as CUDA's default
+    synchronisation does where cores are spare; ``sleep`` leaves it to the process's other threads; ``auto``
+    spins while the device has one lane and sleeps once it has two, so that on a machine with one core the
+    waiting lane does not take the CPU from the lane that selects (a GPU host has cores to spare for it)."""
 
     def __init__(self, record: RowRecord, cost: ForwardCost, board_size: int, max_batch: int,
                  num_planes: int | None = None, model_id: str = "emulated", has_score: bool = True,
-                 log: DeviceLog | None = None, lane: int = 0):
+                 log: DeviceLog | None = None, lane: int = 0, wait: str = "auto"):
         from native.features import NUM_PLANES
 
         super().__init__(board_size, max_batch, NUM_PLANES if num_planes is None else num_planes)
@@ -266,19 +285,24 @@ class EmulatedDevice(Evaluator):
         self.cost = cost
         self.model_id = model_id
         self.has_score = has_score
+        if wait not in ("auto", "spin", "sleep"):
+            raise ValueError(f"wait must be auto, spin or sleep, got {wait!r}")
         self.log = log if log is not None else DeviceLog()
+        self.log.lanes += 1
         self.lane = lane
+        self.wait = wait
         self.device = f"emulated {cost.device}"
 
     @classmethod
-    def replaying(cls, recorder: RecordingEvaluator, cost: ForwardCost, max_batch: int = 0) -> "EmulatedDevice":
+    def replaying(cls, recorder: RecordingEvaluator, cost: ForwardCost, max_batch: int = 0,
+                  wait: str = "auto") -> "EmulatedDevice":
         """The device that replays what ``recorder`` recorded, with its board, planes, model and max batch."""
         return cls(recorder.record, cost, recorder.board_size, max_batch or recorder.max_batch,
-                   recorder.num_planes, recorder.model_id, recorder.has_score)
+                   recorder.num_planes, recorder.model_id, recorder.has_score, wait=wait)
 
     def twin(self) -> "EmulatedDevice":
         return EmulatedDevice(self.record, self.cost, self.board_size, self.max_batch, self.num_planes,
-                              self.model_id, self.has_score, self.log, self.lane + 1)
+                              self.model_id, self.has_score, self.log, self.lane + 1, self.wait)
 
     def _forward(self, n: int) -> None:
         asked = time.perf_counter()
@@ -290,6 +314,6 @@ class EmulatedDevice(Evaluator):
             self._policy[:n] = out[:, :A]
             self._value[:n] = out[:, A]
             self._score[:n] = out[:, A + 1]
-            hold_until(start + hold)
+            hold_until(start + hold, spin=self.wait == "spin" or (self.wait == "auto" and self.log.lanes == 1))
             end = time.perf_counter()
         self.log.batches.append((self.lane, asked, start, end, n, hold))

@@ -154,10 +154,11 @@ def test_the_recorder_answers_a_row_it_has_seen_from_its_record():
     assert not np.array_equal(policy[1], first[0][1]) and len(recorder.record) == 3
 
 
-def test_a_hold_lets_other_threads_run():
+@pytest.mark.parametrize("wait", ["spin", "sleep"])
+def test_a_hold_lets_other_threads_run(wait):
     slow = ForwardCost("h100", BOARD, 1, 16, "bf16", "cudagraph", "", np.array([1.0, 2.0]), np.array([30.0, 30.0]))
     record = RowRecord(BOARD * BOARD + 1)
-    device = EmulatedDevice(record, slow, BOARD, 4)
+    device = EmulatedDevice(record, slow, BOARD, 4, wait=wait)
     record.keep([device.inputs[0].tobytes()], np.zeros((1, BOARD * BOARD + 1), np.float32), np.zeros(1, np.float32),
                 np.zeros(1, np.float32))
     ticks, stop = [0], threading.Event()
@@ -176,3 +177,17 @@ def test_a_hold_lets_other_threads_run():
         stop.set()
         other.join()
     assert during > 0  # the GIL was released while the batch was held
+    _lane, _asked, start, end, _rows, hold = device.log.batches[0]
+    assert end - start >= hold == pytest.approx(0.030)
+
+
+def test_a_device_with_two_lanes_waits_asleep():
+    """auto: one lane spins (CUDA's default where cores are spare), two lanes (search.overlap) sleep so the
+    waiting lane leaves the core to the selecting one."""
+    recorder, _ = _recorded("k0")
+    device = EmulatedDevice.replaying(recorder, forward_cost(BOARD, 1, 16))
+    assert device.log.lanes == 1
+    twin = device.twin()
+    assert twin.log is device.log and twin.lane == 1 and device.log.lanes == 2 and twin.record is device.record
+    with pytest.raises(ValueError, match="wait must be"):
+        EmulatedDevice.replaying(recorder, forward_cost(BOARD, 1, 16), wait="poll")
