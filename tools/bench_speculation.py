@@ -493,12 +493,44 @@ def compare(paths: list[str]) -> int:
     return 0
 
 
-def machine_note(note: str) -> str:
-    """What the benchmark ran on and beside: CPU affinity, load average, and what the user says ran."""
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"ran on cores {cores} of {os.cpu_count()}, load average {load:.2f} at the end"
-            + (f"; meanwhile: {note}" if note else ""))
+def _cores_busy_s(cores: list[int]) -> float | None:
+    """CPU seconds the kernel counts busy on ``cores`` since boot (Linux), or None."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    busy = 0
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cores:
+            user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[:7])
+            busy += user + nice + system + irq + softirq
+    return busy / hz
+
+
+class MachineShare:
+    """What else ran on this benchmark's cores while it ran: their busy time minus this process's own."""
+
+    def __init__(self):
+        self.cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        self.wall, self.busy, self.mine = time.perf_counter(), _cores_busy_s(self.cores), self._mine()
+
+    @staticmethod
+    def _mine() -> float:
+        t = os.times()
+        return t.user + t.system
+
+    def note(self, note: str) -> str:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        out = f"ran on cores {self.cores} of {os.cpu_count()}, load average {load:.2f} at the end"
+        busy = _cores_busy_s(self.cores)
+        if busy is not None and self.busy is not None and self.cores:
+            wall = time.perf_counter() - self.wall
+            others = max(0.0, (busy - self.busy) - (self._mine() - self.mine))
+            out += (f"; other programs used {100 * others / (wall * len(self.cores)):.0f}% of those cores meanwhile "
+                    f"({others:.0f} of {wall * len(self.cores):.0f} core-seconds)")
+        return out + (f"; meanwhile, elsewhere: {note}" if note else "")
 
 
 def throughput_rows(args, net_name: str) -> list[dict]:
@@ -558,7 +590,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timeline", metavar="PNG", help="with --emulate: draw k=0 beside the fastest shape (and the fewest batches)")
     ap.add_argument("--timeline-moves", default="11:14", metavar="A:B",
                     help="the moves the timeline shows, A to B (1 is the game's first move; A >= 2; default 11:14)")
-    ap.add_argument("--note", default="", help="what else ran on the machine meanwhile, printed with the results")
+    ap.add_argument("--note", default="", help="what else ran on the machine meanwhile (printed with the results, "
+                    "beside the share of this benchmark's cores that other programs used)")
     ap.add_argument("--compare", nargs="+", metavar="JSON", help="only compare the rows of these --json files")
     args = ap.parse_args(argv)
     if args.compare:
@@ -589,6 +622,7 @@ def main(argv=None) -> int:
         shapes += [{**shape, "sure": on} for on in sure]
     caches = {"on": [1 << 20], "off": [0], "both": [1 << 20, 0]}[args.cache]
     started = time.perf_counter()
+    share = MachineShare()
     # compile every kernel (and capture CUDA graphs) before anything is timed
     warm = Config().override(f"game.board={board_of(args.nets[0])}", "search.sims=32", "search.speculate=1",
                              "selfplay.games=1", "selfplay.concurrent=1", "selfplay.max_moves=6")
@@ -633,7 +667,7 @@ def main(argv=None) -> int:
         print(emulated_summary(rows))
         if args.timeline:
             draw_timeline(args.timeline, rows, args)
-    print(machine_note(args.note))
+    print(share.note(args.note))
     if args.json:
         Path(args.json).write_text(json.dumps({"latency": rows, "throughput": through}, default=float, indent=1))
     return 0
