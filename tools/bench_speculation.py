@@ -195,7 +195,9 @@ def emulated_runs(args, cfg: Config, recorder, cache_entries: int, recorded: lis
         best, identical, walls = None, True, []
         for _ in range(args.repeats):
             device = EmulatedDevice.replaying(recorder, recorder.emulate_cost, wait=args.wait)
+            share = MachineShare()
             sp, s = play(cfg.override(f"search.overlap={overlap}"), device, cache_entries, timeline=True)
+            s["others"] = share.fraction()  # what other programs took of these cores meanwhile
             device.close()
             identical &= records_equal(sorted(sp.records, key=lambda r: r.index), recorded)
             walls.append(s["mean_move_ms"])
@@ -213,13 +215,14 @@ def emulated_runs(args, cfg: Config, recorder, cache_entries: int, recorded: lis
             "emulated_cpu_ms": wall - waited, "emulated_idle_ms": wall - busy,
             "emulated_overshoot_ms": busy - table, "emulated_forwards": len(log) / moves,
             "emulated_batches": s["mean_move_steps"], "emulated_identical": identical,
-            "emulated_repeats_ms": walls,
+            "emulated_repeats_ms": walls, "emulated_others": s["others"],
         })
         TIMELINES[key + (overlap,)] = {"batches": list(log), "cpu": list(sp.search.timeline),
                                        "events": list(sp.pipeline.events), "k": cfg.search.speculate}
         print(f"    emulated {args.emulate.upper()}, overlap {'on' if overlap else 'off'}: {wall:.2f} ms/move "
               f"(device busy {busy:.2f}, of which overshoot {busy - table:.2f}; CPU {wall - waited:.2f}; device "
-              f"idle {wall - busy:.2f}; replays {', '.join(f'{w:.1f}' for w in walls)}), records "
+              f"idle {wall - busy:.2f}; replays {', '.join(f'{w:.1f}' for w in walls)}; other programs "
+              f"{100 * s['others']:.0f}% of the cores), records "
               f"{'identical' if identical else 'DIFFERENT'}", file=sys.stderr, flush=True)
     return out
 
@@ -357,9 +360,10 @@ def print_emulated(rows: list[dict], args) -> None:
           "held). CPU: the search thread's time not waiting for the device. idle: wall - busy, the device waiting "
           "for the CPU. x k=0: k=0's wall / this wall, same run. identical: every replay equals the recording.")
     print(f"{'net':>10} {'L':>3} {'cache':>5} {'shape':>18} {'overlap':>7} {'batches':>8} {'fwd':>6} {'wall ms':>8} "
-          f"{'busy':>6} {'table':>6} {'CPU':>6} {'idle':>6} {'wall/busy':>9} {'x k=0':>6} {'identical':>9}")
+          f"{'busy':>6} {'table':>6} {'CPU':>6} {'idle':>6} {'wall/busy':>9} {'x k=0':>6} {'identical':>9} {'others':>6}")
     print(f"(the fastest of {args.repeats} replays per row; fwd: evaluator calls per move, batches: steps per move, a "
-          f"step the NN cache answers whole makes no call)")
+          f"step the NN cache answers whole makes no call; others: the share of this benchmark's cores other "
+          f"programs used during that replay)")
     for r in rows:
         for run in r["emulated_runs"]:
             base = _emulated_base(rows, r, run)
@@ -369,7 +373,7 @@ def print_emulated(rows: list[dict], args) -> None:
                   f"{run['emulated_forwards']:>6.2f} {run['emulated_ms']:>8.2f} {run['emulated_busy_ms']:>6.2f} "
                   f"{run['emulated_table_ms']:>6.2f} {run['emulated_cpu_ms']:>6.2f} {run['emulated_idle_ms']:>6.2f} "
                   f"{run['emulated_ms'] / run['emulated_busy_ms']:>9.2f} {ratio:>5.2f}x "
-                  f"{str(run['emulated_identical']):>9}")
+                  f"{str(run['emulated_identical']):>9} {100 * run['emulated_others']:>5.0f}%")
             run["emulated_speedup"] = ratio
 
 
@@ -520,6 +524,14 @@ class MachineShare:
     def _mine() -> float:
         t = os.times()
         return t.user + t.system
+
+    def fraction(self) -> float:
+        """The share of this benchmark's cores that other programs used since this was made (nan if unknown)."""
+        busy = _cores_busy_s(self.cores)
+        if busy is None or self.busy is None or not self.cores:
+            return float("nan")
+        wall = time.perf_counter() - self.wall
+        return max(0.0, (busy - self.busy) - (self._mine() - self.mine)) / max(wall * len(self.cores), 1e-9)
 
     def note(self, note: str) -> str:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
