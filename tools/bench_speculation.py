@@ -191,58 +191,74 @@ def run_queue_wait_s() -> float:
         return 0.0
 
 
-def emulated_runs(args, cfg: Config, recorder, cache_entries: int, recorded: list, key: tuple) -> list[dict]:
-    """The second pass of ``--emulate``: the same run replayed on the emulated device ``--repeats`` times per
-    ``--overlap`` setting, keeping the fastest replay (the others met more of what else ran on the machine).
-    Returns per setting the wall time per move and its split, per move: device busy (the batches' holds), CPU
-    (the search thread's time not waiting for the device), device idle (wall minus busy); and the holds'
-    overshoot past the table's time (a sleep that ended late, or a core another program held)."""
+def replay_once(args, cfg: Config, recorder, cache_entries: int, overlap: bool) -> dict:
+    """One replay of a recorded run on the emulated device: its wall time per move and the split, per move:
+    device busy (the batches' holds; table: the table's own time, the rest the holds' overshoot), CPU (the
+    search thread's time not waiting for the device), device idle (wall minus busy), and what other programs
+    took meanwhile (their share of the cores; the search thread's run-queue wait)."""
     from specmcts.emulate import EmulatedDevice
 
-    out = []
-    for overlap in {"off": [False], "on": [True], "both": [False, True]}[args.overlap]:
-        best, identical, walls = None, True, []
-        for _ in range(args.repeats):
-            device = EmulatedDevice.replaying(recorder, recorder.emulate_cost, wait=args.wait)
-            share, queued = MachineShare(), run_queue_wait_s()
-            sp, s = play(cfg.override(f"search.overlap={overlap}"), device, cache_entries, timeline=True)
-            s["others"] = share.fraction()  # what other programs took of these cores meanwhile
-            s["queued_s"] = run_queue_wait_s() - queued  # the search thread's wait for the core
-            device.close()
-            identical &= records_equal(sorted(sp.records, key=lambda r: r.index), recorded)
-            walls.append(s["mean_move_ms"])
-            if best is None or s["mean_move_ms"] < best[2]["mean_move_ms"]:
-                best = (device, sp, s)
-        device, sp, s = best
-        moves = max(s["moves"], 1)
-        log = device.log.batches
-        wall = s["mean_move_ms"]
-        busy = 1000 * device.log.busy_s() / moves
-        table = 1000 * device.log.table_s() / moves
-        waited = 1000 * sp.search.stats.seconds["forward"] / moves
-        queued = 1000 * s["queued_s"] / moves
-        out.append({
-            "overlap": overlap, "emulated_ms": wall, "emulated_busy_ms": busy, "emulated_table_ms": table,
-            "emulated_cpu_ms": wall - waited, "emulated_idle_ms": wall - busy,
-            "emulated_overshoot_ms": busy - table, "emulated_forwards": len(log) / moves,
-            "emulated_batches": s["mean_move_steps"], "emulated_identical": identical,
-            "emulated_repeats_ms": walls, "emulated_others": s["others"], "emulated_queued_ms": queued,
-            "emulated_unqueued_ms": wall - queued,
-        })
-        TIMELINES[key + (overlap,)] = {"batches": list(log), "cpu": list(sp.search.timeline),
-                                       "events": list(sp.pipeline.events), "k": cfg.search.speculate}
-        print(f"    emulated {args.emulate.upper()}, overlap {'on' if overlap else 'off'}: {wall:.2f} ms/move "
-              f"(device busy {busy:.2f}, of which overshoot {busy - table:.2f}; CPU {wall - waited:.2f}; device "
-              f"idle {wall - busy:.2f}; replays {', '.join(f'{w:.1f}' for w in walls)}; other programs "
-              f"{100 * s['others']:.0f}% of the cores; waiting for the core {queued:.2f}), records "
-              f"{'identical' if identical else 'DIFFERENT'}", file=sys.stderr, flush=True)
-    return out
+    device = EmulatedDevice.replaying(recorder, recorder.emulate_cost, wait=args.wait)
+    share, queued = MachineShare(), run_queue_wait_s()
+    sp, s = play(cfg.override(f"search.overlap={overlap}"), device, cache_entries, timeline=True)
+    queued = run_queue_wait_s() - queued
+    others = share.fraction()
+    device.close()
+    moves = max(s["moves"], 1)
+    log = device.log.batches
+    wall = s["mean_move_ms"]
+    busy = 1000 * device.log.busy_s() / moves
+    table = 1000 * device.log.table_s() / moves
+    waited = 1000 * sp.search.stats.seconds["forward"] / moves
+    return {
+        "overlap": overlap, "emulated_ms": wall, "emulated_busy_ms": busy, "emulated_table_ms": table,
+        "emulated_cpu_ms": wall - waited, "emulated_idle_ms": wall - busy, "emulated_overshoot_ms": busy - table,
+        "emulated_forwards": len(log) / moves, "emulated_batches": s["mean_move_steps"],
+        "emulated_others": others, "emulated_queued_ms": 1000 * queued / moves,
+        "emulated_unqueued_ms": wall - 1000 * queued / moves,
+        "records": sorted(sp.records, key=lambda r: r.index),
+        "timeline": {"batches": list(log), "cpu": list(sp.search.timeline), "events": list(sp.pipeline.events),
+                     "k": cfg.search.speculate},
+    }
+
+
+def emulated_runs(args, todo: list) -> None:
+    """The second pass of ``--emulate``: every recorded run replayed ``--repeats`` times per ``--overlap``
+    setting, round by round over all the runs (a burst of other programs' load then meets every shape alike),
+    keeping each one's fastest replay. ``todo``: (row, cfg, recorder, cache entries, recorded records, key)."""
+    overlaps = {"off": [False], "on": [True], "both": [False, True]}[args.overlap]
+    best, walls, identical = {}, {}, {}
+    for round_ in range(args.repeats):
+        for i, (r, cfg, recorder, cache_entries, recorded, _key) in enumerate(todo):
+            for overlap in overlaps:
+                run = replay_once(args, cfg, recorder, cache_entries, overlap)
+                same = records_equal(run.pop("records"), recorded)
+                identical[i, overlap] = identical.get((i, overlap), True) and same
+                walls.setdefault((i, overlap), []).append(run["emulated_ms"])
+                if (i, overlap) not in best or run["emulated_ms"] < best[i, overlap]["emulated_ms"]:
+                    best[i, overlap] = run
+                print(f"    replay {round_ + 1}/{args.repeats} {r['shape']}, overlap {'on' if overlap else 'off'}: "
+                      f"{run['emulated_ms']:.2f} ms/move (device busy {run['emulated_busy_ms']:.2f}, table "
+                      f"{run['emulated_table_ms']:.2f}; CPU {run['emulated_cpu_ms']:.2f}; idle "
+                      f"{run['emulated_idle_ms']:.2f}; waiting for the core {run['emulated_queued_ms']:.2f}; other "
+                      f"programs {100 * run['emulated_others']:.0f}% of the cores), records "
+                      f"{'identical' if same else 'DIFFERENT'}", file=sys.stderr, flush=True)
+    for i, (r, cfg, recorder, _c, _recorded, key) in enumerate(todo):
+        runs = []
+        for overlap in overlaps:
+            run = best[i, overlap]
+            TIMELINES[key + (overlap,)] = run.pop("timeline")
+            runs.append({**run, "emulated_identical": identical[i, overlap], "emulated_repeats_ms": walls[i, overlap]})
+        r.update(runs[0])
+        r["emulated_runs"] = runs
+        r["emulated_device"] = recorder.emulate_cost.label
+        r["emulated_note"] = recorder.emulate_cost.note
 
 
 def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: list[dict]) -> list[dict]:
     size = board_of(net_name)
     cost = batch_cost(net_name)
-    rows = []
+    rows, todo = [], []
     base = None
     max_trees = max(s["trees"] for s in shapes)
     for shape in shapes:
@@ -308,17 +324,14 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
         })
         r = rows[-1]
         if args.emulate:
-            runs = emulated_runs(args, cfg, ev, cache_entries, recs,
-                                 (label(net_name), leaves, bool(cache_entries), r["shape"]))
-            r.update(runs[0])
-            r["emulated_runs"] = runs
-            r["emulated_device"] = ev.emulate_cost.label
-            r["emulated_note"] = ev.emulate_cost.note
+            todo.append((r, cfg, ev, cache_entries, recs, (label(net_name), leaves, bool(cache_entries), r["shape"])))
         print(f"  {label(net_name)} L={leaves} cache={'on' if cache_entries else 'off'} {r['shape']}: "
               f"{r['move_batches']:.2f} batches/move (replay model {replay:.2f}; {r['speedup_batches']:.2f}x, "
               f"J model {predicted:.2f}x), "
               f"{r['rows_per_batch']:.0f} rows/batch, {r['move_ms']:.1f} ms/move wall, modelled GPU "
               f"{r['model_latency_ms']:.2f} ms/move, agreement {agree:.3f}", file=sys.stderr, flush=True)
+    if todo:
+        emulated_runs(args, todo)
     return rows
 
 
@@ -374,7 +387,7 @@ def print_emulated(rows: list[dict], args) -> None:
     print(f"{'net':>10} {'L':>3} {'cache':>5} {'shape':>18} {'overlap':>7} {'batches':>8} {'fwd':>6} {'wall ms':>8} "
           f"{'busy':>6} {'table':>6} {'CPU':>6} {'idle':>6} {'wall/busy':>9} {'x k=0':>6} {'queued':>6} "
           f"{'wall-q':>7} {'x k=0':>6} {'identical':>9} {'others':>6}")
-    print(f"(the fastest of {args.repeats} replays per row; fwd: evaluator calls per move, batches: steps per move, a "
+    print(f"(the fastest of {args.repeats} replays per row, replayed round by round over all rows; fwd: evaluator calls per move, batches: steps per move, a "
           f"step the NN cache answers whole makes no call; others: the share of this benchmark's cores other "
           f"programs used during that replay; queued: the search thread's time per move runnable but waiting for "
           f"the core (the kernel's run-queue wait: what other programs took from it), wall-q: wall less that, with "
