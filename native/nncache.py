@@ -1,6 +1,6 @@
 """NN cache kernels: a bounded, direct-mapped table of network outputs, and a hash evaluator for tests.
 
-``Table`` (preallocated by ``specmcts.nncache.NNCache``; ``cap`` a power of two, or 0 for a disabled cache):
+``Table`` (preallocated by ``specmcts.engine.nncache.NNCache``; ``cap`` a power of two, or 0 for a disabled cache):
 
     keys      uint64  [cap]      key of the entry in each slot; EMPTY_KEY (0) marks an empty slot
     policy    float32 [cap, A]   policy probabilities, stored exactly as the evaluator returned them
@@ -16,7 +16,7 @@ Outputs are stored as float32 without compression, so a hit is bit-identical to 
 inserted: speculation relies on a cached result being the result the search would have received fresh.
 
 ``hash_evaluate`` turns an xxHash64-style hash (single lane) of the exact bytes of an input row, seeded,
-into a deterministic pseudo-random policy and value (``specmcts.evaluator.HashEvaluator``).
+into a deterministic pseudo-random policy and value (``specmcts.engine.evaluator.HashEvaluator``).
 """
 from typing import NamedTuple
 

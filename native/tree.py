@@ -38,7 +38,7 @@ reports (root value, resignation).
 Gumbel root (Danihelka et al. 2022, mctx's ``gumbel_muzero_policy``): the i-th simulation of a tree with
 ``root_budget > 0`` goes to the action that maximises ``g(a) + log prior(a) + sigma(completed q(a))`` among
 the legal actions whose visit count (in-flight walks included) equals ``gumbel_table[t, i]``: the table of
-sequential halving (``specmcts.search.considered_visits``), so the top m actions by ``g + log prior`` get
+sequential halving (``specmcts.engine.search.considered_visits``), so the top m actions by ``g + log prior`` get
 one visit each, then the better half by score more, and so on. Below the root, PUCT.
 
 One simulation: copy the root state into a scratch row, walk down by PUCT (adding virtual loss), play
@@ -634,7 +634,7 @@ def _expand_and_backup(slots, wanted, row_start, tr, scratch, leaves, fill_eyes)
 
 # Each batch kernel exists twice: serial, and parallel over trees (numba prange, OpenMP threads). Threads pay
 # off only when a batch has many trees: for a handful of leaves the fork/join costs more than the work, and
-# on a loaded machine much more. ``specmcts.search`` picks per step; results are identical either way
+# on a loaded machine much more. ``specmcts.engine.search`` picks per step; results are identical either way
 # (trees are independent, each tree's leaves are processed in order).
 # They release the GIL (nogil): with ``search.overlap`` a forward pass runs in another thread meanwhile.
 select_leaves = njit(cache=True, nogil=True)(_select_leaves)

@@ -29,6 +29,7 @@ so when the evaluator batch is full the least likely trees are the ones that wai
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Hashable, Protocol
 
@@ -308,6 +309,9 @@ class Pipeline:
         self.calibration = Calibration(self.stages)
         self.heads: dict[Hashable, Level] = {}
         self.traces: list | None = None  # a list: every move played leaves its trace (tools/spec_model.py)
+        # a list: every move played leaves (perf_counter seconds, "commit" | "rollback", game, move number):
+        # commit, a speculated child became the search; rollback, nothing speculated the move, it starts afresh
+        self.events: list | None = None
         self.free_slots: list[int] = list(range(search.num_trees - 1, -1, -1))
         self._order = None  # cached slot order, rebuilt when levels change
         self._slot_next_event = np.zeros(search.num_trees, np.int64)
@@ -374,6 +378,9 @@ class Pipeline:
         """Level 0 of ``game`` played ``action``. ``state_after`` is the new position, or None when the
         game ended (then the game leaves the pipeline). Returns True if speculation had searched it."""
         head = self.heads[game]
+        if self.events is not None and state_after is not None and not state_after.is_over:
+            self.events.append((time.perf_counter(), "commit" if action in head.children else "rollback", game,
+                                head.state.move_number))
         self._score_predictions(head, action)
         self.stats.useful_sims += int(self.search.completed([head.slot])[0])
         self._order = None
