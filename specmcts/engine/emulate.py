@@ -8,7 +8,7 @@ speculation pipeline, ``search.overlap``'s second thread and the NN cache run un
 wall time per move is measured, and so is how much of it the device was busy, the CPU worked, or the
 device waited for the CPU.
 
-How a run is emulated (``tools/bench_speculation.py --emulate h100``):
+How a run is emulated (``specmcts/bench/speculation.py --emulate h100``):
 
 1. **Record.** The run plays once with ``RecordingEvaluator`` around the real net (``NetEvaluator``). It
    keeps the outputs of every input row it evaluates, keyed by the row's exact bytes, and answers a row it

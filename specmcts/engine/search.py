@@ -175,7 +175,7 @@ class Search:
             self._reset_arrays(t)
         # a list: every step leaves (what, lane, start, end) in perf_counter seconds: "step" (lane -1), "select"
         # (select, cache lookup, encode: the CPU work before a lane's forward pass), "backup" (cache insert,
-        # expand and back up); what tools/bench_speculation.py draws on the emulated device's timeline
+        # expand and back up); what specmcts/bench/speculation.py draws on the emulated device's timeline
         self.timeline: list | None = None
         # search.overlap: a second set of rows and a twin evaluator, so that one half of the trees' batch is
         # evaluated (in a thread) while the other half selects

@@ -15,12 +15,12 @@ rows, the GIL released. Each row gains the measured wall ms per move on that dev
 split per move: device busy, CPU (the search thread not waiting), device idle; ``--overlap`` replays with
 ``search.overlap`` (two batches in flight), ``--timeline PNG`` draws k = 0 beside the fastest shape.
 
-    python tools/bench_speculation.py --device cuda --nets 9x9-6x64 9x9-10x128 19x19-10x128 --leaves 8 16
-    python tools/bench_speculation.py --evaluator hash --sims 200 --max-moves 40    # CPU, any machine
-    python tools/bench_speculation.py --model shipped --cache on --k 4 8 16 --tree 8:2:17 8:3:17  # chains vs trees
-    python tools/bench_speculation.py --model shipped --cache on --max-moves 30 --k 0 8 16 --tree 16:2:17:51 \
+    specmcts bench speculation --device cuda --nets 9x9-6x64 9x9-10x128 19x19-10x128 --leaves 8 16
+    specmcts bench speculation --evaluator hash --sims 200 --max-moves 40    # CPU, any machine
+    specmcts bench speculation --model shipped --cache on --k 4 8 16 --tree 8:2:17 8:3:17  # chains vs trees
+    specmcts bench speculation --model shipped --cache on --max-moves 30 --k 0 8 16 --tree 16:2:17:51 \
         --emulate h100 --timeline docs/img/emulated_h100_timeline.png           # wall ms on an emulated H100
-    python tools/bench_speculation.py --compare real.json emulated.json        # a GPU's run beside the emulation
+    specmcts bench speculation --compare real.json emulated.json        # a GPU's run beside the emulation
 """
 from __future__ import annotations
 
@@ -32,11 +32,10 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from spec_model import simulate, simulate_tree  # noqa: E402
+from specmcts.bench.spec_model import simulate, simulate_tree  # noqa: E402
 from specmcts.config import Config, NetConfig  # noqa: E402
 
 NETS = {
@@ -339,7 +338,7 @@ def print_latency(rows: list[dict], args) -> None:
     cost = batch_cost(args.nets[0])
     print(f"\nLatency: one game at a time, {args.sims} sims/move, evaluator {args.evaluator} on {args.device}"
           f"{f', first {args.max_moves} moves' if args.max_moves else ''}. Speedups are vs k=0 in the same run.")
-    print("replay: batches per move of the tree model (tools/spec_model.simulate_tree) replaying this run's move "
+    print("replay: batches per move of the tree model (specmcts.bench.spec_model.simulate_tree) replaying this run's move "
           "traces. J model: the chain model fed the measured J (chains: a prediction; trees: J of 'among the top "
           "width candidates', the speedup were every such branch within the budget, a bound).")
     if cost.note:
