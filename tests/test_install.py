@@ -60,3 +60,7 @@ def test_wheel_install_finds_presets_and_the_shipped_net(tmp_path):
                           capture_output=True, text=True, cwd=work, env=env)
     assert info.returncode == 0, info.stderr[-2000:]
     assert json.loads(info.stdout)["board_size"] == 9
+
+    bench = subprocess.run([str(venv / "bin" / "specmcts"), "bench", "rules", "--seconds", "0.2", "--sizes", "5",
+                            "--repeats", "1", "--no-openspiel"], capture_output=True, text=True, cwd=work, env=env)
+    assert bench.returncode == 0, bench.stderr[-2000:]  # the benchmarks ship in the package (specmcts.bench)

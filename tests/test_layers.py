@@ -7,7 +7,7 @@ layers, low to high (docs/architecture.md):
     2  specmcts.engine                network, evaluator, NN cache, search, speculation, move rules
     3  specmcts.play                  matches, Elo, the GTP engine, the analysis engine, GTP client
     4  specmcts.training              self-play, replay, trainer, backends, the run loop
-    5  specmcts.cli, specmcts.__main__                      the command line
+    5  specmcts.cli, specmcts.__main__, specmcts.bench     the command line and the benchmarks
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ LAYERS = {
     2: ("specmcts.engine",),
     3: ("specmcts.play",),
     4: ("specmcts.training",),
-    5: ("specmcts.cli", "specmcts.__main__"),
+    5: ("specmcts.cli", "specmcts.__main__", "specmcts.bench"),
 }
 
 

@@ -208,7 +208,7 @@ def test_efficient_config_mechanics(tmp_path):
 
 
 def test_cpu_budget_stops_the_run(tmp_path):
-    """run.cpu_minutes: the session stops on its own CPU time (what tools/bench_learning.py gives each config),
+    """run.cpu_minutes: the session stops on its own CPU time (what specmcts/bench/learning.py gives each config),
     and what it played is on disk."""
     code, summary, err = small_run(tmp_path, "c", "--set", "run.cpu_minutes=0.05")
     assert code == 0, err

@@ -1,19 +1,13 @@
-"""The analytical pipeline model (tools/spec_model.py) against limits and against the real pipeline."""
-import sys
-from pathlib import Path
-
+"""The analytical pipeline model (specmcts/bench/spec_model.py) against limits and against the real pipeline."""
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-
-from spec_model import j_distribution_from_p, simulate  # noqa: E402
-
-from specmcts.config import Config  # noqa: E402
-from specmcts.engine.evaluator import HashEvaluator  # noqa: E402
-from specmcts.engine.nncache import NNCache  # noqa: E402
-from specmcts.training.selfplay import SelfPlay  # noqa: E402
-from specmcts.engine.speculation import correct_from_stage  # noqa: E402
+from specmcts.bench.spec_model import j_distribution_from_p, simulate
+from specmcts.config import Config
+from specmcts.engine.evaluator import HashEvaluator
+from specmcts.engine.nncache import NNCache
+from specmcts.training.selfplay import SelfPlay
+from specmcts.engine.speculation import correct_from_stage
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5])
@@ -82,9 +76,9 @@ def test_finer_stages_with_perfect_prediction(k, stages):
 @pytest.mark.parametrize("shape", [(3, 1, 4, 4), (4, 2, 8, 12), (8, 2, 9, 27), (16, 3, 17, 51)],
                          ids=lambda s: "k{}-w{}-t{}-s{}".format(*s))
 def test_tree_model_replays_the_measured_pipeline(shape):
-    """The tree model (tools/spec_model.simulate_tree) fed the run's own move traces predicts its batches per
+    """The tree model (specmcts.bench.spec_model.simulate_tree) fed the run's own move traces predicts its batches per
     move: chains and trees, coarse and fine stages."""
-    from spec_model import simulate_tree
+    from specmcts.bench.spec_model import simulate_tree
 
     k, width, trees, stages = shape
     cfg = Config().override("search.sims=256", f"speculation.k={k}", f"speculation.width={width}",

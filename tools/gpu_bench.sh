@@ -11,10 +11,12 @@
 # Sections: the GPU tests (CUDA graphs, bf16, pinned buffers, AMP training; skips name the missing GPU on a
 # CPU); a smoke run of `selfplay --workers 4` on one shared CUDA evaluator; the forward ceiling of our own evaluator (eager vs CUDA graph, batch 1..2048) and self-play evals/s
 # with 1 and N worker processes, each with its own net or all on one shared evaluator process, against that
-# ceiling (tools/bench_throughput.py); self-play evals/s vs the forward pass at the same batch in one process
-# (tools/bench_search.py, 9x9 6x64 and 19x19 10x128); latency per speculation depth k (bench_speculation.py);
-# Ray scaling over 1, 2, 4, 8 worker actors (bench_ray_scaling.py; needs Ray, which the device machine lacks
-# unless carried).
+# ceiling (specmcts/bench/throughput.py); self-play evals/s vs the forward pass at the same batch in one process
+# (specmcts/bench/search.py, 9x9 6x64 and 19x19 10x128); latency per speculation depth k (specmcts bench speculation),
+# on the real GPU and, the same command with --emulate h100, on the emulated H100 (the package's H100 table,
+# specmcts/engine/emulate.py), then both side by side (speculation9_compare): the check of the emulation against a
+# device (an H200 machine runs faster than the H100 table says: its name is in summary.md); Ray scaling over
+# 1, 2, 4, 8 worker actors (specmcts bench ray_scaling; needs Ray, which the device machine lacks unless carried).
 #
 # The device machine lacks gymnasium and sgfmill: carry their wheels in .whl/ (the device tool's README);
 # this script installs them into /tmp/site.
@@ -64,27 +66,35 @@ if [[ $device == cuda ]]; then
     tests/test_train.py -k "cuda or gpu or graph or amp or pinned or bf16 or device"
   section shared_smoke 35 $py -m specmcts selfplay --board 9 --workers 4 --games 16 --sims 64 --device cuda \
     --set evaluator.shared=on --out "$out/selfplay" --quiet
-  section throughput9 150 $py tools/bench_throughput.py --device cuda --net 9x9-6x64 --workers 1 16 \
+  section throughput9 150 $py -m specmcts bench throughput --device cuda --net 9x9-6x64 --workers 1 16 \
     --modes own shared --seconds 20 --sims 100 --concurrent 32 --chunk-games 32 --save "$out/throughput9.json"
-  section ceiling19 25 $py tools/bench_throughput.py --device cuda --net 19x19-10x128 --ceiling-only \
+  section ceiling19 25 $py -m specmcts bench throughput --device cuda --net 19x19-10x128 --ceiling-only \
     --save "$out/ceiling19.json"
-  section search 80 $py tools/bench_search.py --sizes 9 --net 9x9-6x64 19x19-10x128 --device cuda --concurrent 64 \
+  section search 80 $py -m specmcts bench search --sizes 9 --net 9x9-6x64 19x19-10x128 --device cuda --concurrent 64 \
     --net-sims 200 --max-moves 30 --sims 800 --overlap both
-  section speculation9 45 $py tools/bench_speculation.py --device cuda --model shipped --sims 800 --games 1 \
-    --leaves 8 --cache on --k 0 4 8 16 --tree 16:2:17 --max-moves 60 --json "$out/speculation9.json"
-  section speculation19 35 $py tools/bench_speculation.py --device cuda --nets 19x19-10x128 --sims 800 --games 1 \
+  spec9=(--model shipped --sims 800 --games 1 --leaves 8 --cache on --k 0 4 8 16 --tree 16:2:17 16:2:17:51
+         --max-moves 30)
+  section speculation9 45 $py -m specmcts bench speculation --device cuda "${spec9[@]}" --json "$out/speculation9.json"
+  section speculation9_emulated 60 $py -m specmcts bench speculation --device cuda "${spec9[@]}" --emulate h100 \
+    --overlap both --json "$out/speculation9_emulated.json" --timeline "$out/speculation9_timeline.png"
+  section speculation9_compare 10 $py -m specmcts bench speculation --compare "$out/speculation9.json" \
+    "$out/speculation9_emulated.json"
+  section speculation19 35 $py -m specmcts bench speculation --device cuda --nets 19x19-10x128 --sims 800 --games 1 \
     --k 0 4 8 --leaves 8 --cache on --max-moves 40 --json "$out/speculation19.json"
-  section ray 40 $py tools/bench_ray_scaling.py --config configs/go9.yaml --workers 1 2 4 8 --seconds 8
+  section ray 40 $py -m specmcts bench ray_scaling --config configs/go9.yaml --workers 1 2 4 8 --seconds 8
 else
   section gpu_tests 120 $py -m pytest -q -rs -p no:cacheprovider tests/test_evaluator.py tests/test_network.py \
     tests/test_train.py -k "cuda or gpu or graph or amp or pinned or bf16 or device"
-  section throughput9 300 $py tools/bench_throughput.py --device cpu --net 9x9-2x32 --workers 1 2 \
+  section throughput9 300 $py -m specmcts bench throughput --device cpu --net 9x9-2x32 --workers 1 2 \
     --modes own shared --seconds 40 --sims 64 --concurrent 8 --chunk-games 8 --save "$out/throughput9.json"
-  section search 120 $py tools/bench_search.py --sizes 9 --net 9x9-2x32 --device cpu --concurrent 16 \
+  section search 120 $py -m specmcts bench search --sizes 9 --net 9x9-2x32 --device cpu --concurrent 16 \
     --net-sims 64 --max-moves 20 --sims 800 --trees 16 --overlap both
-  section speculation9 150 $py tools/bench_speculation.py --device cpu --model shipped --sims 200 --games 1 \
+  section speculation9 150 $py -m specmcts bench speculation --device cpu --model shipped --sims 200 --games 1 \
     --leaves 8 --cache on --k 0 2 4 --max-moves 30 --json "$out/speculation9.json"
-  section ray 150 $py tools/bench_ray_scaling.py --config tiny --workers 1 2 --seconds 30
+  section speculation9_emulated 150 $py -m specmcts bench speculation --device cpu --model shipped --sims 200 \
+    --games 1 --leaves 8 --cache on --k 0 2 4 --tree 4:2:5:15 --max-moves 30 --emulate h100 \
+    --json "$out/speculation9_emulated.json"
+  section ray 150 $py -m specmcts bench ray_scaling --config tiny --workers 1 2 --seconds 30
 fi
 echo >> "$summary"
 echo "total $(( $(date +%s) - started )) s" >> "$summary"

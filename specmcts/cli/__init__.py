@@ -115,13 +115,23 @@ def add_analysis_arguments(p: argparse.ArgumentParser) -> None:
                    help="the most visits one position gets, whatever a query asks (default 100000)")
 
 
+BENCHMARKS = {
+    "rules": "random-play moves/s vs OpenSpiel",
+    "search": "sims/s and self-play vs the forward pass",
+    "speculation": "latency per speculation shape vs k = 0 (--emulate h100: on an emulated GPU)",
+    "threads": "the CPU threads settings beside busy programs, and the one to use",
+    "throughput": "self-play evals/s with 1 and N processes against the forward ceiling",
+    "learning": "two configs trained for the same CPU time, then matched",
+    "mctx": "self-play moves/s against mctx + pgx (a peer Python with JAX)",
+    "ray_scaling": "self-play over 1, 2, 4, 8 Ray worker actors",
+}
+
+
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=("rules", "search", "speculation", "threads"),
-                   help="rules: random-play moves/s vs OpenSpiel; search: sims/s and self-play vs forward; "
-                        "speculation: latency per k vs the analytical model; threads: the CPU threads settings beside "
-                        "busy programs, and the one to use (tools/bench_<what>.py)")
+    p.add_argument("what", choices=tuple(BENCHMARKS),
+                   help="; ".join(f"{k}: {v}" for k, v in BENCHMARKS.items()) + " (specmcts/bench/<what>.py)")
     p.add_argument("tool_args", nargs=argparse.REMAINDER, metavar="...",
-                   help="passed to the tool, e.g. specmcts bench speculation --evaluator hash --sims 200")
+                   help="passed to the benchmark, e.g. specmcts bench speculation --evaluator hash --sims 200")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -298,17 +308,9 @@ def cmd_analysis(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    import importlib.util
-    from pathlib import Path
+    import importlib
 
-    tool = Path(__file__).resolve().parents[2] / "tools" / f"bench_{args.what}.py"
-    if not tool.is_file():
-        raise CommandError(f"{tool} not found: the benchmarks live in tools/ of a source checkout")
-    sys.path.insert(0, str(tool.parent))
-    spec = importlib.util.spec_from_file_location(f"bench_{args.what}", tool)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses in the tool look their module up there
-    spec.loader.exec_module(module)
+    module = importlib.import_module(f"specmcts.bench.{args.what}")  # in the package: works when installed
     return int(module.main(list(args.tool_args)) or EXIT_OK)
 
 
@@ -353,7 +355,7 @@ COMMANDS: dict[str, Command] = {
         add_analysis_arguments, cmd_analysis),
     "bench": Command(
         "measure rules, search, speculation or network throughput",
-        "Benchmarks: runs tools/bench_<what>.py of the source checkout with the arguments that follow.",
+        "Benchmarks (specmcts.bench): runs one with the arguments that follow.",
         add_bench_arguments, cmd_bench),
     "model": Command(
         "inspect, create, export or grow checkpoints",

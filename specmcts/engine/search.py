@@ -107,6 +107,7 @@ class Lane:
     state per leaf, the leaves, the rows that missed the cache, each tree's first row, and the scratch of the
     misses' de-duplication (``nncache.dedup_misses``)."""
 
+    index: int  # 0, or 1 for the twin's
     evaluator: Evaluator
     scratch: kernels.States
     leaves: kernels.Leaves
@@ -115,10 +116,11 @@ class Lane:
     dedup: tuple[np.ndarray, np.ndarray, np.ndarray]
 
     @classmethod
-    def allocate(cls, evaluator: Evaluator, rows: int, size: int, num_actions: int, num_trees: int) -> "Lane":
+    def allocate(cls, index: int, evaluator: Evaluator, rows: int, size: int, num_actions: int, num_trees: int
+                 ) -> "Lane":
         dedup = (np.zeros(1 << (2 * rows - 1).bit_length(), np.int32), np.zeros(rows, np.int32),
                  np.zeros(rows, np.int32))
-        return cls(evaluator, allocate_states(rows, size), kernels.Leaves.allocate(rows, num_actions),
+        return cls(index, evaluator, allocate_states(rows, size), kernels.Leaves.allocate(rows, num_actions),
                    np.zeros(rows, np.int32), np.zeros(num_trees, np.int32), dedup)
 
 
@@ -159,7 +161,7 @@ class Search:
         # A tree's batch is taken whole or not at all (``select_leaves``), so it must fit in the scratch
         # rows: asking a tree for more leaves than the evaluator takes would skip it forever.
         self.leaves_per_tree = min(int(self.cfg.leaves_per_tree), rows)
-        self.lanes = [Lane.allocate(self.evaluator, rows, size, self.num_actions, self.num_trees)]
+        self.lanes = [Lane.allocate(0, self.evaluator, rows, size, self.num_actions, self.num_trees)]
         self.threads = numba_threads(self.cfg.threads)
         self._queue = np.zeros(self.max_nodes, np.int32)
         c = self.cfg
@@ -171,11 +173,15 @@ class Search:
             su_scale=float(c.score_utility_scale or size / 2.0))
         for t in range(self.num_trees):
             self._reset_arrays(t)
+        # a list: every step leaves (what, lane, start, end) in perf_counter seconds: "step" (lane -1), "select"
+        # (select, cache lookup, encode: the CPU work before a lane's forward pass), "backup" (cache insert,
+        # expand and back up); what specmcts/bench/speculation.py draws on the emulated device's timeline
+        self.timeline: list | None = None
         # search.overlap: a second set of rows and a twin evaluator, so that one half of the trees' batch is
         # evaluated (in a thread) while the other half selects
         self._twin = self.evaluator.twin() if self.cfg.overlap else None
         if self._twin is not None:
-            self.lanes.append(Lane.allocate(self._twin, rows, size, self.num_actions, self.num_trees))
+            self.lanes.append(Lane.allocate(1, self._twin, rows, size, self.num_actions, self.num_trees))
             self._forwarder = ThreadPoolExecutor(1, thread_name_prefix="forward")
 
     # -- slots -----------------------------------------------------------------------------------
@@ -365,11 +371,15 @@ class Search:
         overlap = self._twin is not None and len(slots) >= 2
         half = len(slots) // 2 if overlap else len(slots)
         parts = (slice(0, half), slice(half, len(slots))) if overlap else (slice(0, len(slots)),)
+        began = time.perf_counter()
         batches = [self._start(self.lanes[i], slots[part], wanted[part], parallel, overlap)
                    for i, part in enumerate(parts)]
         self.stats.steps += 1
         self.stats.overlapped_steps += int(overlap)
-        return sum(self._finish(batch, parallel) for batch in batches)
+        done = sum(self._finish(batch, parallel) for batch in batches)
+        if self.timeline is not None:
+            self.timeline.append(("step", -1, began, time.perf_counter()))
+        return done
 
     def _start(self, lane: Lane, slots: np.ndarray, wanted: np.ndarray, parallel: bool, in_thread: bool
                ) -> InFlight:
@@ -393,11 +403,15 @@ class Search:
                 rows = self._encode_distinct(lane, misses, encode)
                 t3 = clock()
                 spent["encode"] += t3 - t2
+                if self.timeline is not None:
+                    self.timeline.append(("select", lane.index, t0, t3))
                 if in_thread:
                     answer = self._forwarder.submit(lane.evaluator.forward, rows)
                 else:
                     answer = lane.evaluator.forward(rows)
                     spent["forward"] += clock() - t3
+        if answer is None and self.timeline is not None:
+            self.timeline.append(("select", lane.index, t0, clock()))
         return InFlight(lane, slots, wanted, starts, n, int(collisions), hits, misses, answer)
 
     def _finish(self, batch: InFlight, parallel: bool) -> int:
@@ -424,7 +438,10 @@ class Search:
         t5 = clock()
         backup = kernels.expand_and_backup_parallel if parallel else kernels.expand_and_backup
         backup(batch.slots, batch.wanted, batch.starts, self.trees, lane.scratch, lane.leaves, self.cfg.fill_own_eyes)
-        spent["backup"] += clock() - t5
+        t6 = clock()
+        spent["backup"] += t6 - t5
+        if self.timeline is not None:
+            self.timeline.append(("backup", lane.index, t4 if batch.answer is not None else t5, t6))
         evaluated = batch.leaves - batch.collisions
         stats.leaves += evaluated
         stats.terminal += evaluated - (batch.hits + batch.misses)

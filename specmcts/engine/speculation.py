@@ -29,6 +29,7 @@ so when the evaluator batch is full the least likely trees are the ones that wai
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Hashable, Protocol
 
@@ -187,7 +188,7 @@ def plan_tree(levels: list, k: int, trees: int, keep: float = KEEP) -> tuple[set
     then keep or start the ``trees - 1`` likeliest searches below the head. A running level scores ``keep``
     times its path odds (near-ties do not churn); a new child needs a kept parent and one of its ``width``
     candidates. Returns (ids of the levels kept, the head's included; [(parent, action, odds)] to start).
-    Shared by ``Pipeline`` and the tree model (``tools/spec_model.simulate_tree``)."""
+    Shared by ``Pipeline`` and the tree model (``specmcts.bench.spec_model.simulate_tree``)."""
     for level in levels[1:]:
         level.path = level.parent.path * level.odds
     options = []  # (-score, depth, kind, index); kind 0: a running level, 1: a new child
@@ -307,7 +308,10 @@ class Pipeline:
         self.stats = SpeculationStats(boundaries=self.boundaries)
         self.calibration = Calibration(self.stages)
         self.heads: dict[Hashable, Level] = {}
-        self.traces: list | None = None  # a list: every move played leaves its trace (tools/spec_model.py)
+        self.traces: list | None = None  # a list: every move played leaves its trace (specmcts/bench/spec_model.py)
+        # a list: every move played leaves (perf_counter seconds, "commit" | "rollback", game, move number):
+        # commit, a speculated child became the search; rollback, nothing speculated the move, it starts afresh
+        self.events: list | None = None
         self.free_slots: list[int] = list(range(search.num_trees - 1, -1, -1))
         self._order = None  # cached slot order, rebuilt when levels change
         self._slot_next_event = np.zeros(search.num_trees, np.int64)
@@ -374,6 +378,9 @@ class Pipeline:
         """Level 0 of ``game`` played ``action``. ``state_after`` is the new position, or None when the
         game ended (then the game leaves the pipeline). Returns True if speculation had searched it."""
         head = self.heads[game]
+        if self.events is not None and state_after is not None and not state_after.is_over:
+            self.events.append((time.perf_counter(), "commit" if action in head.children else "rollback", game,
+                                head.state.move_number))
         self._score_predictions(head, action)
         self.stats.useful_sims += int(self.search.completed([head.slot])[0])
         self._order = None
@@ -586,7 +593,7 @@ class Pipeline:
 def trace_of(level_seen: list, odds: list, action: int, sims: int, decided_at: int, first: bool) -> dict:
     """A move's trace: at each boundary its ranked candidates with their odds and the simulations done,
     the move played, the search's budget, when it became sure (-1: never) and whether it is a game's first
-    move; what the tree model (``tools/spec_model.py``) replays."""
+    move; what the tree model (``specmcts/bench/spec_model.py``) replays."""
     return {"seen": [(int(stage), [int(a) for a in actions], [float(o) for o in o_], int(done))
                      for (stage, actions, _, done), o_ in zip(level_seen, odds)],
             "final": int(action), "sims": int(sims), "sure_at": int(decided_at), "first": bool(first)}

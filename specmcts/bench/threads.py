@@ -13,7 +13,7 @@ per core each, spinning waits: what the project did before the thread plan), and
 ``torch T x numba N`` for T, N in 1 and all cores. ``--hogs H`` starts H busy torch processes (matmuls, their
 own default threads) for the whole run, as a laptop with a browser and a build would be.
 
-    python tools/bench_threads.py                 # 2 hogs, all settings (a few minutes on 2 cores)
+    specmcts bench threads                 # 2 hogs, all settings (a few minutes on 2 cores)
     specmcts bench threads --hogs 0 --json        # an idle machine, machine-readable
 """
 from __future__ import annotations

@@ -18,8 +18,8 @@ move, while ours tests points of a shuffled empty list until one is legal; part 
 Everything runs single-threaded (NUMBA_NUM_THREADS=1) and pinned to one core when the OS allows it, after
 JIT warm-up (or the numba cache load). Each engine gets several timed repeats; best and median are reported.
 
-    python tools/bench_rules.py                 # 9, 13, 19; about 30 s
-    python tools/bench_rules.py --seconds 10 --sizes 9,19 --json
+    specmcts bench rules                 # 9, 13, 19; about 30 s
+    specmcts bench rules --seconds 10 --sizes 9,19 --json
 """
 from __future__ import annotations
 
@@ -37,9 +37,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 

@@ -1,10 +1,10 @@
 """Self-play throughput on one machine: our evaluator's forward ceiling, and self-play with N worker
 processes, each with a net of its own or all on one shared evaluator process, measured in one run.
 
-    python tools/bench_throughput.py                                  # CPU, small: the tables in docs/performance.md
-    python tools/bench_throughput.py --device cuda --net 9x9-6x64 --workers 1 4 8 16 --seconds 40
-    python tools/bench_throughput.py --json                           # one JSON object
-    python tools/bench_throughput.py --device cuda --net 19x19-10x128 --ceiling-only
+    specmcts bench throughput                                  # CPU, small: the tables in docs/performance.md
+    specmcts bench throughput --device cuda --net 9x9-6x64 --workers 1 4 8 16 --seconds 40
+    specmcts bench throughput --json                           # one JSON object
+    specmcts bench throughput --device cuda --net 19x19-10x128 --ceiling-only
 
 Forward ceiling: evals/s of ``NetEvaluator.evaluate(B)`` on random rows at each batch size B of
 ``--batches``: eager PyTorch, and on CUDA also the captured CUDA graphs (bf16), the same evaluator self-play
@@ -28,8 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 

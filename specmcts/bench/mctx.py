@@ -10,7 +10,7 @@ games at once, simulations and moves per game. Both report moves per second of w
 JAX is not a dependency of specmcts: give a Python that has ``jax mctx pgx`` (``--peer-python``), e.g.
 
     python -m venv /tmp/jaxenv && /tmp/jaxenv/bin/pip install jax jaxlib mctx pgx
-    python tools/bench_mctx.py --peer-python /tmp/jaxenv/bin/python --games 8 --sims 64 --moves 40
+    specmcts bench mctx --peer-python /tmp/jaxenv/bin/python --games 8 --sims 64 --moves 40
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 PEER = r'''

@@ -1,9 +1,9 @@
 """Learning efficiency A/B: two configs trained for the same CPU time, three seeds each, every final net
 played against one fixed reference net; prints Elo with 95 % intervals.
 
-    python tools/bench_learning.py --minutes 15 --seeds 1 2 3 --reference checkpoints/reference9.pt
-    python tools/bench_learning.py --minutes 1 --seeds 1 --eval-games 4 --reference REF   # a quick look
-    python tools/bench_learning.py --minutes 15                   # train only (evaluate later with --reference)
+    specmcts bench learning --minutes 15 --seeds 1 2 3 --reference checkpoints/reference9.pt
+    specmcts bench learning --minutes 1 --seeds 1 --eval-games 4 --reference REF   # a quick look
+    specmcts bench learning --minutes 15                   # train only (evaluate later with --reference)
 
 Configs (both on ``configs/go9cpu.yaml``'s run settings: generations mode, one core, the same window):
 
@@ -29,8 +29,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "configs" / "go9cpu.yaml"
+from specmcts.config import preset_path
+
+CONFIG = preset_path("go9cpu")  # package data: works from an installed package too
 CONFIGS = {
     "baseline": ["net.blocks=2", "net.channels=32", "net.value_hidden=32", "net.heads=fc", "net.gpool_every=0",
                  "search.root=puct", "moves.fast_sims=0", "search.sims=64", "search.leaves_per_tree=8"],
@@ -57,7 +58,7 @@ def train(name: str, seed: int, minutes: float, out: Path) -> dict:
                     "--set", f"run.cpu_minutes={minutes}", "--quiet", "--json", "--set", "run.eval_every=0",
                     *[a for o in CONFIGS[name] for a in ("--set", o)])
     started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env())
     if proc.returncode != 0:
         raise SystemExit(f"bench_learning: {name} seed {seed} failed ({proc.returncode}): "
                          f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}")
@@ -70,7 +71,7 @@ def train(name: str, seed: int, minutes: float, out: Path) -> dict:
 def evaluate(model: str, reference: str, games: int, sims: int, out: Path, seed: int) -> dict:
     cmd = _specmcts("eval", "--model", model, "--opponent", reference, "--games", str(games), "--seed", str(seed),
                     "--out", str(out), "--json", "--quiet", "--config", str(CONFIG), "--set", f"eval.sims={sims}")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env())
     if proc.returncode != 0:
         raise SystemExit(f"bench_learning: eval of {model} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-games", type=int, default=40)
     p.add_argument("--eval-sims", type=int, default=64)
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (one core each)")
-    p.add_argument("--out", default=str(ROOT / "runs" / "bench_learning"))
+    p.add_argument("--out", default=str(Path("runs") / "bench_learning"))
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     out = Path(args.out)

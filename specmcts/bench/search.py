@@ -7,9 +7,9 @@ Net: self-play NN evals/s (``SelfPlay``, many concurrent games, NN cache off) ag
 throughput of the same net at the same batch size, measured in the same run, and where the self-play time
 goes. Meant for the GPU machine (``--device cuda``); runs on a CPU too (small nets, for the script's sake).
 
-    python tools/bench_search.py                      # CPU table
-    python tools/bench_search.py --net --device cuda  # + GPU self-play vs forward
-    python tools/bench_search.py --sizes 9 --model shipped --concurrent 16 --net-sims 100   # a trained net
+    specmcts bench search                      # CPU table
+    specmcts bench search --net --device cuda  # + GPU self-play vs forward
+    specmcts bench search --sizes 9 --model shipped --concurrent 16 --net-sims 100   # a trained net
 """
 from __future__ import annotations
 

@@ -11,9 +11,9 @@ is not counted, and neither is its time); the row's rate is the sum over workers
 by the CPU time the workers' processes used instead: on a machine shared with other jobs, wall-clock rates
 drop while this stays put, and a flat column across rows means Ray adds no per-worker overhead.
 
-    python tools/bench_ray_scaling.py --config tiny --workers 1 2 --seconds 60             # CPU, this machine
-    python tools/bench_ray_scaling.py --config configs/go9.yaml --workers 1 2 4 8         # GPU node
-    python tools/bench_ray_scaling.py --address auto ...                                   # a running cluster
+    specmcts bench ray_scaling --config tiny --workers 1 2 --seconds 60             # CPU, this machine
+    specmcts bench ray_scaling --config configs/go9.yaml --workers 1 2 4 8         # GPU node
+    specmcts bench ray_scaling --address auto ...                                   # a running cluster
 """
 from __future__ import annotations
 

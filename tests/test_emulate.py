@@ -1,0 +1,193 @@
+"""The emulated device (specmcts/engine/emulate.py): the H100 table ships with the package, a replay on the emulated
+device plays exactly the games its recording played (at k = 0, at speculation shapes, with two lanes), and a
+row the recording never saw is an error, never a silent miss. No wall-clock thresholds: holds are checked
+against the table's time only in their order (a hold ends no sooner than the table says)."""
+from __future__ import annotations
+
+import threading
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from specmcts.config import Config, NetConfig
+from specmcts.engine.emulate import (DATA_DIR, EmulatedDevice, ForwardCost, MissingRowError, RecordingEvaluator, RowRecord,
+                              forward_cost, forward_table)
+from specmcts.engine.evaluator import NetEvaluator
+from specmcts.engine.network import build_net
+from specmcts.engine.nncache import NNCache
+from specmcts.training.selfplay import SelfPlay
+
+BOARD = 9
+LEAVES = 4
+SHAPES = {"k0": (0, 1, 1, 0), "chain2": (2, 1, 3, 0), "tree": (3, 2, 4, 6)}  # k, width, trees, stages
+
+
+def test_the_h100_table_ships_with_the_package():
+    table = forward_table("h100")
+    assert Path(DATA_DIR).parent == Path(__import__("specmcts").__file__).parent  # inside the package
+    assert table["measured"] == "2026-11-22" and "H100" in table["what"]
+    nets = {(r["board"], r["blocks"], r["ch"]) for r in table["rows"] if r["dtype"] == "bf16" and r["mode"] == "cudagraph"}
+    assert {(9, 6, 64), (19, 20, 256)} <= nets
+    data = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert "data/*.json" in data["tool"]["setuptools"]["package-data"]["specmcts"]  # an installed package has it
+    with pytest.raises(ValueError, match="no forward table for device 'tpu'.*h100"):
+        forward_table("tpu")
+
+
+def test_forward_cost_takes_the_nearest_net_and_says_so():
+    cost = forward_cost(9, 6, 48)  # the shipped net: the table has 6x64 and 10x128 on 9x9
+    assert (cost.board, cost.blocks, cost.channels) == (9, 6, 64)
+    assert "no 9x9 6x48" in cost.note and "6x64" in cost.note
+    assert forward_cost(9, 6, 64).note == ""
+    assert (forward_cost(19, 20, 256).blocks, forward_cost(19, 20, 256).channels) == (20, 256)
+    assert forward_cost(19, 2, 32).blocks == 10  # the smaller 19x19 net
+    assert cost.ms_at(8) == pytest.approx(0.2215) and cost.ms_at(0) == 0.0
+    between = cost.ms_at(np.array([8, 16, 32]))
+    assert between[0] <= between[1] <= between[2]  # interpolated in log(rows)
+    assert cost.ms_at(4096) == pytest.approx(2 * cost.ms_at(2048))  # saturated: proportional to rows
+
+
+@lru_cache(maxsize=None)
+def _net():
+    torch.manual_seed(3)
+    return build_net(BOARD, NetConfig(blocks=1, channels=16, value_hidden=16))
+
+
+def _config(shape: str, overlap: bool = False, seed: int = 5) -> Config:
+    k, width, trees, stages = SHAPES[shape]
+    return Config().override(
+        f"seed={seed}", f"game.board={BOARD}", "search.sims=24", f"search.leaves_per_tree={LEAVES}",
+        f"speculation.k={k}", f"speculation.width={width}", f"speculation.rows={trees * LEAVES}",
+        f"speculation.stages={stages}", "search.tree_reuse=false", "moves.temperature_moves=3",
+        f"search.overlap={overlap}", "selfplay.games=1", "selfplay.concurrent=1", "selfplay.max_moves=10")
+
+
+def _play(cfg: Config, evaluator, timeline: bool = False):
+    sp = SelfPlay(cfg, evaluator, NNCache.for_board(1 << 12, BOARD), out=None, tensorboard=False)
+    if timeline:
+        sp.search.timeline, sp.pipeline.events = [], []
+    sp.run()
+    return sp, sorted(sp.records, key=lambda r: r.index)
+
+
+def assert_same_records(records, reference):
+    assert len(records) == len(reference) > 0
+    for rec, ref in zip(records, reference):
+        assert rec.moves == ref.moves and rec.result == ref.result
+        np.testing.assert_array_equal(np.stack(rec.targets), np.stack(ref.targets))
+        np.testing.assert_array_equal(np.array(rec.root_values), np.array(ref.root_values))
+        np.testing.assert_array_equal(np.stack(rec.features), np.stack(ref.features))
+
+
+@lru_cache(maxsize=None)
+def _recorded(shape: str):
+    """(recorder, records) of ``shape``'s recording pass; every shape records into one record."""
+    record = _recorded_record()
+    recorder = RecordingEvaluator(NetEvaluator(_net(), "cpu", max_batch=4 * LEAVES), record)
+    _sp, records = _play(_config(shape), recorder)
+    return recorder, records
+
+
+@lru_cache(maxsize=None)
+def _recorded_record():
+    return RowRecord(BOARD * BOARD + 1)
+
+
+@pytest.mark.parametrize("shape,overlap", [("k0", False), ("chain2", False), ("tree", False), ("tree", True)])
+def test_a_replay_on_the_emulated_device_plays_the_recorded_games(shape, overlap):
+    recorder, recorded = _recorded(shape)
+    _k0_recorder, k0_records = _recorded("k0")
+    assert_same_records(recorded, k0_records)  # one record: every shape's recording is k = 0's games
+    device = EmulatedDevice.replaying(recorder, forward_cost(BOARD, 1, 16))
+    sp, replayed = _play(_config(shape, overlap), device, timeline=True)
+    assert_same_records(replayed, recorded)
+    log = device.log.batches
+    assert len(log) == int(sp.search.stats.batch_rows[1:].sum()) > 0  # one hold per forward pass
+    for lane, asked, start, end, rows, hold in log:
+        assert asked <= start and end - start >= hold == pytest.approx(device.cost.seconds(rows))
+    spans = sorted((start, end) for _l, _a, start, end, _r, _h in log)
+    assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:]))  # one device: one batch at a time
+    assert {lane for lane, *_ in log} == ({0, 1} if overlap and shape != "k0" else {0})
+    assert device.log.busy_s() >= device.log.table_s() > 0
+    kinds = {kind for _t, kind, _g, _m in sp.pipeline.events}
+    assert len(sp.pipeline.events) == len(replayed[0].moves) - 1  # the last move ends the game
+    assert kinds == ({"rollback"} if shape == "k0" else kinds) and ("commit" in kinds or shape == "k0")
+    assert {what for what, *_ in sp.search.timeline} == {"step", "select", "backup"}
+
+
+def test_a_row_missing_from_the_record_raises():
+    recorder, _ = _recorded("k0")
+    device = EmulatedDevice.replaying(recorder, forward_cost(BOARD, 1, 16))
+    seen = np.frombuffer(next(iter(recorder.record.rows)), np.uint8).reshape(device.inputs.shape[1:])
+    device.inputs[:2] = seen
+    device.evaluate(1)  # a recorded row is answered
+    device.inputs[1, 0, 4, 4] = 7  # no position has this plane value: never recorded
+    with pytest.raises(MissingRowError, match="row 1 of a batch of 2 is not in the record"):
+        device.evaluate(2)
+    empty = EmulatedDevice(RowRecord(BOARD * BOARD + 1), forward_cost(BOARD, 1, 16), BOARD, 8)
+    with pytest.raises(MissingRowError):
+        empty.evaluate(1)
+    # another game than the one recorded asks for positions the record lacks
+    with pytest.raises(MissingRowError):
+        _play(_config("k0", seed=99), EmulatedDevice.replaying(recorder, forward_cost(BOARD, 1, 16)))
+
+
+def test_the_recorder_answers_a_row_it_has_seen_from_its_record():
+    net = build_net(BOARD, NetConfig(blocks=1, channels=16, value_hidden=16))
+    recorder = RecordingEvaluator(NetEvaluator(net, "cpu", max_batch=4))
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, 2, size=(3,) + recorder.inputs.shape[1:], dtype=np.uint8)
+    recorder.inputs[:2] = rows[:2]
+    first = [a.copy() for a in recorder.forward(2)]
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.5)  # the net now answers differently
+    recorder.inputs[:2] = rows[[1, 2]]
+    policy, value, score = recorder.forward(2)
+    np.testing.assert_array_equal(policy[0], first[0][1])  # row 1 seen before: the recorded answer
+    np.testing.assert_array_equal(value[0], first[1][1])
+    np.testing.assert_array_equal(score[0], first[2][1])
+    assert not np.array_equal(policy[1], first[0][1]) and len(recorder.record) == 3
+
+
+@pytest.mark.parametrize("wait", ["spin", "sleep"])
+def test_a_hold_lets_other_threads_run(wait):
+    slow = ForwardCost("h100", BOARD, 1, 16, "bf16", "cudagraph", "", np.array([1.0, 2.0]), np.array([30.0, 30.0]))
+    record = RowRecord(BOARD * BOARD + 1)
+    device = EmulatedDevice(record, slow, BOARD, 4, wait=wait)
+    record.keep([device.inputs[0].tobytes()], np.zeros((1, BOARD * BOARD + 1), np.float32), np.zeros(1, np.float32),
+                np.zeros(1, np.float32))
+    ticks, stop = [0], threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            ticks[0] += 1
+
+    other = threading.Thread(target=spin)
+    other.start()
+    try:
+        before = ticks[0]
+        device.evaluate(1)
+        during = ticks[0] - before
+    finally:
+        stop.set()
+        other.join()
+    assert during > 0  # the GIL was released while the batch was held
+    _lane, _asked, start, end, _rows, hold = device.log.batches[0]
+    assert end - start >= hold == pytest.approx(0.030)
+
+
+def test_a_device_with_two_lanes_waits_asleep():
+    """auto: one lane spins (CUDA's default where cores are spare), two lanes (search.overlap) sleep so the
+    waiting lane leaves the core to the selecting one."""
+    recorder, _ = _recorded("k0")
+    device = EmulatedDevice.replaying(recorder, forward_cost(BOARD, 1, 16))
+    assert device.log.lanes == 1
+    twin = device.twin()
+    assert twin.log is device.log and twin.lane == 1 and device.log.lanes == 2 and twin.record is device.record
+    with pytest.raises(ValueError, match="wait must be"):
+        EmulatedDevice.replaying(recorder, forward_cost(BOARD, 1, 16), wait="poll")
