@@ -491,15 +491,16 @@ def draw_timeline(path: str, rows: list[dict], args) -> None:
                      colours[what])
         steps = sorted((a, b) for w, _ln, a, b in data["cpu"] if w == "step")
         bars([(b, c) for (_a, b), (c, _d) in zip(steps, steps[1:])], "scheduling", colours["sched"])
-        for t, kind, _g, m in data["events"]:
-            if first <= m <= last:
-                colour = "#2ca02c" if kind == "commit" else ("#d62728" if data["k"] else "#555555")
-                ax.axvline((t - t0) * 1000, color=colour, linewidth=1.4)
-                ax.text((t - t0) * 1000, len(names) - 0.45, f" {m + 1}" + (f" {kind}" if data["k"] else ""),
-                        color=colour, fontsize=8, va="bottom")
+        shown = [(t, kind, m) for t, kind, _g, m in data["events"] if first <= m <= last]
+        for i, (t, kind, m) in enumerate(shown):
+            colour = "#2ca02c" if kind == "commit" else ("#d62728" if data["k"] else "#555555")
+            ax.axvline((t - t0) * 1000, color=colour, linewidth=1.4)
+            close = i and (t - shown[i - 1][0]) * 1000 < 0.08 * span  # labels of close moves go one above another
+            ax.text((t - t0) * 1000, len(names) - 0.45 + (0.3 * (i % 3) if close else 0.0),
+                    f" {m + 1}" + (f" {kind}" if data["k"] else ""), color=colour, fontsize=8, va="bottom")
         moves = last - first + 1
         ax.set_yticks(list(y.values()), list(y.keys()))
-        ax.set_ylim(-0.6, len(names) - 0.1 + 0.5)
+        ax.set_ylim(-0.6, len(names) + 1.0)
         ax.set_title(f"{title}{r['shape']}{', search.overlap on' if run['overlap'] else ''}: moves {first + 1}-{last + 1} "
                      f"in {(t1 - t0) * 1000:.1f} ms ({(t1 - t0) * 1000 / moves:.1f} ms/move here; "
                      f"{run['emulated_ms']:.1f} ms/move over the run: device busy {run['emulated_busy_ms']:.1f}, "
