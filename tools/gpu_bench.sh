@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The throughput check (issue 15) in one call, every table under one results folder:
 #
-#   tools/gpu_bench.sh                  # the device machine (one H200, 16 cores): CUDA, full sizes, <= 8 min
+#   tools/gpu_bench.sh                  # the device machine (one H200, 16 cores): CUDA, full sizes, <= 550 s
 #   tools/gpu_bench.sh --device cpu     # any machine: the same tables at small sizes (docs/performance.md)
 #
 # Results: ${OUT:-bench-results}/<section>.txt (the table a tool printed), <section>.json where the tool

@@ -209,10 +209,18 @@ def replay_once(args, cfg: Config, recorder, cache_entries: int, overlap: bool) 
     busy = 1000 * device.log.busy_s() / moves
     table = 1000 * device.log.table_s() / moves
     waited = 1000 * sp.search.stats.seconds["forward"] / moves
+    spent = {what: 0.0 for what in ("select", "backup")}
+    for what, _lane, a, b in sp.search.timeline:
+        if what in spent:
+            spent[what] += b - a
+    steps = sorted((a, b) for what, _lane, a, b in sp.search.timeline if what == "step")
+    between = sum(max(0.0, c - b) for (_a, b), (c, _d) in zip(steps, steps[1:]))  # the pipeline, the moves
     return {
         "overlap": overlap, "emulated_ms": wall, "emulated_busy_ms": busy, "emulated_table_ms": table,
         "emulated_cpu_ms": wall - waited, "emulated_idle_ms": wall - busy, "emulated_overshoot_ms": busy - table,
         "emulated_forwards": len(log) / moves, "emulated_batches": s["mean_move_steps"],
+        "emulated_select_ms": 1000 * spent["select"] / moves, "emulated_backup_ms": 1000 * spent["backup"] / moves,
+        "emulated_between_ms": 1000 * between / moves,
         "emulated_others": others, "emulated_queued_ms": 1000 * queued / moves,
         "emulated_unqueued_ms": wall - 1000 * queued / moves,
         "records": sorted(sp.records, key=lambda r: r.index),
@@ -385,12 +393,13 @@ def print_emulated(rows: list[dict], args) -> None:
           "for the CPU. x k=0: k=0's wall / this wall, same run. identical: every replay equals the recording.")
     print(f"{'net':>10} {'L':>3} {'cache':>5} {'shape':>18} {'overlap':>7} {'batches':>8} {'fwd':>6} {'wall ms':>8} "
           f"{'busy':>6} {'table':>6} {'CPU':>6} {'idle':>6} {'wall/busy':>9} {'x k=0':>6} {'queued':>6} "
-          f"{'wall-q':>7} {'x k=0':>6} {'identical':>9} {'others':>6}")
+          f"{'wall-q':>7} {'x k=0':>6} {'select':>6} {'backup':>6} {'between':>7} {'identical':>9} {'others':>6}")
     print(f"(the fastest of {args.repeats} replays per row, replayed round by round over all rows; fwd: evaluator calls per move, batches: steps per move, a "
           f"step the NN cache answers whole makes no call; others: the share of this benchmark's cores other "
           f"programs used during that replay; queued: the search thread's time per move runnable but waiting for "
           f"the core (the kernel's run-queue wait: what other programs took from it), wall-q: wall less that, with "
-          f"its own x k=0)")
+          f"its own x k=0; select, backup: the search's CPU per move, select + cache lookup + encode and cache insert "
+          f"+ backup, all lanes; between: the time between batches, the pipeline's planning and the moves played)")
     for r in rows:
         for run in r["emulated_runs"]:
             base = _emulated_base(rows, r, run)
@@ -403,6 +412,7 @@ def print_emulated(rows: list[dict], args) -> None:
                   f"{run['emulated_table_ms']:>6.2f} {run['emulated_cpu_ms']:>6.2f} {run['emulated_idle_ms']:>6.2f} "
                   f"{run['emulated_ms'] / run['emulated_busy_ms']:>9.2f} {ratio:>5.2f}x "
                   f"{run['emulated_queued_ms']:>6.2f} {run['emulated_unqueued_ms']:>7.2f} {ratio_q:>5.2f}x "
+                  f"{run['emulated_select_ms']:>6.2f} {run['emulated_backup_ms']:>6.2f} {run['emulated_between_ms']:>7.2f} "
                   f"{str(run['emulated_identical']):>9} {100 * run['emulated_others']:>5.0f}%")
             run["emulated_speedup"] = ratio
             run["emulated_unqueued_speedup"] = ratio_q
@@ -480,15 +490,16 @@ def draw_timeline(path: str, rows: list[dict], args) -> None:
                      colours[what])
         steps = sorted((a, b) for w, _ln, a, b in data["cpu"] if w == "step")
         bars([(b, c) for (_a, b), (c, _d) in zip(steps, steps[1:])], "scheduling", colours["sched"])
-        for t, kind, _g, m in data["events"]:
-            if first <= m <= last:
-                colour = "#2ca02c" if kind == "commit" else ("#d62728" if data["k"] else "#555555")
-                ax.axvline((t - t0) * 1000, color=colour, linewidth=1.4)
-                ax.text((t - t0) * 1000, len(names) - 0.45, f" {m + 1}" + (f" {kind}" if data["k"] else ""),
-                        color=colour, fontsize=8, va="bottom")
+        shown = [(t, kind, m) for t, kind, _g, m in data["events"] if first <= m <= last]
+        for i, (t, kind, m) in enumerate(shown):
+            colour = "#2ca02c" if kind == "commit" else ("#d62728" if data["k"] else "#555555")
+            ax.axvline((t - t0) * 1000, color=colour, linewidth=1.4)
+            close = i and (t - shown[i - 1][0]) * 1000 < 0.08 * span  # labels of close moves go one above another
+            ax.text((t - t0) * 1000, len(names) - 0.45 + (0.3 * (i % 3) if close else 0.0),
+                    f" {m + 1}" + (f" {kind}" if data["k"] else ""), color=colour, fontsize=8, va="bottom")
         moves = last - first + 1
         ax.set_yticks(list(y.values()), list(y.keys()))
-        ax.set_ylim(-0.6, len(names) - 0.1 + 0.5)
+        ax.set_ylim(-0.6, len(names) + 1.0)
         ax.set_title(f"{title}{r['shape']}{', search.overlap on' if run['overlap'] else ''}: moves {first + 1}-{last + 1} "
                      f"in {(t1 - t0) * 1000:.1f} ms ({(t1 - t0) * 1000 / moves:.1f} ms/move here; "
                      f"{run['emulated_ms']:.1f} ms/move over the run: device busy {run['emulated_busy_ms']:.1f}, "
