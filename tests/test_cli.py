@@ -362,3 +362,14 @@ def test_keys_that_left_search_still_load(tmp_path):
     assert set(MOVED_KEYS.values()) <= {f"{s}.{f}" for s in ("moves", "speculation")
                                         for f in load_config().to_dict()[s]}
     assert not hasattr(load_config().search, "speculate")  # one place for each setting
+
+
+def test_benchmarks_read_a_commands_json_summary_in_one_place():
+    """specmcts.bench.run.json_summary: the last stdout line of a command as JSON, or its failure in one line."""
+    from specmcts.bench.run import json_summary
+
+    ok = [sys.executable, "-c", "print('progress'); print('{\"games\": 2}')"]
+    assert json_summary(ok, "two games") == {"games": 2}
+    bad = [sys.executable, "-c", "import sys; sys.stderr.write('first\\nno net for 4x4\\n'); sys.exit(3)"]
+    with pytest.raises(SystemExit, match=r"^selfplay failed \(3\): no net for 4x4$"):
+        json_summary(bad, "selfplay")

@@ -1,4 +1,4 @@
-"""Self-play end to end on a CPU: the run directory of DESIGN.md section 5 and the CLI around it.
+"""Self-play end to end on a CPU: the run directory of docs/design.md ("Contracts") and the CLI around it.
 
 A real (fresh, tiny) network plays a few 7x7 games; what lands on disk is read back the way a trainer or a
 human would read it: training shards with numpy, SGF with ``specmcts.sgf``, TensorBoard events with

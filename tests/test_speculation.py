@@ -1,4 +1,4 @@
-"""Speculation is lossless: the game records at any depth k equal those at k = 0 (DESIGN.md section 3).
+"""Speculation is lossless: the game records at any depth k equal those at k = 0 (docs/design.md, "Speculation").
 
 The evaluator is ``HashEvaluator`` (a function of each input row alone), trees are fresh (no tree reuse),
 the seed is fixed. A game's record — moves, visit-count targets, root values, features, result — must
@@ -25,44 +25,42 @@ TEMPERATURE_MOVES = 4
 SMALL_BATCH = {9: 20, 5: 12}  # room for 2 trees of 8 leaves on 9x9, for 1 on 5x5: the others are skipped
 
 
-def selfplay(board: int, k: int, *, games: int = 3, concurrent: int = 3, sims: int = SIMS, cache: bool = True,
-             max_batch: int = 512, leaves_per_tree: int = 8, evaluator: str = "hash", seed: int = 1,
-             resign_threshold: float = -0.95, no_resign_fraction: float = 0.0, threads: int = 0,
-             root: str = "puct", fast_sims: int = 0, score_utility: float = 0.0, width: int = 1, rows: int = 0,
-             sure: bool = True, max_moves: int = 0, stages: int = 0, parallel_min_trees: int = 16,
-             overlap: bool = False):
-    """Play ``games`` games at depth ``k``; returns (records by game index, summary, the SelfPlay).
-    ``threads`` 1: serial batch kernels; 0: parallel over trees when a batch has 16 trees or more.
+# What the tests vary, by the short names they use, and its setting; BASE is every test's starting point.
+SETTINGS = {
+    "games": "selfplay.games", "concurrent": "selfplay.concurrent", "max_moves": "selfplay.max_moves",
+    "sims": "search.sims", "leaves_per_tree": "search.leaves_per_tree", "threads": "search.threads",
+    "root": "search.root", "score_utility": "search.score_utility", "overlap": "search.overlap",
+    "parallel_min_trees": "search.parallel_min_trees", "fast_sims": "moves.fast_sims",
+    "resign_threshold": "moves.resign_threshold", "no_resign_fraction": "moves.no_resign_fraction",
+    "width": "speculation.width", "rows": "speculation.rows", "sure": "speculation.sure",
+    "stages": "speculation.stages", "max_batch": "evaluator.max_batch", "seed": "seed",
+}
+BASE = {
+    "seed": 1, "selfplay.games": 3, "selfplay.concurrent": 3, "search.sims": SIMS, "evaluator.max_batch": 512,
+    "search.leaves_per_tree": 8, "moves.temperature_moves": TEMPERATURE_MOVES, "moves.dirichlet_fraction": 0.25,
+    "search.tree_reuse": False, "moves.resign_threshold": -0.95, "moves.resign_consecutive": 2,
+    "moves.no_resign_fraction": 0.0, "search.threads": 0, "search.score_utility": 0.0,
+}
+
+
+def config_for(board: int, k: int, **changes) -> Config:
+    """``BASE`` at depth ``k`` on ``board``, with ``changes`` by their short names (``SETTINGS``)."""
+    settings = {**BASE, **{SETTINGS[name]: value for name, value in changes.items()}}
+    return Config().override(f"game.board={board}", f"speculation.k={k}",
+                             *(f"{key}={value}" for key, value in settings.items()))
+
+
+def selfplay(board: int, k: int, *, cache: bool = True, evaluator: str = "hash", **changes):
+    """Play the games of ``config_for(board, k, **changes)``; returns (records by game index, summary, the
+    SelfPlay). ``threads`` 1: serial batch kernels; 0: parallel over trees when a batch has 16 trees or more.
     Memoised (tests share their k = 0 references); callers must not modify what it returns."""
-    return _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
-                     resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves, stages, parallel_min_trees, overlap)
-
-
-def config_for(board: int, k: int, *, games: int = 3, concurrent: int = 3, sims: int = SIMS, max_batch: int = 512,
-               leaves_per_tree: int = 8, seed: int = 1, resign_threshold: float = -0.95,
-               no_resign_fraction: float = 0.0, threads: int = 0, root: str = "puct", fast_sims: int = 0,
-               score_utility: float = 0.0, width: int = 1, rows: int = 0, sure: bool = True, max_moves: int = 0,
-               stages: int = 0, parallel_min_trees: int = 16, overlap: bool = False) -> Config:
-    return Config().override(
-        f"seed={seed}", f"game.board={board}", f"search.sims={sims}", f"search.leaves_per_tree={leaves_per_tree}",
-        f"speculation.k={k}", f"moves.temperature_moves={TEMPERATURE_MOVES}", "moves.dirichlet_fraction=0.25",
-        "search.tree_reuse=false", f"moves.resign_threshold={resign_threshold}", "moves.resign_consecutive=2",
-        f"moves.no_resign_fraction={no_resign_fraction}", f"search.threads={threads}", f"search.root={root}",
-        f"moves.fast_sims={fast_sims}", f"search.score_utility={score_utility}", f"speculation.width={width}",
-        f"speculation.rows={rows}", f"speculation.sure={sure}", f"speculation.stages={stages}",
-        f"search.parallel_min_trees={parallel_min_trees}", f"selfplay.games={games}",
-        f"selfplay.concurrent={concurrent}", f"selfplay.max_moves={max_moves}", f"evaluator.max_batch={max_batch}",
-        f"search.overlap={overlap}")
+    return _selfplay(board, k, cache, evaluator, tuple(sorted(changes.items())))
 
 
 @lru_cache(maxsize=None)
-def _selfplay(board, k, games, concurrent, sims, cache, max_batch, leaves_per_tree, evaluator, seed,
-              resign_threshold, no_resign_fraction, threads, root, fast_sims, score_utility, width, rows, sure, max_moves, stages, parallel_min_trees, overlap):
-    cfg = config_for(board, k, games=games, concurrent=concurrent, sims=sims, max_batch=max_batch,
-                     leaves_per_tree=leaves_per_tree, seed=seed, resign_threshold=resign_threshold,
-                     no_resign_fraction=no_resign_fraction, threads=threads, root=root, fast_sims=fast_sims,
-                     score_utility=score_utility, width=width, rows=rows, sure=sure, max_moves=max_moves,
-                     stages=stages, parallel_min_trees=parallel_min_trees, overlap=overlap)
+def _selfplay(board: int, k: int, cache: bool, evaluator: str, changes: tuple):
+    cfg = config_for(board, k, **dict(changes))
+    max_batch = cfg.evaluator.max_batch
     if evaluator == "hash":
         ev = HashEvaluator(board, seed=7, max_batch=max_batch)
     else:
@@ -266,8 +264,8 @@ def test_trees_never_run_more_searches_than_the_budget(monkeypatch):
         return n
 
     monkeypatch.setattr(Pipeline, "step", checked)
-    _selfplay.__wrapped__(9, 4, 2, 2, SIMS, True, 512, 8, "hash", 3, -0.95, 0.0, 0, "puct", 0, 0.0, 3, 8 * 5, True, 0, 0, 16,
-                          False)
+    changes = {"games": 2, "concurrent": 2, "seed": 3, "width": 3, "rows": 8 * 5}
+    _selfplay.__wrapped__(9, 4, True, "hash", tuple(sorted(changes.items())))  # not memoised: checked afresh
     assert seen["max"] == 5  # the budget was used in full
 
 

@@ -23,12 +23,15 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from specmcts.bench.run import json_summary  # noqa: E402
+
 MAX_CHECKPOINT_BYTES = 10 * 1024 * 1024
 
 # What changes on a GPU machine, whatever the config: where and how wide the evaluator runs and how self-play
@@ -53,12 +56,11 @@ def specmcts(*args: str, log: Path) -> dict:
     cmd = [sys.executable, "-m", "specmcts", *args, "--json", "--quiet"]
     shown = [a for i, a in enumerate(args) if a != "--set" and (i == 0 or args[i - 1] != "--set")]
     print(f"$ specmcts {' '.join(shown)} (+ {args.count('--set')} --set overrides; log: {log})", flush=True)
-    with open(log, "a") as err:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT)
-    if proc.returncode != 0:
-        tail = log.read_text().strip().splitlines()[-5:]
-        sys.exit(f"gpu_learning_run: {args[0]} failed with status {proc.returncode}:\n" + "\n".join(tail))
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    try:
+        with open(log, "a") as err:
+            return json_summary(cmd, f"gpu_learning_run: {args[0]}", stderr=err, cwd=ROOT)
+    except SystemExit as failed:
+        sys.exit(f"{failed}\n" + "\n".join(log.read_text().strip().splitlines()[-5:]))
 
 
 def read_curve(tb_dir: Path, tag: str) -> list[tuple[int, float]]:

@@ -23,12 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from specmcts.bench.run import json_summary
 from specmcts.config import preset_path
 
 CONFIG = preset_path("go9cpu")  # package data: works from an installed package too
@@ -58,11 +58,7 @@ def train(name: str, seed: int, minutes: float, out: Path) -> dict:
                     "--set", f"run.cpu_minutes={minutes}", "--quiet", "--json", "--set", "run.eval_every=0",
                     *[a for o in CONFIGS[name] for a in ("--set", o)])
     started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env())
-    if proc.returncode != 0:
-        raise SystemExit(f"bench_learning: {name} seed {seed} failed ({proc.returncode}): "
-                         f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}")
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    summary = json_summary(cmd, f"bench learning: {name} seed {seed}", env=_env())
     summary["bench_wall_s"] = time.perf_counter() - started
     (run_dir / "summary.json").write_text(json.dumps(summary, default=float))
     return summary
@@ -71,10 +67,7 @@ def train(name: str, seed: int, minutes: float, out: Path) -> dict:
 def evaluate(model: str, reference: str, games: int, sims: int, out: Path, seed: int) -> dict:
     cmd = _specmcts("eval", "--model", model, "--opponent", reference, "--games", str(games), "--seed", str(seed),
                     "--out", str(out), "--json", "--quiet", "--config", str(CONFIG), "--set", f"eval.sims={sims}")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env())
-    if proc.returncode != 0:
-        raise SystemExit(f"bench_learning: eval of {model} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json_summary(cmd, f"bench learning: eval of {model}", env=_env())
 
 
 def main(argv: list[str] | None = None) -> int:

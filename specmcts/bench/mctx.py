@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from specmcts.bench.run import json_summary
 
 PEER = r'''
 import json, sys, time
@@ -88,24 +89,18 @@ print(json.dumps({"moves_per_s": games * moves / wall, "wall_s": wall, "compile_
 
 
 def peer(python: str, games: int, sims: int, moves: int, seed: int, pin: list[str]) -> dict:
-    p = subprocess.run([*pin, python, "-c", PEER, str(games), str(sims), str(moves), "6", "48", str(seed)],
-                       capture_output=True, text=True, timeout=3600)
-    if p.returncode != 0:
-        raise SystemExit(f"bench_mctx: the peer failed: {p.stderr.strip().splitlines()[-1:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return json_summary([*pin, python, "-c", PEER, str(games), str(sims), str(moves), "6", "48", str(seed)],
+                        "bench mctx: the peer", timeout=3600)
 
 
 def ours(games: int, sims: int, moves: int, seed: int, pin: list[str], out: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")}
-    p = subprocess.run([*pin, sys.executable, "-m", "specmcts", "selfplay", "--board", "9", "--model", "shipped",
+    s = json_summary([*pin, sys.executable, "-m", "specmcts", "selfplay", "--board", "9", "--model", "shipped",
                         "--games", str(games), "--sims", str(sims), "--seed", str(seed), "--out", str(out), "--json",
                         "--set", f"selfplay.concurrent={games}", "--set", f"selfplay.max_moves={moves}",
                         "--set", "search.root=gumbel", "--set", "search.gumbel_considered=16",
                         "--set", "moves.fast_sims=0", "--set", "moves.no_resign_fraction=1.0"],
-                       capture_output=True, text=True, timeout=3600, env=env)
-    if p.returncode != 0:
-        raise SystemExit(f"bench_mctx: specmcts selfplay failed: {p.stderr.strip().splitlines()[-1:]}")
-    s = json.loads(p.stdout.strip().splitlines()[-1])
+                     "bench mctx: specmcts selfplay", timeout=3600, env=env)
     return {"moves_per_s": s["moves"] / s["wall_s"], "wall_s": s["wall_s"], "moves": s["moves"],
             "threads": s.get("threads")}
 

@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 from native import board as kernels  # noqa: E402
 from native import layout  # noqa: E402
 
-# Moves per second per core the rules engine must sustain (DESIGN.md section 4: the CPU side of the
+# Moves per second per core the rules engine must sustain (docs/design.md, "Performance budget": the CPU side of the
 # self-play loop has ~16 us per simulation for everything, rules included).
 TARGETS = {9: 1_000_000, 19: 400_000}
 KOMI = 7.5

@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from specmcts.bench.run import json_summary
+
 HOG = """
 import time, torch
 a = torch.randn(256, 256)
@@ -58,10 +60,15 @@ def settings(n: int) -> list[tuple[str, dict, list[str]]]:
     return rows
 
 
-def run(cmd: list[str], env: dict, stdin: str | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+def environment(env: dict) -> dict:
+    """This process's environment without its thread settings, with ``env``'s: what each setting runs in."""
     base = {k: v for k, v in os.environ.items()
             if k not in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OMP_WAIT_POLICY", "KMP_BLOCKTIME")}
-    return subprocess.run(cmd, input=stdin, env=dict(base, **env), capture_output=True, text=True, timeout=timeout)
+    return dict(base, **env)
+
+
+def run(cmd: list[str], env: dict, stdin: str | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, input=stdin, env=environment(env), capture_output=True, text=True, timeout=timeout)
 
 
 def genmove_ms(env: dict, overrides: list[str], visits: int) -> float:
@@ -77,11 +84,10 @@ def genmove_ms(env: dict, overrides: list[str], visits: int) -> float:
 
 def selfplay_sims_per_s(env: dict, overrides: list[str], moves: int, out: Path) -> float:
     sets = [x for o in [f"selfplay.max_moves={moves}", *overrides] for x in ("--set", o)]
-    p = run([sys.executable, "-m", "specmcts", "selfplay", "--config", "go9", "--games", "1", "--sims", "16",
-             "--out", str(out), "--json", *sets], env)
-    if p.returncode != 0:
-        raise RuntimeError(f"selfplay failed (rc {p.returncode}): {p.stderr.strip().splitlines()[-1:]}")
-    return float(json.loads(p.stdout.strip().splitlines()[-1])["sims_per_s"])
+    summary = json_summary([sys.executable, "-m", "specmcts", "selfplay", "--config", "go9", "--games", "1",
+                            "--sims", "16", "--out", str(out), "--json", *sets], "bench threads: selfplay",
+                           env=environment(env), timeout=900)
+    return float(summary["sims_per_s"])
 
 
 def main(argv: list[str] | None = None) -> int:

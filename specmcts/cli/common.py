@@ -124,7 +124,7 @@ def add_common(
     model_help="checkpoint to load (default: latest in the run directory, else a fresh net)",
     games_help="number of games",
 ) -> None:
-    """The flags DESIGN.md promises on every subcommand that makes sense of them."""
+    """The flags every subcommand that makes sense of them takes (docs/design.md, "Contracts")."""
     g = parser.add_argument_group("common options")
     if board:
         g.add_argument("--board", type=board_size_arg, metavar="N",
