@@ -848,3 +848,19 @@ def test_the_same_input_in_one_batch_is_evaluated_once():
         assert search.root_prior(t).tobytes() == alone.root_prior(0).tobytes()
     search.run(slots, 8)  # then the trees go their own ways, each evaluated as before
     assert all(search.completed([t])[0] == 8 for t in range(5))
+
+
+def test_every_evaluator_and_the_cache_keep_the_search_protocols():
+    """``Search`` is typed by what it uses (``BatchEvaluator``, ``LeafCache``); every evaluator the project has
+    (its own net, the hash and uniform ones, the emulated device and its recorder) and the NN cache keep them."""
+    from specmcts.engine.emulate import EmulatedDevice, RecordingEvaluator, RowRecord, forward_cost
+    from specmcts.engine.evaluator import HashEvaluator, NetEvaluator, UniformEvaluator
+    from specmcts.engine.network import build_net
+    from specmcts.engine.nncache import NNCache
+    from specmcts.engine.search import BatchEvaluator, LeafCache
+
+    net = NetEvaluator(build_net(5), "cpu", max_batch=4)
+    device = EmulatedDevice(RowRecord(26), forward_cost(9, 6, 64), 5, max_batch=4)
+    for ev in (net, HashEvaluator(5), UniformEvaluator(5), RecordingEvaluator(net), device):
+        assert isinstance(ev, BatchEvaluator), type(ev).__name__
+    assert isinstance(NNCache.for_board(64, 5), LeafCache) and not isinstance(object(), LeafCache)

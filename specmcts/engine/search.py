@@ -13,6 +13,7 @@ import functools
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numba
 import numpy as np
@@ -24,8 +25,7 @@ from native import nncache as nncache_kernels
 from native import tree as kernels
 from native import layout
 from specmcts.config import SearchConfig
-from specmcts.engine.evaluator import Evaluator, NNOutput
-from specmcts.engine.nncache import NNCache
+from specmcts.engine.evaluator import NNOutput
 from specmcts.threads import numba_threads
 
 
@@ -101,6 +101,30 @@ def load_state(rows: kernels.States, row: int, state: GoState) -> None:
     rows.past[row] = state.past
 
 
+@runtime_checkable
+class BatchEvaluator(Protocol):
+    """What the search needs of an evaluator (``specmcts.engine.evaluator.Evaluator`` and every subclass)."""
+
+    inputs: np.ndarray  # uint8 [max_batch, planes, N, N]: the search encodes its leaves here
+    max_batch: int
+    has_score: bool
+
+    def forward(self, n: int) -> NNOutput: ...
+
+    def twin(self) -> "BatchEvaluator | None": ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class LeafCache(Protocol):
+    """What the search needs of an NN cache (``specmcts.engine.nncache.NNCache``)."""
+
+    def lookup_leaves(self, leaves, n: int, eval_kind: int, miss_rows) -> tuple[int, int]: ...
+
+    def insert_leaves(self, leaves, miss_rows, m: int, policy, value, score) -> None: ...
+
+
 @dataclass
 class Lane:
     """The buffers of one batch in flight: its evaluator (lane 1: the twin of ``search.overlap``), one scratch
@@ -108,7 +132,7 @@ class Lane:
     misses' de-duplication (``nncache.dedup_misses``)."""
 
     index: int  # 0, or 1 for the twin's
-    evaluator: Evaluator
+    evaluator: BatchEvaluator
     scratch: kernels.States
     leaves: kernels.Leaves
     miss_rows: np.ndarray
@@ -116,7 +140,7 @@ class Lane:
     dedup: tuple[np.ndarray, np.ndarray, np.ndarray]
 
     @classmethod
-    def allocate(cls, index: int, evaluator: Evaluator, rows: int, size: int, num_actions: int, num_trees: int
+    def allocate(cls, index: int, evaluator: BatchEvaluator, rows: int, size: int, num_actions: int, num_trees: int
                  ) -> "Lane":
         dedup = (np.zeros(1 << (2 * rows - 1).bit_length(), np.int32), np.zeros(rows, np.int32),
                  np.zeros(rows, np.int32))
@@ -143,8 +167,8 @@ class InFlight:
 class Search:
     rules: GoRules
     cfg: SearchConfig
-    evaluator: Evaluator
-    cache: NNCache
+    evaluator: BatchEvaluator
+    cache: LeafCache
     num_trees: int
     max_nodes: int = 0  # 0: node_budget(sims, leaves_per_tree)
     stats: SearchStats = field(default_factory=SearchStats)
