@@ -14,7 +14,7 @@ import yaml
 from specmcts.config import Config, ConfigError, TrainConfig, load_config
 from specmcts.training.loop import run_loop
 from specmcts.training.schedule import BoardSchedule, generation_games
-from specmcts.engine.network import build_net, on_board, read_checkpoint
+from specmcts.engine.network import build_net, on_board, provenance, read_checkpoint
 from specmcts.training.replay import MixedReplay, ReplayBuffer, make_replay
 
 from tests.helpers import toy_run, write_shard
@@ -167,6 +167,7 @@ def test_a_mixed_run_plays_trains_and_measures_each_size_and_resumes(tmp_path):
     boards = totals["boards"]
     assert boards["5x5"]["games"] + boards["7x7"]["games"] == totals["games"] == first["games"]
     assert boards["7x7"]["games"] == sum(p[7] for p in per_gen) and boards["7x7"]["selfplay_cpu_hours"] > 0
+    assert provenance(read_checkpoint(first["checkpoint"]))["boards"] == boards  # what `model export` keeps
     tb = tb_scalars(run)
     for tag in ("train/5x5/loss", "train/7x7/loss", "replay/7x7/total_samples", "selfplay/5x5/games_total",
                 "elo/5x5/vs_first", "elo/7x7/vs_first", "train/loss"):

@@ -67,6 +67,8 @@ def cmd_model(args: argparse.Namespace) -> int:
         if "cpu_hours" in made:
             how = (f" | trained {made['cpu_hours']:.2f} CPU-hours, {made.get('games', 0):,} self-play games, "
                    f"{made.get('sessions', 1)} session(s)")
+        if made.get("boards"):
+            how += " | games by size: " + ", ".join(f"{size} {b.get('games', 0):,}" for size, b in made["boards"].items())
         if made.get("config"):
             search = ", ".join(f"{k} {v}" for k, v in (made.get("search") or {}).items())
             how += f" | config {made['config']} ({search})"

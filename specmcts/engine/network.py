@@ -261,10 +261,12 @@ def resolve_model(spec: str | None, board_size: int, flag: str = "--model") -> s
 
 def provenance(meta: dict) -> dict:
     """How a checkpoint was made, from its metadata: step, the compute of every session that trained it
-    (``run.totals``: CPU-hours, games, samples) and the config's name and search."""
+    (``run.totals``: CPU-hours, games, samples, and per board size of a mixed-size run) and the config's name
+    and search."""
     totals = (meta.get("run") or {}).get("totals") or meta.get("totals") or {}
     config = meta.get("config") or {}
-    out = {"step": meta.get("step"), **{k: totals[k] for k in ("cpu_hours", "games", "samples", "sessions") if k in totals}}
+    out = {"step": meta.get("step"),
+           **{k: totals[k] for k in ("cpu_hours", "games", "samples", "sessions", "boards") if k in totals}}
     if config:
         search = {**(config.get("search") or {}), **(config.get("moves") or {})}  # configs before and after
         # the move rule left ``search`` (specmcts.config.MOVED_KEYS)
