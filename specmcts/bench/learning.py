@@ -7,7 +7,7 @@ played against one fixed reference net; prints Elo with 95 % intervals.
 
 Configs (both on ``configs/go9cpu.yaml``'s run settings: generations mode, one core, the same window):
 
-- ``baseline``: today's CPU defaults before issue 10: a 2x32 net with fully connected heads, PUCT root with
+- ``baseline``: the CPU defaults before KataGo-style heads: a 2x32 net with fully connected heads, PUCT root with
   Dirichlet noise, 64 simulations every move, visit-count policy targets;
 - ``efficient``: ``configs/go9cpu.yaml`` as it is: a KataGo-style 3x32 net (global pooling, ownership and
   score heads), Gumbel root search with improved-policy targets, playout cap randomization (40/10 sims).
