@@ -112,11 +112,6 @@ def _open(path: Path):
         raise ShardError(f"shard {path} is unreadable or truncated ({_describe_error(e)})") from None
 
 
-def count_samples(path: Path) -> int:
-    """Samples in a shard, reading only its ``value`` array; ``ShardError`` if unreadable."""
-    return shard_info(path)[0]
-
-
 def shard_info(path: Path) -> tuple[int, int | None]:
     """``(samples, board size)`` of a shard, reading only its ``value`` and ``board_size`` arrays (the size is
     None in shards that predate the tag); ``ShardError`` if unreadable."""
@@ -416,8 +411,7 @@ class MixedReplay:
         self.buffers = {b: ReplayBuffer(data_dir, b, cfg, seed=seed + 7919 * b, report=report, other_sizes="ignore")
                         for b in self.shares}
         self.rng = np.random.default_rng([int(seed), 0x517E])
-        self.board_size = next(iter(self.shares))
-        self.last_board = self.board_size  # the size of the last batch drawn
+        self.last_board: int | None = None  # the size of the last batch drawn
 
     def __len__(self) -> int:
         return sum(len(b) for b in self.buffers.values())
