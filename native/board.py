@@ -10,6 +10,7 @@ Actions: ``a = row * N + col`` (row 0 is the top row, GTP row N), ``N * N`` = pa
 import numpy as np
 from numba import njit
 
+from .arrays import copy_into
 from .layout import (
     BLACK,
     BLOOM_WORDS,
@@ -115,10 +116,9 @@ def init_state(core, hist, past, size, komi_x2, superko):
 @njit(cache=True)
 def copy_state(src_core, src_hist, src_past, dst_core, dst_hist, dst_past):
     """Clone a state; only the hash history that exists is copied."""
-    dst_core[:] = src_core
-    used = BLOOM_WORDS + src_core[M_MOVE_NUMBER] + 1
-    dst_hist[:used] = src_hist[:used]
-    dst_past[:] = src_past
+    copy_into(dst_core, src_core, src_core.shape[0])
+    copy_into(dst_hist, src_hist, BLOOM_WORDS + src_core[M_MOVE_NUMBER] + 1)
+    copy_into(dst_past, src_past, src_past.shape[0])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -367,6 +367,80 @@ def is_eye(core, point, colour):
         elif v == BORDER:
             edge = 1
     return bad + edge < 2
+
+@njit(cache=True)
+def searchable_points(core, hist, fill_eyes, out):
+    """For every board point (action ``row * N + col``), 1 in ``out[action]`` if a search may play there and
+    0 if not: legal (empty, not suicide, no positional superko repeat) and, unless ``fill_eyes``, not one
+    of the mover's own true eyes (``is_eye``). The same answer as ``is_legal_point`` and ``is_eye`` point by
+    point, in one pass with the offsets and the position's hash taken once (a search expanding a node
+    asks this of every point). Returns how many points may be played."""
+    size = core[M_SIZE]
+    width = size + 2
+    area = width * width
+    ob = META_LEN + F_BOARD * area
+    oh = META_LEN + F_CHAIN_HEAD * area
+    ol = META_LEN + F_LIBS * area
+    osum = META_LEN + F_LIB_SUM * area
+    osq = META_LEN + F_LIB_SUMSQ * area
+    colour = core[M_TO_PLAY]
+    opp = 3 - colour
+    superko = core[M_SUPERKO] != 0
+    h0 = current_hash(core, hist)
+    count = 0
+    for row in range(size):
+        for col in range(size):
+            a = row * size + col
+            point = (row + 1) * width + col + 1
+            out[a] = 0
+            if core[ob + point] != EMPTY:
+                continue
+            breathes = False
+            surrounded = True  # every neighbour the mover's or the edge: an eye candidate
+            c0 = -1
+            c1 = -1
+            c2 = -1
+            c3 = -1
+            for n in (point - 1, point + 1, point - width, point + width):
+                v = core[ob + n]
+                if v == EMPTY:
+                    breathes = True
+                    surrounded = False
+                elif v == colour or v == opp:
+                    head = core[oh + n]
+                    libs = np.int64(core[ol + head])
+                    s = np.int64(core[osum + head])
+                    atari = libs > 0 and libs * np.int64(core[osq + head]) == s * s
+                    if v == colour:
+                        if not atari:
+                            breathes = True
+                    else:
+                        surrounded = False
+                        if atari:
+                            breathes = True
+                            if head != c0 and head != c1 and head != c2:
+                                if c0 < 0:
+                                    c0 = head
+                                elif c1 < 0:
+                                    c1 = head
+                                elif c2 < 0:
+                                    c2 = head
+                                else:
+                                    c3 = head
+            if not breathes:
+                continue  # suicide
+            if surrounded and not fill_eyes and is_eye(core, point, colour):
+                continue
+            if superko:
+                h = h0 ^ ZOBRIST[colour, point]
+                for head in (c0, c1, c2, c3):
+                    if head >= 0:
+                        h ^= _captured_hash(core, area, head)
+                if position_seen(core, hist, h):
+                    continue
+            out[a] = 1
+            count += 1
+    return count
 
 
 # ----------------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from .arrays import copy_into
+
 EMPTY_KEY = np.uint64(0)
 _ONE = np.uint64(1)
 
@@ -102,7 +104,7 @@ def _probe(table, key, out_policy, out_value, out_score, row):
     s = _slot(key, cap)
     if table_keys[s] != key:
         return False
-    out_policy[row, :] = table.policy[s, :]
+    copy_into(out_policy[row], table.policy[s], out_policy.shape[1])
     out_value[row] = table.value[s]
     out_score[row] = table.score[s]
     return True
@@ -117,7 +119,7 @@ def _store(table, key, policy, value, score, row):
     key = cache_key(key)
     s = _slot(key, cap)
     table.keys[s] = key
-    table.policy[s, :] = policy[row, :]
+    copy_into(table.policy[s], policy[row], policy.shape[1])
     table.value[s] = value[row]
     table.score[s] = score[row]
 
@@ -177,14 +179,16 @@ def lookup_leaves(table, leaves, n, eval_kind, miss_rows):
 
 
 @njit(cache=True, nogil=True)
-def insert_leaves(table, leaves, miss_rows, m, policy, value, score):
-    """Scatter the network's answers for ``miss_rows[:m]`` into ``leaves`` and store them."""
+def insert_leaves(table, leaves, miss_rows, m, source, policy, value, score):
+    """Scatter the network's answers into the misses ``miss_rows[:m]`` of ``leaves`` (miss ``i`` is answered by
+    row ``source[i]`` of ``policy``, ``value``, ``score``: ``dedup_misses``) and store them."""
     for i in range(m):
         j = miss_rows[i]
-        leaves.policy[j, :] = policy[i, :]
-        leaves.value[j] = value[i]
-        leaves.score[j] = score[i]
-        _store(table, leaves.key[j], policy, value, score, i)
+        r = source[i]
+        copy_into(leaves.policy[j], policy[r], policy.shape[1])
+        leaves.value[j] = value[r]
+        leaves.score[j] = score[r]
+        _store(table, leaves.key[j], policy, value, score, r)
 
 
 @njit(cache=True, nogil=True)

@@ -27,6 +27,9 @@ score_sum           [T, M] float64      sum of backed-up scores (final margins i
                                         ``value_sum``
 score_center        [T] float32         the root's own score (its mover's view): the centre of the score
                                         utility
+utility             [T, M] float64      the score utility of the node's mean score around the centre, from
+                                        the view of the player who moved into it (``su_weight`` > 0 and
+                                        ``visits`` > 0; set at backup, so selection computes no ``atan``)
 ==================  ==================  ===========================================================
 
 Score utility (KataGo's dynamic score utility; ``su_weight`` > 0): selection maximises ``q + su_weight *
@@ -53,7 +56,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from .board import copy_state, is_eye, is_legal_point, play, score_x2, winner, winner_of_score
+from .arrays import copy_into, fill
+from .board import copy_state, play, searchable_points, score_x2, winner, winner_of_score
 from .features import encode
 from .layout import BLACK, BLOOM_WORDS, EMPTY, M_GAME_OVER, M_KOMI_X2, M_MOVE_NUMBER, M_RESIGNED, M_SIZE, M_TO_PLAY
 
@@ -110,11 +114,12 @@ class Tree(NamedTuple):
     gumbel_table: np.ndarray
     score_sum: np.ndarray
     score_center: np.ndarray
+    utility: np.ndarray
 
     @classmethod
     def nbytes(cls, num_trees: int, max_nodes: int, num_actions: int) -> int:
-        """What ``allocate`` takes: per node 41 bytes and a child index and prior per action."""
-        return num_trees * max_nodes * (41 + 8 * num_actions) + num_trees * 8 * num_actions
+        """What ``allocate`` takes: per node 49 bytes and a child index and prior per action."""
+        return num_trees * max_nodes * (49 + 8 * num_actions) + num_trees * 8 * num_actions
 
     @classmethod
     def allocate(cls, num_trees: int, max_nodes: int, num_actions: int) -> "Tree":
@@ -143,6 +148,7 @@ class Tree(NamedTuple):
             gumbel_table=np.zeros((t, m), np.int32),
             score_sum=np.zeros((t, m), np.float64),
             score_center=np.zeros(t, np.float32),
+            utility=np.zeros((t, m), np.float64),
         )
 
 
@@ -201,8 +207,8 @@ def reset_tree(tr, t):
     tr.parent[t, 0] = NO_PARENT
     tr.action[t, 0] = -1
     tr.status[t, 0] = UNEXPANDED
-    tr.children[t, 0, :] = UNVISITED
-    tr.prior[t, 0, :] = ILLEGAL
+    fill(tr.children[t, 0], UNVISITED)
+    fill(tr.prior[t, 0], ILLEGAL)
     tr.score_sum[t, 0] = 0.0
 
 
@@ -240,10 +246,13 @@ def input_key(core, hist):
 
 @njit(cache=True)
 def _pick_child(tr, t, node, p, center):
-    """PUCT over the legal actions of an expanded node (ties: lowest action); with ``su_weight`` > 0 the
-    q of a child adds the score utility of its mean score around ``center`` (the chooser's view)."""
-    visits, value_sum, virtual_loss, children, prior, score_sum = (tr.visits, tr.value_sum, tr.virtual_loss,
-                                                                    tr.children, tr.prior, tr.score_sum)
+    """PUCT over the legal actions of an expanded node, in one pass over the actions: the best visited child
+    (lowest action on ties) against the best unvisited one (the highest prior, lowest action on ties), whose
+    q is the first-play urgency (the node's q less ``fpu_reduction * sqrt(visited prior mass)``). With
+    ``su_weight`` > 0 a visited child's q adds its score utility (``utility``, around ``center``, the
+    chooser's view)."""
+    visits, value_sum, virtual_loss, children, prior, score_sum, utility = (
+        tr.visits, tr.value_sum, tr.virtual_loss, tr.children, tr.prior, tr.score_sum, tr.utility)
     c_puct, fpu_reduction, vl_value, su_weight, su_scale = p.c_puct, p.fpu_reduction, p.vl_value, p.su_weight, p.su_scale
     num_actions = prior.shape[2]
     parent_n = visits[t, node] + virtual_loss[t, node]
@@ -256,35 +265,37 @@ def _pick_child(tr, t, node, p, center):
     else:
         parent_q = 0.0
     parent_q += parent_u
-    visited_mass = 0.0
-    for a in range(num_actions):
-        c = children[t, node, a]
-        if c >= 0 and visits[t, c] + virtual_loss[t, c] > 0:
-            visited_mass += prior[t, node, a]
-    fpu = parent_q - fpu_reduction * math.sqrt(visited_mass)
     explore = c_puct * math.sqrt(max(parent_n, 1))
+    visited_mass = 0.0
     best = -1
     best_score = -1e30
+    fresh = -1  # the unvisited action with the highest prior
+    fresh_prior = -1.0
     for a in range(num_actions):
         pa = prior[t, node, a]
-        if pa < 0.0:
-            continue
         c = children[t, node, a]
         n = 0
-        q = fpu
         if c >= 0:
             n = visits[t, c] + virtual_loss[t, c]
-            if n > 0:
-                q = (value_sum[t, c] - vl_value * virtual_loss[t, c]) / n
-                if su_weight > 0.0:
-                    if visits[t, c] > 0:
-                        q += su_weight * score_utility(score_sum[t, c] / visits[t, c], center, su_scale)
-                    else:
-                        q += parent_u
-        score = q + explore * pa / (1 + n)
-        if score > best_score:
-            best_score = score
-            best = a
+        if n > 0:
+            visited_mass += pa
+            if pa < 0.0:
+                continue
+            q = (value_sum[t, c] - vl_value * virtual_loss[t, c]) / n
+            if su_weight > 0.0:
+                q += utility[t, c] if visits[t, c] > 0 else parent_u
+            score = q + explore * pa / (1 + n)
+            if score > best_score:
+                best_score = score
+                best = a
+        elif pa > fresh_prior:
+            fresh_prior = pa
+            fresh = a
+    if fresh >= 0:
+        fpu = parent_q - fpu_reduction * math.sqrt(visited_mass)
+        score = fpu + explore * fresh_prior
+        if score > best_score or (score == best_score and fresh < best):
+            best = fresh
     return best
 
 
@@ -293,7 +304,7 @@ def _root_child_q(tr, t, c, p):
     """A visited root child's completed q: its mean value, plus its score utility around the root's score."""
     q = tr.value_sum[t, c] / tr.visits[t, c]
     if p.su_weight > 0.0:
-        q += p.su_weight * score_utility(tr.score_sum[t, c] / tr.visits[t, c], tr.score_center[t], p.su_scale)
+        q += tr.utility[t, c]  # a root child's mover is the root's player: the centre is the root's score
     return q
 
 
@@ -489,8 +500,8 @@ def _select_one(tr, t, row, roots, scratch, leaves, p):
                 parent[t, child] = node
                 action[t, child] = a
                 status[t, child] = UNEXPANDED
-                children[t, child, :] = UNVISITED
-                prior[t, child, :] = ILLEGAL
+                fill(children[t, child], UNVISITED)
+                fill(prior[t, child], ILLEGAL)
                 children[t, node, a] = child
             play(scratch_core[row], scratch_hist[row], scratch_past[row], a)
             node = child
@@ -551,16 +562,12 @@ def _encode_leaves(scratch, rows, out):
 
 
 @njit(cache=True)
-def _searchable_point(core, hist, point, mover, fill_eyes):
-    """A move the search considers: legal, and not into one of the mover's own true eyes unless ``fill_eyes``."""
-    return is_legal_point(core, hist, point) and (fill_eyes or not is_eye(core, point, mover))
-
-
-@njit(cache=True)
-def _expand_backup_one(tr, j, scratch, leaves, fill_eyes):
+def _expand_backup_one(tr, j, scratch, leaves, p, fill_eyes):
     visits, value_sum, virtual_loss, parent, status, nn_value, prior = (
         tr.visits, tr.value_sum, tr.virtual_loss, tr.parent, tr.status, tr.nn_value, tr.prior)
-    root_noise, noise_fraction, score_sum, score_center = tr.root_noise, tr.noise_fraction, tr.score_sum, tr.score_center
+    root_noise, noise_fraction, score_sum, score_center, utility = (
+        tr.root_noise, tr.noise_fraction, tr.score_sum, tr.score_center, tr.utility)
+    su_weight, su_scale = p.su_weight, p.su_scale
     scratch_core, scratch_hist = scratch.core, scratch.hist
     leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_policy, leaf_score = (
         leaves.slot, leaves.node, leaves.kind, leaves.value, leaves.policy, leaves.score)
@@ -574,20 +581,17 @@ def _expand_backup_one(tr, j, scratch, leaves, fill_eyes):
     if kind == LEAF_EVAL:
         core = scratch_core[j]
         hist = scratch_hist[j]
-        size = core[M_SIZE]
-        width = size + 2
         total = 0.0
         legal = 1  # pass
-        mover = core[M_TO_PLAY]
+        node_prior = prior[t, node]
+        legal += searchable_points(core, hist, fill_eyes, node_prior)  # 1 or 0 per point, into the prior row
         for a in range(num_actions - 1):
-            point = (a // size + 1) * width + a % size + 1
-            if _searchable_point(core, hist, point, mover, fill_eyes):
-                p = leaf_policy[j, a]
-                prior[t, node, a] = p
-                total += p
-                legal += 1
+            if node_prior[a] > 0.0:
+                pa = leaf_policy[j, a]
+                node_prior[a] = pa
+                total += pa
             else:
-                prior[t, node, a] = ILLEGAL
+                node_prior[a] = ILLEGAL
         prior[t, node, num_actions - 1] = leaf_policy[j, num_actions - 1]  # pass is always legal
         total += leaf_policy[j, num_actions - 1]
         for a in range(num_actions):
@@ -604,32 +608,43 @@ def _expand_backup_one(tr, j, scratch, leaves, fill_eyes):
     nn_value[t, node] = v
     w = -v  # for the player who moved into the leaf
     ws = -leaf_score[j]
+    depth = 0  # the leaf's: a node at odd depth was moved into by the root's player
+    if su_weight > 0.0:
+        cur = node
+        while parent[t, cur] != NO_PARENT:
+            depth += 1
+            cur = parent[t, cur]
     cur = node
     while cur != NO_PARENT:
         visits[t, cur] += 1
         value_sum[t, cur] += w
         score_sum[t, cur] += ws
         virtual_loss[t, cur] -= 1
+        if su_weight > 0.0:
+            center = score_center[t] if depth % 2 == 1 else -score_center[t]
+            utility[t, cur] = su_weight * score_utility(score_sum[t, cur] / visits[t, cur], center, su_scale)
+            depth -= 1
         w = -w
         ws = -ws
         cur = parent[t, cur]
 
 
-def _expand_and_backup(slots, wanted, row_start, tr, scratch, leaves, fill_eyes):
+def _expand_and_backup(slots, wanted, row_start, tr, scratch, leaves, p, fill_eyes):
     """Expand evaluated leaves (legal-masked, renormalised priors; root noise; unless ``fill_eyes``, a move into one of the mover's own true eyes
     (``board.is_eye``) counts as illegal: Tromp-Taylor play never needs it, and a net that has not learnt to
     pass would otherwise fill its eyes until its groups die) and back up all values,
     tree by tree in parallel, each tree's leaves in their selection order (what makes it deterministic).
 
     ``leaves.policy[j]`` / ``leaves.value[j]`` are the network's output for leaf ``j`` (value from the view
-    of the side to move at the leaf); terminal leaves carry their rules value in ``leaves.value``.
+    of the side to move at the leaf); terminal leaves carry their rules value in ``leaves.value``. With
+    ``p.su_weight`` > 0 each node on a path gets its score utility anew (``utility``).
     """
     for i in prange(slots.shape[0]):
         start = row_start[i]
         if start < 0:
             continue
         for j in range(start, start + wanted[i]):
-            _expand_backup_one(tr, j, scratch, leaves, fill_eyes)
+            _expand_backup_one(tr, j, scratch, leaves, p, fill_eyes)
 
 
 # Each batch kernel exists twice: serial, and parallel over trees (numba prange, OpenMP threads). Threads pay
@@ -729,9 +744,10 @@ def principal_variation(tr, t, node, out):
 
 
 @njit(cache=True)
-def extract_subtree(tr, src, node, dst, queue):
+def extract_subtree(tr, src, node, dst, queue, p):
     """Tree reuse: copy the subtree below ``(src, node)`` into slot ``dst`` (``src != dst``) as a tree whose
-    root is that node, renumbering breadth-first. ``queue`` is int32 scratch of at least M entries."""
+    root is that node, renumbering breadth-first. ``queue`` is int32 scratch of at least M entries. The
+    new root has a centre of its own (its mean score): every node's score utility is computed anew."""
     node_count, visits, value_sum, virtual_loss, parent, action, status, nn_value, children, prior = (
         tr.node_count, tr.visits, tr.value_sum, tr.virtual_loss, tr.parent, tr.action, tr.status, tr.nn_value,
         tr.children, tr.prior)
@@ -754,7 +770,7 @@ def extract_subtree(tr, src, node, dst, queue):
         s = queue[head]
         d = head
         head += 1
-        prior[dst, d, :] = prior[src, s, :]
+        copy_into(prior[dst, d], prior[src, s], prior.shape[2])
         for a in range(num_actions):
             c = children[src, s, a]
             if c >= 0:
@@ -773,6 +789,17 @@ def extract_subtree(tr, src, node, dst, queue):
             else:
                 children[dst, d, a] = UNVISITED
     node_count[dst] = tail
+    if p.su_weight > 0.0:
+        for n in range(1, tail):
+            if visits[dst, n] > 0:
+                depth = 0
+                cur = n
+                while parent[dst, cur] != NO_PARENT:
+                    depth += 1
+                    cur = parent[dst, cur]
+                center = score_center[dst] if depth % 2 == 1 else -score_center[dst]
+                tr.utility[dst, n] = p.su_weight * score_utility(score_sum[dst, n] / visits[dst, n], center,
+                                                                 p.su_scale)
 
 
 @njit(cache=True)
@@ -789,13 +816,6 @@ def searchable_mask(core, hist, fill_eyes, out):
     """The moves a search may consider at this position into ``out`` (bool [A]): the legal ones (pass
     included), without the mover's own eyes unless ``fill_eyes`` (what ``expand_and_backup`` masks).
     Returns how many."""
-    size = core[M_SIZE]
-    width = size + 2
-    mover = core[M_TO_PLAY]
-    count = 1
-    for a in range(size * size):
-        point = (a // size + 1) * width + a % size + 1
-        out[a] = _searchable_point(core, hist, point, mover, fill_eyes)
-        count += out[a]
-    out[size * size] = True
+    count = searchable_points(core, hist, fill_eyes, out) + 1
+    out[core[M_SIZE] * core[M_SIZE]] = True
     return count

@@ -530,6 +530,24 @@ def test_legal_mask_matches_is_legal(size):
         assert not state.is_legal(-1) and not state.is_legal(size * size + 2)
 
 
+@pytest.mark.parametrize("size", [5, 9, 13, 19])
+@pytest.mark.parametrize("fill_eyes", [False, True])
+def test_searchable_points_match_the_rules_point_by_point(size, fill_eyes):
+    """The search's one-pass legality (``board.searchable_points``) is ``is_legal_point`` and, unless
+    ``fill_eyes``, not ``is_eye`` at every point (captures, suicide, ko and superko included)."""
+    width = size + 2
+    for state in _random_positions(size, seed=size + 7, count=120):
+        out = np.zeros(size * size, np.float32)
+        count = kernels.searchable_points(state.core, state.hist, fill_eyes, out)
+        mover = state.to_play
+        expected = []
+        for a in range(size * size):
+            point = (a // size + 1) * width + a % size + 1
+            expected.append(bool(kernels.is_legal_point(state.core, state.hist, point))
+                            and (fill_eyes or not kernels.is_eye(state.core, point, mover)))
+        assert (out == 1).tolist() == expected and count == sum(expected)
+
+
 def test_copy_is_independent():
     state = replay(GoRules(9), ["E5", "E6", "D5", "D6"])
     snapshot = (state.board().copy(), state.hash, state.move_number, state.to_play, state.hist.copy())

@@ -791,6 +791,42 @@ def test_scores_are_backed_up_like_values():
     np.testing.assert_allclose(tr.score_sum[0, :used], tr.value_sum[0, :used] * 81 / 4, rtol=1e-4, atol=1e-3)
 
 
+def assert_utility_is_current(search, slot):
+    """Every visited node's cached score utility (``tree.utility``) is what its definition gives now: its mean
+    score around the root's score centre, from the view of the player who moved into it."""
+    tr, p = search.trees, search.params
+    for node in range(1, int(tr.node_count[slot])):
+        if tr.visits[slot, node] == 0:
+            continue
+        depth, cur = 0, node
+        while tr.parent[slot, cur] != kernels.NO_PARENT:
+            depth, cur = depth + 1, tr.parent[slot, cur]
+        center = tr.score_center[slot] if depth % 2 else -tr.score_center[slot]
+        mean = tr.score_sum[slot, node] / tr.visits[slot, node]
+        assert tr.utility[slot, node] == pytest.approx(p.su_weight * kernels.score_utility(mean, center, p.su_scale),
+                                                       rel=1e-12, abs=1e-15)
+
+
+def test_cached_score_utility_follows_backups_and_tree_reuse():
+    """Selection reads each child's score utility from ``tree.utility`` (no atan per child per walk): it is
+    set at every backup and recomputed for a reused subtree, whose root has a new score centre."""
+    state = random_positions(9, 1, seed=6)[0]
+    search = make_search(GoRules(9), HashEvaluator(9, seed=3, max_batch=64), 200, 8, score_utility=0.4)
+    search.reset(0, state)
+    search.run([0], 200)
+    assert_utility_is_current(search, 0)
+    action = int(np.argmax(search.visit_counts(0)))
+    after = state.copy()
+    after.play(action)
+    bigger = make_search(GoRules(9), HashEvaluator(9, seed=3, max_batch=64), 200, 8, score_utility=0.4, num_trees=2)
+    bigger.reset(0, state)
+    bigger.run([0], 200)
+    assert bigger.reuse(0, action, 1, after)
+    assert_utility_is_current(bigger, 1)
+    bigger.run([1], 300)
+    assert_utility_is_current(bigger, 1)
+
+
 def test_score_utility_applies_only_with_a_score_head():
     rules = GoRules(9)
     with_score = make_search(rules, HashEvaluator(9, max_batch=16), 8, score_utility=0.3)

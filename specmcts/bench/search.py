@@ -10,6 +10,7 @@ goes. Meant for the GPU machine (``--device cuda``); runs on a CPU too (small ne
     specmcts bench search                      # CPU table
     specmcts bench search --net --device cuda  # + GPU self-play vs forward
     specmcts bench search --sizes 9 --model shipped --concurrent 16 --net-sims 100   # a trained net
+    specmcts bench search --sizes 9 --batch-cost   # CPU per batch: fixed + per-leaf microseconds
 """
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ import numpy as np  # noqa: E402
 from games.go import GoRules, GoState  # noqa: E402
 from native import board as board_kernels  # noqa: E402
 from specmcts.config import Config, NetConfig  # noqa: E402
+
+# (trees, leaves per tree) of the batch-cost points: from one leaf to 128 leaves a batch
+BATCH_SHAPES = [(1, 1), (1, 8), (4, 8), (8, 8), (16, 8), (64, 2)]
 
 NETS = {  # name: (board, blocks, channels)
     "9x9-6x64": (9, 6, 64),
@@ -102,6 +106,44 @@ def bench_cpu(size: int, sims: int, trees: int, leaves: int, repeats: int) -> di
             "profile": {k: v / total for k, v in sec.items()}}
 
 
+def batch_cost(size: int, sims: int, shapes: list[tuple[int, int]], repeats: int, cache_entries: int = 1 << 16) -> dict:
+    """The search's CPU cost per batch as a line, ``fixed + per_leaf * leaves``: batches of every shape
+    (trees x leaves per tree) searched to ``sims`` simulations from mid-game roots with a deterministic hash
+    evaluator and the NN cache on; a batch's CPU time is its wall time less the evaluator's (the device's
+    share). Each shape's median batch is a point; the line is their least-squares fit."""
+    from specmcts.engine.evaluator import HashEvaluator
+    from specmcts.engine.nncache import NNCache
+    from specmcts.engine.search import Search
+
+    rules = GoRules(size)
+    points = []
+    for trees, leaves in shapes:
+        cfg = Config().override(f"search.sims={sims}", f"search.leaves_per_tree={leaves}")
+        cpu, done = [], []
+        for rep in range(repeats):
+            search = Search(rules, cfg.search, HashEvaluator(size, max_batch=trees * leaves),
+                            NNCache.for_board(cache_entries, size), num_trees=trees)
+            for t, r in enumerate(midgame_roots(size, trees, seed=rep)):
+                search.reset(t, r)
+            slots = np.arange(trees, dtype=np.int32)
+            stats, clock = search.stats, time.perf_counter
+            while (want := search.wanted(slots, sims)).any():
+                forward, leaves_before = stats.seconds["forward"], stats.leaves
+                t0 = clock()
+                search.step(slots, want)
+                cpu.append(clock() - t0 - (stats.seconds["forward"] - forward))
+                done.append(stats.leaves - leaves_before)
+            search.close()
+        cpu_us, done = 1e6 * np.array(cpu), np.array(done)
+        points.append({"trees": trees, "leaves_per_tree": leaves, "batches": len(cpu_us),
+                       "leaves_per_batch": float(np.median(done)), "cpu_us_per_batch": float(np.median(cpu_us)),
+                       "cpu_us_per_leaf": float(cpu_us.sum() / max(done.sum(), 1))})
+    x = np.array([p["leaves_per_batch"] for p in points])
+    y = np.array([p["cpu_us_per_batch"] for p in points])
+    per_leaf, fixed = np.polyfit(x, y, 1) if len(points) >= 2 else (float("nan"), float("nan"))
+    return {"size": size, "sims": sims, "points": points, "us_per_leaf": float(per_leaf), "us_per_batch": float(fixed)}
+
+
 def bench_net(name: str, device: str, concurrent: int, sims: int, leaves: int, max_moves: int,
               overlap: bool = False) -> dict:
     import torch
@@ -168,12 +210,14 @@ def main(argv=None) -> int:
     ap.add_argument("--max-moves", type=int, default=20, help="moves per game in the net benchmark")
     ap.add_argument("--overlap", choices=("off", "on", "both"), default="off",
                     help="search.overlap in the net rows: two batches in flight per search (default off)")
+    ap.add_argument("--batch-cost", action="store_true",
+                    help="the CPU cost of a batch as fixed + per-leaf microseconds (targets 50 and 2 on 9x9)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.model:
         args.net = list(args.model)
 
-    results = {"cpu": [], "net": []}
+    results = {"cpu": [], "net": [], "batch_cost": []}
     cores = None
     if args.device == "cpu":
         cores = pin_one_core()
@@ -182,6 +226,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(1)
     for size in args.sizes:
         results["cpu"].append(bench_cpu(size, args.sims, args.trees, args.leaves, args.repeats))
+        if args.batch_cost:
+            results["batch_cost"].append(batch_cost(size, args.sims, BATCH_SHAPES, args.repeats))
     if args.net is not None:
         unpin(cores)  # self-play: one search thread, one torch thread (two with --overlap: the forward's)
         names = args.net or (["9x9-6x64", "19x19-10x128"] if args.device == "cuda" else ["9x9-2x32"])
@@ -210,6 +256,15 @@ def main(argv=None) -> int:
             print(f"{r['net']:>14} {r['device']:>6} {'on' if r['overlap'] else 'off':>7} {r['batch']:>5} "
                   f"{r['forward_evals_per_s']:>11,.0f} "
                   f"{r['selfplay_evals_per_s']:>11,.0f} {r['ratio']:>6.2f} {r['mean_rows_per_batch']:>10.1f}   {prof}")
+    for r in results["batch_cost"]:
+        print(f"\nCPU per batch on {r['size']}x{r['size']}, one thread ({r['sims']} sims per tree from mid-game "
+              "roots, hash evaluator, NN cache on; the evaluator's time left out)")
+        print(f"{'trees':>5} {'leaves':>6} {'batches':>7} {'leaves/batch':>12} {'us/batch':>9} {'us/leaf':>8}")
+        for p in r["points"]:
+            print(f"{p['trees']:>5} {p['leaves_per_tree']:>6} {p['batches']:>7} {p['leaves_per_batch']:>12.1f} "
+                  f"{p['cpu_us_per_batch']:>9.1f} {p['cpu_us_per_leaf']:>8.2f}")
+        print(f"fit: {r['us_per_batch']:.1f} us per batch + {r['us_per_leaf']:.2f} us per leaf "
+              "(targets on 9x9: 50 and 2)")
     best9 = next((r["sims_per_s"] for r in results["cpu"] if r["size"] == 9), None)
     if best9 is not None:
         print(f"\nsummary: 9x9 {best9:,.0f} sims/s/core with a constant evaluator (target 50,000)")

@@ -82,17 +82,6 @@ class NNCache:
         score = np.zeros(n, np.float32) if score is None else np.asarray(score, np.float32)
         kernels.insert(self.table, keys, np.asarray(policy, np.float32), np.asarray(value, np.float32), score)
 
-    def lookup_leaves(self, leaves, n: int, eval_kind: int, miss_rows) -> tuple[int, int]:
-        """The search's fused path (no temporaries): for the first ``n`` rows of ``leaves``
-        (``native.tree.Leaves``) of kind ``eval_kind``, hits go straight into the leaf rows, misses are listed
-        in ``miss_rows``. Returns (hits, misses)."""
-        hits, misses = kernels.lookup_leaves(self.table, leaves, n, eval_kind, miss_rows)
-        return int(hits), int(misses)
-
-    def insert_leaves(self, leaves, miss_rows, m: int, policy, value, score) -> None:
-        """Scatter the evaluator's answers for ``miss_rows[:m]`` into ``leaves`` and store them."""
-        kernels.insert_leaves(self.table, leaves, miss_rows, m, policy, value, score)
-
     # -- statistics --------------------------------------------------------------------------------
     @property
     def hits(self) -> int:

@@ -2,8 +2,10 @@
 
 ``Search`` owns ``T`` tree slots, one scratch row per leaf of a batch, and talks to one evaluator and one
 NN cache. ``step(slots, wanted)`` is one round of the search's hot loop for every slot
-given: select leaves (one numba call), answer what the cache knows, evaluate the rest in one forward
-pass, expand and back up (one numba call). Python here touches arrays, never nodes.
+given: select leaves, answer what the cache knows and encode the rest (one native call,
+``native.batch.prepare_batch``), evaluate them in one forward pass, store, expand and back up (one native
+call, ``complete_batch``). Python here touches arrays, never nodes, and makes two native calls per batch
+however many trees, games and speculation levels the batch holds.
 
 Who owns which slot, and when a tree is reset, is the caller's business (self-play, speculation, GTP).
 """
@@ -21,7 +23,7 @@ import numpy as np
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from games.go import GoRules, GoState
-from native import nncache as nncache_kernels
+from native import batch as batch_kernels
 from native import tree as kernels
 from native import layout
 from specmcts.config import SearchConfig
@@ -51,8 +53,9 @@ class SearchStats:
     terminal: int = 0  # leaves scored by the rules
     parallel_steps: int = 0  # steps whose batch kernels ran in parallel over trees
     overlapped_steps: int = 0  # steps that had two batches in flight (search.overlap)
-    # wall seconds per phase of step(): where the time goes (select, cache, encode, forward, backup)
-    seconds: dict = field(default_factory=lambda: dict.fromkeys(("select", "cache", "encode", "forward", "backup"), 0.0))
+    # wall seconds per phase of step(): select (select, cache lookup, encode: native.batch.prepare_batch),
+    # forward (the evaluator), backup (cache store, expand, back up: complete_batch)
+    seconds: dict = field(default_factory=lambda: dict.fromkeys(("select", "forward", "backup"), 0.0))
     batch_rows: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # [r]: batches that sent r rows
 
     def as_dict(self) -> dict:
@@ -118,18 +121,17 @@ class BatchEvaluator(Protocol):
 
 @runtime_checkable
 class LeafCache(Protocol):
-    """What the search needs of an NN cache (``specmcts.engine.nncache.NNCache``)."""
+    """What the search needs of an NN cache (``specmcts.engine.nncache.NNCache``): its table, which the batch
+    kernels read and write (``native.nncache.Table``)."""
 
-    def lookup_leaves(self, leaves, n: int, eval_kind: int, miss_rows) -> tuple[int, int]: ...
-
-    def insert_leaves(self, leaves, miss_rows, m: int, policy, value, score) -> None: ...
+    table: tuple
 
 
 @dataclass
 class Lane:
     """The buffers of one batch in flight: its evaluator (lane 1: the twin of ``search.overlap``), one scratch
-    state per leaf, the leaves, the rows that missed the cache, each tree's first row, and the scratch of the
-    misses' de-duplication (``nncache.dedup_misses``)."""
+    state per leaf, the leaves, the rows that missed the cache, each tree's first row, the scratch of the
+    misses' de-duplication (``native.nncache.dedup_misses``) and ``prepare_batch``'s counts."""
 
     index: int  # 0, or 1 for the twin's
     evaluator: BatchEvaluator
@@ -138,6 +140,7 @@ class Lane:
     miss_rows: np.ndarray
     row_start: np.ndarray
     dedup: tuple[np.ndarray, np.ndarray, np.ndarray]
+    counts: np.ndarray
 
     @classmethod
     def allocate(cls, index: int, evaluator: BatchEvaluator, rows: int, size: int, num_actions: int, num_trees: int
@@ -145,7 +148,7 @@ class Lane:
         dedup = (np.zeros(1 << (2 * rows - 1).bit_length(), np.int32), np.zeros(rows, np.int32),
                  np.zeros(rows, np.int32))
         return cls(index, evaluator, allocate_states(rows, size), kernels.Leaves.allocate(rows, num_actions),
-                   np.zeros(rows, np.int32), np.zeros(num_trees, np.int32), dedup)
+                   np.zeros(rows, np.int32), np.zeros(num_trees, np.int32), dedup, batch_kernels.counts_array())
 
 
 @dataclass
@@ -156,10 +159,11 @@ class InFlight:
     slots: np.ndarray
     wanted: np.ndarray
     starts: np.ndarray
-    leaves: int  # selected
+    leaves: int  # rows reserved (collided walks included)
     collisions: int
     hits: int
     misses: int
+    distinct: int  # the rows sent to the evaluator: one per distinct input among the misses
     answer: Future | NNOutput | None  # the forward pass: running in a thread, done, or none (all cached)
 
 
@@ -186,6 +190,9 @@ class Search:
         # rows: asking a tree for more leaves than the evaluator takes would skip it forever.
         self.leaves_per_tree = min(int(self.cfg.leaves_per_tree), rows)
         self.lanes = [Lane.allocate(0, self.evaluator, rows, size, self.num_actions, self.num_trees)]
+        # what complete_batch reads when the cache answered every leaf (no forward pass)
+        self._no_answer = NNOutput(np.zeros((1, self.num_actions), np.float32), np.zeros(1, np.float32),
+                                   np.zeros(1, np.float32))
         self.threads = numba_threads(self.cfg.threads)
         self._queue = np.zeros(self.max_nodes, np.int32)
         c = self.cfg
@@ -249,7 +256,7 @@ class Search:
             self.reset(dst, state, noise, noise_fraction)
             return False
         load_state(self.roots, dst, state)
-        kernels.extract_subtree(tr, src, child, dst, self._queue)
+        kernels.extract_subtree(tr, src, child, dst, self._queue, self.params)
         tr.noise_fraction[dst] = 0.0
         tr.root_budget[dst] = 0  # a reused root searches by PUCT
         if noise is not None and noise_fraction > 0:
@@ -273,11 +280,11 @@ class Search:
         """Leaves to ask of each slot this step: 1 for an unexpanded root, else up to ``leaves_per_tree``
         (capped at the evaluator's ``max_batch``) without passing ``targets`` (a per-slot or common
         simulation target)."""
-        slots = np.asarray(slots, np.int32)
-        expanded = self.trees.status[slots, kernels.ROOT] == kernels.EXPANDED
-        remaining = np.asarray(targets) - self.completed(slots)
-        want = np.clip(remaining, 0, self.leaves_per_tree)
-        return np.where(expanded, want, 1).astype(np.int32)
+        slots = np.ascontiguousarray(slots, np.int32)
+        targets = np.ascontiguousarray(np.broadcast_to(np.asarray(targets, np.int64), slots.shape))
+        out = np.zeros(len(slots), np.int32)
+        batch_kernels.wanted_leaves(slots, targets, self.trees, self.leaves_per_tree, out)
+        return out
 
     def visit_counts(self, slot: int) -> np.ndarray:
         out = np.zeros(self.num_actions, np.int32)
@@ -363,21 +370,6 @@ class Search:
         return out
 
     # -- the hot loop ----------------------------------------------------------------------------
-    def _encode_distinct(self, lane: Lane, misses: int, encode) -> int:
-        """Encode one row per distinct input among the misses into the lane's evaluator inputs; how many."""
-        slots, source, unique = lane.dedup
-        rows = int(nncache_kernels.dedup_misses(lane.leaves, lane.miss_rows, misses, slots, source, unique))
-        encode(lane.scratch, unique[:rows], lane.evaluator.inputs)
-        return rows
-
-    @staticmethod
-    def _per_miss(lane: Lane, misses: int, out: NNOutput) -> NNOutput:
-        """The evaluator's answers for the distinct rows, one per miss (in ``miss_rows`` order)."""
-        if len(out.value) == misses:
-            return out
-        source = lane.dedup[1][:misses]
-        return NNOutput(out.policy[source], out.value[source], out.score[source])
-
     def step(self, slots: np.ndarray, wanted: np.ndarray) -> int:
         """One batch over ``slots``; returns the number of leaves evaluated and backed up.
 
@@ -407,65 +399,56 @@ class Search:
 
     def _start(self, lane: Lane, slots: np.ndarray, wanted: np.ndarray, parallel: bool, in_thread: bool
                ) -> InFlight:
-        """Select, look up and encode one batch, and start (``in_thread``) or run its forward pass."""
-        clock, spent = time.perf_counter, self.stats.seconds
-        select = kernels.select_leaves_parallel if parallel else kernels.select_leaves
-        encode = kernels.encode_leaves_parallel if parallel else kernels.encode_leaves
+        """Select, look up and encode one batch (one native call), and start (``in_thread``) or run its forward
+        pass."""
+        clock = time.perf_counter
         t0 = clock()
         starts = lane.row_start[:len(slots)]
-        n, collisions = select(slots, wanted, starts, self.trees, self.roots, lane.scratch, lane.leaves,
-                               self.params)
+        table_slots, source, unique = lane.dedup
+        counts = lane.counts
+        batch_kernels.prepare_batch(slots, wanted, starts, self.trees, self.roots, lane.scratch, lane.leaves,
+                                    self.params, self.cache.table, lane.miss_rows, table_slots, source, unique,
+                                    lane.evaluator.inputs, parallel, counts)
+        n, collisions, hits, misses, distinct = (int(c) for c in counts)
         t1 = clock()
-        spent["select"] += t1 - t0
-        hits = misses = 0
+        self.stats.seconds["select"] += t1 - t0
+        if self.timeline is not None:
+            self.timeline.append(("select", lane.index, t0, t1))
         answer = None
-        if n:
-            hits, misses = self.cache.lookup_leaves(lane.leaves, n, kernels.LEAF_EVAL, lane.miss_rows)
-            t2 = clock()
-            spent["cache"] += t2 - t1
-            if misses:
-                rows = self._encode_distinct(lane, misses, encode)
-                t3 = clock()
-                spent["encode"] += t3 - t2
-                if self.timeline is not None:
-                    self.timeline.append(("select", lane.index, t0, t3))
-                if in_thread:
-                    answer = self._forwarder.submit(lane.evaluator.forward, rows)
-                else:
-                    answer = lane.evaluator.forward(rows)
-                    spent["forward"] += clock() - t3
-        if answer is None and self.timeline is not None:
-            self.timeline.append(("select", lane.index, t0, clock()))
-        return InFlight(lane, slots, wanted, starts, n, int(collisions), hits, misses, answer)
+        if distinct:
+            if in_thread:
+                answer = self._forwarder.submit(lane.evaluator.forward, distinct)
+            else:
+                answer = lane.evaluator.forward(distinct)
+                self.stats.seconds["forward"] += clock() - t1
+        return InFlight(lane, slots, wanted, starts, n, collisions, hits, misses, distinct, answer)
 
     def _finish(self, batch: InFlight, parallel: bool) -> int:
-        """Wait for a batch's forward pass, store and scatter its answers, expand and back up."""
+        """Wait for a batch's forward pass; store and scatter its answers, expand and back up (one native call)."""
         clock, spent, stats = time.perf_counter, self.stats.seconds, self.stats
         lane = batch.lane
         stats.collisions += batch.collisions
         if batch.leaves == 0:
             return 0
-        rows = 0
+        t4 = t5 = clock()
+        misses = 0
+        out = self._no_answer
         if batch.answer is not None:
-            t3 = clock()
             out = batch.answer.result() if isinstance(batch.answer, Future) else batch.answer
-            t4 = clock()
-            spent["forward"] += t4 - t3  # in a thread: the part of the forward pass nothing overlapped
-            rows = len(out.value)
-            out = self._per_miss(lane, batch.misses, out)
-            self.cache.insert_leaves(lane.leaves, lane.miss_rows, batch.misses, out.policy, out.value, out.score)
-            spent["cache"] += clock() - t4
+            t5 = clock()
+            spent["forward"] += t5 - t4  # in a thread: the part of the forward pass nothing overlapped
+            misses = batch.misses
         stats.cache_hits += batch.hits
-        stats.evals += rows
-        stats.shared_rows += batch.misses - rows
-        stats.batch_rows[rows] += 1
-        t5 = clock()
-        backup = kernels.expand_and_backup_parallel if parallel else kernels.expand_and_backup
-        backup(batch.slots, batch.wanted, batch.starts, self.trees, lane.scratch, lane.leaves, self.cfg.fill_own_eyes)
+        stats.evals += batch.distinct
+        stats.shared_rows += batch.misses - batch.distinct
+        stats.batch_rows[batch.distinct] += 1
+        batch_kernels.complete_batch(batch.slots, batch.wanted, batch.starts, self.trees, lane.scratch, lane.leaves,
+                                     self.params, self.cache.table, lane.miss_rows, misses, lane.dedup[1], out.policy,
+                                     out.value, out.score, self.cfg.fill_own_eyes, parallel)
         t6 = clock()
         spent["backup"] += t6 - t5
         if self.timeline is not None:
-            self.timeline.append(("backup", lane.index, t4 if batch.answer is not None else t5, t6))
+            self.timeline.append(("backup", lane.index, t4, t6))
         evaluated = batch.leaves - batch.collisions
         stats.leaves += evaluated
         stats.terminal += evaluated - (batch.hits + batch.misses)
