@@ -4,6 +4,7 @@ row the recording never saw is an error, never a silent miss. No wall-clock thre
 against the table's time only in their order (a hold ends no sooner than the table says)."""
 from __future__ import annotations
 
+import json
 import threading
 import tomllib
 from functools import lru_cache
@@ -191,3 +192,30 @@ def test_a_device_with_two_lanes_waits_asleep():
     assert twin.log is device.log and twin.lane == 1 and device.log.lanes == 2 and twin.record is device.record
     with pytest.raises(ValueError, match="wait must be"):
         EmulatedDevice.replaying(recorder, forward_cost(BOARD, 1, 16), wait="poll")
+
+
+def test_the_speculation_benchmark_measures_throughput_on_the_emulated_device(tmp_path):
+    """``specmcts bench speculation --emulate h100 --throughput G``: every row recorded, then replayed on the
+    emulated device; the replays play the recorded games, every row's games equal k = 0's, and ``auto`` is
+    the plan ``--speculate auto`` makes from the device's table."""
+    from specmcts.bench.speculation import main
+
+    out = tmp_path / "rows.json"
+    assert main(["--nets", "5x5-2x32", "--sims", "16", "--max-moves", "4", "--k", "0", "1", "--cache", "on",
+                 "--emulate", "h100", "--throughput", "2", "--repeats", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["throughput"]
+    assert [r["k"] for r in rows][:2] == ["0", "1"] and rows[-1]["k"].startswith("auto=")
+    assert all(r["replays_identical"] and r["identical_to_k0"] for r in rows)
+    assert all(r["device"].startswith("H100") or "h100" in r["device"].lower() for r in rows)
+
+
+def test_a_benchmark_plays_a_kata_net_on_another_board():
+    """``--model PATH@N``: the speculation benchmark plays a kata-heads net on N x N, and the emulated
+    device's table is looked up for that board (the shipped 9x9 net on 19x19: the 19x19 row stands in)."""
+    from specmcts.bench.spec_runs import batch_cost, board_of, checkpoint_spec, label, make_evaluator
+
+    assert checkpoint_spec("runs/a@b/net.pt@19") == ("runs/a@b/net.pt", 19)
+    assert checkpoint_spec("shipped") == ("shipped", None)
+    assert board_of("shipped") == 9 and board_of("shipped@19") == 19 and label("shipped@19") == "shipped@19"
+    assert make_evaluator("net", "shipped@13", "cpu", 8, 0).board_size == 13
+    assert batch_cost("shipped@19").board == 19

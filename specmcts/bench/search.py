@@ -110,7 +110,7 @@ def batch_cost(size: int, sims: int, shapes: list[tuple[int, int]], repeats: int
     """The search's CPU cost per batch as a line, ``fixed + per_leaf * leaves``: batches of every shape
     (trees x leaves per tree) searched to ``sims`` simulations from mid-game roots with a deterministic hash
     evaluator and the NN cache on; a batch's CPU time is its wall time less the evaluator's (the device's
-    share). Each shape's median batch is a point; the line is their least-squares fit."""
+    share). Each shape's median batch is a point; the line through them is a Theil-Sen fit."""
     from specmcts.engine.evaluator import HashEvaluator
     from specmcts.engine.nncache import NNCache
     from specmcts.engine.search import Search
@@ -140,7 +140,11 @@ def batch_cost(size: int, sims: int, shapes: list[tuple[int, int]], repeats: int
                        "cpu_us_per_leaf": float(cpu_us.sum() / max(done.sum(), 1))})
     x = np.array([p["leaves_per_batch"] for p in points])
     y = np.array([p["cpu_us_per_batch"] for p in points])
-    per_leaf, fixed = np.polyfit(x, y, 1) if len(points) >= 2 else (float("nan"), float("nan"))
+    # Theil-Sen: the median of the slopes between every two points of different sizes, and the median
+    # intercept under it; one shape slowed by another program moves it little (least squares, a lot)
+    slopes = [(y[j] - y[i]) / (x[j] - x[i]) for i in range(len(x)) for j in range(i + 1, len(x)) if x[j] != x[i]]
+    per_leaf = float(np.median(slopes)) if slopes else float("nan")
+    fixed = float(np.median(y - per_leaf * x)) if slopes else float("nan")
     return {"size": size, "sims": sims, "points": points, "us_per_leaf": float(per_leaf), "us_per_batch": float(fixed)}
 
 

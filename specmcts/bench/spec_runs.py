@@ -16,18 +16,26 @@ NETS = {
 }
 
 
+def checkpoint_spec(net_name: str) -> tuple[str, int | None]:
+    """A checkpoint argument, ``PATH`` or ``PATH@N`` (a net with kata heads played on N x N; the same
+    weights play every size): the path (or 'shipped') and N, or None for the size it was trained on."""
+    path, at, board = net_name.rpartition("@")
+    if at and board.isdigit():
+        return path, int(board)
+    return net_name, None
+
+
 def label(net_name: str) -> str:
-    """How a net is shown in the tables: the preset name, or a checkpoint's file name."""
-    return net_name if net_name in NETS else Path(net_name).stem
+    """How a net is shown in the tables: the preset name, or a checkpoint's file name (with ``@N``)."""
+    if net_name in NETS:
+        return net_name
+    path, board = checkpoint_spec(net_name)
+    return Path(path).stem + (f"@{board}" if board else "")
 
 
 def board_of(net_name: str) -> int:
-    """The board of a preset name (NETS) or of a checkpoint (a path or 'shipped')."""
-    if net_name in NETS:
-        return NETS[net_name][0]
-    from specmcts.engine.network import read_checkpoint, resolve_model
-
-    return int(read_checkpoint(resolve_model(net_name, 9))["board_size"])
+    """The board of a preset name (NETS) or of a checkpoint (a path or 'shipped', ``@N`` for another size)."""
+    return net_shape(net_name)[0]
 
 
 def make_evaluator(kind: str, net_name: str, device: str, max_batch: int, seed: int):
@@ -43,7 +51,7 @@ def make_evaluator(kind: str, net_name: str, device: str, max_batch: int, seed: 
     if kind == "uniform":
         return UniformEvaluator(size, max_batch=max_batch)
     if net_name not in NETS:
-        net, _meta = load_model(resolve_model(net_name, size))
+        net, _meta = load_model(resolve_model(checkpoint_spec(net_name)[0], size), expect_board=size)
         return NetEvaluator(net, device, max_batch=max_batch)
     _, blocks, channels = NETS[net_name]
     torch.manual_seed(seed)
@@ -91,13 +99,15 @@ def play(cfg: Config, evaluator, cache_entries: int, timeline: bool = False):
 
 
 def net_shape(net_name: str) -> tuple[int, int, int]:
-    """(board, blocks, channels) of a preset name (NETS) or of a checkpoint (a path or 'shipped')."""
+    """(board, blocks, channels) of a preset name (NETS) or of a checkpoint (a path or 'shipped', ``@N``:
+    played on N x N)."""
     if net_name in NETS:
         return NETS[net_name]
     from specmcts.engine.network import read_checkpoint, resolve_model
 
-    data = read_checkpoint(resolve_model(net_name, 9))
-    return int(data["board_size"]), int(data["net"]["blocks"]), int(data["net"]["channels"])
+    path, board = checkpoint_spec(net_name)
+    data = read_checkpoint(resolve_model(path, board or 9))
+    return board or int(data["board_size"]), int(data["net"]["blocks"]), int(data["net"]["channels"])
 
 
 def batch_cost(net_name: str, device: str = "h100"):

@@ -39,7 +39,7 @@ from specmcts.bench.emulated import (RECORDS, MachineShare, compare, draw_timeli
                                      emulated_summary, print_emulated)
 from specmcts.bench.spec_model import simulate, simulate_tree  # noqa: E402
 from specmcts.bench.spec_runs import (NETS, batch_cost, board_of, label, make_evaluator, parse_shape,  # noqa: E402
-                                      play, shape_label)
+                                      play, records_equal, shape_label)
 from specmcts.config import Config  # noqa: E402
 
 
@@ -153,25 +153,63 @@ def print_latency(rows: list[dict], args) -> None:
 
 
 def throughput_rows(args, net_name: str) -> list[dict]:
+    """``--throughput G``: G games at once, moves/s per k and for ``auto``. With ``--emulate`` each run is
+    recorded, then replayed on the emulated device (best of up to two replays), and ``auto`` is the plan
+    ``--speculate auto`` makes from the device's table (the cost curve it would measure on that device)."""
     size = board_of(net_name)
+    leaves = args.leaves[0]
+    mb = min(args.throughput * leaves * 5, 4096)
+    runs: list = [k for k in args.k if k <= 4] + ["auto"]
+    cost = batch_cost(net_name, args.emulate) if args.emulate else None
     rows = []
     base = None
-    for k in [k for k in args.k if k <= 4] + ["auto"]:
+    for k in runs:
+        shape = [f"speculation.k={k}"]  # an int, or "auto"
+        name = str(k)
+        if k == "auto" and cost is not None:
+            from specmcts.engine.spec_shape import plan_speculation
+
+            plan = plan_speculation(cost.seconds, leaves, args.throughput, mb)
+            shape = [f"speculation.k={plan.k}", f"speculation.width={plan.width}",
+                     f"speculation.rows={plan.trees * leaves}", f"speculation.stages={plan.stages}"]
+            name = f"auto={plan.k}" + (f":{plan.width}:{plan.trees}" if plan.k else "")
         cfg = Config().override(
             f"seed={args.seed}", f"game.board={size}", f"search.sims={args.sims}",
-            f"search.leaves_per_tree={args.leaves[0]}", f"speculation.k={k}",  # an int, or "auto"
-            f"selfplay.games={args.throughput}", f"selfplay.concurrent={args.throughput}",
-            f"selfplay.max_moves={args.max_moves}")
-        mb = args.throughput * args.leaves[0] * 5
-        ev = make_evaluator(args.evaluator, net_name, args.device, max_batch=min(mb, 4096), seed=args.seed)
-        sp, s = play(cfg, ev, 1 << 20)
+            f"search.leaves_per_tree={leaves}", *shape, f"selfplay.games={args.throughput}",
+            f"selfplay.concurrent={args.throughput}", f"selfplay.max_moves={args.max_moves}")
+        ev = make_evaluator(args.evaluator, net_name, args.device, max_batch=mb, seed=args.seed)
+        if cost is not None:
+            from specmcts.engine.emulate import EmulatedDevice, RecordingEvaluator, RowRecord
+
+            # one record per net, as for the latency rows: every k answers a row with the same outputs (a
+            # net on a CPU can differ in the last bits between batch sizes), so the records can be compared
+            recorder = RecordingEvaluator(ev, RECORDS.setdefault(net_name, RowRecord(size * size + 1)))
+            recorded, _ = play(cfg, recorder, 1 << 20)
+            recorded = sorted(recorded.records, key=lambda r: r.index)
+            best, identical = None, True
+            for _ in range(min(args.repeats, 2)):
+                device = EmulatedDevice.replaying(recorder, cost, wait=args.wait)
+                sp, s = play(cfg, device, 1 << 20)
+                device.close()
+                identical = identical and records_equal(sorted(sp.records, key=lambda r: r.index), recorded)
+                if best is None or s["wall_s"] < best[1]["wall_s"]:
+                    best = (sp, s)
+            sp, s = best
+        else:
+            sp, s = play(cfg, ev, 1 << 20)
+            identical = None
+        if k == "auto" and cost is None:
+            name = f"auto={sp.k}"
+        records = sorted(sp.records, key=lambda r: r.index)
         if base is None:
-            base = s
-        rows.append({"net": label(net_name), "k": k if k != "auto" else f"auto={sp.k}", "evals_per_s": s["evals_per_s"],
+            base, base_records = s, records
+        rows.append({"net": label(net_name), "k": name, "evals_per_s": s["evals_per_s"],
                      "moves_per_s": s["moves"] / s["wall_s"], "move_ms": s["mean_move_ms"],
-                     "relative_moves_per_s": (s["moves"] / s["wall_s"]) / (base["moves"] / base["wall_s"])})
-        print(f"  throughput {label(net_name)} k={rows[-1]['k']}: {s['evals_per_s']:.0f} evals/s, "
-              f"{rows[-1]['moves_per_s']:.1f} moves/s", file=sys.stderr, flush=True)
+                     "relative_moves_per_s": (s["moves"] / s["wall_s"]) / (base["moves"] / base["wall_s"]),
+                     "device": cost.label if cost is not None else args.device, "replays_identical": identical,
+                     "identical_to_k0": records_equal(records, base_records)})
+        print(f"  throughput {label(net_name)} k={name}{' (emulated ' + args.emulate + ')' if cost else ''}: "
+              f"{s['evals_per_s']:.0f} evals/s, {rows[-1]['moves_per_s']:.1f} moves/s", file=sys.stderr, flush=True)
     return rows
 
 
@@ -180,7 +218,8 @@ def main(argv=None) -> int:
     ap.add_argument("--nets", nargs="+", default=["9x9-2x32"],
                     help=f"random nets of these presets ({', '.join(sorted(NETS))})")
     ap.add_argument("--model", nargs="+", default=[], metavar="PATH",
-                    help="trained nets instead: checkpoints, or 'shipped' (the embedded 9x9 net)")
+                    help="trained nets instead: checkpoints, or 'shipped' (the embedded 9x9 net); PATH@N plays a "
+                         "net with kata heads on N x N (e.g. shipped@19)")
     ap.add_argument("--evaluator", choices=("net", "hash", "uniform"), default="net")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--sims", type=int, default=800)
@@ -260,11 +299,13 @@ def main(argv=None) -> int:
     if args.emulate:
         print_emulated(rows, args)
     if through:
-        print(f"\nThroughput: {args.throughput} concurrent games")
-        print(f"{'net':>13} {'k':>8} {'evals/s':>10} {'moves/s':>9} {'vs k=0':>7}")
+        print(f"\nThroughput: {args.throughput} concurrent games"
+              f"{f' on the emulated {args.emulate} (replays; auto: the plan from its table)' if args.emulate else ''}")
+        print(f"{'net':>13} {'k':>12} {'evals/s':>10} {'moves/s':>9} {'vs k=0':>7} {'= k=0':>6} {'replays':>8}")
         for r in through:
-            print(f"{r['net']:>13} {str(r['k']):>8} {r['evals_per_s']:>10,.0f} {r['moves_per_s']:>9.1f} "
-                  f"{r['relative_moves_per_s']:>6.2f}x")
+            same = "-" if r["replays_identical"] is None else ("same" if r["replays_identical"] else "DIFFER")
+            print(f"{r['net']:>13} {str(r['k']):>12} {r['evals_per_s']:>10,.0f} {r['moves_per_s']:>9.1f} "
+                  f"{r['relative_moves_per_s']:>6.2f}x {'yes' if r['identical_to_k0'] else 'NO':>6} {same:>8}")
     best = max(rows, key=lambda r: r["speedup_batches"])
     chains = [r for r in rows if r["shape"].startswith("chain") and r["k"] > 0 and r["sure"]]
     trees = [r for r in rows if r["shape"].startswith("tree") and r["sure"]]

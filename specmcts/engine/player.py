@@ -191,7 +191,7 @@ def analysis_of(search: Search, slot: int, started: float, pv_moves: int = 10) -
     root_score = float(-tr.score_sum[slot, tree_kernels.ROOT] / n_root) if n_root > 0 else 0.0
     raw_value, raw_score = search.root_raw(slot)
     analysis = Analysis(counts=counts, q=q.astype(np.float32), prior=search.root_prior(slot),
-                        root_value=search.root_value(slot), sims=int(search.completed([slot])[0]),
+                        root_value=search.root_value(slot), sims=search.completed(slot),
                         seconds=time.perf_counter() - started, pvs={}, score=score.astype(np.float32),
                         root_score=root_score, raw_value=raw_value, raw_score=raw_score)
     for a in analysis.ranked()[:pv_moves]:

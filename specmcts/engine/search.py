@@ -271,8 +271,12 @@ class Search:
         kernels.searchable_mask(state.core, state.hist, self.cfg.fill_own_eyes, out)
         return out
 
-    def completed(self, slots=None) -> np.ndarray:
-        """Simulations completed below each root (the root's own evaluation not counted)."""
+    def completed(self, slots=None):
+        """Simulations completed below each root (the root's own evaluation not counted): an array for
+        ``slots`` (None: every slot), an int for one slot (no arrays built: the pipeline asks at every stage
+        boundary)."""
+        if isinstance(slots, (int, np.integer)):
+            return max(int(self.trees.visits[slots, kernels.ROOT]) - 1, 0)
         v = self.trees.visits[:, kernels.ROOT] if slots is None else self.trees.visits[slots, kernels.ROOT]
         return np.maximum(v - 1, 0)
 
@@ -281,8 +285,10 @@ class Search:
         (capped at the evaluator's ``max_batch``) without passing ``targets`` (a per-slot or common
         simulation target)."""
         slots = np.ascontiguousarray(slots, np.int32)
-        targets = np.ascontiguousarray(np.broadcast_to(np.asarray(targets, np.int64), slots.shape))
-        out = np.zeros(len(slots), np.int32)
+        if not (isinstance(targets, np.ndarray) and targets.dtype == np.int64 and targets.shape == slots.shape
+                and targets.flags.c_contiguous):
+            targets = np.ascontiguousarray(np.broadcast_to(np.asarray(targets, np.int64), slots.shape))
+        out = np.empty(len(slots), np.int32)
         batch_kernels.wanted_leaves(slots, targets, self.trees, self.leaves_per_tree, out)
         return out
 
@@ -448,7 +454,7 @@ class Search:
         t6 = clock()
         spent["backup"] += t6 - t5
         if self.timeline is not None:
-            self.timeline.append(("backup", lane.index, t4, t6))
+            self.timeline.append(("backup", lane.index, t5, t6))  # from the answer on (not the wait for it)
         evaluated = batch.leaves - batch.collisions
         stats.leaves += evaluated
         stats.terminal += evaluated - (batch.hits + batch.misses)

@@ -382,7 +382,7 @@ class Pipeline:
             self.events.append((time.perf_counter(), "commit" if action in head.children else "rollback", game,
                                 head.state.move_number))
         self._score_predictions(head, action)
-        self.stats.useful_sims += int(self.search.completed([head.slot])[0])
+        self.stats.useful_sims += self.search.completed(head.slot)
         self._order = None
         if state_after is None or state_after.is_over:
             for level in walk(head):
@@ -468,12 +468,12 @@ class Pipeline:
 
     def _close(self, level: Level, wasted: bool) -> None:
         if wasted:
-            self.stats.wasted_sims += int(self.search.completed([level.slot])[0])
+            self.stats.wasted_sims += self.search.completed(level.slot)
         self.free_slots.append(level.slot)
 
     def _cross(self, game, level: Level) -> bool:
         """``level`` reached its next stage boundary (or several): predict, and rank its candidates."""
-        done = int(self.search.completed([level.slot])[0])
+        done = self.search.completed(level.slot)
         crossed = level.stage
         while crossed <= self.boundaries and done >= level.boundaries[crossed]:
             crossed += 1

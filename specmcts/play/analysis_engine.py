@@ -394,7 +394,7 @@ class AnalysisEngine:
                     self._mask(b, job)
                 done = (w == 0 or job.terminated
                         or (job.max_time is not None and now - job.started >= job.max_time)
-                        or b.search.completed([s])[0] >= job.max_visits)
+                        or b.search.completed(int(s)) >= job.max_visits)
                 if done:
                     self.write(self.response(b, job, during=False))
                     del b.active[int(s)]
