@@ -70,8 +70,8 @@ if [[ $device == cuda ]]; then
     --modes own shared --seconds 20 --sims 100 --concurrent 32 --chunk-games 32 --save "$out/throughput9.json"
   section ceiling19 25 $py -m specmcts bench throughput --device cuda --net 19x19-10x128 --ceiling-only \
     --save "$out/ceiling19.json"
-  section search 80 $py -m specmcts bench search --sizes 9 --net 9x9-6x64 19x19-10x128 --device cuda --concurrent 64 \
-    --net-sims 200 --max-moves 30 --sims 800 --overlap both
+  section search 90 $py -m specmcts bench search --sizes 9 --net 9x9-6x64 19x19-10x128 --device cuda --concurrent 64 \
+    --net-sims 200 --max-moves 30 --sims 800 --overlap both --batch-cost
   spec9=(--model shipped --sims 800 --games 1 --leaves 8 --cache on --k 0 4 8 16 --tree 16:2:17 16:2:17:51
          --max-moves 30)
   section speculation9 45 $py -m specmcts bench speculation --device cuda "${spec9[@]}" --json "$out/speculation9.json"
@@ -81,14 +81,14 @@ if [[ $device == cuda ]]; then
     "$out/speculation9_emulated.json"
   section speculation19 35 $py -m specmcts bench speculation --device cuda --nets 19x19-10x128 --sims 800 --games 1 \
     --k 0 4 8 --leaves 8 --cache on --max-moves 40 --json "$out/speculation19.json"
-  section ray 40 $py -m specmcts bench ray_scaling --config configs/go9.yaml --workers 1 2 4 8 --seconds 8
+  section ray 30 $py -m specmcts bench ray_scaling --config configs/go9.yaml --workers 1 2 4 8 --seconds 6
 else
   section gpu_tests 120 $py -m pytest -q -rs -p no:cacheprovider tests/test_evaluator.py tests/test_network.py \
     tests/test_train.py -k "cuda or gpu or graph or amp or pinned or bf16 or device"
   section throughput9 300 $py -m specmcts bench throughput --device cpu --net 9x9-2x32 --workers 1 2 \
     --modes own shared --seconds 40 --sims 64 --concurrent 8 --chunk-games 8 --save "$out/throughput9.json"
   section search 120 $py -m specmcts bench search --sizes 9 --net 9x9-2x32 --device cpu --concurrent 16 \
-    --net-sims 64 --max-moves 20 --sims 800 --trees 16 --overlap both
+    --net-sims 64 --max-moves 20 --sims 800 --trees 16 --overlap both --batch-cost
   section speculation9 150 $py -m specmcts bench speculation --device cpu --model shipped --sims 200 --games 1 \
     --leaves 8 --cache on --k 0 2 4 --max-moves 30 --json "$out/speculation9.json"
   section speculation9_emulated 150 $py -m specmcts bench speculation --device cpu --model shipped --sims 200 \
