@@ -415,7 +415,7 @@ class Search:
         batch_kernels.prepare_batch(slots, wanted, starts, self.trees, self.roots, lane.scratch, lane.leaves,
                                     self.params, self.cache.table, lane.miss_rows, table_slots, source, unique,
                                     lane.evaluator.inputs, parallel, counts)
-        n, collisions, hits, misses, distinct = (int(c) for c in counts)
+        n, collisions, hits, misses, distinct = counts.tolist()
         t1 = clock()
         self.stats.seconds["select"] += t1 - t0
         if self.timeline is not None:
