@@ -373,8 +373,10 @@ def searchable_points(core, hist, fill_eyes, out):
     """For every board point (action ``row * N + col``), 1 in ``out[action]`` if a search may play there and
     0 if not: legal (empty, not suicide, no positional superko repeat) and, unless ``fill_eyes``, not one
     of the mover's own true eyes (``is_eye``). The same answer as ``is_legal_point`` and ``is_eye`` point by
-    point, in one pass with the offsets and the position's hash taken once (a search expanding a node
-    asks this of every point). Returns how many points may be played."""
+    point (tests/test_rules.py checks every point of random positions), in one pass with the offsets and the
+    position's hash taken once: a search expanding a node asks this of every point. ``is_legal_point``'s
+    logic is written out here on purpose: calling it (or a helper both share) per point measured 1.2-1.4 us
+    per 9x9 board against 0.7 us for this loop. Returns how many points may be played."""
     size = core[M_SIZE]
     width = size + 2
     area = width * width
