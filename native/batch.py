@@ -12,7 +12,7 @@ A batch of ``specmcts.engine.search.Search`` is, for every tree of every game in
 
 Each is one call from Python whatever the number of trees, games or speculation levels in the batch: the CPU
 cost of a batch is the work on its leaves plus two calls' fixed cost, not a Python loop over searches.
-``parallel`` runs the per-tree parts over numba's threads (trees are independent; a tree's leaves stay in
+The ``_parallel`` variants run the per-tree parts over numba's threads (trees are independent; a tree's leaves stay in
 order), with identical results. Both release the GIL, so a forward pass can run in another thread meanwhile.
 """
 import numpy as np
@@ -34,15 +34,33 @@ COUNTS = 5
 
 @njit(cache=True, nogil=True)
 def prepare_batch(slots, wanted, row_start, tr, roots, scratch, leaves, p, table, miss_rows, dedup_slots, source,
-                  unique, inputs, parallel, counts):
+                  unique, inputs, counts):
     """Select ``wanted[i]`` leaves in tree ``slots[i]`` (all or none per tree, in ``slots``' order of priority),
     look them up, and encode the distinct misses into ``inputs[:counts[DISTINCT]]``; ``counts`` (int64
     [COUNTS]) gets the figures above. Miss ``i`` is leaf row ``miss_rows[i]``, answered by input row
     ``source[i]``."""
-    if parallel:
-        n, collisions = select_leaves_parallel(slots, wanted, row_start, tr, roots, scratch, leaves, p)
-    else:
-        n, collisions = select_leaves(slots, wanted, row_start, tr, roots, scratch, leaves, p)
+    n, collisions = select_leaves(slots, wanted, row_start, tr, roots, scratch, leaves, p)
+    distinct = _lookup(n, collisions, leaves, table, miss_rows, dedup_slots, source, unique, counts)
+    if distinct > 0:
+        encode_leaves(scratch, unique[:distinct], inputs)
+
+
+@njit(cache=True, nogil=True)
+def prepare_batch_parallel(slots, wanted, row_start, tr, roots, scratch, leaves, p, table, miss_rows, dedup_slots,
+                           source, unique, inputs, counts):
+    """``prepare_batch`` with the trees over numba's threads. A function of its own, so that a process that
+    never runs a parallel batch never starts numba's thread pool (starting it sets OpenMP's thread count,
+    which torch's pool shares)."""
+    n, collisions = select_leaves_parallel(slots, wanted, row_start, tr, roots, scratch, leaves, p)
+    distinct = _lookup(n, collisions, leaves, table, miss_rows, dedup_slots, source, unique, counts)
+    if distinct > 0:
+        encode_leaves_parallel(scratch, unique[:distinct], inputs)
+
+
+@njit(cache=True, nogil=True)
+def _lookup(n, collisions, leaves, table, miss_rows, dedup_slots, source, unique, counts):
+    """The cache lookup and the misses' de-duplication of a selected batch; fills ``counts``, returns the
+    distinct rows to encode."""
     hits = 0
     misses = 0
     distinct = 0
@@ -50,28 +68,31 @@ def prepare_batch(slots, wanted, row_start, tr, roots, scratch, leaves, p, table
         hits, misses = lookup_leaves(table, leaves, n, LEAF_EVAL, miss_rows)
         if misses > 0:
             distinct = dedup_misses(leaves, miss_rows, misses, dedup_slots, source, unique)
-            if parallel:
-                encode_leaves_parallel(scratch, unique[:distinct], inputs)
-            else:
-                encode_leaves(scratch, unique[:distinct], inputs)
     counts[ROWS] = n
     counts[COLLISIONS] = collisions
     counts[HITS] = hits
     counts[MISSES] = misses
     counts[DISTINCT] = distinct
+    return distinct
 
 
 @njit(cache=True, nogil=True)
 def complete_batch(slots, wanted, row_start, tr, scratch, leaves, p, table, miss_rows, misses, source, policy,
-                   value, score, fill_eyes, parallel):
+                   value, score, fill_eyes):
     """The evaluator answered input row ``r`` with ``policy[r]``, ``value[r]``, ``score[r]``: give each of the
     ``misses`` its answer and store it in the cache, then expand and back up every leaf of the batch."""
     if misses > 0:
         insert_leaves(table, leaves, miss_rows, misses, source, policy, value, score)
-    if parallel:
-        expand_and_backup_parallel(slots, wanted, row_start, tr, scratch, leaves, p, fill_eyes)
-    else:
-        expand_and_backup(slots, wanted, row_start, tr, scratch, leaves, p, fill_eyes)
+    expand_and_backup(slots, wanted, row_start, tr, scratch, leaves, p, fill_eyes)
+
+
+@njit(cache=True, nogil=True)
+def complete_batch_parallel(slots, wanted, row_start, tr, scratch, leaves, p, table, miss_rows, misses, source,
+                            policy, value, score, fill_eyes):
+    """``complete_batch`` with the trees over numba's threads (see ``prepare_batch_parallel``)."""
+    if misses > 0:
+        insert_leaves(table, leaves, miss_rows, misses, source, policy, value, score)
+    expand_and_backup_parallel(slots, wanted, row_start, tr, scratch, leaves, p, fill_eyes)
 
 
 @njit(cache=True, nogil=True)

@@ -412,9 +412,9 @@ class Search:
         starts = lane.row_start[:len(slots)]
         table_slots, source, unique = lane.dedup
         counts = lane.counts
-        batch_kernels.prepare_batch(slots, wanted, starts, self.trees, self.roots, lane.scratch, lane.leaves,
-                                    self.params, self.cache.table, lane.miss_rows, table_slots, source, unique,
-                                    lane.evaluator.inputs, parallel, counts)
+        prepare = batch_kernels.prepare_batch_parallel if parallel else batch_kernels.prepare_batch
+        prepare(slots, wanted, starts, self.trees, self.roots, lane.scratch, lane.leaves, self.params, self.cache.table,
+                lane.miss_rows, table_slots, source, unique, lane.evaluator.inputs, counts)
         n, collisions, hits, misses, distinct = counts.tolist()
         t1 = clock()
         self.stats.seconds["select"] += t1 - t0
@@ -448,9 +448,10 @@ class Search:
         stats.evals += batch.distinct
         stats.shared_rows += batch.misses - batch.distinct
         stats.batch_rows[batch.distinct] += 1
-        batch_kernels.complete_batch(batch.slots, batch.wanted, batch.starts, self.trees, lane.scratch, lane.leaves,
-                                     self.params, self.cache.table, lane.miss_rows, misses, lane.dedup[1], out.policy,
-                                     out.value, out.score, self.cfg.fill_own_eyes, parallel)
+        complete = batch_kernels.complete_batch_parallel if parallel else batch_kernels.complete_batch
+        complete(batch.slots, batch.wanted, batch.starts, self.trees, lane.scratch, lane.leaves, self.params,
+                 self.cache.table, lane.miss_rows, misses, lane.dedup[1], out.policy, out.value, out.score,
+                 self.cfg.fill_own_eyes)
         t6 = clock()
         spent["backup"] += t6 - t5
         if self.timeline is not None:
