@@ -12,16 +12,15 @@ A batch of ``specmcts.engine.search.Search`` is, for every tree of every game in
 
 Each is one call from Python whatever the number of trees, games or speculation levels in the batch: the CPU
 cost of a batch is the work on its leaves plus two calls' fixed cost, not a Python loop over searches.
-The ``_parallel`` variants run the per-tree parts over numba's threads (trees are independent; a tree's leaves stay in
-order), with identical results. Both release the GIL, so a forward pass can run in another thread meanwhile.
+The ``_parallel`` variants run the per-tree parts over numba's threads (trees are independent; a tree's
+leaves stay in order), with identical results. Both release the GIL, so a forward pass can run in another thread meanwhile.
 """
 import numpy as np
 from numba import njit
 
 from .nncache import dedup_misses, insert_leaves, lookup_leaves
-from .tree import (
-    EXPANDED, LEAF_EVAL, encode_leaves, encode_leaves_parallel, expand_and_backup, expand_and_backup_parallel, select_leaves,
-    select_leaves_parallel)
+from .tree import (EXPANDED, LEAF_EVAL, encode_leaves, encode_leaves_parallel, expand_and_backup,
+                   expand_and_backup_parallel, select_leaves, select_leaves_parallel)
 
 # prepare_batch's counts, by index
 ROWS = 0  # rows reserved (selected leaves, collided walks included)

@@ -562,11 +562,28 @@ def _encode_leaves(scratch, rows, out):
 
 
 @njit(cache=True)
+def _depth(parent, t, node):
+    """Moves from the root of tree ``t`` to ``node``."""
+    depth = 0
+    while parent[t, node] != NO_PARENT:
+        depth += 1
+        node = parent[t, node]
+    return depth
+
+
+@njit(cache=True)
+def _set_utility(tr, t, node, depth, su_weight, su_scale):
+    """``utility`` of a visited node at ``depth``: its mean score around the root's score, from the view of
+    the player who moved into it (the root's player at odd depths)."""
+    center = tr.score_center[t] if depth % 2 == 1 else -tr.score_center[t]
+    tr.utility[t, node] = su_weight * score_utility(tr.score_sum[t, node] / tr.visits[t, node], center, su_scale)
+
+
+@njit(cache=True)
 def _expand_backup_one(tr, j, scratch, leaves, p, fill_eyes):
     visits, value_sum, virtual_loss, parent, status, nn_value, prior = (
         tr.visits, tr.value_sum, tr.virtual_loss, tr.parent, tr.status, tr.nn_value, tr.prior)
-    root_noise, noise_fraction, score_sum, score_center, utility = (
-        tr.root_noise, tr.noise_fraction, tr.score_sum, tr.score_center, tr.utility)
+    root_noise, noise_fraction, score_sum, score_center = tr.root_noise, tr.noise_fraction, tr.score_sum, tr.score_center
     su_weight, su_scale = p.su_weight, p.su_scale
     scratch_core, scratch_hist = scratch.core, scratch.hist
     leaf_slot, leaf_node, leaf_kind, leaf_value, leaf_policy, leaf_score = (
@@ -608,12 +625,7 @@ def _expand_backup_one(tr, j, scratch, leaves, p, fill_eyes):
     nn_value[t, node] = v
     w = -v  # for the player who moved into the leaf
     ws = -leaf_score[j]
-    depth = 0  # the leaf's: a node at odd depth was moved into by the root's player
-    if su_weight > 0.0:
-        cur = node
-        while parent[t, cur] != NO_PARENT:
-            depth += 1
-            cur = parent[t, cur]
+    depth = _depth(parent, t, node) if su_weight > 0.0 else 0
     cur = node
     while cur != NO_PARENT:
         visits[t, cur] += 1
@@ -621,8 +633,7 @@ def _expand_backup_one(tr, j, scratch, leaves, p, fill_eyes):
         score_sum[t, cur] += ws
         virtual_loss[t, cur] -= 1
         if su_weight > 0.0:
-            center = score_center[t] if depth % 2 == 1 else -score_center[t]
-            utility[t, cur] = su_weight * score_utility(score_sum[t, cur] / visits[t, cur], center, su_scale)
+            _set_utility(tr, t, cur, depth, su_weight, su_scale)
             depth -= 1
         w = -w
         ws = -ws
@@ -792,14 +803,7 @@ def extract_subtree(tr, src, node, dst, queue, p):
     if p.su_weight > 0.0:
         for n in range(1, tail):
             if visits[dst, n] > 0:
-                depth = 0
-                cur = n
-                while parent[dst, cur] != NO_PARENT:
-                    depth += 1
-                    cur = parent[dst, cur]
-                center = score_center[dst] if depth % 2 == 1 else -score_center[dst]
-                tr.utility[dst, n] = p.su_weight * score_utility(score_sum[dst, n] / visits[dst, n], center,
-                                                                 p.su_scale)
+                _set_utility(tr, dst, n, _depth(parent, dst, n), p.su_weight, p.su_scale)
 
 
 @njit(cache=True)
