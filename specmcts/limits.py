@@ -18,6 +18,8 @@ MAX_SPEC_STAGES = 64  # finest cut of a search into stages
 OPTIMIZERS = ("sgd", "adamw")  # train.optimizer
 SCHEDULES = ("constant", "cosine", "step")  # train.lr_schedule
 RUN_MODES = ("async", "generations")  # run.mode
+EVAL_DTYPES = ("bfloat16", "bf16", "float16", "fp16", "half", "float32", "fp32", "float")  # evaluator.dtype
+CPU_DTYPES = ("auto", "float32", "fp32", "float", "bfloat16", "bf16")  # evaluator.cpu_dtype
 MAX_SEED = 2**32 - 1
 # Upper bounds of the sizes that allocate in proportion to them, far above any real use: a typo (an extra 0
 # or five) fails here with the key's name instead of as an out-of-memory error minutes later. What a
@@ -113,7 +115,9 @@ def validate(cfg) -> None:
     for key, value, choices in (("train.optimizer", cfg.train.optimizer, OPTIMIZERS),
                                 ("train.lr_schedule", cfg.train.lr_schedule, SCHEDULES),
                                 ("train.amp_dtype", cfg.train.amp_dtype, ("bfloat16", "float16")),
-                                ("run.mode", cfg.run.mode, RUN_MODES)):
+                                ("run.mode", cfg.run.mode, RUN_MODES),
+                                ("evaluator.dtype", cfg.evaluator.dtype, EVAL_DTYPES),
+                                ("evaluator.cpu_dtype", cfg.evaluator.cpu_dtype, CPU_DTYPES)):
         if value not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
 

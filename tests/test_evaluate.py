@@ -205,6 +205,36 @@ def test_cli_eval(tmp_path, capsys, monkeypatch):
     assert "no net ships for 5x5" in err and err.count("\n") == 1
 
 
+def test_a_net_opponent_has_settings_of_its_own(tmp_path, capsys, monkeypatch):
+    """--opponent-set: the same net at other settings (another dtype, more visits) as the opponent; the
+    match's own settings stay the candidate's, and the summary says what differs."""
+    from specmcts.play import match
+
+    cfg = tiny_config()
+    a = tmp_path / "a.pt"
+    save_model(a, build_net(SIZE, cfg.net))
+    built = []
+    real = match.net_side
+    monkeypatch.setattr(match, "net_side", lambda *args, **kw: built.append(real(*args, **kw)) or built[-1])
+    common = ["--config", "tiny", "--board", "5", "--sims", "8", "--device", "cpu", "--quiet", "--games", "2",
+              "--out", str(tmp_path / "run"), "--model", str(a), "--set", "evaluator.cpu_dtype=bfloat16"]
+    assert cli.main(["eval", "--opponent", str(a), "--opponent-set", "evaluator.cpu_dtype=float32",
+                     "--opponent-set", "search.sims=4", "--json", *common]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["opponent_settings"] == {"search.sims": 4, "evaluator.cpu_dtype": "float32"} and s["sims"] == 8
+    mine, theirs = built  # the sides as they played
+    assert (mine.evaluator.cpu_mode, mine.sims) == ("bfloat16", 8)
+    assert (theirs.evaluator.cpu_mode, theirs.sims) == ("float32", 4)
+    assert cli.main(["eval", "--opponent", str(a), "--opponent-set", "search.sims=4", *common]) == 0
+    assert "vs a' (search.sims=4):" in capsys.readouterr().out
+    # only a net has a config; a bad value is a usage error naming the flag and the key
+    for opponent, value, words in (("random", "search.sims=4", "a net opponent's config"),
+                                   (str(a), "evaluator.cpu_dtype=int8", "--opponent-set: evaluator.cpu_dtype")):
+        assert cli.main(["eval", "--opponent", opponent, "--opponent-set", value, *common]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1
+
+
 def test_the_shipped_net_as_opponent():
     cfg = load_config("go9cpu")
     side = opponent_side("shipped", cfg, concurrent=1)

@@ -5,9 +5,13 @@ import torch
 
 from games.go import GoRules, GoState
 from native.features import NUM_PLANES, encode
-from specmcts.config import Config, EvaluatorConfig, NetConfig
-from specmcts.engine.evaluator import (GRAPH_BATCH_SIZES, Evaluator, HashEvaluator, NetEvaluator, UniformEvaluator,
-                                       graph_batch_sizes, make_evaluator, padded_batch_size, torch_device)
+from specmcts.config import Config, ConfigError, EvaluatorConfig, NetConfig
+from specmcts.engine import evaluator as evaluator_module
+from specmcts.engine.evaluator import (CPU_BF16_MIN_ROWS, GRAPH_BATCH_SIZES, Evaluator, HashEvaluator, NetEvaluator,
+                                       UniformEvaluator, graph_batch_sizes, make_evaluator, padded_batch_size,
+                                       torch_device)
+from specmcts.engine.network import embedded_model, load_model
+from specmcts.limits import EVAL_DTYPES
 from specmcts.engine.shared_evaluator import SharedEvaluatorServer
 from specmcts.engine.network import build_net
 
@@ -183,6 +187,56 @@ def test_hash_evaluator_outputs_look_like_a_net():
     np.testing.assert_allclose(policy.sum(axis=1), 1.0, rtol=1e-5)
     assert np.all(policy.max(axis=1) > 2.0 / 362)  # not uniform: argmax is meaningful
     assert value.min() < -0.3 and value.max() > 0.3
+
+
+# -- bf16 on CPU -------------------------------------------------------------------------------------------
+def test_cpu_bfloat16_plays_like_float32_on_the_shipped_net():
+    """bf16 autocast on the CPU (``evaluator.cpu_dtype``) gives the shipped net's outputs within bf16's
+    precision of float32's on real positions, and the same best move almost everywhere. Runs on any CPU
+    (without native bf16 it is emulated: slower, same numbers)."""
+    net = load_model(embedded_model(9))[0]
+    f32 = NetEvaluator(net, max_batch=96, cpu_dtype="float32")
+    bf16 = NetEvaluator(net, max_batch=96, cpu_dtype="bfloat16")
+    assert (f32.cpu_mode, bf16.cpu_mode) == ("float32", "bfloat16")
+    states = positions(9, 96, seed=11)
+    write_leaves(f32, states)
+    write_leaves(bf16, states)
+    p32, v32, s32 = (a.copy() for a in f32.forward(96))
+    p16, v16, s16 = bf16.forward(96)
+    assert np.abs(p16 - p32).max() < 0.05 and np.abs(p16 - p32).sum(1).mean() < 0.05
+    assert np.abs(v16 - v32).max() < 0.1 and np.abs(v16 - v32).mean() < 0.02
+    assert np.abs(s16 - s32).mean() < 0.5
+    assert (p16.argmax(1) == p32.argmax(1)).mean() >= 0.9
+    assert not np.array_equal(p16, p32)  # it did compute in bf16
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_dtype_auto_takes_bf16_for_big_batches_where_the_cpu_has_it(monkeypatch, native):
+    monkeypatch.setattr(evaluator_module, "cpu_bf16_native", lambda: native)
+    net = build_net(9, TINY)
+    auto = NetEvaluator(net, max_batch=64, cpu_dtype="auto")
+    f32 = NetEvaluator(net, max_batch=64, cpu_dtype="float32")
+    bf16 = NetEvaluator(net, max_batch=64, cpu_dtype="bfloat16")
+    assert auto.cpu_mode == (f"bfloat16 from {CPU_BF16_MIN_ROWS} rows" if native else "float32")
+    assert auto.twin().cpu_mode == auto.cpu_mode and "eager" in repr(auto)
+    states = positions(9, 64, seed=3)
+    for ev in (auto, f32, bf16):
+        write_leaves(ev, states)
+    for n in (1, CPU_BF16_MIN_ROWS - 1, CPU_BF16_MIN_ROWS, 64):
+        expected = bf16 if native and n >= CPU_BF16_MIN_ROWS else f32
+        np.testing.assert_array_equal(auto.forward(n).policy, expected.forward(n).policy)
+
+
+def test_cpu_dtype_is_checked():
+    with pytest.raises(ConfigError, match="evaluator.cpu_dtype must be one of auto, "):
+        Config().override("evaluator.cpu_dtype=int8")
+    with pytest.raises(ConfigError, match="evaluator.dtype must be one of"):
+        Config().override("evaluator.dtype=int8")
+    with pytest.raises(ValueError, match="cpu_dtype must be one of"):
+        NetEvaluator(build_net(9, TINY), max_batch=2, cpu_dtype="float16")
+    assert set(EVAL_DTYPES) == set(evaluator_module._AUTOCAST_DTYPES)  # the config's list is the evaluator's
+    ev = make_evaluator(Config().override("evaluator.cpu_dtype=bf16", "net.blocks=1", "net.channels=8"), 9)
+    assert ev.cpu_mode == "bfloat16"
 
 
 # -- factory -----------------------------------------------------------------------------------------------

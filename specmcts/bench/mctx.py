@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from specmcts.bench.run import json_summary
+from specmcts.engine.evaluator import cpu_bf16_native
 
 PEER = r'''
 import json, sys, time
@@ -93,13 +94,14 @@ def peer(python: str, games: int, sims: int, moves: int, seed: int, pin: list[st
                         "bench mctx: the peer", timeout=3600)
 
 
-def ours(games: int, sims: int, moves: int, seed: int, pin: list[str], out: Path) -> dict:
+def ours(games: int, sims: int, moves: int, seed: int, pin: list[str], out: Path, *overrides: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")}
     s = json_summary([*pin, sys.executable, "-m", "specmcts", "selfplay", "--board", "9", "--model", "shipped",
                         "--games", str(games), "--sims", str(sims), "--seed", str(seed), "--out", str(out), "--json",
                         "--set", f"selfplay.concurrent={games}", "--set", f"selfplay.max_moves={moves}",
                         "--set", "search.root=gumbel", "--set", "search.gumbel_considered=16",
-                        "--set", "moves.fast_sims=0", "--set", "moves.no_resign_fraction=1.0"],
+                        "--set", "moves.fast_sims=0", "--set", "moves.no_resign_fraction=1.0",
+                        *(a for o in overrides for a in ("--set", o))],
                      "bench mctx: specmcts selfplay", timeout=3600, env=env)
     return {"moves_per_s": s["moves"] / s["wall_s"], "wall_s": s["wall_s"], "moves": s["moves"],
             "threads": s.get("threads")}
@@ -124,19 +126,29 @@ def main(argv: list[str] | None = None) -> int:
             p = peer(args.peer_python, args.games, args.sims, args.moves, args.seed, pin)
             print(f"bench_mctx: {label}: specmcts ...", file=sys.stderr, flush=True)
             o = ours(args.games, args.sims, args.moves, args.seed, pin, Path(tmp) / label.replace(" ", "-"))
-            rows.append({"cores": label, "peer": p, "ours": o, "ratio": o["moves_per_s"] / p["moves_per_s"]})
+            print(f"bench_mctx: {label}: specmcts, float32 on the CPU ...", file=sys.stderr, flush=True)
+            f = ours(args.games, args.sims, args.moves, args.seed, pin, Path(tmp) / (label.replace(" ", "-") + "-f32"),
+                     "evaluator.cpu_dtype=float32")
+            rows.append({"cores": label, "peer": p, "ours": o, "ours_float32": f,
+                         "ratio": o["moves_per_s"] / p["moves_per_s"],
+                         "ratio_float32": f["moves_per_s"] / p["moves_per_s"]})
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if args.json:
-        print(json.dumps({"games": args.games, "sims": args.sims, "moves": args.moves, "load": load, "rows": rows}))
+        print(json.dumps({"games": args.games, "sims": args.sims, "moves": args.moves, "load": load,
+                          "cpu_bf16_native": cpu_bf16_native(), "rows": rows}))
         return 0
     print(f"self-play moves/s, 9x9, {args.games} games at once, {args.sims} sims (Gumbel root, 16 considered), "
           f"{args.moves} moves per game, 6x48 net; load average {load:.1f} at the end")
     print()
-    print(f"{'cores':10} {'mctx + pgx':>12} {'specmcts':>10} {'ratio':>7} {'peer compile s':>15}")
+    print(f"{'cores':10} {'mctx + pgx':>12} {'specmcts':>10} {'ratio':>7} {'specmcts fp32':>14} {'ratio':>7} "
+          f"{'peer compile s':>15}")
     for r in rows:
         print(f"{r['cores']:10} {r['peer']['moves_per_s']:12.1f} {r['ours']['moves_per_s']:10.1f} "
-              f"{r['ratio']:7.2f} {r['peer']['compile_s']:15.1f}")
-    print(f"bench_mctx: {len(rows)} comparisons; specmcts threads: {rows[0]['ours']['threads']}")
+              f"{r['ratio']:7.2f} {r['ours_float32']['moves_per_s']:14.1f} {r['ratio_float32']:7.2f} "
+              f"{r['peer']['compile_s']:15.1f}")
+    print(f"bench_mctx: {len(rows)} comparisons; specmcts at its defaults (bf16 on this CPU: "
+          f"{'yes' if cpu_bf16_native() else 'no, float32'}) and with evaluator.cpu_dtype=float32; "
+          f"threads: {rows[0]['ours']['threads']}")
     return 0
 
 

@@ -7,8 +7,9 @@ processes, each with a net of its own or all on one shared evaluator process, me
     specmcts bench throughput --device cuda --net 19x19-10x128 --ceiling-only
 
 Forward ceiling: evals/s of ``NetEvaluator.evaluate(B)`` on random rows at each batch size B of
-``--batches``: eager PyTorch, and on CUDA also the captured CUDA graphs (bf16), the same evaluator self-play
-uses. Self-play: for each worker count and each of ``own`` (every process loads the net) and ``shared`` (one
+``--batches``: eager PyTorch (float32; on a CPU with native bf16 also bf16 autocast, which
+``evaluator.cpu_dtype: auto`` takes there for batches of 16 rows and more), and on CUDA also the captured CUDA
+graphs (bf16), the same evaluator self-play uses. Self-play: for each worker count and each of ``own`` (every process loads the net) and ``shared`` (one
 evaluator process serves all, ``evaluator.shared=on``), ``specmcts.training.local.LocalProcesses`` starts the
 processes, every worker plays one warm-up chunk (imports, JIT, CUDA graphs), then chunks of ``--chunk-games``
 games stay queued for ``--seconds``. Rates count what finished in that window: games/hour over the time to
@@ -48,15 +49,19 @@ def config_for(args, net: str):
 def forward_ceiling(cfg, batches: list[int], device: str) -> list[dict]:
     import torch
 
-    from specmcts.engine.evaluator import NetEvaluator
+    from specmcts.engine.evaluator import NetEvaluator, cpu_bf16_native
     from specmcts.engine.network import build_net
 
     torch.manual_seed(0)
     net = build_net(cfg.game.board, cfg.net)
     rows = []
-    modes = [("eager", False)] + ([("cuda graph", True)] if device.startswith("cuda") else [])
-    for mode, graphs in modes:
-        ev = NetEvaluator(net, torch.device(device), max_batch=max(batches), cuda_graphs=graphs, dtype=cfg.evaluator.dtype)
+    if device.startswith("cuda"):
+        modes = [("eager", False, "float32"), ("cuda graph", True, "float32")]
+    else:  # float32, and bf16 where the CPU computes it natively (evaluator.cpu_dtype auto takes it there)
+        modes = [("eager", False, "float32")] + ([("eager bf16", False, "bfloat16")] if cpu_bf16_native() else [])
+    for mode, graphs, cpu_dtype in modes:
+        ev = NetEvaluator(net, torch.device(device), max_batch=max(batches), cuda_graphs=graphs, dtype=cfg.evaluator.dtype,
+                          cpu_dtype=cpu_dtype)
         ev.inputs[:] = np.random.default_rng(0).integers(0, 2, ev.inputs.shape, dtype=np.uint8)
         for b in batches:
             for _ in range(3):
@@ -126,7 +131,7 @@ def selfplay_row(cfg, workers: int, shared: bool, seconds: float, chunk_games: i
 
 
 def nearest(ceiling: list[dict], batch: float) -> dict:
-    best = [r for r in ceiling if r["mode"] == ceiling[-1]["mode"]]  # the fastest mode measured (graphs on CUDA)
+    best = [r for r in ceiling if r["mode"] == ceiling[-1]["mode"]]  # the fastest mode measured (graphs on CUDA, native bf16 on CPU)
     return min(best, key=lambda r: abs(np.log(r["batch"]) - np.log(max(batch, 1.0))))
 
 

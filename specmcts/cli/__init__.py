@@ -22,7 +22,7 @@ from typing import Callable
 from specmcts import __version__
 from specmcts.cli.common import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PROG,  # noqa: F401
                                  CommandError, add_common, bounded_int_arg, config_from_args, fraction_arg,
-                                 positive_float_arg, positive_int_arg, summary_json)
+                                 override_arg, positive_float_arg, positive_int_arg, summary_json)
 from specmcts.cli.model import add_model_arguments, cmd_model  # noqa: F401
 from specmcts.config import MAX_SIMS
 
@@ -84,6 +84,9 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                         "'gtp:<command line>' (default: gnugo)")
     p.add_argument("--gnugo-level", type=int, metavar="L",
                    help="GnuGo strength 0..10 (default: eval.gnugo_level, 1)")
+    p.add_argument("--opponent-set", dest="opponent_overrides", action="append", default=[], type=override_arg,
+                   metavar="KEY=VALUE", help="a net opponent's own config value, over --set's (repeatable), e.g. "
+                                             "--opponent shipped --opponent-set evaluator.cpu_dtype=float32")
     p.add_argument("--name", metavar="NAME", help="run name for the default --model and --out (default: go<board>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -248,6 +251,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.gnugo_level is not None:  # validated with the config (eval.gnugo_level: 0..10)
         args.overrides = [f"eval.gnugo_level={args.gnugo_level}"] + list(args.overrides)
     cfg = config_from_args(args)
+    opponent_cfg = None
+    if args.opponent_overrides:
+        if args.opponent in ("gnugo", "random") or args.opponent.startswith("gtp:"):
+            raise CommandError(f"--opponent-set sets a net opponent's config (a checkpoint or 'shipped'), not "
+                               f"{args.opponent.split(':')[0]}'s", EXIT_USAGE)
+        from specmcts.config import ConfigError
+
+        try:
+            opponent_cfg = cfg.override(*args.opponent_overrides)
+        except ConfigError as err:
+            raise CommandError(f"--opponent-set: {err}", EXIT_USAGE) from None
     run = _run_dir(args, cfg)
     from specmcts.engine.network import SHIPPED, embedded_any, embedded_model, resolve_model
 
@@ -271,7 +285,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         with GracefulStop(stopping) as stop:
             summary = eval_run(cfg, model, args.opponent, games, run / "eval",
                                device=resolve_device(cfg.evaluator.device), progress=not (args.quiet or args.json),
-                               stop_when=lambda: stop.requested)
+                               stop_when=lambda: stop.requested, opponent_cfg=opponent_cfg)
     except _learning_errors() as err:
         raise CommandError(_one_line(err)) from None
     print(summary_json(summary) if args.json else format_eval_summary(summary))

@@ -14,7 +14,9 @@ Contract (what ``search`` relies on)::
 
 Implementations:
 
-- ``NetEvaluator``: a ``PolicyValueNet``. On CPU, float32 eager PyTorch over a float copy of ``inputs``.
+- ``NetEvaluator``: a ``PolicyValueNet``. On CPU, eager PyTorch over a float copy of ``inputs``: float32, or
+  bf16 autocast (``cpu_dtype``; ``auto`` takes bf16 for batches of at least ``CPU_BF16_MIN_ROWS`` rows where
+  the CPU computes bf16 natively, about 2x faster there, and float32 for smaller batches, where bf16 is slower).
   On CUDA: channels_last, bf16 autocast, and one captured CUDA graph per batch size in
   ``graph_batch_sizes(max_batch)`` (1, 2, 4, ..., max_batch); a call copies ``inputs[:n]`` host->device
   without blocking, replays the graph of the next captured size >= n (rows n.. hold stale inputs whose outputs
@@ -33,6 +35,7 @@ what was inserted; "cached == fresh" is bit-exact only for evaluators like ``Has
 from __future__ import annotations
 
 import bisect
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -41,15 +44,32 @@ import torch
 from native import nncache as native_nncache
 from native.features import NUM_PLANES
 from specmcts.config import Config, EvaluatorConfig, NetConfig
+from specmcts.limits import CPU_DTYPES
 from specmcts.engine.network import PolicyValueNet, build_net
 
 GRAPH_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+CPU_BF16_MIN_ROWS = 16  # cpu_dtype auto: bf16 from this batch size up (6x48 net, one Zen 4 core: batch 1 bf16
+# 3.1 ms vs float32 2.2 ms, 8 rows 6.0 vs 5.7, 16 rows 8.8 vs 13.0, 64 rows 29.6 vs 51.5, 128 rows 46 vs 96)
 
 _AUTOCAST_DTYPES = {
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
     "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
     "float32": None, "fp32": None, "float": None,
 }
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_native() -> bool:
+    """Whether this CPU computes bf16 matrix products in hardware (AVX512-BF16 or AMX, read from
+    /proc/cpuinfo's flags) and torch's oneDNN uses them. Elsewhere bf16 on the CPU is emulated and slower
+    than float32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+        supported = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (OSError, AttributeError, RuntimeError):
+        return False
+    return bool(supported) and ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
 def graph_batch_sizes(max_batch: int) -> tuple[int, ...]:
@@ -208,17 +228,26 @@ class NetEvaluator(Evaluator):
     The net is moved to ``device`` and put in eval mode in place (on CUDA also to channels_last), so a trainer
     sharing it sees the same parameters. To change weights later use ``load_state_dict``: it copies in place,
     which keeps the captured CUDA graphs valid. ``dtype`` (autocast dtype: bfloat16, float16 or float32) applies
-    to CUDA; CPU always computes in float32. ``cudnn_benchmark`` turns on ``torch.backends.cudnn.benchmark``
+    to CUDA; ``cpu_dtype`` (float32, bfloat16 or auto: bfloat16 for batches of at least ``CPU_BF16_MIN_ROWS``
+    rows where ``cpu_bf16_native()``, float32 otherwise) to the CPU. ``cudnn_benchmark`` turns on ``torch.backends.cudnn.benchmark``
     (process-wide) before the graphs are captured, so each captured size gets its fastest kernels."""
 
     def __init__(self, net: PolicyValueNet, device: str | torch.device = "cpu", max_batch: int = 512,
-                 cuda_graphs: bool = True, dtype: str = "bfloat16", cudnn_benchmark: bool = True):
+                 cuda_graphs: bool = True, dtype: str = "bfloat16", cudnn_benchmark: bool = True,
+                 cpu_dtype: str = "float32"):
         self.device = torch_device(device)
         self._cuda = self.device.type == "cuda"
         if dtype not in _AUTOCAST_DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(_AUTOCAST_DTYPES)}, got {dtype!r}")
+        if cpu_dtype not in CPU_DTYPES:
+            raise ValueError(f"cpu_dtype must be one of {', '.join(CPU_DTYPES)}, got {cpu_dtype!r}")
         self.dtype = dtype
+        self.cpu_dtype = cpu_dtype
         self._amp_dtype = _AUTOCAST_DTYPES[dtype] if self._cuda else None
+        # CPU: batches of at least _cpu_amp_rows rows are computed under bf16 autocast (never: a row count no
+        # batch reaches)
+        bf16 = not self._cuda and (cpu_dtype in ("bfloat16", "bf16") or (cpu_dtype == "auto" and cpu_bf16_native()))
+        self._cpu_amp_rows = (CPU_BF16_MIN_ROWS if cpu_dtype == "auto" else 1) if bf16 else max_batch + 1
         self.cuda_graphs = bool(cuda_graphs) and self._cuda
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self._graph_sizes: tuple[int, ...] = ()
@@ -243,7 +272,7 @@ class NetEvaluator(Evaluator):
         """The same net (weights shared: ``load_state_dict`` on either changes both), buffers, device
         buffers, stream and CUDA graphs of its own."""
         twin = NetEvaluator(self.net, self.device, self.max_batch, self.cuda_graphs, self.dtype,
-                            cudnn_benchmark=False)
+                            cudnn_benchmark=False, cpu_dtype=self.cpu_dtype)
         twin.model_id = self.model_id
         return twin
 
@@ -260,7 +289,7 @@ class NetEvaluator(Evaluator):
     def _forward_cpu(self, n: int) -> None:
         if self.net.training:  # a trainer sharing the net switched it; BatchNorm must use running statistics
             self.net.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=n >= self._cpu_amp_rows):
             x = self._x[:n]
             x.copy_(self._inputs_t[:n])  # uint8 -> float32 into the preallocated tensor
             logits, value, score = self.net.evaluate(x)
@@ -351,6 +380,13 @@ class NetEvaluator(Evaluator):
         """Rows the device actually computes for a call with ``n`` rows."""
         return padded_batch_size(n, self._graph_sizes) if self.cuda_graphs else n
 
+    @property
+    def cpu_mode(self) -> str:
+        """What the CPU computes in: 'float32', 'bfloat16' or 'bfloat16 from 16 rows' (float32 below)."""
+        if self._cpu_amp_rows > self.max_batch:
+            return "float32"
+        return "bfloat16" if self._cpu_amp_rows <= 1 else f"bfloat16 from {self._cpu_amp_rows} rows"
+
     def load_state_dict(self, state_dict: dict, model_id: str | None = None) -> None:
         """New weights, copied in place into the existing parameters (captured graphs stay valid)."""
         with torch.no_grad():
@@ -366,7 +402,7 @@ class NetEvaluator(Evaluator):
 
     def __repr__(self) -> str:
         mode = (f"{self.dtype}, graphs {self._graph_sizes[0]}..{self._graph_sizes[-1]}" if self.cuda_graphs
-                else ("float32, eager" if not self._cuda else f"{self.dtype}, eager"))
+                else (f"{self.cpu_mode}, eager" if not self._cuda else f"{self.dtype}, eager"))
         return f"NetEvaluator({self.device}, {mode}, max_batch={self.max_batch}, model={self.model_id})"
 
 
@@ -393,4 +429,5 @@ def make_evaluator(cfg: EvaluatorConfig | Config, board_size: int, net: PolicyVa
     if net.board_size != board_size:
         raise ValueError(f"the net is for {net.board_size}x{net.board_size}, asked for {board_size}x{board_size}")
     chosen = torch_device(device if str(device) != "auto" else ev_cfg.device)
-    return NetEvaluator(net, chosen, max_batch=max_batch, cuda_graphs=ev_cfg.cuda_graphs, dtype=ev_cfg.dtype)
+    return NetEvaluator(net, chosen, max_batch=max_batch, cuda_graphs=ev_cfg.cuda_graphs, dtype=ev_cfg.dtype,
+                        cpu_dtype=ev_cfg.cpu_dtype)

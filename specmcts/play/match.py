@@ -520,9 +520,12 @@ def gate(score: float, threshold: float) -> bool:
 
 
 def eval_run(cfg: Config, model: str, opponent: str, games: int, out: Path | None, device: str = "cpu",
-             gnugo_level: int | None = None, progress: bool = False, stop_when=None) -> dict:
+             gnugo_level: int | None = None, progress: bool = False, stop_when=None,
+             opponent_cfg: Config | None = None) -> dict:
     """Play ``model`` against ``opponent``; SGF under ``<out>/sgf/``; returns the summary (Elo of ``model``).
-    ``stop_when()`` true: stop at the next move; the summary is of the finished games (``stop_reason``)."""
+    ``stop_when()`` true: stop at the next move; the summary is of the finished games (``stop_reason``).
+    ``opponent_cfg``: the opponent's own config (search, evaluator), e.g. the same net at other settings;
+    the match itself (games, openings, judge) follows ``cfg``."""
     from specmcts.engine.network import CheckpointError, model_label
     from specmcts.threads import SEARCH, configure
 
@@ -531,7 +534,7 @@ def eval_run(cfg: Config, model: str, opponent: str, games: int, out: Path | Non
     concurrent = max(1, min(cfg.eval.concurrent, games))
     try:
         a = net_side(model_label(model, cfg.game.board), model, cfg, concurrent, device, seed=cfg.seed)
-        b = opponent_side(opponent, cfg, concurrent, device, gnugo_level, seed=cfg.seed)
+        b = opponent_side(opponent, opponent_cfg or cfg, concurrent, device, gnugo_level, seed=cfg.seed)
     except CheckpointError as e:
         raise MatchError(str(e)) from None
     if a.name == b.name:
@@ -546,10 +549,24 @@ def eval_run(cfg: Config, model: str, opponent: str, games: int, out: Path | Non
         b.close()
     summary = result.summary()
     summary["sims"] = a.sims
+    if opponent_cfg is not None and opponent_cfg != cfg:
+        summary["opponent_settings"] = {k: v for k, v in _differences(cfg, opponent_cfg)}
     summary["board"] = rules.size
     summary["sgf_dir"] = str(sgf_dir) if sgf_dir is not None else None
     summary["stop_reason"] = "interrupted" if result.stopped else "done"
     return summary
+
+
+def _differences(a, b, prefix: str = ""):
+    """(key, b's value) of every config value where ``b`` differs from ``a``, keys dotted."""
+    import dataclasses
+
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if dataclasses.is_dataclass(x):
+            yield from _differences(x, y, f"{prefix}{f.name}.")
+        elif x != y:
+            yield f"{prefix}{f.name}", y
 
 
 def format_eval_summary(s: dict) -> str:
@@ -564,5 +581,7 @@ def format_eval_summary(s: dict) -> str:
                   f"{s['judge_disagreements']} disagree with Tromp-Taylor")
     stopped = " | stopped: interrupted (finished games kept)" if s.get("stop_reason") == "interrupted" else ""
     distinct = f" ({s['distinct_games']} distinct)" if "distinct_games" in s else ""
-    return (f"eval: {s['a']} vs {s['b']}: {est}{colours} over {s['games']} games{distinct}, mean length "
+    settings = s.get("opponent_settings") or {}
+    opponent = s["b"] + (f" ({', '.join(f'{k}={v}' for k, v in settings.items())})" if settings else "")
+    return (f"eval: {s['a']} vs {opponent}: {est}{colours} over {s['games']} games{distinct}, mean length "
             f"{s['mean_game_length']:.1f}{judged}, {s['wall_s']:.1f} s{stopped}")
