@@ -203,7 +203,7 @@ class TrainConfig:
     ownership_weight: float = 1.0  # ... + ownership_weight * mean per-point ownership cross-entropy (kata heads)
     score_weight: float = 0.05  # ... + score_weight * Huber(score / N) (kata heads)
     grad_clip: float = 5.0  # max global gradient norm (0: off)
-    amp: bool = True  # autocast on CUDA (ignored on CPU)
+    amp: bool = True  # autocast on CUDA, and in bf16 on a CPU that computes bf16 in hardware (else off on CPU)
     amp_dtype: str = "bfloat16"  # bfloat16 | float16 (float16 adds a gradient scaler)
     checkpoint_every: int = 500  # steps between checkpoints (written atomically)
     keep_checkpoints: int = 0  # newest checkpoints kept besides the first (0: keep all)

@@ -245,6 +245,32 @@ def test_prune_keeps_first_pointer_and_newest(tmp_path, data_dir):
     assert [s for s, _ in store.steps()] == [0, 10, 12]
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_training_on_a_cpu_that_has_it(tmp_path, data_dir, monkeypatch, native):
+    """train.amp on a CPU: bf16 autocast where the CPU computes bf16 in hardware (never float16, never
+    emulated); it learns, resumes, and its first loss is float32's within bf16's precision."""
+    from specmcts.training import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "cpu_bf16_native", lambda: native)
+    cfg = tiny_config("net.heads=fc", "train.lr=0.05")
+    buf = ReplayBuffer(data_dir, SIZE, cfg.train, seed=0)
+    buf.refresh()
+    trainer = Trainer.create(cfg, tmp_path / "bf16", buf)
+    assert trainer.amp == native
+    for off in ("train.amp=false", "train.amp_dtype=float16"):
+        assert not Trainer.create(tiny_config(off), tmp_path / off, buf).amp
+    reference = Trainer.create(cfg, tmp_path / "f32", ReplayBuffer(data_dir, SIZE, cfg.train, seed=0))
+    reference.buffer.refresh()
+    reference.amp = False
+    first, first_f32 = trainer.train_step().loss, reference.train_step().loss
+    assert abs(first - first_f32) < 0.02 * abs(first_f32)
+    losses = [trainer.train_step().value_loss for _ in range(60)]
+    assert all(math.isfinite(x) for x in losses) and np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+    trainer.save()
+    resumed, _ = Trainer.resume(cfg, tmp_path / "bf16", buf)
+    assert resumed.step == 61 and resumed.amp == native
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (AMP path)")
 def test_amp_training_on_cuda(tmp_path, data_dir):
