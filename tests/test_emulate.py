@@ -198,15 +198,18 @@ def test_a_device_with_two_lanes_waits_asleep():
 
 def test_the_speculation_benchmark_measures_throughput_on_the_emulated_device(tmp_path):
     """``specmcts bench speculation --emulate h100 --throughput G``: every row recorded, then replayed on the
-    emulated device; the replays play the recorded games, every row's games equal k = 0's, and ``auto`` is
-    the plan ``--speculate auto`` makes from the device's table."""
+    emulated device; the replays play the recorded games, with and without ``search.overlap`` (two batches
+    in flight), every row's games equal k = 0's, and ``auto`` is the plan ``--speculate auto`` makes from
+    the device's table."""
     out = tmp_path / "rows.json"
     # a process of its own, as a user runs it: the benchmark pins its numba threads when it is imported
     subprocess.run([sys.executable, "-m", "specmcts", "bench", "speculation", "--nets", "5x5-2x32", "--sims", "16",
                     "--max-moves", "4", "--k", "0", "1", "--cache", "on", "--emulate", "h100", "--throughput", "2",
-                    "--repeats", "1", "--json", str(out)], check=True, capture_output=True, timeout=600)
+                    "--overlap", "both", "--repeats", "1", "--json", str(out)], check=True, capture_output=True,
+                   timeout=600)
     rows = json.loads(out.read_text())["throughput"]
-    assert [r["k"] for r in rows][:2] == ["0", "1"] and rows[-1]["k"].startswith("auto=")
+    assert [(r["k"], r["overlap"]) for r in rows][:4] == [("0", False), ("0", True), ("1", False), ("1", True)]
+    assert rows[-1]["k"].startswith("auto=") and rows[-1]["overlap"]
     assert all(r["replays_identical"] and r["identical_to_k0"] for r in rows)
     assert all(r["device"].startswith("H100") or "h100" in r["device"].lower() for r in rows)
 

@@ -186,30 +186,36 @@ def throughput_rows(args, net_name: str) -> list[dict]:
             recorder = RecordingEvaluator(ev, RECORDS.setdefault(net_name, RowRecord(size * size + 1)))
             recorded, _ = play(cfg, recorder, 1 << 20)
             recorded = sorted(recorded.records, key=lambda r: r.index)
-            best, identical = None, True
-            for _ in range(min(args.repeats, 2)):
-                device = EmulatedDevice.replaying(recorder, cost, wait=args.wait)
-                sp, s = play(cfg, device, 1 << 20)
-                device.close()
-                identical = identical and records_equal(sorted(sp.records, key=lambda r: r.index), recorded)
-                if best is None or s["wall_s"] < best[1]["wall_s"]:
-                    best = (sp, s)
-            sp, s = best
+            # each replay with search.overlap off and/or on (--overlap): the device's batches while the CPU
+            # selects the next ones, under throughput load
+            results = []
+            for overlap in {"off": [False], "on": [True], "both": [False, True]}[args.overlap]:
+                best, identical = None, True
+                for _ in range(min(args.repeats, 2)):
+                    device = EmulatedDevice.replaying(recorder, cost, wait=args.wait)
+                    sp, s = play(cfg.override(f"search.overlap={overlap}"), device, 1 << 20)
+                    device.close()
+                    identical = identical and records_equal(sorted(sp.records, key=lambda r: r.index), recorded)
+                    if best is None or s["wall_s"] < best[1]["wall_s"]:
+                        best = (sp, s)
+                results.append((overlap, *best, identical))
         else:
             sp, s = play(cfg, ev, 1 << 20)
-            identical = None
-        if k == "auto" and cost is None:
-            name = f"auto={sp.k}"
-        records = sorted(sp.records, key=lambda r: r.index)
-        if base is None:
-            base, base_records = s, records
-        rows.append({"net": label(net_name), "k": name, "evals_per_s": s["evals_per_s"],
-                     "moves_per_s": s["moves"] / s["wall_s"], "move_ms": s["mean_move_ms"],
-                     "relative_moves_per_s": (s["moves"] / s["wall_s"]) / (base["moves"] / base["wall_s"]),
-                     "device": cost.label if cost is not None else args.device, "replays_identical": identical,
-                     "identical_to_k0": records_equal(records, base_records)})
-        print(f"  throughput {label(net_name)} k={name}{' (emulated ' + args.emulate + ')' if cost else ''}: "
-              f"{s['evals_per_s']:.0f} evals/s, {rows[-1]['moves_per_s']:.1f} moves/s", file=sys.stderr, flush=True)
+            results = [(False, sp, s, None)]
+        for overlap, sp, s, identical in results:
+            if k == "auto" and cost is None:
+                name = f"auto={sp.k}"
+            records = sorted(sp.records, key=lambda r: r.index)
+            if base is None:
+                base, base_records = s, records
+            rows.append({"net": label(net_name), "k": name, "overlap": overlap, "evals_per_s": s["evals_per_s"],
+                         "moves_per_s": s["moves"] / s["wall_s"], "move_ms": s["mean_move_ms"],
+                         "relative_moves_per_s": (s["moves"] / s["wall_s"]) / (base["moves"] / base["wall_s"]),
+                         "device": cost.label if cost is not None else args.device, "replays_identical": identical,
+                         "identical_to_k0": records_equal(records, base_records)})
+            print(f"  throughput {label(net_name)} k={name}{', overlap' if overlap else ''}"
+                  f"{' (emulated ' + args.emulate + ')' if cost else ''}: {s['evals_per_s']:.0f} evals/s, "
+                  f"{rows[-1]['moves_per_s']:.1f} moves/s", file=sys.stderr, flush=True)
     return rows
 
 
@@ -239,7 +245,8 @@ def main(argv=None) -> int:
                     help="also replay every run on an emulated DEVICE (its measured forward table, "
                          "specmcts/engine/emulate.py) and add its wall ms per move and their split to each row")
     ap.add_argument("--overlap", choices=("off", "on", "both"), default="off",
-                    help="search.overlap in the emulated replays (two batches in flight: two lanes)")
+                    help="search.overlap in the emulated replays, latency and throughput rows (two batches in "
+                         "flight: two lanes)")
     ap.add_argument("--wait", choices=("auto", "spin", "sleep"), default="auto",
                     help="how a thread waits out the emulated device (specmcts.engine.emulate.EmulatedDevice): auto spins "
                          "with one lane, as CUDA does with cores to spare, and sleeps with two")
@@ -301,11 +308,13 @@ def main(argv=None) -> int:
     if through:
         print(f"\nThroughput: {args.throughput} concurrent games"
               f"{f' on the emulated {args.emulate} (replays; auto: the plan from its table)' if args.emulate else ''}")
-        print(f"{'net':>13} {'k':>12} {'evals/s':>10} {'moves/s':>9} {'vs k=0':>7} {'= k=0':>6} {'replays':>8}")
+        print(f"{'net':>13} {'k':>12} {'overlap':>8} {'evals/s':>10} {'moves/s':>9} {'vs k=0':>7} {'= k=0':>6} "
+              f"{'replays':>8}")
         for r in through:
             same = "-" if r["replays_identical"] is None else ("same" if r["replays_identical"] else "DIFFER")
-            print(f"{r['net']:>13} {str(r['k']):>12} {r['evals_per_s']:>10,.0f} {r['moves_per_s']:>9.1f} "
-                  f"{r['relative_moves_per_s']:>6.2f}x {'yes' if r['identical_to_k0'] else 'NO':>6} {same:>8}")
+            print(f"{r['net']:>13} {str(r['k']):>12} {'on' if r['overlap'] else 'off':>8} {r['evals_per_s']:>10,.0f} "
+                  f"{r['moves_per_s']:>9.1f} {r['relative_moves_per_s']:>6.2f}x "
+                  f"{'yes' if r['identical_to_k0'] else 'NO':>6} {same:>8}")
     best = max(rows, key=lambda r: r["speedup_batches"])
     chains = [r for r in rows if r["shape"].startswith("chain") and r["k"] > 0 and r["sure"]]
     trees = [r for r in rows if r["shape"].startswith("tree") and r["sure"]]
