@@ -200,6 +200,37 @@ def play_tiny(tmp_path, **overrides) -> tuple[SelfPlay, dict]:
     return runner, runner.run()
 
 
+@pytest.mark.parametrize("slow", ["first step", "every step"])
+def test_the_time_the_games_will_take_is_estimated_after_the_first_batch(tmp_path, capsys, monkeypatch, slow):
+    """A first run compiles the kernels in its first batch (up to a minute): the estimate of the games'
+    duration leaves that batch out, so a quick run never says it will take hours (a fresh clone's first
+    command said 32.6 hours), and a slow one still does."""
+    from specmcts.engine.evaluator import make_evaluator
+    from specmcts.engine.network import build_net
+    from specmcts.engine.nncache import NNCache
+    from specmcts.training import selfplay as selfplay_module
+
+    monkeypatch.setattr(selfplay_module, "ETA_AFTER_S", 0.3)
+    cfg = tiny_config(**{"search.sims": 8, "selfplay.games": 200 if slow == "first step" else 10**6,
+                         "selfplay.concurrent": 2})
+    evaluator = make_evaluator(cfg, 7, build_net(7, cfg.net), device="cpu")
+    runner = SelfPlay(cfg, evaluator, NNCache(cfg.evaluator.cache_entries, 50, 99), out=None, progress=True,
+                      tensorboard=False)
+    runner.report_every = 0.05
+    step, started = runner.pipeline.step, time.perf_counter()
+
+    def compile_then_run():
+        if runner.steps == 0 or slow == "every step":
+            time.sleep(1.0 if runner.steps == 0 else 0.01)  # the first batch's compile; a slow device after it
+        step()
+
+    monkeypatch.setattr(runner.pipeline, "step", compile_then_run)
+    runner.stop_when = lambda: time.perf_counter() - started > 3.0
+    runner.run()
+    said = "will take about" in capsys.readouterr().err
+    assert said == (slow == "every step")
+
+
 def test_games_resign_below_the_threshold(tmp_path):
     runner, summary = play_tiny(tmp_path, **{"moves.resign_threshold": 0.99, "moves.no_resign_fraction": 0.0})
     assert summary["resign_rate"] == 1.0

@@ -337,6 +337,8 @@ class SelfPlay:
             start_game()
         last_report = started
         said_eta = False
+        eta_from = None  # (time, sims) at the end of the first batch: the rate the estimate uses leaves out
+        # that batch, which compiles the kernels in a first run
         while live and not self.stop_requested:
             if self.stop_when is not None and self.stop_when():
                 self.stop_requested = True
@@ -364,11 +366,14 @@ class SelfPlay:
                 self.pipeline.step()
             self.steps += 1
             now = time.perf_counter()
+            if eta_from is None:
+                eta_from = (now, self.search.stats.leaves)
             if now - last_report >= self.report_every:
                 last_report = now
                 summary = self.summary(now - started)
-                if self.progress and not said_eta and now - started >= ETA_AFTER_S:
-                    said_eta = self._say_if_hours(summary, live, total_games)
+                if self.progress and not said_eta and now - eta_from[0] >= ETA_AFTER_S:
+                    rate = (self.search.stats.leaves - eta_from[1]) / (now - eta_from[0])
+                    said_eta = self._say_if_hours(summary, live, total_games, rate)
                 if bar is not None:  # moves played so far, games in progress included
                     moves = summary["moves"] + sum(len(r.moves) for r in live.values())
                     bar.set_postfix(moves=moves, sims_s=f"{summary['sims_per_s']:.0f}",
@@ -376,22 +381,23 @@ class SelfPlay:
                 self.writer.scalars(self._tb_scalars(summary), self.search.stats.leaves)
         return self.finish(interrupted=self.stop_requested)
 
-    def _say_if_hours(self, summary: dict, live: dict, total_games: int) -> bool:
-        """Once the speed is known: when the games will take hours, say so (and, on a CPU, what is quicker)."""
+    def _say_if_hours(self, summary: dict, live: dict, total_games: int, rate: float) -> bool:
+        """Once the speed is known (``rate``: sims/s since the first batch): when the games will take hours,
+        say so (and, on a CPU, what is quicker)."""
         moves = summary["moves"] + sum(len(r.moves) for r in live.values())
-        if summary["sims"] == 0 or summary["sims_per_s"] <= 0:
+        if summary["sims"] == 0 or rate <= 0:
             return False
         length = summary["mean_game_length"] or self.rules.size * self.rules.size  # until a game has ended
         m, sims = self.cfg.moves, self.cfg.search.sims
         per_move = (summary["sims"] / moves if moves else  # until a move is played: what the config asks
                     m.full_search_fraction * sims + (1 - m.full_search_fraction) * m.fast_sims if m.fast_sims
                     else sims)
-        left = max(0.0, total_games * length - moves) * per_move / summary["sims_per_s"]
+        left = max(0.0, total_games * length - moves) * per_move / rate
         if left >= 3600:
             device = str(getattr(self.evaluator, "device", "cpu"))
             hint = ("; on a CPU, `specmcts selfplay --board N` with no --config plays the small CPU defaults"
                     if device == "cpu" else "")
-            say(f"selfplay: at {summary['sims_per_s']:.0f} sims/s on {device}, the {total_games} games will take "
+            say(f"selfplay: at {rate:.0f} sims/s on {device}, the {total_games} games will take "
                 f"about {left / 3600:.1f} hours{hint}")
         return True
 
