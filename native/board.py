@@ -239,8 +239,9 @@ def _merge(core, area, a, b):
 
 
 @njit(cache=True)
-def _capture(core, area, width, head, h):
-    """Remove the chain at ``head`` (the opponent of the side to move); returns the updated hash."""
+def _capture(core, area, width, head, h, board):
+    """Remove the chain at ``head`` (the opponent of the side to move), on the padded board and on ``board``
+    (the new position's slot of the past-boards ring, row-major); returns the updated hash."""
     ob = META_LEN + F_BOARD * area
     oh = META_LEN + F_CHAIN_HEAD * area
     on = META_LEN + F_CHAIN_NEXT * area
@@ -248,6 +249,7 @@ def _capture(core, area, width, head, h):
     s = head
     while True:
         core[ob + s] = EMPTY
+        board[(s // width - 1) * (width - 2) + s % width - 1] = EMPTY
         _empty_add(core, area, s)
         h ^= ZOBRIST[victim, s]
         for n in (s - 1, s + 1, s - width, s + width):
@@ -450,26 +452,27 @@ def searchable_points(core, hist, fill_eyes, out):
 
 
 @njit(cache=True)
-def _record(core, hist, past, h, board_changed):
-    """Append the new position to the history, push the past-boards ring, hand the move over."""
-    size = core[M_SIZE]
-    width = size + 2
-    area = width * width
+def _next_board(core, past):
+    """Advance the past-boards ring: its next slot becomes the current board, a copy of the previous one that
+    the move then edits (its stone, its captures), which is far cheaper than rewriting the board from the
+    padded one. Returns that slot."""
+    nn = core[M_SIZE] * core[M_SIZE]
+    old = core[M_PAST_HEAD]
+    head = (old + 1) % HISTORY_PLANES
+    core[M_PAST_HEAD] = head
+    board = past[head * nn:(head + 1) * nn]
+    copy_into(board, past[old * nn:(old + 1) * nn], nn)
+    return board
+
+
+@njit(cache=True)
+def _record(core, hist, h):
+    """Append the new position to the history and hand the move over (the past-boards ring was advanced by
+    ``_next_board``)."""
     n = core[M_MOVE_NUMBER] + 1
     core[M_MOVE_NUMBER] = n
     hist[BLOOM_WORDS + n] = h
     _bloom_add(hist, h)
-    nn = size * size
-    old = core[M_PAST_HEAD]
-    head = (old + 1) % HISTORY_PLANES
-    core[M_PAST_HEAD] = head
-    if board_changed:
-        ob = META_LEN + F_BOARD * area
-        for r in range(size):
-            for c in range(size):
-                past[head * nn + r * size + c] = core[ob + (r + 1) * width + c + 1]
-    else:
-        past[head * nn:(head + 1) * nn] = past[old * nn:(old + 1) * nn]
     core[M_TO_PLAY] = 3 - core[M_TO_PLAY]
     if n >= core[M_MAX_MOVES]:
         core[M_GAME_OVER] = 1
@@ -487,6 +490,8 @@ def play_point(core, hist, past, point):
     colour = core[M_TO_PLAY]
     opp = 3 - colour
     h = current_hash(core, hist) ^ ZOBRIST[colour, point]
+    board = _next_board(core, past)
+    board[(point // width - 1) * (width - 2) + point % width - 1] = colour
 
     _empty_remove(core, area, point)
     core[ob + point] = colour
@@ -518,7 +523,7 @@ def play_point(core, hist, past, point):
             victim = core[oh + n]
             if core[ol + victim] == 0:
                 captured += core[oz + victim]
-                h = _capture(core, area, width, victim, h)
+                h = _capture(core, area, width, victim, h, board)
     if colour == BLACK:
         core[M_CAPTURES_BLACK] += captured
     else:
@@ -526,7 +531,7 @@ def play_point(core, hist, past, point):
 
     core[M_PASSES] = 0
     core[M_LAST_MOVE] = point_to_action(core[M_SIZE], point)
-    _record(core, hist, past, h, True)
+    _record(core, hist, h)
     return captured
 
 
@@ -539,7 +544,8 @@ def play(core, hist, past, action):
     elif action == size * size:
         passes = core[M_PASSES] + 1
         core[M_LAST_MOVE] = action
-        _record(core, hist, past, current_hash(core, hist), False)
+        _next_board(core, past)
+        _record(core, hist, current_hash(core, hist))
         core[M_PASSES] = passes
         if passes >= 2:
             core[M_GAME_OVER] = 1

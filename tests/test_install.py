@@ -64,3 +64,37 @@ def test_wheel_install_finds_presets_and_the_shipped_net(tmp_path):
     bench = subprocess.run([str(venv / "bin" / "specmcts"), "bench", "rules", "--seconds", "0.2", "--sizes", "5",
                             "--repeats", "1", "--no-openspiel"], capture_output=True, text=True, cwd=work, env=env)
     assert bench.returncode == 0, bench.stderr[-2000:]  # the benchmarks ship in the package (specmcts.bench)
+
+
+def test_a_kernel_change_is_never_hidden_by_a_cached_kernel_that_inlined_it(tmp_path):
+    """numba checks a cached function against its own file only: ``tree.searchable_mask`` compiles
+    ``board.searchable_points`` into itself, so after ``board.py`` changes numba alone would load the old
+    compiled ``searchable_mask``. The kernels' cache folder is per version of all their sources."""
+    import shutil
+
+    import native
+
+    pkg = tmp_path / "src" / "native"
+    shutil.copytree(ROOT / "native", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"), PYTHONPATH=str(tmp_path / "src"))
+    count = ("import numpy as np, native, numba; from games.go import GoRules, GoState; from native import tree; "
+             "s = GoState(GoRules(9)); print(tree.searchable_mask(s.core, s.hist, False, np.zeros(82, np.bool_)), "
+             "numba.config.CACHE_DIR)")
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", count], capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.split()
+
+    first, first_dir = run()
+    assert first == "82" and first_dir.startswith(str(tmp_path / "numba")), "not the copy of the kernels"
+    assert run() == [first, first_dir]  # the same sources: the same folder (the cached kernels are used)
+    board = pkg / "board.py"
+    source = board.read_text()
+    tail = "            out[a] = 1\n            count += 1\n    return count\n"
+    assert source.count(tail) == 1
+    board.write_text(source.replace(tail, tail.replace("return count", "return count + 1000")))
+    changed, changed_dir = run()
+    assert changed == "1082" and changed_dir != first_dir  # the new rules, compiled anew
+    name = os.path.basename
+    assert name(native.cache_dir(pkg)) == name(changed_dir) and name(native.cache_dir()) == name(first_dir)

@@ -765,12 +765,26 @@ def assert_same(state: GoState, ref: ReferenceGo):
     assert state.captures == (ref.captures[BLACK], ref.captures[WHITE])
 
 
+def assert_planes(state: GoState, boards: list[list[int]]):
+    """The network's planes of ``state`` against the boards of the game so far (``boards[-1]`` the current
+    one): the mover's stones now and 1..7 moves ago, the opponent's, black to move, ones; empty boards before
+    the first move."""
+    n, own = state.size, state.to_play
+    planes = state.features()
+    for t in range(layout.HISTORY_PLANES):
+        past = boards[-1 - t] if t < len(boards) else [EMPTY] * (n * n)
+        assert planes[t].flatten().tolist() == [float(v == own) for v in past], f"plane {t}"
+        assert planes[layout.HISTORY_PLANES + t].flatten().tolist() == [float(v == 3 - own) for v in past]
+    assert (planes[-2] == float(own == BLACK)).all() and (planes[-1] == 1.0).all()
+
+
 @settings(max_examples=150)
 @given(size=st.integers(5, 9), superko=st.booleans(), data=st.data())
 def test_incremental_state_matches_reference(size, superko, data):
     rules = GoRules(size, 7.5, superko)
     state = GoState(rules)
     ref = ReferenceGo(size, 7.5, superko)
+    boards = [list(ref.board)]
     length = data.draw(st.integers(0, rules.max_moves), label="length")
     for _ in range(length):
         mask = state.legal_mask()
@@ -780,8 +794,10 @@ def test_incremental_state_matches_reference(size, superko, data):
         a = rules.pass_action if choice % 32 == 0 or len(points) == 0 else int(points[(choice // 32) % len(points)])
         state.play(a)
         ref.play(a)
+        boards.append(list(ref.board))
         assert_same(state, ref)
         check_kernel_invariants(state, ref)
+        assert_planes(state, boards)
         if state.is_over:
             break
     assert state.area_score() == ref.area()
@@ -793,6 +809,7 @@ def test_random_playouts_match_reference(size, seed):
     kernels.seed_kernels(seed)
     state = GoState(GoRules(size))
     ref = ReferenceGo(size)
+    boards = [list(ref.board)]
     check_legal = size <= 9
     while not state.is_over:
         if check_legal:
@@ -800,7 +817,9 @@ def test_random_playouts_match_reference(size, seed):
         a = state.play_random()
         assert ref.is_legal(a)
         ref.play(a)
+        boards.append(list(ref.board))
         assert_same(state, ref)
+        assert_planes(state, boards)
         if check_legal or state.move_number % 50 == 0:
             check_kernel_invariants(state, ref)
     check_kernel_invariants(state, ref)
