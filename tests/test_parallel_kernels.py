@@ -43,3 +43,35 @@ def test_parallel_and_serial_kernels_build_identical_trees():
         np.testing.assert_array_equal(getattr(tr_s, name), getattr(tr_p, name), err_msg=name)
     assert not tr_p.virtual_loss.any()
     assert serial.stats.leaves == parallel.stats.leaves
+
+
+class Dispatched:
+    """``native.calls.Compiled``'s interface, calling through numba's dispatcher (types checked every call)."""
+
+    def __init__(self, compiled):
+        self.kernel = compiled.kernel
+
+    def call(self, key, *args):
+        return self.kernel(*args)
+
+
+def test_kernels_called_without_dispatch_build_the_trees_the_dispatcher_builds():
+    """The search calls its batch kernels' compiled versions directly (``native.calls``): the same trees as
+    calls through numba's dispatcher, one compiled version per key, found once."""
+    positions = roots(6)
+    direct = run(1, positions)
+    assert all(len(c._entry) <= 2 for c in (*direct._prepare.values(), *direct._complete.values()))
+    assert len(direct._prepare[False]._entry) == 1 and len(direct._wanted._entry) == 1
+    rules = positions[0].rules
+    cfg = SearchConfig(sims=96, leaves_per_tree=8, threads=1, parallel_min_trees=4)
+    dispatched = Search(rules, cfg, HashEvaluator(rules.size, seed=2, max_batch=200), NNCache(1 << 12, 82, 163),
+                        num_trees=len(positions))
+    dispatched._prepare = {k: Dispatched(v) for k, v in dispatched._prepare.items()}
+    dispatched._complete = {k: Dispatched(v) for k, v in dispatched._complete.items()}
+    dispatched._wanted = Dispatched(dispatched._wanted)
+    for t, p in enumerate(positions):
+        dispatched.reset(t, p)
+    dispatched.run(np.arange(len(positions)), 96)
+    for name in ("node_count", "visits", "value_sum", "parent", "action", "status", "children", "prior"):
+        np.testing.assert_array_equal(getattr(direct.trees, name), getattr(dispatched.trees, name), err_msg=name)
+    assert direct.stats.leaves == dispatched.stats.leaves > 0

@@ -24,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from games.go import GoRules, GoState
 from native import batch as batch_kernels
+from native.calls import Compiled
 from native import tree as kernels
 from native import layout
 from specmcts.config import SearchConfig
@@ -194,6 +195,13 @@ class Search:
         self._no_answer = NNOutput(np.zeros((1, self.num_actions), np.float32), np.zeros(1, np.float32),
                                    np.zeros(1, np.float32))
         self.threads = numba_threads(self.cfg.threads)
+        # the batch kernels called without numba's dispatch (native.calls): every call of one key passes this
+        # search's own buffers, so the same types (key: lane, and for complete_batch whether the evaluator
+        # answered or ``_no_answer`` stands in)
+        self._prepare = {False: Compiled(batch_kernels.prepare_batch), True: Compiled(batch_kernels.prepare_batch_parallel)}
+        self._complete = {False: Compiled(batch_kernels.complete_batch),
+                          True: Compiled(batch_kernels.complete_batch_parallel)}
+        self._wanted = Compiled(batch_kernels.wanted_leaves)
         self._queue = np.zeros(self.max_nodes, np.int32)
         c = self.cfg
         # the score utility needs scores: an evaluator without a score head (fc nets) searches by value alone
@@ -289,7 +297,7 @@ class Search:
                 and targets.flags.c_contiguous):
             targets = np.ascontiguousarray(np.broadcast_to(np.asarray(targets, np.int64), slots.shape))
         out = np.empty(len(slots), np.int32)
-        batch_kernels.wanted_leaves(slots, targets, self.trees, self.leaves_per_tree, out)
+        self._wanted.call(0, slots, targets, self.trees, self.leaves_per_tree, out)
         return out
 
     def visit_counts(self, slot: int) -> np.ndarray:
@@ -412,9 +420,9 @@ class Search:
         starts = lane.row_start[:len(slots)]
         table_slots, source, unique = lane.dedup
         counts = lane.counts
-        prepare = batch_kernels.prepare_batch_parallel if parallel else batch_kernels.prepare_batch
-        prepare(slots, wanted, starts, self.trees, self.roots, lane.scratch, lane.leaves, self.params, self.cache.table,
-                lane.miss_rows, table_slots, source, unique, lane.evaluator.inputs, counts)
+        self._prepare[parallel].call(lane.index, slots, wanted, starts, self.trees, self.roots, lane.scratch, lane.leaves,
+                                     self.params, self.cache.table, lane.miss_rows, table_slots, source, unique,
+                                     lane.evaluator.inputs, counts)
         n, collisions, hits, misses, distinct = counts.tolist()
         t1 = clock()
         self.stats.seconds["select"] += t1 - t0
@@ -448,10 +456,10 @@ class Search:
         stats.evals += batch.distinct
         stats.shared_rows += batch.misses - batch.distinct
         stats.batch_rows[batch.distinct] += 1
-        complete = batch_kernels.complete_batch_parallel if parallel else batch_kernels.complete_batch
-        complete(batch.slots, batch.wanted, batch.starts, self.trees, lane.scratch, lane.leaves, self.params,
-                 self.cache.table, lane.miss_rows, misses, lane.dedup[1], out.policy, out.value, out.score,
-                 self.cfg.fill_own_eyes)
+        self._complete[parallel].call((lane.index, out is self._no_answer), batch.slots, batch.wanted, batch.starts,
+                                      self.trees, lane.scratch, lane.leaves, self.params, self.cache.table,
+                                      lane.miss_rows, misses, lane.dedup[1], out.policy, out.value, out.score,
+                                      bool(self.cfg.fill_own_eyes))
         t6 = clock()
         spent["backup"] += t6 - t5
         if self.timeline is not None:
