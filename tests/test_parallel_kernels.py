@@ -56,8 +56,9 @@ class Dispatched:
 
 
 def test_kernels_called_without_dispatch_build_the_trees_the_dispatcher_builds():
-    """The search calls its batch kernels' compiled versions directly (``native.calls``): the same trees as
-    calls through numba's dispatcher, one compiled version per key, found once."""
+    """The search calls its batch kernels' compiled versions directly (``native.calls``), and those it calls
+    per move or stage (visit counts, leaders, the Gumbel root's pick and target): the same trees and answers
+    as calls through numba's dispatcher, one compiled version per key, found once."""
     positions = roots(6)
     direct = run(1, positions)
     assert all(len(c._entry) <= 2 for c in (*direct._prepare.values(), *direct._complete.values()))
@@ -69,9 +70,15 @@ def test_kernels_called_without_dispatch_build_the_trees_the_dispatcher_builds()
     dispatched._prepare = {k: Dispatched(v) for k, v in dispatched._prepare.items()}
     dispatched._complete = {k: Dispatched(v) for k, v in dispatched._complete.items()}
     dispatched._wanted = Dispatched(dispatched._wanted)
+    dispatched._tree_calls = {k: Dispatched(v) for k, v in dispatched._tree_calls.items()}
     for t, p in enumerate(positions):
         dispatched.reset(t, p)
     dispatched.run(np.arange(len(positions)), 96)
     for name in ("node_count", "visits", "value_sum", "parent", "action", "status", "children", "prior"):
         np.testing.assert_array_equal(getattr(direct.trees, name), getattr(dispatched.trees, name), err_msg=name)
     assert direct.stats.leaves == dispatched.stats.leaves > 0
+    for t in range(len(positions)):
+        np.testing.assert_array_equal(direct.visit_counts(t), dispatched.visit_counts(t))
+        np.testing.assert_array_equal(direct.leaders([t]), dispatched.leaders([t]))
+        assert direct.gumbel_action(t) == dispatched.gumbel_action(t)
+        np.testing.assert_array_equal(direct.improved_policy(t), dispatched.improved_policy(t))

@@ -202,6 +202,11 @@ class Search:
         self._complete = {False: Compiled(batch_kernels.complete_batch),
                           True: Compiled(batch_kernels.complete_batch_parallel)}
         self._wanted = Compiled(batch_kernels.wanted_leaves)
+        # the per-move and per-stage calls on the trees, likewise (their arguments: the trees, Python ints,
+        # this search's params, int32 / float32 arrays made here)
+        self._tree_calls = {f.__name__: Compiled(f) for f in (
+            kernels.reset_tree, kernels.root_visit_counts, kernels.root_leaders, kernels.gumbel_root_action,
+            kernels.gumbel_improved_policy)}
         self._queue = np.zeros(self.max_nodes, np.int32)
         c = self.cfg
         # the score utility needs scores: an evaluator without a score head (fc nets) searches by value alone
@@ -225,7 +230,7 @@ class Search:
 
     # -- slots -----------------------------------------------------------------------------------
     def _reset_arrays(self, slot: int) -> None:
-        kernels.reset_tree(self.trees, slot)
+        self._tree_calls["reset_tree"].call(0, self.trees, int(slot))
 
     def reset(self, slot: int, state: GoState, noise: np.ndarray | None = None, noise_fraction: float = 0.0,
               gumbel: np.ndarray | None = None, budget: int = 0) -> None:
@@ -302,7 +307,7 @@ class Search:
 
     def visit_counts(self, slot: int) -> np.ndarray:
         out = np.zeros(self.num_actions, np.int32)
-        kernels.root_visit_counts(self.trees, slot, out)
+        self._tree_calls["root_visit_counts"].call(0, self.trees, int(slot), out)
         return out
 
     def leaders(self, slots) -> tuple[np.ndarray, np.ndarray]:
@@ -310,7 +315,7 @@ class Search:
         slots = np.ascontiguousarray(slots, np.int32)
         best = np.zeros(len(slots), np.int32)
         margin = np.zeros(len(slots), np.int32)
-        kernels.root_leaders(self.trees, slots, best, margin)
+        self._tree_calls["root_leaders"].call(0, self.trees, slots, best, margin)
         return best, margin
 
     def root_value(self, slot: int) -> float:
@@ -375,12 +380,12 @@ class Search:
     def gumbel_action(self, slot: int) -> int:
         """A Gumbel root's move from its (partial or final) search: the most visited candidates ranked by
         ``g + log prior + sigma(q)``."""
-        return int(kernels.gumbel_root_action(self.trees, slot, self.params))
+        return int(self._tree_calls["gumbel_root_action"].call(0, self.trees, int(slot), self.params))
 
     def improved_policy(self, slot: int) -> np.ndarray:
         """The Gumbel policy target: ``softmax(log prior + sigma(completed q))`` over the legal root actions."""
         out = np.zeros(self.num_actions, np.float32)
-        kernels.gumbel_improved_policy(self.trees, slot, self.params, out)
+        self._tree_calls["gumbel_improved_policy"].call(0, self.trees, int(slot), self.params, out)
         return out
 
     # -- the hot loop ----------------------------------------------------------------------------
