@@ -107,5 +107,18 @@ def wanted_leaves(slots, targets, tr, leaves_per_tree, out):
         out[i] = min(max(remaining, 0), leaves_per_tree)
 
 
+@njit(cache=True)
+def reached(visits, slots, targets, out):
+    """The indices ``i`` of the trees ``slots[i]`` whose simulations below the root (``visits[t, 0] - 1``, the
+    root's own evaluation not counted) reached ``targets[slots[i]]``, into ``out``; returns how many."""
+    n = 0
+    for i in range(slots.shape[0]):
+        t = slots[i]
+        if max(visits[t, 0] - 1, 0) >= targets[t]:
+            out[n] = i
+            n += 1
+    return n
+
+
 def counts_array() -> np.ndarray:
     return np.zeros(COUNTS, np.int64)

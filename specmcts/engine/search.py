@@ -202,6 +202,7 @@ class Search:
         self._complete = {False: Compiled(batch_kernels.complete_batch),
                           True: Compiled(batch_kernels.complete_batch_parallel)}
         self._wanted = Compiled(batch_kernels.wanted_leaves)
+        self._reached = Compiled(batch_kernels.reached)
         # the per-move and per-stage calls on the trees, likewise (their arguments: the trees, Python ints,
         # this search's params, int32 / float32 arrays made here)
         self._tree_calls = {f.__name__: Compiled(f) for f in (
@@ -292,6 +293,14 @@ class Search:
             return max(int(self.trees.visits[slots, kernels.ROOT]) - 1, 0)
         v = self.trees.visits[:, kernels.ROOT] if slots is None else self.trees.visits[slots, kernels.ROOT]
         return np.maximum(v - 1, 0)
+
+    def reached(self, slots: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """The indices into ``slots`` (int32, contiguous) of the trees whose completed simulations reached their
+        target, ``targets`` being indexed by slot (int64 [num_trees]): what a self-play loop asks after every
+        batch, in one native call."""
+        out = np.empty(len(slots), np.int64)
+        n = self._reached.call(0, self.trees.visits, slots, targets, out)
+        return out[:n]
 
     def wanted(self, slots: np.ndarray, targets) -> np.ndarray:
         """Leaves to ask of each slot this step: 1 for an unexpanded root, else up to ``leaves_per_tree``

@@ -355,8 +355,7 @@ class Pipeline:
         """Games whose level-0 search has all its simulations."""
         if self._order is None:
             self._rebuild()
-        done = np.flatnonzero(self.search.completed(self._head_slots) >= self._slot_target[self._head_slots])
-        return [self._head_games[i] for i in done]
+        return [self._head_games[i] for i in self.search.reached(self._head_slots, self._slot_target)]
 
     def _rebuild(self) -> None:
         """Slot order for the batch (every level 0 first, then the likeliest speculation), after changes."""
