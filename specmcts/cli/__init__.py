@@ -245,7 +245,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
 
     from specmcts.config import resolve_device
-    from specmcts.play.match import eval_run, format_eval_summary
+    from specmcts.play.match import engine_opponent, eval_run, format_eval_summary
     from specmcts.training.trainer import CheckpointStore
 
     if args.gnugo_level is not None:  # validated with the config (eval.gnugo_level: 0..10)
@@ -253,9 +253,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     opponent_cfg = None
     if args.opponent_overrides:
-        if args.opponent in ("gnugo", "random") or args.opponent.startswith("gtp:"):
+        if engine_opponent(args.opponent) is not None:
             raise CommandError(f"--opponent-set sets a net opponent's config (a checkpoint or 'shipped'), not "
-                               f"{args.opponent.split(':')[0]}'s", EXIT_USAGE)
+                               f"{engine_opponent(args.opponent)}'s", EXIT_USAGE)
         from specmcts.config import ConfigError
 
         try:

@@ -485,12 +485,21 @@ def net_side(name: str, model, cfg: Config, concurrent: int, device: str = "cpu"
     return NetSide(name, evaluator, cfg, concurrent, seed=seed)
 
 
+def engine_opponent(spec: str) -> str | None:
+    """The kind of opponent ``spec`` names when it is not a net: ``gnugo``, ``random`` or ``gtp``; None for a
+    net (a checkpoint path or ``shipped``), the one kind that has a config of its own."""
+    if spec in ("gnugo", "random"):
+        return spec
+    return "gtp" if spec.startswith("gtp:") else None
+
+
 def opponent_side(spec: str, cfg: Config, concurrent: int, device: str = "cpu", gnugo_level: int | None = None,
                   seed: int = 0) -> Side:
     """``gnugo`` (at ``gnugo_level``, default ``eval.gnugo_level``), ``random``, ``gtp:<command line>``, a
-    checkpoint path, or ``shipped`` (the net that ships for the board)."""
+    checkpoint path, or ``shipped`` (the net that ships for the board) (``engine_opponent`` tells which)."""
     rules = cfg.game.rules()
-    if spec == "gnugo":
+    kind = engine_opponent(spec)
+    if kind == "gnugo":
         level = cfg.eval.gnugo_level if gnugo_level is None else gnugo_level
         try:
             gnugo = gnugo_spec(level)  # the one way GnuGo is started for matches
@@ -498,9 +507,9 @@ def opponent_side(spec: str, cfg: Config, concurrent: int, device: str = "cpu", 
             raise MatchError(str(e)) from None
         return GTPSide(gnugo.name, list(gnugo.command), rules, concurrent, setup=gnugo.setup,
                        timeout=cfg.eval.gtp_timeout, seed=seed)
-    if spec == "random":
+    if kind == "random":
         return RandomSide(seed)
-    if spec.startswith("gtp:"):
+    if kind == "gtp":
         command = shlex.split(spec[4:])
         if not command:
             raise MatchError("gtp: needs a command line, e.g. gtp:'gnugo --mode gtp --level 5'")
