@@ -200,14 +200,17 @@ def test_the_speculation_benchmark_measures_throughput_on_the_emulated_device(tm
     """``specmcts bench speculation --emulate h100 --throughput G``: every row recorded, then replayed on the
     emulated device; the replays play the recorded games, with and without ``search.overlap`` (two batches
     in flight), every row's games equal k = 0's, and ``auto`` is the plan ``--speculate auto`` makes from
-    the device's table."""
+    the device's table. ``--set`` applies to every run (here: the batch kernels parallel over trees from two
+    trees on, where the machine has the cores)."""
     out = tmp_path / "rows.json"
     # a process of its own, as a user runs it: the benchmark pins its numba threads when it is imported
     subprocess.run([sys.executable, "-m", "specmcts", "bench", "speculation", "--nets", "5x5-2x32", "--sims", "16",
                     "--max-moves", "4", "--k", "0", "1", "--cache", "on", "--emulate", "h100", "--throughput", "2",
-                    "--overlap", "both", "--repeats", "1", "--json", str(out)], check=True, capture_output=True,
-                   timeout=600)
-    rows = json.loads(out.read_text())["throughput"]
+                    "--overlap", "both", "--repeats", "1", "--set", "search.parallel_min_trees=2", "--json", str(out)],
+                   check=True, capture_output=True, timeout=600)
+    result = json.loads(out.read_text())
+    assert result["settings"] == ["search.parallel_min_trees=2"]  # --set: every run, and said
+    rows = result["throughput"]
     assert [(r["k"], r["overlap"]) for r in rows][:4] == [("0", False), ("0", True), ("1", False), ("1", True)]
     assert rows[-1]["k"].startswith("auto=") and rows[-1]["overlap"]
     assert all(r["replays_identical"] and r["identical_to_k0"] for r in rows)

@@ -40,6 +40,7 @@ from specmcts.bench.emulated import (RECORDS, MachineShare, compare, draw_timeli
 from specmcts.bench.spec_model import simulate, simulate_tree  # noqa: E402
 from specmcts.bench.spec_runs import (NETS, batch_cost, board_of, label, make_evaluator, parse_shape,  # noqa: E402
                                       play, records_equal, shape_label)
+from specmcts.cli.common import override_arg  # noqa: E402
 from specmcts.config import Config  # noqa: E402
 
 
@@ -56,7 +57,7 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
             f"speculation.k={k}", f"speculation.width={shape['width']}",
             f"speculation.rows={shape['trees'] * leaves}", f"speculation.sure={shape.get('sure', True)}",
             f"speculation.stages={shape['stages'] if k > 0 else 0}", f"selfplay.games={args.games}",
-            "selfplay.concurrent=1", f"selfplay.max_moves={args.max_moves}")
+            "selfplay.concurrent=1", f"selfplay.max_moves={args.max_moves}", *args.overrides)
         ev = make_evaluator(args.evaluator, net_name, args.device, max_batch=leaves * max_trees, seed=args.seed)
         if args.emulate:  # the first pass records every row's outputs (and answers a row seen before from them)
             from specmcts.engine.emulate import RecordingEvaluator, RowRecord
@@ -176,7 +177,7 @@ def throughput_rows(args, net_name: str) -> list[dict]:
         cfg = Config().override(
             f"seed={args.seed}", f"game.board={size}", f"search.sims={args.sims}",
             f"search.leaves_per_tree={leaves}", *shape, f"selfplay.games={args.throughput}",
-            f"selfplay.concurrent={args.throughput}", f"selfplay.max_moves={args.max_moves}")
+            f"selfplay.concurrent={args.throughput}", f"selfplay.max_moves={args.max_moves}", *args.overrides)
         ev = make_evaluator(args.evaluator, net_name, args.device, max_batch=mb, seed=args.seed)
         if cost is not None:
             from specmcts.engine.emulate import EmulatedDevice, RecordingEvaluator, RowRecord
@@ -240,6 +241,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", choices=("on", "off", "both"), default="both")
     ap.add_argument("--throughput", type=int, default=0, help="also measure G concurrent games")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], type=override_arg, metavar="KEY=VALUE",
+                    help="a config override for every run (e.g. search.threads=2 search.parallel_min_trees=2)")
     ap.add_argument("--json", metavar="FILE", help="also write all rows as JSON")
     ap.add_argument("--emulate", metavar="DEVICE", choices=("h100",),
                     help="also replay every run on an emulated DEVICE (its measured forward table, "
@@ -336,9 +339,12 @@ def main(argv=None) -> int:
         print(emulated_summary(rows))
         if args.timeline:
             draw_timeline(args.timeline, rows, args)
+    if args.overrides:
+        print(f"settings in every run: {' '.join(args.overrides)}")
     print(share.note(args.note))
     if args.json:
-        Path(args.json).write_text(json.dumps({"latency": rows, "throughput": through}, default=float, indent=1))
+        Path(args.json).write_text(json.dumps({"latency": rows, "throughput": through, "settings": args.overrides},
+                                              default=float, indent=1))
     return 0
 
 
