@@ -5,6 +5,7 @@ against the table's time only in their order (a hold ends no sooner than the tab
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -200,21 +201,31 @@ def test_the_speculation_benchmark_measures_throughput_on_the_emulated_device(tm
     """``specmcts bench speculation --emulate h100 --throughput G``: every row recorded, then replayed on the
     emulated device; the replays play the recorded games, with and without ``search.overlap`` (two batches
     in flight), every row's games equal k = 0's, and ``auto`` is the plan ``--speculate auto`` makes from
-    the device's table. ``--set`` applies to every run (here: the batch kernels parallel over trees from two
-    trees on, where the machine has the cores)."""
+    the device's table. ``--set`` applies to every run (here: the batch kernels on two threads, parallel over
+    trees from two trees on)."""
     out = tmp_path / "rows.json"
     # a process of its own, as a user runs it: the benchmark pins its numba threads when it is imported
     subprocess.run([sys.executable, "-m", "specmcts", "bench", "speculation", "--nets", "5x5-2x32", "--sims", "16",
                     "--max-moves", "4", "--k", "0", "1", "--cache", "on", "--emulate", "h100", "--throughput", "2",
-                    "--overlap", "both", "--repeats", "1", "--set", "search.parallel_min_trees=2", "--json", str(out)],
-                   check=True, capture_output=True, timeout=600)
+                    "--overlap", "both", "--repeats", "1", "--set", "search.threads=2", "--set",
+                    "search.parallel_min_trees=2", "--json", str(out)],
+                   check=True, capture_output=True, timeout=600, env=dict(os.environ, NUMBA_NUM_THREADS="2"))
     result = json.loads(out.read_text())
-    assert result["settings"] == ["search.parallel_min_trees=2"]  # --set: every run, and said
+    assert result["settings"] == ["search.threads=2", "search.parallel_min_trees=2"]  # --set: every run, and said
     rows = result["throughput"]
     assert [(r["k"], r["overlap"]) for r in rows][:4] == [("0", False), ("0", True), ("1", False), ("1", True)]
     assert rows[-1]["k"].startswith("auto=") and rows[-1]["overlap"]
     assert all(r["replays_identical"] and r["identical_to_k0"] for r in rows)
     assert all(r["device"].startswith("H100") or "h100" in r["device"].lower() for r in rows)
+
+
+def test_the_speculation_benchmark_refuses_more_threads_than_numba_has():
+    """The benchmark pins numba to one thread unless NUMBA_NUM_THREADS says otherwise: ``--set search.threads=2``
+    beyond it is a usage error that says what to do, not a setting silently capped to one thread."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-m", "specmcts", "bench", "speculation", "--nets", "5x5-2x32", "--sims", "8",
+                           "--k", "0", "--set", "search.threads=2"], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 2 and "NUMBA_NUM_THREADS=2" in done.stderr.strip().splitlines()[-1]
 
 
 def test_a_benchmark_plays_a_kata_net_on_another_board():

@@ -273,6 +273,15 @@ def main(argv=None) -> int:
     if args.timeline and args.max_moves and last > args.max_moves:
         ap.error(f"--timeline-moves {args.timeline_moves}: the games stop after {args.max_moves} moves")
     args.timeline_moves = (first - 1, last - 1)  # move numbers (0: the first move)
+    try:
+        threads = Config().override(*args.overrides).search.threads
+    except ValueError as err:
+        ap.error(f"--set: {err}")
+    import numba
+
+    if threads > numba.config.NUMBA_NUM_THREADS:  # numba_threads() would cap it silently
+        ap.error(f"search.threads={threads}: this benchmark runs numba with {numba.config.NUMBA_NUM_THREADS} "
+                 f"thread(s) (NUMBA_NUM_THREADS, 1 unless set): run it with NUMBA_NUM_THREADS={threads}")
     if args.timeline and not args.emulate:
         ap.error("--timeline draws the emulated device: add --emulate h100")
     if args.emulate and args.evaluator != "net":
