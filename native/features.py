@@ -10,7 +10,6 @@ Positions before the first move are empty boards.
 from numba import njit
 
 from .arrays import fill
-
 from .layout import BLACK, HISTORY_PLANES, M_PAST_HEAD, M_SIZE, M_TO_PLAY
 
 NUM_PLANES = 2 * HISTORY_PLANES + 2

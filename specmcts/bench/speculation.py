@@ -279,7 +279,7 @@ def main(argv=None) -> int:
         ap.error(f"--set: {err}")
     import numba
 
-    if threads > numba.config.NUMBA_NUM_THREADS:  # numba_threads() would cap it silently
+    if threads > numba.config.NUMBA_NUM_THREADS:  # this benchmark pins numba (above); Search would cap it silently
         ap.error(f"search.threads={threads}: this benchmark runs numba with {numba.config.NUMBA_NUM_THREADS} "
                  f"thread(s) (NUMBA_NUM_THREADS, 1 unless set): run it with NUMBA_NUM_THREADS={threads}")
     if args.timeline and not args.emulate:

@@ -198,7 +198,8 @@ class Search:
         # the batch kernels called without numba's dispatch (native.calls): every call of one key passes this
         # search's own buffers, so the same types (key: lane, and for complete_batch whether the evaluator
         # answered or ``_no_answer`` stands in)
-        self._prepare = {False: Compiled(batch_kernels.prepare_batch), True: Compiled(batch_kernels.prepare_batch_parallel)}
+        self._prepare = {False: Compiled(batch_kernels.prepare_batch),
+                         True: Compiled(batch_kernels.prepare_batch_parallel)}
         self._complete = {False: Compiled(batch_kernels.complete_batch),
                           True: Compiled(batch_kernels.complete_batch_parallel)}
         self._wanted = Compiled(batch_kernels.wanted_leaves)
