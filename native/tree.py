@@ -56,6 +56,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
+from . import variant
 from .arrays import copy_into, fill
 from .board import copy_state, play, searchable_points, score_x2, winner, winner_of_score
 from .features import encode
@@ -663,12 +664,13 @@ def _expand_and_backup(slots, wanted, row_start, tr, scratch, leaves, p, fill_ey
 # on a loaded machine much more. ``specmcts.engine.search`` picks per step; results are identical either way
 # (trees are independent, each tree's leaves are processed in order).
 # They release the GIL (nogil): with ``search.overlap`` a forward pass runs in another thread meanwhile.
+# The parallel ones compile a copy of the function (``native.variant``): numba caches them apart.
 select_leaves = njit(cache=True, nogil=True)(_select_leaves)
-select_leaves_parallel = njit(cache=True, parallel=True, nogil=True)(_select_leaves)
+select_leaves_parallel = njit(cache=True, parallel=True, nogil=True)(variant(_select_leaves, "_parallel"))
 encode_leaves = njit(cache=True, nogil=True)(_encode_leaves)
-encode_leaves_parallel = njit(cache=True, parallel=True, nogil=True)(_encode_leaves)
+encode_leaves_parallel = njit(cache=True, parallel=True, nogil=True)(variant(_encode_leaves, "_parallel"))
 expand_and_backup = njit(cache=True, nogil=True)(_expand_and_backup)
-expand_and_backup_parallel = njit(cache=True, parallel=True, nogil=True)(_expand_and_backup)
+expand_and_backup_parallel = njit(cache=True, parallel=True, nogil=True)(variant(_expand_and_backup, "_parallel"))
 
 
 @njit(cache=True)

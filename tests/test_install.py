@@ -98,3 +98,52 @@ def test_a_kernel_change_is_never_hidden_by_a_cached_kernel_that_inlined_it(tmp_
     assert changed == "1082" and changed_dir != first_dir  # the new rules, compiled anew
     name = os.path.basename
     assert name(native.cache_dir(pkg)) == name(changed_dir) and name(native.cache_dir()) == name(first_dir)
+
+
+def _kernels():
+    """Every numba dispatcher defined in the native package's modules, by ``module.name``."""
+    import importlib
+    import pkgutil
+
+    import native
+    from numba.core.registry import CPUDispatcher
+
+    found = {}
+    for info in pkgutil.iter_modules(native.__path__):
+        module = importlib.import_module(f"native.{info.name}")
+        for name, value in vars(module).items():
+            if isinstance(value, CPUDispatcher) and value.__module__ == module.__name__:
+                found[f"{module.__name__}.{name}"] = value
+    return found
+
+
+def test_every_kernel_has_a_cache_entry_of_its_own():
+    """numba keys a cached kernel by its Python function's name, line and signature, not by its options: a
+    serial and a parallel kernel made from one function would load each other's compiled code (the parallel
+    one running on one thread, or the serial one starting threads)."""
+    paths = {}
+    for name, kernel in _kernels().items():
+        paths.setdefault(kernel._cache._cache_file._index_path, []).append(name)
+    shared = [names for names in paths.values() if len(names) > 1]
+    assert not shared, f"kernels sharing one cache entry: {shared}"
+
+
+def test_a_parallel_kernel_never_loads_its_serial_twins_cached_code(tmp_path):
+    """A process that ran the serial ``encode_leaves`` caches it; the next process's ``encode_leaves_parallel``
+    must compile its own (numba's cache counts a hit if it loaded one)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"), NUMBA_NUM_THREADS="2")
+    code = ("import sys, numpy as np; from games.go import GoRules, GoState; from native import tree; "
+            "from native.tree import States; s = GoState(GoRules(9)); "
+            "rows = States(s.core[None].copy(), s.hist[None].copy(), s.past[None].copy()); "
+            "kernel = getattr(tree, sys.argv[1]); "
+            "from native.features import NUM_PLANES; kernel(rows, np.zeros(1, np.int64), np.zeros((1, NUM_PLANES, 9, 9), np.uint8)); "
+            "print(sum(kernel.stats.cache_hits.values()))")
+
+    def run(name):
+        out = subprocess.run([sys.executable, "-c", code, name], capture_output=True, text=True, env=env, cwd=ROOT)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return int(out.stdout.split()[-1])
+
+    assert run("encode_leaves") == 0  # compiled and cached
+    assert run("encode_leaves") == 1  # the cache works
+    assert run("encode_leaves_parallel") == 0  # its own code, not the serial one's
