@@ -1,4 +1,8 @@
 """The batch kernels run serially or in parallel over trees; both must give the same trees."""
+import os
+import subprocess
+import sys
+
 import numba
 import numpy as np
 
@@ -82,3 +86,20 @@ def test_kernels_called_without_dispatch_build_the_trees_the_dispatcher_builds()
         np.testing.assert_array_equal(direct.leaders([t]), dispatched.leaders([t]))
         assert direct.gumbel_action(t) == dispatched.gumbel_action(t)
         np.testing.assert_array_equal(direct.improved_policy(t), dispatched.improved_policy(t))
+
+
+def test_the_batch_cost_benchmark_runs_the_trees_over_threads():
+    """``specmcts bench search --batch-cost --threads 2``: the same batches over two numba threads, each point
+    with how many threads worked on average (a ratio of CPU times; its value is a measurement, not checked)."""
+    from specmcts.bench.search import batch_cost
+
+    result = batch_cost(5, 16, [(1, 2), (4, 2)], repeats=1, threads=2)
+    assert result["threads"] == 2 and [p["trees"] for p in result["points"]] == [1, 4]
+    assert all(p["busy_threads"] > 0 and p["leaves_per_batch"] > 0 for p in result["points"])
+
+
+def test_the_batch_cost_benchmark_refuses_more_threads_than_numba_has():
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-m", "specmcts", "bench", "search", "--sizes", "5", "--batch-cost",
+                           "--threads", "2"], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 2 and "NUMBA_NUM_THREADS=2" in done.stderr.strip().splitlines()[-1]

@@ -11,6 +11,7 @@ goes. Meant for the GPU machine (``--device cuda``); runs on a CPU too (small ne
     specmcts bench search --net --device cuda  # + GPU self-play vs forward
     specmcts bench search --sizes 9 --model shipped --concurrent 16 --net-sims 100   # a trained net
     specmcts bench search --sizes 9 --batch-cost   # CPU per batch: fixed + per-leaf microseconds
+    NUMBA_NUM_THREADS=2 specmcts bench search --sizes 9 --batch-cost --threads 2   # trees over two threads
 """
 from __future__ import annotations
 
@@ -43,12 +44,13 @@ NETS = {  # name: (board, blocks, channels)
 }
 
 
-def pin_one_core():
-    """Pin to one core (the CPU table is per core); returns the cores to restore (``unpin``)."""
+def pin_one_core(count: int = 1):
+    """Pin to one core (the CPU table is per core), or the first ``count``; returns the cores to restore
+    (``unpin``)."""
     if hasattr(os, "sched_setaffinity"):
         cores = os.sched_getaffinity(0)
         try:
-            os.sched_setaffinity(0, {sorted(cores)[0]})
+            os.sched_setaffinity(0, set(sorted(cores)[:count]))
         except OSError:
             pass
         return cores
@@ -106,11 +108,16 @@ def bench_cpu(size: int, sims: int, trees: int, leaves: int, repeats: int) -> di
             "profile": {k: v / total for k, v in sec.items()}}
 
 
-def batch_cost(size: int, sims: int, shapes: list[tuple[int, int]], repeats: int, cache_entries: int = 1 << 16) -> dict:
+def batch_cost(size: int, sims: int, shapes: list[tuple[int, int]], repeats: int, cache_entries: int = 1 << 16,
+               threads: int = 1) -> dict:
     """The search's CPU cost per batch as a line, ``fixed + per_leaf * leaves``: batches of every shape
     (trees x leaves per tree) searched to ``sims`` simulations from mid-game roots with a deterministic hash
     evaluator and the NN cache on; a batch's CPU time is its wall time less the evaluator's (the device's
-    share). Each shape's median batch is a point; the line through them is a Theil-Sen fit."""
+    share). Each shape's median batch is a point; the line through them is a Theil-Sen fit.
+
+    ``threads`` > 1 runs the trees of every batch of two or more trees over that many numba threads
+    (``search.threads``, ``parallel_min_trees`` 2); ``busy_threads`` is the process's CPU time over the wall
+    time of those batches (the evaluator's left out of both): how many threads worked on average."""
     from specmcts.engine.evaluator import HashEvaluator
     from specmcts.engine.nncache import NNCache
     from specmcts.engine.search import Search
@@ -118,8 +125,9 @@ def batch_cost(size: int, sims: int, shapes: list[tuple[int, int]], repeats: int
     rules = GoRules(size)
     points = []
     for trees, leaves in shapes:
-        cfg = Config().override(f"search.sims={sims}", f"search.leaves_per_tree={leaves}")
-        cpu, done = [], []
+        cfg = Config().override(f"search.sims={sims}", f"search.leaves_per_tree={leaves}",
+                                f"search.threads={threads}", "search.parallel_min_trees=2")
+        cpu, done, busy = [], [], [0.0, 0.0]
         for rep in range(repeats):
             search = Search(rules, cfg.search, HashEvaluator(size, max_batch=trees * leaves),
                             NNCache.for_board(cache_entries, size), num_trees=trees)
@@ -129,15 +137,19 @@ def batch_cost(size: int, sims: int, shapes: list[tuple[int, int]], repeats: int
             stats, clock = search.stats, time.perf_counter
             while (want := search.wanted(slots, sims)).any():
                 forward, leaves_before = stats.seconds["forward"], stats.leaves
-                t0 = clock()
+                t0, c0 = clock(), time.process_time()
                 search.step(slots, want)
-                cpu.append(clock() - t0 - (stats.seconds["forward"] - forward))
+                forward = stats.seconds["forward"] - forward
+                cpu.append(clock() - t0 - forward)
+                busy[0] += time.process_time() - c0 - forward
+                busy[1] += cpu[-1]
                 done.append(stats.leaves - leaves_before)
             search.close()
         cpu_us, done = 1e6 * np.array(cpu), np.array(done)
         points.append({"trees": trees, "leaves_per_tree": leaves, "batches": len(cpu_us),
                        "leaves_per_batch": float(np.median(done)), "cpu_us_per_batch": float(np.median(cpu_us)),
-                       "cpu_us_per_leaf": float(cpu_us.sum() / max(done.sum(), 1))})
+                       "cpu_us_per_leaf": float(cpu_us.sum() / max(done.sum(), 1)),
+                       "busy_threads": busy[0] / busy[1] if busy[1] > 0 else float("nan")})
     x = np.array([p["leaves_per_batch"] for p in points])
     y = np.array([p["cpu_us_per_batch"] for p in points])
     # Theil-Sen: the median of the slopes between every two points of different sizes, and the median
@@ -145,7 +157,8 @@ def batch_cost(size: int, sims: int, shapes: list[tuple[int, int]], repeats: int
     slopes = [(y[j] - y[i]) / (x[j] - x[i]) for i in range(len(x)) for j in range(i + 1, len(x)) if x[j] != x[i]]
     per_leaf = float(np.median(slopes)) if slopes else float("nan")
     fixed = float(np.median(y - per_leaf * x)) if slopes else float("nan")
-    return {"size": size, "sims": sims, "points": points, "us_per_leaf": float(per_leaf), "us_per_batch": float(fixed)}
+    return {"size": size, "sims": sims, "threads": threads, "points": points, "us_per_leaf": float(per_leaf),
+            "us_per_batch": float(fixed)}
 
 
 def bench_net(name: str, device: str, concurrent: int, sims: int, leaves: int, max_moves: int,
@@ -216,22 +229,30 @@ def main(argv=None) -> int:
                     help="search.overlap in the net rows: two batches in flight per search (default off)")
     ap.add_argument("--batch-cost", action="store_true",
                     help="the CPU cost of a batch as fixed + per-leaf microseconds (targets 50 and 2 on 9x9)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="--batch-cost: numba threads over the trees of a batch (pins as many cores; needs "
+                         "NUMBA_NUM_THREADS at least this)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    import numba
+
+    if args.threads < 1 or args.threads > numba.config.NUMBA_NUM_THREADS:
+        ap.error(f"--threads {args.threads}: this benchmark runs numba with {numba.config.NUMBA_NUM_THREADS} "
+                 f"thread(s) (NUMBA_NUM_THREADS, 1 unless set): run it with NUMBA_NUM_THREADS={max(args.threads, 1)}")
     if args.model:
         args.net = list(args.model)
 
     results = {"cpu": [], "net": [], "batch_cost": []}
     cores = None
     if args.device == "cpu":
-        cores = pin_one_core()
+        cores = pin_one_core(args.threads)
         import torch
 
         torch.set_num_threads(1)
     for size in args.sizes:
         results["cpu"].append(bench_cpu(size, args.sims, args.trees, args.leaves, args.repeats))
         if args.batch_cost:
-            results["batch_cost"].append(batch_cost(size, args.sims, BATCH_SHAPES, args.repeats))
+            results["batch_cost"].append(batch_cost(size, args.sims, BATCH_SHAPES, args.repeats, threads=args.threads))
     if args.net is not None:
         unpin(cores)  # self-play: one search thread, one torch thread (two with --overlap: the forward's)
         names = args.net or (["9x9-6x64", "19x19-10x128"] if args.device == "cuda" else ["9x9-2x32"])
@@ -261,12 +282,13 @@ def main(argv=None) -> int:
                   f"{r['forward_evals_per_s']:>11,.0f} "
                   f"{r['selfplay_evals_per_s']:>11,.0f} {r['ratio']:>6.2f} {r['mean_rows_per_batch']:>10.1f}   {prof}")
     for r in results["batch_cost"]:
-        print(f"\nCPU per batch on {r['size']}x{r['size']}, one thread ({r['sims']} sims per tree from mid-game "
-              "roots, hash evaluator, NN cache on; the evaluator's time left out)")
-        print(f"{'trees':>5} {'leaves':>6} {'batches':>7} {'leaves/batch':>12} {'us/batch':>9} {'us/leaf':>8}")
+        threads = "one thread" if r["threads"] == 1 else f"{r['threads']} threads over the trees"
+        print(f"\nCPU per batch on {r['size']}x{r['size']}, {threads} ({r['sims']} sims per tree from mid-game "
+              "roots, hash evaluator, NN cache on; the evaluator's time left out; busy: threads working on average)")
+        print(f"{'trees':>5} {'leaves':>6} {'batches':>7} {'leaves/batch':>12} {'us/batch':>9} {'us/leaf':>8} {'busy':>5}")
         for p in r["points"]:
             print(f"{p['trees']:>5} {p['leaves_per_tree']:>6} {p['batches']:>7} {p['leaves_per_batch']:>12.1f} "
-                  f"{p['cpu_us_per_batch']:>9.1f} {p['cpu_us_per_leaf']:>8.2f}")
+                  f"{p['cpu_us_per_batch']:>9.1f} {p['cpu_us_per_leaf']:>8.2f} {p['busy_threads']:>5.2f}")
         print(f"fit: {r['us_per_batch']:.1f} us per batch + {r['us_per_leaf']:.2f} us per leaf "
               "(targets on 9x9: 50 and 2)")
     best9 = next((r["sims_per_s"] for r in results["cpu"] if r["size"] == 9), None)
