@@ -86,7 +86,7 @@ def bench_cpu(size: int, sims: int, trees: int, leaves: int, repeats: int) -> di
     from specmcts.engine.search import Search
 
     rules = GoRules(size)
-    cfg = Config().override(f"search.sims={sims}", f"search.leaves_per_tree={leaves}")
+    cfg = Config().override(f"search.sims={sims}", f"search.leaves_per_tree={leaves}", "search.threads=1")  # per core
     ev = UniformEvaluator(size, max_batch=trees * leaves)
     search = Search(rules, cfg.search, ev, NNCache(0, rules.num_actions, rules.max_moves), num_trees=trees)
     roots = midgame_roots(size, trees)
