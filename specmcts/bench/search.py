@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 
 from games.go import GoRules, GoState  # noqa: E402
 from native import board as board_kernels  # noqa: E402
+from specmcts.bench import too_many_threads  # noqa: E402
 from specmcts.config import Config, NetConfig  # noqa: E402
 
 # (trees, leaves per tree) of the batch-cost points: from one leaf to 128 leaves a batch
@@ -234,11 +235,8 @@ def main(argv=None) -> int:
                          "NUMBA_NUM_THREADS at least this)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    import numba
-
-    if args.threads < 1 or args.threads > numba.config.NUMBA_NUM_THREADS:
-        ap.error(f"--threads {args.threads}: this benchmark runs numba with {numba.config.NUMBA_NUM_THREADS} "
-                 f"thread(s) (NUMBA_NUM_THREADS, 1 unless set): run it with NUMBA_NUM_THREADS={max(args.threads, 1)}")
+    if why := too_many_threads(args.threads):
+        ap.error(f"--threads {why}")
     if args.model:
         args.net = list(args.model)
 

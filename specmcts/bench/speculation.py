@@ -35,6 +35,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from specmcts.bench import too_many_threads  # noqa: E402
 from specmcts.bench.emulated import (RECORDS, MachineShare, compare, draw_timeline, emulated_runs,  # noqa: E402
                                      emulated_summary, print_emulated)
 from specmcts.bench.spec_model import simulate, simulate_tree  # noqa: E402
@@ -277,11 +278,8 @@ def main(argv=None) -> int:
         threads = Config().override(*args.overrides).search.threads
     except ValueError as err:
         ap.error(f"--set: {err}")
-    import numba
-
-    if threads > numba.config.NUMBA_NUM_THREADS:  # this benchmark pins numba (above); Search would cap it silently
-        ap.error(f"search.threads={threads}: this benchmark runs numba with {numba.config.NUMBA_NUM_THREADS} "
-                 f"thread(s) (NUMBA_NUM_THREADS, 1 unless set): run it with NUMBA_NUM_THREADS={threads}")
+    if threads > 1 and (why := too_many_threads(threads)):  # 0: the plan's share
+        ap.error(f"search.threads={why}")
     if args.timeline and not args.emulate:
         ap.error("--timeline draws the emulated device: add --emulate h100")
     if args.emulate and args.evaluator != "net":
