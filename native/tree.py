@@ -682,28 +682,104 @@ def root_visit_counts(tr, t, out):
 
 
 @njit(cache=True)
-def root_leaders(tr, slots, best, margin):
-    """For each tree in ``slots``: its most visited root action (the lowest on ties, as
-    ``pick_from_counts`` at temperature 0) into ``best``, and its lead over the runner-up in visits into
-    ``margin``. A lead larger than the simulations left means the greedy pick is already decided."""
+def root_leader(tr, t):
+    """Tree ``t``'s most visited root action (the lowest on ties, as ``pick_from_counts`` at temperature 0)
+    and its lead over the runner-up in visits."""
     visits, children = tr.visits, tr.children
+    top = -1
+    top_n = -1
+    second_n = 0
+    for a in range(children.shape[2]):
+        c = children[t, ROOT, a]
+        n = visits[t, c] if c >= 0 else 0
+        if n > top_n:
+            if top_n > second_n:
+                second_n = top_n
+            top = a
+            top_n = n
+        elif n > second_n:
+            second_n = n
+    return top, top_n - second_n
+
+
+@njit(cache=True)
+def root_leaders(tr, slots, best, margin):
+    """For each tree in ``slots``: its most visited root action (the lowest on ties) into ``best``, and its
+    lead over the runner-up in visits into ``margin`` (``root_leader``). A lead larger than the simulations
+    left means the greedy pick is already decided."""
+    for i in range(slots.shape[0]):
+        best[i], margin[i] = root_leader(tr, slots[i])
+
+
+@njit(cache=True)
+def stage_events(tr, slots, next_event, watch, targets, crossed, sure, sure_best, sure_left):
+    """What a speculation pipeline asks after every batch, in one call. ``crossed`` gets the trees of
+    ``slots`` whose completed simulations (the root's visits less its own evaluation) reached
+    ``next_event[tree]`` (their next stage boundary), in ``slots``' order; ``sure`` the indices into
+    ``watch`` of the trees whose leader's lead in visits is larger than the simulations they have left
+    (``targets[tree]`` less those completed: no simulation left can change their greedy move), with that
+    move in ``sure_best`` and the simulations left in ``sure_left``. Returns (crossed, sure) counts."""
+    visits = tr.visits
+    n_crossed = 0
     for i in range(slots.shape[0]):
         t = slots[i]
-        top = -1
-        top_n = -1
-        second_n = 0
-        for a in range(children.shape[2]):
+        if max(visits[t, ROOT] - 1, 0) >= next_event[t]:
+            crossed[n_crossed] = t
+            n_crossed += 1
+    n_sure = 0
+    for i in range(watch.shape[0]):
+        t = watch[i]
+        best, lead = root_leader(tr, t)
+        left = targets[t] - max(visits[t, ROOT] - 1, 0)
+        if lead > left:
+            sure[n_sure] = i
+            sure_best[n_sure] = best
+            sure_left[n_sure] = left
+            n_sure += 1
+    return n_crossed, n_sure
+
+
+@njit(cache=True)
+def ranked_root_actions(tr, t, first, others, actions, counts):
+    """``first``, then up to ``others`` more of tree ``t``'s visited root actions by visits (the lowest
+    action on ties; ``first`` and unvisited actions left out), into ``actions``, with their visits in
+    ``counts``. Returns (how many, the visits of every root action together)."""
+    visits, children = tr.visits, tr.children
+    num_actions = children.shape[2]
+    total = 0
+    for a in range(num_actions):
+        c = children[t, ROOT, a]
+        if c >= 0:
+            total += visits[t, c]
+    c = children[t, ROOT, first]
+    actions[0] = first
+    counts[0] = visits[t, c] if c >= 0 else 0
+    n = 1
+    previous_n = np.int64(1) << 62  # ranks go down (visits, then action): the next is below the previous
+    previous_a = -1
+    for _ in range(others):
+        best = -1
+        best_n = 0
+        for a in range(num_actions):
+            if a == first:
+                continue
             c = children[t, ROOT, a]
-            n = visits[t, c] if c >= 0 else 0
-            if n > top_n:
-                if top_n > second_n:
-                    second_n = top_n
-                top = a
-                top_n = n
-            elif n > second_n:
-                second_n = n
-        best[i] = top
-        margin[i] = top_n - second_n
+            if c < 0:
+                continue
+            v = np.int64(visits[t, c])
+            if v <= 0 or v > previous_n or (v == previous_n and a <= previous_a):
+                continue
+            if v > best_n:
+                best = a
+                best_n = v
+        if best < 0:
+            break
+        actions[n] = best
+        counts[n] = best_n
+        n += 1
+        previous_n = best_n
+        previous_a = best
+    return n, total
 
 
 @njit(cache=True)

@@ -300,6 +300,66 @@ def test_calibration_learns_what_becomes_the_move():
     np.testing.assert_allclose(cal.odds("middle", 1, np.array([0.3, 0.6])), PRIOR_ODDS[[0, 1], [2, 3]])  # ranks
 
 
+def _searched_trees(count=12, sims=64, size=5):
+    """A search whose trees hold partial searches of different sizes (some with no simulation yet)."""
+    from games.go import GoRules, GoState
+    from specmcts.config import SearchConfig
+    from specmcts.engine.search import Search
+
+    rules = GoRules(size)
+    search = Search(rules, SearchConfig(sims=sims, leaves_per_tree=4), HashEvaluator(size, seed=3, max_batch=64),
+                    NNCache(1 << 10, rules.num_actions, rules.max_moves), num_trees=count)
+    rng = np.random.default_rng(5)
+    for t in range(count):
+        state = GoState(rules)
+        for _ in range(t % 7):
+            state.play_random()
+        search.reset(t, state)
+        search.run(np.array([t]), int(rng.integers(0, sims)))
+    return search, rng
+
+
+def test_ranked_root_actions_equal_a_stable_sort_of_the_visit_counts():
+    """The pipeline ranks a partial search's candidates natively: the pick first, then the visited actions by
+    visits, the lowest action on ties (what a stable argsort of the counts gives), shares of all visits."""
+    search, rng = _searched_trees()
+    for t in range(search.num_trees):
+        counts = search.visit_counts(t)
+        for first in [int(np.argmax(counts)), int(rng.integers(0, search.num_actions)), 0]:
+            for others in (0, 1, 3, 7):
+                order = np.argsort(-counts, kind="stable")
+                order = order[(counts[order] > 0) & (order != first)][:others]
+                want = np.concatenate([[first], order]).astype(np.int64)
+                actions, shares = search.ranked(t, first, others)
+                assert actions.dtype == np.int64 and shares.dtype == np.float64
+                np.testing.assert_array_equal(actions, want)
+                np.testing.assert_array_equal(shares, counts[want] / max(int(counts.sum()), 1))
+
+
+def test_stage_events_equal_the_checks_they_replace():
+    """After a batch the pipeline asks, in one native call, which searches crossed a stage boundary and
+    which greedy moves are decided; the same answers as the root counts and leaders one by one."""
+    search, rng = _searched_trees()
+    n = search.num_trees
+    found = np.zeros(2, int)
+    for _ in range(20):
+        slots = rng.permutation(n)[:int(rng.integers(0, n + 1))].astype(np.int32)
+        watch = rng.permutation(n)[:int(rng.integers(0, n + 1))].astype(np.int32)
+        next_event = rng.integers(0, 70, n).astype(np.int64)
+        targets = rng.integers(0, 90, n).astype(np.int64)
+        crossed, sure, best, left = search.stage_events(slots, next_event, watch, targets)
+        done = search.completed(slots)
+        np.testing.assert_array_equal(crossed, slots[done >= next_event[slots]])
+        lead_best, lead = search.leaders(watch)
+        lead_left = targets[watch] - search.completed(watch)
+        want = np.flatnonzero(lead > lead_left)
+        np.testing.assert_array_equal(sure, want)
+        np.testing.assert_array_equal(best, lead_best[want])
+        np.testing.assert_array_equal(left, lead_left[want])
+        found += [len(crossed), len(sure)]
+    assert found.all()  # both kinds of event happened
+
+
 # ----------------------------------------------------------------------------------------------
 # Statistics
 

@@ -208,7 +208,10 @@ class Search:
         # this search's params, int32 / float32 arrays made here)
         self._tree_calls = {f.__name__: Compiled(f) for f in (
             kernels.reset_tree, kernels.root_visit_counts, kernels.root_leaders, kernels.gumbel_root_action,
-            kernels.gumbel_improved_policy)}
+            kernels.gumbel_improved_policy, kernels.stage_events, kernels.ranked_root_actions)}
+        self._events = (np.empty(self.num_trees, np.int32), np.empty(self.num_trees, np.int64),
+                        np.empty(self.num_trees, np.int32), np.empty(self.num_trees, np.int64))
+        self._ranked = (np.empty(self.num_actions, np.int64), np.empty(self.num_actions, np.int64))
         self._queue = np.zeros(self.max_nodes, np.int32)
         c = self.cfg
         # the score utility needs scores: an evaluator without a score head (fc nets) searches by value alone
@@ -327,6 +330,27 @@ class Search:
         margin = np.zeros(len(slots), np.int32)
         self._tree_calls["root_leaders"].call(0, self.trees, slots, best, margin)
         return best, margin
+
+    def stage_events(self, slots: np.ndarray, next_event: np.ndarray, watch: np.ndarray, targets: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """After a batch, in one native call: the trees of ``slots`` (int32) whose completed simulations
+        reached ``next_event[slot]``, in order; and for ``watch`` (int32 slots whose move is the most visited
+        action), those whose leader can no longer be caught in the simulations left (``targets[slot]`` less
+        those completed): (their indices into ``watch``, their leader, their simulations left). ``next_event``
+        and ``targets`` are int64 arrays indexed by slot. The arrays returned are views of buffers that the next
+        call overwrites."""
+        crossed, sure, best, left = self._events
+        n_crossed, n_sure = self._tree_calls["stage_events"].call(0, self.trees, slots, next_event, watch, targets,
+                                                                  crossed, sure, best, left)
+        return crossed[:n_crossed], sure[:n_sure], best[:n_sure], left[:n_sure]
+
+    def ranked(self, slot: int, first: int, others: int) -> tuple[np.ndarray, np.ndarray]:
+        """``first``, then up to ``others`` of the visited root actions by visits (lowest action on ties),
+        as int64 actions and their shares of the root's visits (float64)."""
+        actions, counts = self._ranked
+        n, total = self._tree_calls["ranked_root_actions"].call(0, self.trees, int(slot), int(first), int(others),
+                                                                actions, counts)
+        return actions[:n].copy(), counts[:n] / max(total, 1)
 
     def root_value(self, slot: int) -> float:
         """Mean value of the search at the root, from the view of the side to move there."""

@@ -431,18 +431,16 @@ class Pipeline:
         if self.k == 0:
             return n
         touched = set()
-        completed = self.search.completed(slots)
-        for s in slots[completed >= self._slot_next_event[slots]]:
-            game, level = self._slot_level[int(s)]
+        crossed, sure, best, left = self.search.stage_events(slots, self._slot_next_event, self._watch,
+                                                             self._slot_target)
+        for s in crossed.tolist():
+            game, level = self._slot_level[s]
             if self._cross(game, level):
                 touched.add(game)
-        if len(self._watch):
-            best, lead = self.search.leaders(self._watch)
-            left = self._slot_target[self._watch] - self.search.completed(self._watch)
-            for i in np.flatnonzero(lead > left):
-                game, level = self._slot_level[int(self._watch[i])]
-                self._decide(level, int(best[i]), int(left[i]))
-                touched.add(game)
+        for i, b, lf in zip(sure.tolist(), best.tolist(), left.tolist()):
+            game, level = self._slot_level[int(self._watch[i])]
+            self._decide(level, b, lf)
+            touched.add(game)
         for game in touched:
             self._plan(game)
         return n
@@ -491,11 +489,7 @@ class Pipeline:
 
     def _ranked(self, level: Level, guess: int) -> tuple[np.ndarray, np.ndarray]:
         """The policy's pick, then the other visited moves by visits: actions and visit shares."""
-        counts = self.search.visit_counts(level.slot)
-        order = np.argsort(-counts, kind="stable")[:max(RANKS, self.width) + 1]
-        order = order[(counts[order] > 0) & (order != guess)][:max(RANKS, self.width) - 1]
-        actions = np.concatenate([[guess], order]).astype(np.int64)
-        return actions, counts[actions] / max(int(counts.sum()), 1)
+        return self.search.ranked(level.slot, guess, max(RANKS, self.width) - 1)
 
     def _candidates(self, level: Level, stage: int, actions: np.ndarray, shares: np.ndarray) -> None:
         phase = game_phase(level.state.move_number, level.state.size)
