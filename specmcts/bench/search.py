@@ -118,7 +118,7 @@ def batch_cost(size: int, sims: int, shapes: list[tuple[int, int]], repeats: int
 
     ``threads`` > 1 runs the trees of every batch of two or more trees over that many numba threads
     (``search.threads``, ``parallel_min_trees`` 2); ``busy_threads`` is the process's CPU time over the wall
-    time of those batches (the evaluator's left out of both): how many threads worked on average."""
+    time of those batches (the evaluator's hash included in both): how many threads worked on average."""
     from specmcts.engine.evaluator import HashEvaluator
     from specmcts.engine.nncache import NNCache
     from specmcts.engine.search import Search
@@ -142,8 +142,11 @@ def batch_cost(size: int, sims: int, shapes: list[tuple[int, int]], repeats: int
                 search.step(slots, want)
                 forward = stats.seconds["forward"] - forward
                 cpu.append(clock() - t0 - forward)
-                busy[0] += time.process_time() - c0 - forward
-                busy[1] += cpu[-1]
+                # threads at work: the process's CPU time over the wall time of the step, both with the
+                # evaluator's (one thread, a hash: microseconds). Taking the forward's wall time out of the CPU
+                # time instead went negative on a loaded machine, where the forward's wall time includes waits
+                busy[0] += time.process_time() - c0
+                busy[1] += clock() - t0
                 done.append(stats.leaves - leaves_before)
             search.close()
         cpu_us, done = 1e6 * np.array(cpu), np.array(done)
