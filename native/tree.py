@@ -675,23 +675,24 @@ expand_and_backup_parallel = njit(cache=True, parallel=True, nogil=True)(variant
 
 @njit(cache=True)
 def root_visit_counts(tr, t, out):
-    """Visits of each root child (0 for unvisited and illegal actions)."""
+    """Visits of each root child (0 for unvisited and illegal actions: a root move made illegal after it was
+    visited, by ``restrict_root`` on a reused tree, counts 0)."""
     for a in range(out.shape[0]):
         c = tr.children[t, ROOT, a]
-        out[a] = tr.visits[t, c] if c >= 0 else 0
+        out[a] = tr.visits[t, c] if c >= 0 and tr.prior[t, ROOT, a] >= 0.0 else 0
 
 
 @njit(cache=True)
 def root_leader(tr, t):
     """Tree ``t``'s most visited root action (the lowest on ties, as ``pick_from_counts`` at temperature 0)
-    and its lead over the runner-up in visits."""
-    visits, children = tr.visits, tr.children
+    and its lead over the runner-up in visits (the counts of ``root_visit_counts``)."""
+    visits, children, prior = tr.visits, tr.children, tr.prior
     top = -1
     top_n = -1
     second_n = 0
     for a in range(children.shape[2]):
         c = children[t, ROOT, a]
-        n = visits[t, c] if c >= 0 else 0
+        n = visits[t, c] if c >= 0 and prior[t, ROOT, a] >= 0.0 else 0
         if n > top_n:
             if top_n > second_n:
                 second_n = top_n
@@ -743,17 +744,18 @@ def stage_events(tr, slots, next_event, watch, targets, crossed, sure, sure_best
 def ranked_root_actions(tr, t, first, others, actions, counts):
     """``first``, then up to ``others`` more of tree ``t``'s visited root actions by visits (the lowest
     action on ties; ``first`` and unvisited actions left out), into ``actions``, with their visits in
-    ``counts``. Returns (how many, the visits of every root action together)."""
-    visits, children = tr.visits, tr.children
+    ``counts``. Returns (how many, the visits of every root action together). The counts of
+    ``root_visit_counts``."""
+    visits, children, prior = tr.visits, tr.children, tr.prior
     num_actions = children.shape[2]
     total = 0
     for a in range(num_actions):
         c = children[t, ROOT, a]
-        if c >= 0:
+        if c >= 0 and prior[t, ROOT, a] >= 0.0:
             total += visits[t, c]
     c = children[t, ROOT, first]
     actions[0] = first
-    counts[0] = visits[t, c] if c >= 0 else 0
+    counts[0] = visits[t, c] if c >= 0 and prior[t, ROOT, first] >= 0.0 else 0
     n = 1
     previous_n = np.int64(1) << 62  # ranks go down (visits, then action): the next is below the previous
     previous_a = -1
@@ -764,7 +766,7 @@ def ranked_root_actions(tr, t, first, others, actions, counts):
             if a == first:
                 continue
             c = children[t, ROOT, a]
-            if c < 0:
+            if c < 0 or prior[t, ROOT, a] < 0.0:
                 continue
             v = np.int64(visits[t, c])
             if v <= 0 or v > previous_n or (v == previous_n and a <= previous_a):

@@ -130,6 +130,11 @@ class MoveConfig:
     # fast_sims, without root noise, whose policy target is not trained on. 0: off (every move full).
     fast_sims: int = 0
     full_search_fraction: float = 0.25
+    # Self-play: the first move number at which a search's root may pass while it has another move (-1: half
+    # the board's points, 40 on 9x9; 0: any move). Under area scoring an early pass ends a game two moves in
+    # (both pass, komi decides); a net that learns to expect that loses from the first move on and passes
+    # again: a run fell into such games within a few generations. Searches below the root may still pass.
+    pass_from: int = -1
 
 
 @dataclass(frozen=True)
@@ -483,6 +488,11 @@ def resolve_device(device: str) -> str:
 
 def dirichlet_alpha(cfg: MoveConfig, board: int) -> float:
     return cfg.dirichlet_alpha if cfg.dirichlet_alpha > 0 else 0.03 * 361 / (board * board)
+
+
+def pass_from(cfg: MoveConfig, board: int) -> int:
+    """The first move number at which a self-play root may pass while it has another move."""
+    return cfg.pass_from if cfg.pass_from >= 0 else (board * board) // 2
 
 
 def temperature_moves(cfg: MoveConfig, board: int) -> int:

@@ -105,3 +105,22 @@ def toy_run(**changes) -> dict:
         else:
             out[key] = value
     return out
+
+
+def pass_loving_evaluator(board: int, max_batch: int = 512):
+    """A collapsed net, as a run can fall into: nearly all of its policy on the pass, and every position lost
+    for the side to move. Deterministic (``HashEvaluator``'s rows, reshaped)."""
+    from specmcts.engine.evaluator import HashEvaluator
+
+    class PassLoving(HashEvaluator):
+        def twin(self):
+            return PassLoving(self.board_size, self.seed, self.max_batch, self.num_planes)
+
+        def _forward(self, n: int) -> None:
+            super()._forward(n)
+            self._policy[:n] *= 0.001
+            self._policy[:n, -1] += 0.999
+            self._value[:n] = -0.9
+            self._score[:n] = -7.5
+
+    return PassLoving(board, seed=7, max_batch=max_batch)

@@ -252,6 +252,38 @@ def test_games_resign_below_the_threshold(tmp_path):
     assert set(np.unique(shard["value"])) == {-1.0, 1.0}
 
 
+@pytest.mark.parametrize("root", ["puct", "gumbel"])
+def test_self_play_roots_do_not_pass_early(root):
+    """A run fell into two-move games: Black passed at once, White passed back, komi won, and its net learned
+    that. With a net that wants nothing but the pass, self-play's roots do not pass before
+    ``moves.pass_from`` (default half the board's points) while they have another move; with the rule off
+    (0) the games end after two passes, which is what the rule prevents."""
+    from specmcts.config import Config, pass_from
+    from specmcts.engine.nncache import NNCache
+    from tests.helpers import pass_loving_evaluator
+
+    def play(first_pass):
+        cfg = Config().override("game.board=9", "seed=3", "selfplay.games=2", "selfplay.concurrent=2",
+                                "search.sims=16", "search.leaves_per_tree=4", f"search.root={root}",
+                                "moves.fast_sims=4", "moves.resign_consecutive=0", "selfplay.max_moves=60",
+                                f"moves.pass_from={first_pass}")
+        runner = SelfPlay(cfg, pass_loving_evaluator(9), NNCache(1 << 12, 82, 163), out=None, tensorboard=False)
+        runner.run()
+        return cfg, runner.records
+
+    cfg, records = play(-1)
+    assert pass_from(cfg.moves, 9) == 40
+    pass_action = 81
+    for rec in records:
+        assert len(rec.moves) > 40
+        assert pass_action not in rec.moves[:40], rec.moves
+        assert pass_action in rec.moves[40:]  # from move 40 on it may pass, and this net does
+        for target in rec.targets[:40]:
+            assert target[pass_action] == 0.0  # nor does the pass get a policy target
+    _, collapsed = play(0)
+    assert all(rec.moves == [pass_action, pass_action] for rec in collapsed)
+
+
 def test_no_resign_games_play_on_and_count_false_resignations(tmp_path):
     runner, summary = play_tiny(tmp_path, **{"moves.resign_threshold": 0.99, "moves.no_resign_fraction": 1.0,
                                              "selfplay.max_moves": 30})

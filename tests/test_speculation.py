@@ -19,6 +19,7 @@ from specmcts.config import Config
 from specmcts.engine.evaluator import HashEvaluator, UniformEvaluator
 from specmcts.engine.nncache import NNCache
 from specmcts.training.selfplay import SelfPlay
+from tests.helpers import pass_loving_evaluator
 
 SIMS = 32
 TEMPERATURE_MOVES = 4
@@ -34,6 +35,7 @@ SETTINGS = {
     "resign_threshold": "moves.resign_threshold", "no_resign_fraction": "moves.no_resign_fraction",
     "width": "speculation.width", "rows": "speculation.rows", "sure": "speculation.sure",
     "stages": "speculation.stages", "max_batch": "evaluator.max_batch", "seed": "seed",
+    "pass_from": "moves.pass_from", "tree_reuse": "search.tree_reuse",
 }
 BASE = {
     "seed": 1, "selfplay.games": 3, "selfplay.concurrent": 3, "search.sims": SIMS, "evaluator.max_batch": 512,
@@ -63,6 +65,8 @@ def _selfplay(board: int, k: int, cache: bool, evaluator: str, changes: tuple):
     max_batch = cfg.evaluator.max_batch
     if evaluator == "hash":
         ev = HashEvaluator(board, seed=7, max_batch=max_batch)
+    elif evaluator == "pass":
+        ev = pass_loving_evaluator(board, max_batch)
     else:
         ev = UniformEvaluator(board, max_batch=max_batch)
     nn_cache = NNCache(1 << 14 if cache else 0, board * board + 1, 2 * board * board + 1)
@@ -187,6 +191,19 @@ def test_lossless_with_resignations():
         assert_same_records(records, reference)
         assert summary["resign_rate"] == summary0["resign_rate"]
         assert summary["false_resign_rate"] == summary0["false_resign_rate"]
+
+
+@pytest.mark.parametrize("root", ["puct", "gumbel"])
+def test_lossless_when_roots_may_not_pass(root):
+    """Self-play's early-pass rule acts on each root between its expansion and its first simulation, at any
+    depth alike. A net that wants nothing but the pass, so that the rule decides the early moves."""
+    early = dict(root=root, max_moves=48, fast_sims=8, games=2, concurrent=2)
+    reference, _, _ = selfplay(9, 0, evaluator="pass", **early)
+    moves = [m for r in reference for m in r.moves]
+    assert 81 not in [m for r in reference for m in r.moves[:40]] and 81 in moves  # the rule acted, then let go
+    for k, width, rows in ((1, 1, 0), (4, 1, 0), (3, 2, 48)):
+        records, _, _ = selfplay(9, k, evaluator="pass", width=width, rows=rows, **early)
+        assert_same_records(records, reference)
 
 
 # ----------------------------------------------------------------------------------------------

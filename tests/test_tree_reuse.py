@@ -112,3 +112,37 @@ def test_tree_reuse_with_speculation(monkeypatch):
         assert sp.pipeline.stats.committed > 0
         assert len(sp.pipeline.free_slots) == sp.search.num_trees == len(set(sp.pipeline.free_slots))
         assert not sp.search.trees.virtual_loss.any()
+
+
+def test_a_reused_root_that_may_not_pass_plays_no_pass(monkeypatch):
+    """Self-play's early-pass rule with tree reuse: a kept root loses its pass; a subtree whose search had
+    visited that pass (the opponent's reply, with this net) starts afresh. No early pass, no pass in a
+    target, no wrong sure move; and with a net that does not love the pass, subtrees are still kept."""
+    from tests.helpers import pass_loving_evaluator
+
+    calls = []
+    original = Search.reuse
+
+    def counted(self, *args, **kwargs):
+        calls.append(original(self, *args, **kwargs))
+        return calls[-1]
+
+    monkeypatch.setattr(Search, "reuse", counted)
+    for k in (0, 2):
+        calls.clear()
+        cfg = Config().override("search.sims=32", "search.tree_reuse=true", f"speculation.k={k}",
+                                "selfplay.games=2", "selfplay.concurrent=2", "selfplay.max_moves=44",
+                                "moves.resign_consecutive=0", "moves.fast_sims=0")
+        sp = SelfPlay(cfg, pass_loving_evaluator(9, 256), NNCache(1 << 12, 82, 163), tensorboard=False)
+        sp.run()
+        assert calls, "the reuse path should have run"
+        for rec in sp.records:
+            assert 81 not in rec.moves[:40]
+            for target in rec.targets[:40]:
+                assert target[81] == 0.0 and abs(float(target.sum()) - 1.0) < 1e-5
+        if k:
+            assert sp.pipeline.stats.sure_wrong == 0
+    calls.clear()
+    cfg = Config().override("search.sims=32", "search.tree_reuse=true", "selfplay.games=1", "selfplay.max_moves=20")
+    SelfPlay(cfg, HashEvaluator(9, seed=1, max_batch=64), NNCache(0, 82, 163), tensorboard=False).run()
+    assert sum(calls) > 0  # moves before pass_from kept their subtree

@@ -213,6 +213,7 @@ class Search:
                         np.empty(self.num_trees, np.int32), np.empty(self.num_trees, np.int64))
         self._ranked = (np.empty(self.num_actions, np.int64), np.empty(self.num_actions, np.int64))
         self._queue = np.zeros(self.max_nodes, np.int32)
+        self._no_pass: set[int] = set()  # slots whose root may not pass, once expanded (``reset``'s no_pass)
         c = self.cfg
         # the score utility needs scores: an evaluator without a score head (fc nets) searches by value alone
         self.params = kernels.Params(
@@ -238,13 +239,17 @@ class Search:
         self._tree_calls["reset_tree"].call(0, self.trees, int(slot))
 
     def reset(self, slot: int, state: GoState, noise: np.ndarray | None = None, noise_fraction: float = 0.0,
-              gumbel: np.ndarray | None = None, budget: int = 0) -> None:
+              gumbel: np.ndarray | None = None, budget: int = 0, no_pass: bool = False) -> None:
         """Start a fresh tree in ``slot`` rooted at ``state``; ``noise`` ([A], zero on illegal moves) is
         mixed into the root priors with weight ``noise_fraction`` when the root is expanded.
 
         ``budget > 0`` makes the root a Gumbel root (``native.tree``): sequential halving over ``budget``
         simulations with ``cfg.gumbel_considered`` candidates, ranked with the Gumbel noise ``gumbel`` ([A];
-        None: zeros, the deterministic choice of evaluation)."""
+        None: zeros, the deterministic choice of evaluation).
+
+        ``no_pass``: the root may not pass while it has another move (self-play's early moves): its pass is
+        made illegal as soon as the root is expanded, before any simulation below it. Below the root the
+        search may still pass."""
         if state.is_over:
             raise ValueError("cannot search a finished game")
         load_state(self.roots, slot, state)
@@ -256,30 +261,41 @@ class Search:
         else:
             tr.noise_fraction[slot] = 0.0
         tr.root_budget[slot] = max(0, int(budget))
+        if no_pass:
+            self._no_pass.add(slot)
+        else:
+            self._no_pass.discard(slot)
         if budget > 0:
             tr.gumbel[slot] = 0.0 if gumbel is None else gumbel
             moves = self.searchable(state).sum()
+            if no_pass and moves > 1:
+                moves -= 1
             table = considered_visits(max(1, min(self.cfg.gumbel_considered, moves)), int(budget))
             width = min(len(table), tr.gumbel_table.shape[1])
             tr.gumbel_table[slot, :width] = table[:width]
 
     def reuse(self, src: int, action: int, dst: int, state: GoState, noise: np.ndarray | None = None,
-              noise_fraction: float = 0.0) -> bool:
+              noise_fraction: float = 0.0, no_pass: bool = False) -> bool:
         """Tree reuse: make slot ``dst`` the subtree of ``src`` below ``action`` (rooted at ``state``, the
         position after it), with fresh root noise. Returns False (and resets ``dst``) when that child was
-        never expanded."""
+        never expanded. ``no_pass`` as ``reset``'s: the kept root's pass is made illegal, and a subtree whose
+        search had visited that pass is not kept (False, a fresh tree: its visits would count for no move)."""
         tr = self.trees
         child = int(tr.children[src, kernels.ROOT, action])
-        if child < 0 or tr.status[src, child] != kernels.EXPANDED:
-            self.reset(dst, state, noise, noise_fraction)
+        passed = no_pass and child >= 0 and tr.children[src, child, self.num_actions - 1] >= 0
+        if child < 0 or tr.status[src, child] != kernels.EXPANDED or passed:
+            self.reset(dst, state, noise, noise_fraction, no_pass=no_pass)
             return False
         load_state(self.roots, dst, state)
+        self._no_pass.discard(dst)
         kernels.extract_subtree(tr, src, child, dst, self._queue, self.params)
         tr.noise_fraction[dst] = 0.0
         tr.root_budget[dst] = 0  # a reused root searches by PUCT
         if noise is not None and noise_fraction > 0:
             tr.root_noise[dst] = noise
             kernels.mix_root_noise(tr, dst, noise_fraction)
+        if no_pass:
+            self.restrict_root(dst, [self.num_actions - 1])
         return True
 
     def searchable(self, state: GoState) -> np.ndarray:
@@ -499,6 +515,8 @@ class Search:
                                       self.trees, lane.scratch, lane.leaves, self.params, self.cache.table,
                                       lane.miss_rows, misses, lane.dedup[1], out.policy, out.value, out.score,
                                       bool(self.cfg.fill_own_eyes))
+        if self._no_pass:
+            self._forbid_root_pass(batch.slots)
         t6 = clock()
         spent["backup"] += t6 - t5
         if self.timeline is not None:
@@ -507,6 +525,13 @@ class Search:
         stats.leaves += evaluated
         stats.terminal += evaluated - (batch.hits + batch.misses)
         return evaluated
+
+    def _forbid_root_pass(self, slots: np.ndarray) -> None:
+        """The roots of ``slots`` that may not pass and were just expanded lose their pass (``reset``)."""
+        for slot in self._no_pass.intersection(slots.tolist()):
+            if self.root_expanded(slot):
+                self.restrict_root(slot, [self.num_actions - 1])  # no change if the pass is the only move
+                self._no_pass.discard(slot)
 
     def close(self) -> None:
         """Stop the forward thread and release the twin evaluator (``search.overlap``)."""

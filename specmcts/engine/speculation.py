@@ -84,6 +84,7 @@ class RootSetup:
     noise: np.ndarray | None = None  # Dirichlet noise [A] mixed into the root priors (PUCT root)
     noise_fraction: float = 0.0
     gumbel: np.ndarray | None = None  # Gumbel noise [A]: given, the root is a Gumbel root halving over ``sims``
+    no_pass: bool = False  # the root may not pass while it has another move (self-play's early moves)
 
 
 class MovePolicy(Protocol):
@@ -408,7 +409,7 @@ class Pipeline:
             # the played move's subtree becomes the new tree (KataGo-style); opened before the old slot is freed
             slot = self.free_slots.pop()
             setup = self.policy.root(game, state_after)
-            self.search.reuse(head.slot, action, slot, state_after, setup.noise, setup.noise_fraction)
+            self.search.reuse(head.slot, action, slot, state_after, setup.noise, setup.noise_fraction, setup.no_pass)
             fresh = self._level(game, slot, state_after, -1, None, setup.sims)
             self._close(head, wasted=False)
             self.heads[game] = fresh
@@ -450,7 +451,7 @@ class Pipeline:
         slot = self.free_slots.pop()
         setup = self.policy.root(game, state)
         self.search.reset(slot, state, setup.noise, setup.noise_fraction, setup.gumbel,
-                          setup.sims if setup.gumbel is not None else 0)
+                          setup.sims if setup.gumbel is not None else 0, no_pass=setup.no_pass)
         return self._level(game, slot, state, via, parent, setup.sims)
 
     def _level(self, game, slot: int, state: GoState, via: int, parent: Level | None, sims: int) -> Level:

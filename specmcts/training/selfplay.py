@@ -17,7 +17,7 @@ import numpy as np
 from games.go import BLACK, EMPTY, GoRules, GoState, action_to_gtp
 from specmcts.atomic import atomic_open, remove_stale_temporaries
 from specmcts.stopping import notice_if_slow, say
-from specmcts.config import AUTO, Config, dirichlet_alpha, temperature_moves
+from specmcts.config import AUTO, Config, dirichlet_alpha, pass_from, temperature_moves
 from specmcts.engine.player import FULL_SEARCH, GUMBEL, PER_GAME, MoveRule, ResignStreak, draw, rng, root_noise
 from specmcts.engine.search import Search
 from specmcts.engine.spec_shape import measured_cost, plan_speculation, speculation_trees
@@ -45,6 +45,7 @@ class SelfPlayPolicy:
         self.gumbel = cfg.search.root == "gumbel"
         self.rule = MoveRule(cfg.seed, cfg.moves.temperature, temperature_moves(cfg.moves, rules.size))
         self.alpha = dirichlet_alpha(cfg.moves, rules.size)
+        self.pass_from = pass_from(cfg.moves, rules.size)
         self.resign = ResignStreak(cfg.moves.resign_threshold, cfg.moves.resign_consecutive)
 
     def temperature(self, move_number: int) -> float:
@@ -80,7 +81,7 @@ class SelfPlayPolicy:
     def root(self, game, state: GoState) -> RootSetup:
         m = state.move_number
         full = self.full_search(game, m)
-        setup = RootSetup(sims=self.sims if full else self.moves.fast_sims)
+        setup = RootSetup(sims=self.sims if full else self.moves.fast_sims, no_pass=m < self.pass_from)
         if self.gumbel:
             legal = state.legal_mask()
             g = rng(self.seed, game, m, GUMBEL).gumbel(size=legal.shape[0]).astype(np.float32)
