@@ -170,9 +170,11 @@ def test_a_mixed_run_plays_trains_and_measures_each_size_and_resumes(tmp_path):
     assert provenance(read_checkpoint(first["checkpoint"]))["boards"] == boards  # what `model export` keeps
     tb = tb_scalars(run)
     for tag in ("train/5x5/loss", "train/7x7/loss", "replay/7x7/total_samples", "selfplay/5x5/games_total",
+                "selfplay/5x5/mean_game_length", "selfplay/7x7/mean_game_length",
                 "elo/5x5/vs_first", "elo/7x7/vs_first", "train/loss"):
         assert tag in tb, (tag, sorted(tb))
     assert "elo/vs_first" not in tb  # one family per size
+    assert all(0 < v <= 7 * 7 * 3 for b in (5, 7) for v in tb[f"selfplay/{b}x{b}/mean_game_length"])
     assert set(first["elo"]) == {"5x5", "7x7"} and first["sizes"]["7x7"]["total_samples"] > 0
     assert {p.name.split("-vs-")[0] for p in (run / "eval" / "elo").glob("*.sgf")} >= {"5x5", "7x7"}
     # a third generation, resumed: what is on disk is kept, the totals carry on

@@ -88,6 +88,12 @@ class SelfPlayStats:
             for b, size in self.by_board.items():  # a mixed-size run: each size's games and samples so far
                 out[f"selfplay/{b}x{b}/games_total"] = size["games"]
                 out[f"selfplay/{b}x{b}/samples_total"] = size["samples"]
+            for b in {int(c["board"]) for c in chunks if "board" in c}:  # and its games' length since the last
+                # point: a size whose games collapse (two passes, say) shows there, not in the mean over sizes
+                of_b = [c for c in chunks if int(c.get("board", -1)) == b and c["games"]]
+                if of_b:
+                    out[f"selfplay/{b}x{b}/mean_game_length"] = (sum(c["mean_game_length"] * c["games"] for c in of_b)
+                                                                 / sum(c["games"] for c in of_b))
         weights: dict[str, float] = {}
         sums: dict[str, float] = {}
         for c in chunks:
