@@ -1,5 +1,6 @@
 """Tree reuse: the played move's subtree becomes the next search's tree, statistics intact."""
 import numpy as np
+import pytest
 
 from games.go import GoRules, GoState
 from native import tree as kernels
@@ -83,10 +84,9 @@ def test_selfplay_with_tree_reuse_needs_fewer_batches_per_move():
     assert results[True] < results[False]
 
 
-def test_tree_reuse_with_speculation(monkeypatch):
-    """Tree reuse beside a speculation tree: a commit keeps the speculative tree (already fresh), a
-    rollback reuses the played move's subtree. Games finish, targets are distributions, no slot leaks,
-    and the reuse path really ran. (Records differ from k = 0 here: a reused tree is not a fresh one.)"""
+@pytest.fixture
+def reuse_calls(monkeypatch) -> list:
+    """What each ``Search.reuse`` call returned (True: a subtree was kept), in order."""
     calls = []
     original = Search.reuse
 
@@ -95,6 +95,14 @@ def test_tree_reuse_with_speculation(monkeypatch):
         return calls[-1]
 
     monkeypatch.setattr(Search, "reuse", counted)
+    return calls
+
+
+def test_tree_reuse_with_speculation(reuse_calls):
+    """Tree reuse beside a speculation tree: a commit keeps the speculative tree (already fresh), a
+    rollback reuses the played move's subtree. Games finish, targets are distributions, no slot leaks,
+    and the reuse path really ran. (Records differ from k = 0 here: a reused tree is not a fresh one.)"""
+    calls = reuse_calls
     for width, rows in ((1, 0), (2, 8 * 6)):
         calls.clear()
         cfg = Config().override("search.sims=48", "search.tree_reuse=true", "speculation.k=3",
@@ -114,20 +122,13 @@ def test_tree_reuse_with_speculation(monkeypatch):
         assert not sp.search.trees.virtual_loss.any()
 
 
-def test_a_reused_root_that_may_not_pass_plays_no_pass(monkeypatch):
+def test_a_reused_root_that_may_not_pass_plays_no_pass(reuse_calls):
     """Self-play's early-pass rule with tree reuse: a kept root loses its pass; a subtree whose search had
     visited that pass (the opponent's reply, with this net) starts afresh. No early pass, no pass in a
     target, no wrong sure move; and with a net that does not love the pass, subtrees are still kept."""
     from tests.helpers import pass_loving_evaluator
 
-    calls = []
-    original = Search.reuse
-
-    def counted(self, *args, **kwargs):
-        calls.append(original(self, *args, **kwargs))
-        return calls[-1]
-
-    monkeypatch.setattr(Search, "reuse", counted)
+    calls = reuse_calls
     for k in (0, 2):
         calls.clear()
         cfg = Config().override("search.sims=32", "search.tree_reuse=true", f"speculation.k={k}",
