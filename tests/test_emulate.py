@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import tomllib
 from functools import lru_cache
 from pathlib import Path
@@ -88,11 +89,12 @@ def assert_same_records(records, reference):
 
 
 @lru_cache(maxsize=None)
-def _recorded(shape: str):
-    """(recorder, records) of ``shape``'s recording pass; every shape records into one record."""
+def _recorded(shape: str, overlap: bool = False):
+    """(recorder, records) of ``shape``'s recording pass (with ``search.overlap`` as given: it evaluates other
+    positions); every shape records into one record."""
     record = _recorded_record()
     recorder = RecordingEvaluator(NetEvaluator(_net(), "cpu", max_batch=4 * LEAVES), record)
-    _sp, records = _play(_config(shape), recorder)
+    _sp, records = _play(_config(shape, overlap), recorder)
     return recorder, records
 
 
@@ -103,7 +105,7 @@ def _recorded_record():
 
 @pytest.mark.parametrize("shape,overlap", [("k0", False), ("chain2", False), ("tree", False), ("tree", True)])
 def test_a_replay_on_the_emulated_device_plays_the_recorded_games(shape, overlap):
-    recorder, recorded = _recorded(shape)
+    recorder, recorded = _recorded(shape, overlap)
     _k0_recorder, k0_records = _recorded("k0")
     assert_same_records(recorded, k0_records)  # one record: every shape's recording is k = 0's games
     device = EmulatedDevice.replaying(recorder, forward_cost(BOARD, 1, 16))
@@ -112,10 +114,14 @@ def test_a_replay_on_the_emulated_device_plays_the_recorded_games(shape, overlap
     log = device.log.batches
     assert len(log) == int(sp.search.stats.batch_rows[1:].sum()) > 0  # one hold per forward pass
     for lane, asked, start, end, rows, hold in log:
-        assert asked <= start and end - start >= hold == pytest.approx(device.cost.seconds(rows))
+        # (a launched batch's end is start + hold: 1 ns for the rounding of that sum)
+        assert asked <= start and end - start >= hold - 1e-9 and hold == pytest.approx(device.cost.seconds(rows))
     spans = sorted((start, end) for _l, _a, start, end, _r, _h in log)
     assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:]))  # one device: one batch at a time
     assert {lane for lane, *_ in log} == ({0, 1} if overlap and shape != "k0" else {0})
+    if overlap:  # launched, not run in a thread: the search selected while the device computed
+        selects = [(a, b) for what, _lane, a, b in sp.search.timeline if what == "select"]
+        assert any(start < a and b < end for a, b in selects for _l, _a, start, end, _r, _h in log)
     assert device.log.busy_s() >= device.log.table_s() > 0
     kinds = {kind for _t, kind, _g, _m in sp.pipeline.events}
     assert len(sp.pipeline.events) == len(replayed[0].moves) - 1  # the last move ends the game
@@ -156,6 +162,27 @@ def test_the_recorder_answers_a_row_it_has_seen_from_its_record():
     np.testing.assert_array_equal(value[0], first[1][1])
     np.testing.assert_array_equal(score[0], first[2][1])
     assert not np.array_equal(policy[1], first[0][1]) and len(recorder.record) == 3
+
+
+def test_a_launched_batch_computes_while_the_caller_goes_on():
+    """As on a CUDA stream: ``launch`` returns at once, ``result()`` waits for the batch's end; a batch
+    launched while another is on the device starts when that one ends (one device, launches in order)."""
+    cost = ForwardCost("h100", BOARD, 1, 16, "bf16", "cudagraph", "", np.array([1.0, 2.0]), np.array([20.0, 20.0]))
+    record = RowRecord(BOARD * BOARD + 1)
+    first = EmulatedDevice(record, cost, BOARD, 4)
+    second = first.twin()
+    record.keep([first.inputs[0].tobytes()], np.full((1, BOARD * BOARD + 1), 0.5, np.float32),
+                np.full(1, 0.25, np.float32), np.zeros(1, np.float32))
+    assert first.launches and second.launches
+    a, b = first.launch(1), second.launch(1)
+    assert not first.log.batches  # neither was held yet: launching queues, result() waits
+    assert b.start == pytest.approx(a.end) and a.end - a.start == pytest.approx(0.020)
+    out = b.result()
+    assert time.perf_counter() >= b.end and out.value[0] == 0.25 and out.policy.shape == (1, BOARD * BOARD + 1)
+    assert a.result().value[0] == 0.25 and len(first.log.batches) == 2
+    with pytest.raises(MissingRowError):
+        first.inputs[0, 0, 0, 0] = 9
+        first.launch(1).result()
 
 
 @pytest.mark.parametrize("wait", ["spin", "sleep"])

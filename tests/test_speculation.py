@@ -525,6 +525,52 @@ def test_overlapped_batches_record_what_one_batch_records(board, k, max_batch):
     assert runner.search.stats.overlapped_steps > 0 and summary["forwards"] > 0
 
 
+@pytest.mark.parametrize("width,trees,sure", [(2, 5, True), (2, 7, False), (1, 4, True)])
+def test_overlapped_speculation_trees_record_what_k0_records(width, trees, sure):
+    """In self-play, search.overlap keeps two batches in flight over disjoint trees (each step starts the
+    idle trees' batch, then completes the other): the stage boundaries, predictions, commits, rollbacks and
+    sure moves then happen at other counts, and the records still equal k = 0's without overlap."""
+    reference, _, _ = selfplay(9, 0)
+    records, _, runner = selfplay(9, 3, width=width, rows=8 * trees, stages=4, sure=sure, overlap=True)
+    assert_same_records(records, reference)
+    stats = runner.pipeline.stats
+    assert runner.search.stats.overlapped_steps > 0 and stats.committed > 0 and stats.spawned > stats.committed
+
+
+def test_overlap_keeps_two_batches_in_flight_over_disjoint_trees():
+    """Each overlapped step starts a batch over trees not in flight, then completes the one in flight: at most
+    two batches in flight, never sharing a tree, in alternating lanes; nothing in flight once the games end."""
+    from specmcts.engine.search import Search
+
+    start, finish = Search.start, Search.finish
+    in_flight, lanes, most = [], [], [0]
+
+    def spy_start(search, lane, slots, wanted):
+        busy = set().union(*in_flight) if in_flight else set()
+        assert not busy & set(np.asarray(slots).tolist())  # disjoint trees
+        batch = start(search, lane, slots, wanted)
+        in_flight.append(set(batch.slots.tolist()))
+        lanes.append(lane)
+        most[0] = max(most[0], len(in_flight))
+        return batch
+
+    def spy_finish(search, batch):
+        in_flight.remove(set(batch.slots.tolist()))
+        return finish(search, batch)
+
+    cfg = config_for(9, 2, overlap=True, games=2, concurrent=2, rows=8 * 3)
+    runner = SelfPlay(cfg, HashEvaluator(9, seed=7, max_batch=cfg.evaluator.max_batch), NNCache.for_board(1 << 14, 9),
+                      out=None, tensorboard=False)
+    Search.start, Search.finish = spy_start, spy_finish
+    try:
+        runner.run()
+    finally:
+        Search.start, Search.finish = start, finish
+    assert len(lanes) > 10 and not in_flight and runner.pipeline._inflight is None
+    assert most[0] == 2 and all(a != b for a, b in zip(lanes, lanes[1:]))  # two at once, lanes alternating
+    assert runner.search.stats.overlapped_steps > len(lanes) // 2
+
+
 # ----------------------------------------------------------------------------------------------
 # One evaluator process for many self-play processes
 

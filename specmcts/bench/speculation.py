@@ -66,6 +66,10 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
             ev = RecordingEvaluator(ev, RECORDS.setdefault(net_name, RowRecord(size * size + 1)))
             ev.emulate_cost = batch_cost(net_name, args.emulate)
         sp, s = play(cfg, ev, cache_entries)
+        if args.emulate and args.overlap != "off" and k > 0:
+            # search.overlap checks stage boundaries at other counts, so its speculation evaluates other
+            # positions: its replays need a recording of their own (into the same record)
+            play(cfg.override("search.overlap=true"), ev, cache_entries)
         recs = sorted(sp.records, key=lambda r: r.index)
         if base is None:
             base = (recs, s)
@@ -188,6 +192,8 @@ def throughput_rows(args, net_name: str) -> list[dict]:
             recorder = RecordingEvaluator(ev, RECORDS.setdefault(net_name, RowRecord(size * size + 1)))
             recorded, _ = play(cfg, recorder, 1 << 20)
             recorded = sorted(recorded.records, key=lambda r: r.index)
+            if args.overlap != "off":  # its own recording: see latency_rows
+                play(cfg.override("search.overlap=true"), recorder, 1 << 20)
             # each replay with search.overlap off and/or on (--overlap): the device's batches while the CPU
             # selects the next ones, under throughput load
             results = []

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specmcts.engine.evaluator import Evaluator
+from specmcts.engine.evaluator import Evaluator, NNOutput
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
@@ -254,6 +254,9 @@ class DeviceLog:
     batches: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     lanes: int = 0  # evaluators on this device (search.overlap: 2)
+    free_at: float = -math.inf  # a launched batch (``EmulatedDevice.launch``): when the device is free again
+    late_lookup_s: float = 0.0  # record lookups done after their batch's end (the caller came late): not a
+    #                             real device's cost, on the caller's time
 
     def busy_s(self, since: float = -math.inf) -> float:
         return float(sum(end - start for _l, _a, start, end, _r, _t in self.batches if start >= since))
@@ -263,6 +266,30 @@ class DeviceLog:
 
     def clear(self) -> None:
         self.batches.clear()
+        self.late_lookup_s = 0.0
+
+
+class Launched:
+    """A batch on the emulated device (``EmulatedDevice.launch``): it computes from ``start`` to ``end``;
+    ``result()`` looks its rows up in the record (inside the hold when called before ``end``) and waits for
+    ``end`` with the GIL released."""
+
+    def __init__(self, device: "EmulatedDevice", n: int, asked: float, start: float, end: float, hold: float):
+        self.device, self.n, self.asked, self.start, self.end, self.hold = device, n, asked, start, end, hold
+        self._out = None
+
+    def result(self):
+        if self._out is None:
+            dev, n = self.device, self.n
+            began = time.perf_counter()
+            dev._answer(n)
+            done = time.perf_counter()
+            if done > self.end:
+                dev.log.late_lookup_s += done - max(began, self.end)
+            hold_until(self.end, spin=dev.wait == "spin" or (dev.wait == "auto" and dev.log.lanes == 1))
+            dev.log.batches.append((dev.lane, self.asked, self.start, self.end, n, self.hold))
+            self._out = NNOutput(dev._policy[:n], dev._value[:n], dev._score[:n])
+        return self._out
 
 
 class EmulatedDevice(Evaluator):
@@ -308,16 +335,40 @@ class EmulatedDevice(Evaluator):
         return EmulatedDevice(self.record, self.cost, self.board_size, self.max_batch, self.num_planes,
                               self.model_id, self.has_score, self.log, self.lane + 1, self.wait)
 
+    launches = True  # launch(): the batch computes on the device while the caller goes on (a CUDA stream)
+
+    def launch(self, n: int) -> Launched:
+        """Queue ``inputs[:n]`` on the device and return at once: it starts when the device is free (one batch
+        at a time, launches in order) and holds it for the table's time; ``result()`` waits for its end.
+        The caller must not write ``inputs`` or read the outputs of this evaluator until then (a lane owns
+        its evaluator)."""
+        n = int(n)
+        if not 0 < n <= self.max_batch:
+            raise ValueError(f"launch({n}): n must be in 1..{self.max_batch}")
+        asked = time.perf_counter()
+        hold = self.cost.seconds(n)
+        with self.log.lock:
+            start = max(asked, self.log.free_at)
+            self.log.free_at = end = start + hold
+        self.evals += n
+        self.batches += 1
+        return Launched(self, n, asked, start, end, hold)
+
+    def _answer(self, n: int) -> None:
+        out = self.record.answer(_row_keys(self.inputs, n))
+        A = self.num_actions
+        self._policy[:n] = out[:, :A]
+        self._value[:n] = out[:, A]
+        self._score[:n] = out[:, A + 1]
+
     def _forward(self, n: int) -> None:
         asked = time.perf_counter()
         hold = self.cost.seconds(n)
         with self.log.lock:
-            start = time.perf_counter()
-            out = self.record.answer(_row_keys(self.inputs, n))
-            A = self.num_actions
-            self._policy[:n] = out[:, :A]
-            self._value[:n] = out[:, A]
-            self._score[:n] = out[:, A + 1]
+            start = max(time.perf_counter(), self.log.free_at)
+            hold_until(start)  # a launched batch still on the device
+            self._answer(n)
             hold_until(start + hold, spin=self.wait == "spin" or (self.wait == "auto" and self.log.lanes == 1))
             end = time.perf_counter()
+            self.log.free_at = end
         self.log.batches.append((self.lane, asked, start, end, n, hold))

@@ -116,12 +116,25 @@ class NNOutput(NamedTuple):
     score: np.ndarray  # float32 [n]
 
 
+class Done:
+    """A forward pass's answer, already there: what ``Evaluator.launch`` returns where nothing runs apart."""
+
+    def __init__(self, out: NNOutput):
+        self._out = out
+
+    def result(self) -> NNOutput:
+        return self._out
+
+
 class Evaluator:
     """Base class: owns ``inputs`` and the output buffers, checks ``n`` and keeps the counters. A subclass
     implements ``_forward``."""
 
     model_id: str = "none"
     has_score: bool = False  # its scores mean something (a score head): search may use them (score utility)
+    # launch() returns at once while a device computes (as a CUDA stream does: the emulated GPU); else launch()
+    # computes on the caller's thread, and a caller that wants to go on meanwhile runs forward() in a thread
+    launches: bool = False
 
     def __init__(self, board_size: int, max_batch: int, num_planes: int = NUM_PLANES,
                  buffers: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None):
@@ -161,6 +174,11 @@ class Evaluator:
         call)."""
         policy, value = self.evaluate(n)
         return NNOutput(policy, value, self._score[:n])
+
+    def launch(self, n: int):
+        """Start evaluating ``inputs[:n]``; ``.result()`` of what it returns is ``forward(n)``'s answer. Where
+        ``launches`` is False it is computed here and now."""
+        return Done(self.forward(n))
 
     def _forward(self, n: int) -> None:
         """Fill ``self._policy[:n]``, ``self._value[:n]`` and ``self._score[:n]`` from ``self.inputs[:n]``."""

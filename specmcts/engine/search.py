@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 import numba
 import numpy as np
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 from games.go import GoRules, GoState
 from native import batch as batch_kernels
@@ -165,7 +165,7 @@ class InFlight:
     hits: int
     misses: int
     distinct: int  # the rows sent to the evaluator: one per distinct input among the misses
-    answer: Future | NNOutput | None  # the forward pass: running in a thread, done, or none (all cached)
+    answer: object  # the forward pass: an NNOutput, or its result() (a thread or a device computes it), or None
 
 
 @dataclass
@@ -466,6 +466,27 @@ class Search:
             self.timeline.append(("step", -1, began, time.perf_counter()))
         return done
 
+    def start(self, lane: int, slots: np.ndarray, wanted: np.ndarray) -> InFlight:
+        """Select, look up and encode one batch into ``lane`` (0, or 1 with ``search.overlap``) and start its
+        forward pass in the forward thread (with ``search.overlap``; else run it); ``finish`` completes it.
+        Two batches may be in flight at once, one per lane, over disjoint trees: what the speculation
+        pipeline's overlap does (``specmcts.engine.speculation.Pipeline``)."""
+        slots = np.ascontiguousarray(slots, np.int32)
+        wanted = np.ascontiguousarray(wanted, np.int32)
+        parallel = self.threads > 1 and len(slots) >= self.cfg.parallel_min_trees
+        if parallel:
+            numba.set_num_threads(self.threads)
+            self.stats.parallel_steps += 1
+        self.stats.steps += 1
+        return self._start(self.lanes[lane], slots, wanted, parallel, self._twin is not None)
+
+    def finish(self, batch: InFlight) -> int:
+        """Wait for ``batch``'s forward pass, then store, expand and back up; returns the leaves evaluated."""
+        parallel = self.threads > 1 and len(batch.slots) >= self.cfg.parallel_min_trees
+        if parallel:
+            numba.set_num_threads(self.threads)
+        return self._finish(batch, parallel)
+
     def _start(self, lane: Lane, slots: np.ndarray, wanted: np.ndarray, parallel: bool, in_thread: bool
                ) -> InFlight:
         """Select, look up and encode one batch (one native call), and start (``in_thread``) or run its forward
@@ -485,7 +506,9 @@ class Search:
             self.timeline.append(("select", lane.index, t0, t1))
         answer = None
         if distinct:
-            if in_thread:
+            if in_thread and lane.evaluator.launches:  # a device computes while this thread goes on
+                answer = lane.evaluator.launch(distinct)
+            elif in_thread:
                 answer = self._forwarder.submit(lane.evaluator.forward, distinct)
             else:
                 answer = lane.evaluator.forward(distinct)
@@ -503,7 +526,7 @@ class Search:
         misses = 0
         out = self._no_answer
         if batch.answer is not None:
-            out = batch.answer.result() if isinstance(batch.answer, Future) else batch.answer
+            out = batch.answer.result() if hasattr(batch.answer, "result") else batch.answer
             t5 = clock()
             spent["forward"] += t5 - t4  # in a thread: the part of the forward pass nothing overlapped
             misses = batch.misses

@@ -317,6 +317,13 @@ class Pipeline:
         self._order = None  # cached slot order, rebuilt when levels change
         self._slot_next_event = np.zeros(search.num_trees, np.int64)
         self._slot_target = np.zeros(search.num_trees, np.int64)  # each slot's simulation budget
+        # search.overlap: two batches in flight, over disjoint trees, in alternating lanes: each step starts
+        # the batch of the trees not in flight, then completes the other one (and the stage boundaries, the
+        # moves decided meanwhile), so the CPU works while the device computes
+        self.overlap = len(search.lanes) > 1
+        self._inflight = None  # the batch started by the last step (overlap)
+        self._flying = np.zeros(search.num_trees, np.bool_)  # its slots
+        self._lane = 0
 
     # -- games -----------------------------------------------------------------------------------
     def start(self, game: Hashable, state: GoState) -> None:
@@ -425,26 +432,77 @@ class Pipeline:
         if self._order is None:
             self._rebuild()
         slots = self._order
-        if len(slots) == 0:
-            return 0
-        want = self.search.wanted(slots, self._slot_target[slots])
-        n = self.search.step(slots, want)
-        if self.k == 0:
+        if self.overlap:
+            n, slots = self._step_overlapped(slots)
+        else:
+            if len(slots) == 0:
+                return 0
+            want = self.search.wanted(slots, self._slot_target[slots])
+            n = self.search.step(slots, want)
+        if self.k == 0 or len(slots) == 0:
             return n
         touched = set()
-        crossed, sure, best, left = self.search.stage_events(slots, self._slot_next_event, self._watch,
-                                                             self._slot_target)
+        watch = self._watch
+        if self._inflight is not None and len(watch):  # a search in flight: its counts are about to change
+            watch = watch[~self._flying[watch]]
+        crossed, sure, best, left = self.search.stage_events(slots, self._slot_next_event, watch, self._slot_target)
         for s in crossed.tolist():
             game, level = self._slot_level[s]
             if self._cross(game, level):
                 touched.add(game)
         for i, b, lf in zip(sure.tolist(), best.tolist(), left.tolist()):
-            game, level = self._slot_level[int(self._watch[i])]
+            game, level = self._slot_level[int(watch[i])]
             self._decide(level, b, lf)
             touched.add(game)
         for game in touched:
             self._plan(game)
         return n
+
+    def _step_overlapped(self, order: np.ndarray) -> tuple[int, np.ndarray]:
+        """Start the batch of the trees (in ``order``) not in flight, then complete the batch in flight.
+        With nothing in flight only the first half of them starts, so that two batches alternate. Each tree's
+        own batches are the same as without overlap (the same leaves asked at the same counts): records are
+        unchanged. Returns (leaves completed, the trees now idle: their stage boundaries are checked)."""
+        began = time.perf_counter()
+        free = order if self._inflight is None else order[~self._flying[order]]
+        started = None
+        if len(free):
+            want = self.search.wanted(free, self._slot_target[free])
+            ask = want > 0
+            free, want = free[ask], want[ask]
+            if self._inflight is None and len(free) >= 2:
+                half = (len(free) + 1) // 2
+                free, want = free[:half], want[:half]
+            if len(free):
+                if self._inflight is not None:
+                    self.search.stats.overlapped_steps += 1
+                started = self.search.start(self._lane, free, want)
+                self._lane ^= 1
+        n = self._drain()
+        if started is None:
+            idle = order
+        else:
+            self._inflight = started
+            self._flying[started.slots] = True
+            idle = order[~self._flying[order]]
+        if self.search.timeline is not None:
+            self.search.timeline.append(("step", -1, began, time.perf_counter()))
+        return n, idle
+
+    def _drain(self) -> int:
+        """Complete the batch in flight, if any (overlap); returns its leaves."""
+        batch, self._inflight = self._inflight, None
+        if batch is None:
+            return 0
+        self._flying[batch.slots] = False
+        return self.search.finish(batch)
+
+    def _drain_if(self, levels) -> None:
+        """Complete the batch in flight first if one of ``levels`` is in it: before a level closes (its slot may
+        be reset and reused). A level in flight may otherwise be read meanwhile: its counts are those of its
+        completed simulations."""
+        if self._inflight is not None and any(self._flying[level.slot] for level in levels):
+            self._drain()
 
     # -- internals -------------------------------------------------------------------------------
     def _open(self, game: Hashable, state: GoState, via: int, parent: Level | None) -> Level:
@@ -465,6 +523,7 @@ class Pipeline:
         return level
 
     def _close(self, level: Level, wasted: bool) -> None:
+        self._drain_if((level,))
         if wasted:
             self.stats.wasted_sims += self.search.completed(level.slot)
         self.free_slots.append(level.slot)
