@@ -3,8 +3,9 @@
 Speculation is meant to cut the time a move takes on a GPU, where a batch of a hundred rows costs about
 what one row costs. Where no GPU is at hand, ``EmulatedDevice`` stands in for one, measured rather than
 modelled: every batch is answered with the real net's outputs and held for the time the real device took
-for a batch of that size, with the GIL released, as a CUDA call holds its thread. The search, the
-speculation pipeline, ``search.overlap``'s second thread and the NN cache run unchanged around it, so the
+for a batch of that size, with the GIL released, as a CUDA call holds its thread; or, launched
+(``launch``), it computes while the caller goes on, as a CUDA stream does (``search.overlap``: two batches in
+flight). The search, the speculation pipeline and the NN cache run unchanged around it, so the
 wall time per move is measured, and so is how much of it the device was busy, the CPU worked, or the
 device waited for the CPU.
 
@@ -26,7 +27,7 @@ by default, or sleeps where a second lane of the same process needs the core.
 
 What the emulation leaves out: the host's own work of a real CUDA call (the copies in and out, the graph
 launch, the synchronisation: tens of microseconds a call), and two batches computing at once on one GPU (the
-emulated device runs one batch at a time: a second thread's batch waits for it). ``tools/gpu_bench.sh`` runs
+emulated device runs one batch at a time: a second batch waits for the first to end). ``tools/gpu_bench.sh`` runs
 the same benchmark on a real GPU beside the emulation, to check it.
 
 The table (``specmcts/data/h100_forward.json``): one forward pass of the project's ResNet on one H100,
