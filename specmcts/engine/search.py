@@ -449,10 +449,7 @@ class Search:
         so records are unchanged."""
         slots = np.ascontiguousarray(slots, np.int32)
         wanted = np.ascontiguousarray(wanted, np.int32)
-        parallel = self.threads > 1 and len(slots) >= self.cfg.parallel_min_trees
-        if parallel:
-            numba.set_num_threads(self.threads)
-            self.stats.parallel_steps += 1
+        parallel = self._parallel(len(slots), count=True)
         overlap = self._twin is not None and len(slots) >= 2
         half = len(slots) // 2 if overlap else len(slots)
         parts = (slice(0, half), slice(half, len(slots))) if overlap else (slice(0, len(slots)),)
@@ -468,24 +465,27 @@ class Search:
 
     def start(self, lane: int, slots: np.ndarray, wanted: np.ndarray) -> InFlight:
         """Select, look up and encode one batch into ``lane`` (0, or 1 with ``search.overlap``) and start its
-        forward pass in the forward thread (with ``search.overlap``; else run it); ``finish`` completes it.
-        Two batches may be in flight at once, one per lane, over disjoint trees: what the speculation
-        pipeline's overlap does (``specmcts.engine.speculation.Pipeline``)."""
+        forward pass (with ``search.overlap``: launched on a device that launches, else in the forward thread;
+        without, run here); ``finish`` completes it. Two batches may be in flight at once, one per lane, over
+        disjoint trees: what the speculation pipeline's overlap does (``specmcts.engine.speculation.Pipeline``)."""
         slots = np.ascontiguousarray(slots, np.int32)
         wanted = np.ascontiguousarray(wanted, np.int32)
-        parallel = self.threads > 1 and len(slots) >= self.cfg.parallel_min_trees
-        if parallel:
-            numba.set_num_threads(self.threads)
-            self.stats.parallel_steps += 1
+        parallel = self._parallel(len(slots), count=True)
         self.stats.steps += 1
         return self._start(self.lanes[lane], slots, wanted, parallel, self._twin is not None)
 
     def finish(self, batch: InFlight) -> int:
         """Wait for ``batch``'s forward pass, then store, expand and back up; returns the leaves evaluated."""
-        parallel = self.threads > 1 and len(batch.slots) >= self.cfg.parallel_min_trees
+        return self._finish(batch, self._parallel(len(batch.slots)))
+
+    def _parallel(self, trees: int, count: bool = False) -> bool:
+        """Whether a batch of ``trees`` trees runs the parallel kernels (numba's threads set for it);
+        ``count``: a step's first call, counted in the statistics."""
+        parallel = self.threads > 1 and trees >= self.cfg.parallel_min_trees
         if parallel:
             numba.set_num_threads(self.threads)
-        return self._finish(batch, parallel)
+            self.stats.parallel_steps += int(count)
+        return parallel
 
     def _start(self, lane: Lane, slots: np.ndarray, wanted: np.ndarray, parallel: bool, in_thread: bool
                ) -> InFlight:
