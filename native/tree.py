@@ -704,15 +704,6 @@ def root_leader(tr, t):
 
 
 @njit(cache=True)
-def root_leaders(tr, slots, best, margin):
-    """For each tree in ``slots``: its most visited root action (the lowest on ties) into ``best``, and its
-    lead over the runner-up in visits into ``margin`` (``root_leader``). A lead larger than the simulations
-    left means the greedy pick is already decided."""
-    for i in range(slots.shape[0]):
-        best[i], margin[i] = root_leader(tr, slots[i])
-
-
-@njit(cache=True)
 def stage_events(tr, slots, next_event, watch, targets, crossed, sure, sure_best, sure_left):
     """What a speculation pipeline asks after every batch, in one call. ``crossed`` gets the trees of
     ``slots`` whose completed simulations (the root's visits less its own evaluation) reached

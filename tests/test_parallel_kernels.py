@@ -62,7 +62,7 @@ class Dispatched:
 
 def test_kernels_called_without_dispatch_build_the_trees_the_dispatcher_builds():
     """The search calls its batch kernels' compiled versions directly (``native.calls``), and those it calls
-    per move or stage (visit counts, leaders, the Gumbel root's pick and target): the same trees and answers
+    per move or stage (visit counts, stage events, the Gumbel root's pick and target): the same trees and answers
     as calls through numba's dispatcher, one compiled version per key, found once."""
     positions = roots(6)
     direct = run(1, positions)
@@ -84,7 +84,9 @@ def test_kernels_called_without_dispatch_build_the_trees_the_dispatcher_builds()
     assert direct.stats.leaves == dispatched.stats.leaves > 0
     for t in range(len(positions)):
         np.testing.assert_array_equal(direct.visit_counts(t), dispatched.visit_counts(t))
-        np.testing.assert_array_equal(direct.leaders([t]), dispatched.leaders([t]))
+        slots, events = np.array([t], np.int32), np.zeros(len(positions), np.int64)
+        np.testing.assert_array_equal(np.concatenate(direct.stage_events(slots, events, slots, events)),
+                                      np.concatenate(dispatched.stage_events(slots, events, slots, events)))
         assert direct.gumbel_action(t) == dispatched.gumbel_action(t)
         np.testing.assert_array_equal(direct.improved_policy(t), dispatched.improved_policy(t))
 

@@ -207,7 +207,7 @@ class Search:
         # the per-move and per-stage calls on the trees, likewise (their arguments: the trees, Python ints,
         # this search's params, int32 / float32 arrays made here)
         self._tree_calls = {f.__name__: Compiled(f) for f in (
-            kernels.reset_tree, kernels.root_visit_counts, kernels.root_leaders, kernels.gumbel_root_action,
+            kernels.reset_tree, kernels.root_visit_counts, kernels.gumbel_root_action,
             kernels.gumbel_improved_policy, kernels.stage_events, kernels.ranked_root_actions)}
         self._events = (np.empty(self.num_trees, np.int32), np.empty(self.num_trees, np.int64),
                         np.empty(self.num_trees, np.int32), np.empty(self.num_trees, np.int64))
@@ -338,14 +338,6 @@ class Search:
         out = np.zeros(self.num_actions, np.int32)
         self._tree_calls["root_visit_counts"].call(0, self.trees, int(slot), out)
         return out
-
-    def leaders(self, slots) -> tuple[np.ndarray, np.ndarray]:
-        """Each slot's most visited root action (lowest on ties) and its lead in visits over the runner-up."""
-        slots = np.ascontiguousarray(slots, np.int32)
-        best = np.zeros(len(slots), np.int32)
-        margin = np.zeros(len(slots), np.int32)
-        self._tree_calls["root_leaders"].call(0, self.trees, slots, best, margin)
-        return best, margin
 
     def stage_events(self, slots: np.ndarray, next_event: np.ndarray, watch: np.ndarray, targets: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
