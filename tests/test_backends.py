@@ -217,3 +217,30 @@ def test_a_writer_that_dies_mid_message_blocks_neither_the_driver_nor_the_others
     with pytest.raises(queue.Empty):
         inbox.get(timeout=0.5)
     assert len(inbox.readers) == 1  # the dead writer's pipe is dropped, the live one kept
+
+
+def test_a_chunk_plays_the_same_whatever_its_process_played_before(tmp_path):
+    """Which chunks a worker plays is timing's choice, so a chunk must not depend on them: an evaluation left in
+    the NN cache by an earlier chunk came from another batch, and a CPU net's rows depend in their last bits on
+    the batch they are in. Here an evaluator whose rows depend on the batch's size: chunk b after chunk a in one
+    process plays what chunk b alone does."""
+    from specmcts.engine.evaluator import HashEvaluator
+    from specmcts.engine.nncache import NNCache
+    from specmcts.training.backends import play_chunk
+
+    class BatchDependent(HashEvaluator):
+        def _forward(self, n: int) -> None:
+            super()._forward(n)
+            self._value[:n] = 0.8 * self._value[:n] + 0.2 * np.float32(np.sin(n))
+
+    cfg = config()
+
+    def fresh():
+        return BatchDependent(5, seed=3, max_batch=cfg.evaluator.max_batch), NNCache.for_board(cfg.evaluator.cache_entries, 5)
+
+    evaluator, cache = fresh()
+    play_chunk(cfg, tmp_path / "after", evaluator, cache, "a", 2, 101)
+    play_chunk(cfg, tmp_path / "after", evaluator, cache, "b", 2, 202)
+    play_chunk(cfg, tmp_path / "alone", *fresh(), "b", 2, 202)
+    after, alone = shards(tmp_path / "after"), shards(tmp_path / "alone")
+    assert all(np.array_equal(after["b-0000.npz"][k], alone["b-0000.npz"][k]) for k in alone["b-0000.npz"])

@@ -75,8 +75,12 @@ def play_chunk(cfg: Config, run_dir: Path, evaluator, cache, session: str, games
                stop_when=None, board: int = 0) -> dict:
     """Play ``games`` self-play games into ``run_dir`` (SGF + one shard named ``<session>-0000.npz``) on
     ``board`` (0: ``cfg.game.board``), with that size's evaluator and cache. ``stop_when()`` true: stop at
-    the next batch and keep the games finished so far."""
+    the next batch and keep the games finished so far. The NN cache starts empty: which chunks a process
+    played before is timing's choice, and an evaluation cached in another batch can differ in its last bits
+    from one made in this chunk's (a CPU net's rows depend on their batch), so a chunk plays the same games
+    whoever plays it, after whatever."""
     cfg = cfg.at_board(board or cfg.game.board)
+    cache.clear()
     runner = SelfPlay(chunk_config(cfg, games, seed), evaluator, cache, out=run_dir, model_id=evaluator.model_id,
                       progress=False, tensorboard=False)
     runner.stop_when = stop_when
