@@ -306,6 +306,27 @@ def test_cuda_graphs_match_eager_and_follow_weight_updates():
     assert graphs.inputs.shape == (32, NUM_PLANES, 9, 9)
 
 
+@pytest.mark.gpu
+@needs_gpu
+def test_cuda_launch_queues_and_result_waits():
+    """A CUDA evaluator launches (returns at once; ``result()`` waits on its stream's event) and its twin has
+    buffers and a stream of its own: two batches in flight at once each get their own rows' answers, the
+    same as ``forward``. The pipeline's use of launch/result is tested on the CPU with the emulated device
+    (tests/test_emulate.py, tests/test_speculation.py)."""
+    first = NetEvaluator(build_net(9, TINY), device="cuda", max_batch=32, dtype="float32")
+    second = first.twin()
+    assert first.launches and second.launches and not NetEvaluator(build_net(9, TINY), "cpu").launches
+    states = positions(9, 40, seed=9)
+    write_leaves(first, states[:20])
+    write_leaves(second, states[20:])
+    expected = [first.forward(20).policy.copy(), second.forward(20).policy.copy()]
+    a, b = first.launch(20), second.launch(20)
+    assert np.array_equal(b.result().policy, expected[1]) and np.array_equal(a.result().policy, expected[0])
+    assert a.result() is a.result() and (first.evals, first.batches) == (40, 2)
+    with pytest.raises(ValueError, match="launch"):
+        first.launch(33)
+
+
 # -- shared-memory server (one evaluator, several workers) ---------------------------------------------------
 def _worker(handle, seed, rounds, failures):
     """A worker process: random rows, checked bit for bit against its own HashEvaluator."""

@@ -66,7 +66,7 @@ if [[ $device == cuda ]]; then
     tests/test_train.py -k "cuda or gpu or graph or amp or pinned or bf16 or device"
   section shared_smoke 35 $py -m specmcts selfplay --board 9 --workers 4 --games 16 --sims 64 --device cuda \
     --set evaluator.shared=on --out "$out/selfplay" --quiet
-  section throughput9 150 $py -m specmcts bench throughput --device cuda --net 9x9-6x64 --workers 1 16 \
+  section throughput9 135 $py -m specmcts bench throughput --device cuda --net 9x9-6x64 --workers 1 16 \
     --modes own shared --seconds 20 --sims 100 --concurrent 32 --chunk-games 32 --save "$out/throughput9.json"
   section ceiling19 25 $py -m specmcts bench throughput --device cuda --net 19x19-10x128 --ceiling-only \
     --save "$out/ceiling19.json"
@@ -74,7 +74,8 @@ if [[ $device == cuda ]]; then
     --net-sims 200 --max-moves 30 --sims 800 --overlap both --batch-cost
   spec9=(--model shipped --sims 800 --games 1 --leaves 8 --cache on --k 0 4 8 16 --tree 16:2:17 16:2:17:51
          --max-moves 30)
-  section speculation9 45 $py -m specmcts bench speculation --device cuda "${spec9[@]}" --json "$out/speculation9.json"
+  section speculation9 60 $py -m specmcts bench speculation --device cuda "${spec9[@]}" --overlap both \
+    --json "$out/speculation9.json"
   section speculation9_emulated 60 $py -m specmcts bench speculation --device cuda "${spec9[@]}" --emulate h100 \
     --overlap both --json "$out/speculation9_emulated.json" --timeline "$out/speculation9_timeline.png"
   section speculation9_compare 10 $py -m specmcts bench speculation --compare "$out/speculation9.json" \

@@ -270,7 +270,9 @@ def compare(paths: list[str]) -> int:
                  for _p, rows in runs]
         walls = " ".join(f"{x['move_ms'] if x else float('nan'):>26.2f}" for x in found)
         emus = " ".join(f"{x.get('emulated_ms', float('nan')) if x else float('nan'):>30.2f}" for x in found)
-        print(f"{r['shape']:>22} {walls} {emus}")
+        overlap = "".join(f"  {Path(p).stem} with overlap {x['move_ms_overlap']:.2f} ms"
+                          for (p, _), x in zip(runs, found) if x and "move_ms_overlap" in x)
+        print(f"{r['shape']:>22} {walls} {emus}{overlap}")
     return 0
 
 

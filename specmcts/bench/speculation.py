@@ -117,6 +117,13 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
             "widest": stats.widest, "deepest": stats.deepest,
         })
         r = rows[-1]
+        if not args.emulate and args.overlap != "off" and k > 0:
+            # on a real device: the same shape with two batches in flight (a GPU launches, CPU nets compute
+            # in the forward thread), its wall time beside the row's own; its games must be k = 0's
+            sp_o, s_o = play(cfg.override("search.overlap=true"), ev, cache_entries)
+            r["move_ms_overlap"] = s_o["mean_move_ms"]
+            r["identical_overlap"] = all(
+                ra.moves == rb.moves for ra, rb in zip(sorted(sp_o.records, key=lambda x: x.index), b_recs))
         if args.emulate:
             todo.append((r, cfg, ev, cache_entries, recs, (label(net_name), leaves, bool(cache_entries), r["shape"])))
         print(f"  {label(net_name)} L={leaves} cache={'on' if cache_entries else 'off'} {r['shape']}: "

@@ -126,6 +126,23 @@ class Done:
         return self._out
 
 
+class CudaLaunched:
+    """A batch queued on a CUDA evaluator's stream (``NetEvaluator.launch``): ``result()`` waits for its event,
+    then its outputs are in the evaluator's host buffers. One batch in flight per evaluator (a twin has its
+    own buffers, stream and event)."""
+
+    def __init__(self, evaluator: "NetEvaluator", n: int):
+        self.evaluator, self.n = evaluator, n
+        self._out = None
+
+    def result(self) -> "NNOutput":
+        if self._out is None:
+            ev, n = self.evaluator, self.n
+            ev._done.synchronize()
+            self._out = NNOutput(ev._policy[:n], ev._value[:n], ev._score[:n])
+        return self._out
+
+
 class Evaluator:
     """Base class: owns ``inputs`` and the output buffers, checks ``n`` and keeps the counters. A subclass
     implements ``_forward``."""
@@ -283,6 +300,8 @@ class NetEvaluator(Evaluator):
             self._score_t = torch.from_numpy(self._score)
         if self._cuda:
             self._setup_cuda(cudnn_benchmark)
+            self._done = torch.cuda.Event()  # recorded after a launched batch's copies back
+            self.launches = True  # a CUDA stream computes while the caller goes on
         else:
             self._x = torch.zeros(self.inputs.shape, dtype=torch.float32)
 
@@ -366,6 +385,12 @@ class NetEvaluator(Evaluator):
         self._stream.synchronize()
 
     def _forward_cuda(self, n: int) -> None:
+        self._enqueue_cuda(n)
+        self._stream.synchronize()  # the one sync per call: outputs are in host memory after it
+
+    def _enqueue_cuda(self, n: int) -> None:
+        """Queue a batch on this evaluator's stream: inputs to the device, the graph (or eager net), outputs
+        back into the pinned host buffers; returns at once."""
         stream = self._stream
         stream.wait_stream(torch.cuda.current_stream(self.device))  # e.g. weights updated by a trainer
         with torch.cuda.stream(stream):
@@ -380,7 +405,21 @@ class NetEvaluator(Evaluator):
             self._policy_t[:n].copy_(self._dev_policy[:n], non_blocking=True)
             self._value_t[:n].copy_(self._dev_value[:n], non_blocking=True)
             self._score_t[:n].copy_(self._dev_score[:n], non_blocking=True)
-        stream.synchronize()  # the one sync per call: outputs are in host memory after it
+
+    def launch(self, n: int):
+        """CUDA: queue the batch on this evaluator's stream and return at once (``CudaLaunched.result()``
+        waits for it), so that the search selects the next batch, into a twin's buffers, while the GPU
+        computes this one. The CPU computes here and now (``Done``)."""
+        if not self._cuda:
+            return super().launch(n)
+        n = int(n)
+        if not 1 <= n <= self.max_batch:
+            raise ValueError(f"launch({n}): n must be in 1..{self.max_batch}")
+        self._enqueue_cuda(n)
+        self._done.record(self._stream)
+        self.evals += n
+        self.batches += 1
+        return CudaLaunched(self, n)
 
     # -- common --------------------------------------------------------------------------------
     def _forward(self, n: int) -> None:
