@@ -33,3 +33,19 @@ def gnugo() -> str:
         pytest.fail("gnugo is required and was not found on PATH or in /usr/games (apt-get install -y gnugo)",
                     pytrace=False)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _thread_plan_per_test():
+    """A test that runs a command in-process (``run_loop``, ``gtp``) applies that config's thread plan to this
+    process (``specmcts.threads.configure``: torch's pool and the numba count ``Search`` asks for); undo it
+    after the test, so that a later test's searches do not depend on which tests ran before."""
+    import torch
+
+    from specmcts import threads
+
+    saved, torch_threads = threads._current, torch.get_num_threads()
+    yield
+    threads._current = saved
+    if torch.get_num_threads() != torch_threads:
+        torch.set_num_threads(torch_threads)

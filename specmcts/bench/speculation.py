@@ -76,8 +76,7 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
         b_recs, b_s = base
         pairs = [(a, b) for ra, rb in zip(recs, b_recs) for a, b in zip(ra.moves, rb.moves)]
         agree = sum(a == b for a, b in pairs) / max(len(pairs), 1)
-        identical = all(ra.moves == rb.moves and all(np.array_equal(x, y) for x, y in zip(ra.targets, rb.targets))
-                        for ra, rb in zip(recs, b_recs))
+        identical = same_games(recs, b_recs)
         stats = sp.pipeline.stats
         # The chain model fed J, the first stage from which the prediction stayed right; for a tree, J of
         # "among the top `width` candidates": the tree's speedup if its budget held every such branch (a bound).
@@ -122,8 +121,7 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
             # in the forward thread), its wall time beside the row's own; its games must be k = 0's
             sp_o, s_o = play(cfg.override("search.overlap=true"), ev, cache_entries)
             r["move_ms_overlap"] = s_o["mean_move_ms"]
-            r["identical_overlap"] = all(
-                ra.moves == rb.moves for ra, rb in zip(sorted(sp_o.records, key=lambda x: x.index), b_recs))
+            r["identical_overlap"] = same_games(sorted(sp_o.records, key=lambda x: x.index), b_recs)
         if args.emulate:
             todo.append((r, cfg, ev, cache_entries, recs, (label(net_name), leaves, bool(cache_entries), r["shape"])))
         print(f"  {label(net_name)} L={leaves} cache={'on' if cache_entries else 'off'} {r['shape']}: "
@@ -134,6 +132,13 @@ def latency_rows(args, net_name: str, leaves: int, cache_entries: int, shapes: l
     if todo:
         emulated_runs(args, todo)
     return rows
+
+
+def same_games(recs: list, base: list) -> bool:
+    """A run's games are the base run's: moves and search targets (not ``records_equal``'s values and
+    features: a CPU net's rows differ in their last bits between batch shapes, which speculation changes)."""
+    return all(ra.moves == rb.moves and all(np.array_equal(x, y) for x, y in zip(ra.targets, rb.targets))
+               for ra, rb in zip(recs, base))
 
 
 def print_latency(rows: list[dict], args) -> None:

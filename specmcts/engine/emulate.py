@@ -343,16 +343,13 @@ class EmulatedDevice(Evaluator):
         at a time, launches in order) and holds it for the table's time; ``result()`` waits for its end.
         The caller must not write ``inputs`` or read the outputs of this evaluator until then (a lane owns
         its evaluator)."""
-        n = int(n)
-        if not 0 < n <= self.max_batch:
-            raise ValueError(f"launch({n}): n must be in 1..{self.max_batch}")
+        n = self._checked(n, "launch", least=1)
         asked = time.perf_counter()
         hold = self.cost.seconds(n)
         with self.log.lock:
             start = max(asked, self.log.free_at)
             self.log.free_at = end = start + hold
-        self.evals += n
-        self.batches += 1
+        self._count(n)
         return Launched(self, n, asked, start, end, hold)
 
     def _answer(self, n: int) -> None:

@@ -175,15 +175,24 @@ class Evaluator:
         """Zeroed host array; subclasses that copy to a device return pinned memory."""
         return np.zeros(shape, dtype)
 
+    def _checked(self, n: int, what: str = "evaluate", least: int = 0) -> int:
+        """``n`` as an int, in ``least``..``max_batch`` (else ValueError naming ``what``)."""
+        n = int(n)
+        if not least <= n <= self.max_batch:
+            raise ValueError(f"{what}({n}): n must be in {least}..{self.max_batch}")
+        return n
+
+    def _count(self, n: int) -> None:
+        """One batch of ``n`` rows evaluated (or launched)."""
+        self.evals += n
+        self.batches += 1
+
     def evaluate(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Evaluate ``inputs[:n]``: (policy float32 [n, A], value float32 [n]), views valid until the next call."""
-        n = int(n)
-        if not 0 <= n <= self.max_batch:
-            raise ValueError(f"evaluate({n}): n must be in 0..{self.max_batch}")
+        n = self._checked(n)
         if n:
             self._forward(n)
-            self.evals += n
-            self.batches += 1
+            self._count(n)
         return self._policy[:n], self._value[:n]
 
     def forward(self, n: int) -> NNOutput:
@@ -412,13 +421,10 @@ class NetEvaluator(Evaluator):
         computes this one. The CPU computes here and now (``Done``)."""
         if not self._cuda:
             return super().launch(n)
-        n = int(n)
-        if not 1 <= n <= self.max_batch:
-            raise ValueError(f"launch({n}): n must be in 1..{self.max_batch}")
+        n = self._checked(n, "launch", least=1)
         self._enqueue_cuda(n)
         self._done.record(self._stream)
-        self.evals += n
-        self.batches += 1
+        self._count(n)
         return CudaLaunched(self, n)
 
     # -- common --------------------------------------------------------------------------------
